@@ -1,0 +1,52 @@
+// Differentiable elementwise ops: broadcasting binary arithmetic, scalar variants, unary math
+// and activations. CPU kernels in kernels/cpu/elementwise.h; CUDA in kernels/cuda/elementwise.h.
+#pragma once
+
+#include "core/tensor.h"
+
+namespace autotp::ops {
+
+// Broadcasting binary ops (NumPy rules); both operands share dtype and device.
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);
+
+// Scalar variants.
+Tensor add(const Tensor& a, double s);
+Tensor sub(const Tensor& a, double s);
+Tensor mul(const Tensor& a, double s);
+Tensor div(const Tensor& a, double s);
+Tensor rsub(double s, const Tensor& a);  // s - a
+Tensor rdiv(double s, const Tensor& a);  // s / a
+
+Tensor neg(const Tensor& x);
+Tensor exp(const Tensor& x);
+Tensor log(const Tensor& x);
+Tensor sqrt(const Tensor& x);
+Tensor rsqrt(const Tensor& x);
+Tensor pow(const Tensor& x, double exponent);
+Tensor tanh(const Tensor& x);
+Tensor sigmoid(const Tensor& x);
+Tensor relu(const Tensor& x);
+Tensor silu(const Tensor& x);
+enum class GeluApproximation { Erf, Tanh };
+Tensor gelu(const Tensor& x, GeluApproximation approximation = GeluApproximation::Erf);
+
+}  // namespace autotp::ops
+
+namespace autotp {
+inline Tensor operator+(const Tensor& a, const Tensor& b) { return ops::add(a, b); }
+inline Tensor operator-(const Tensor& a, const Tensor& b) { return ops::sub(a, b); }
+inline Tensor operator*(const Tensor& a, const Tensor& b) { return ops::mul(a, b); }
+inline Tensor operator/(const Tensor& a, const Tensor& b) { return ops::div(a, b); }
+inline Tensor operator+(const Tensor& a, double s) { return ops::add(a, s); }
+inline Tensor operator-(const Tensor& a, double s) { return ops::sub(a, s); }
+inline Tensor operator*(const Tensor& a, double s) { return ops::mul(a, s); }
+inline Tensor operator/(const Tensor& a, double s) { return ops::div(a, s); }
+inline Tensor operator+(double s, const Tensor& a) { return ops::add(a, s); }
+inline Tensor operator-(double s, const Tensor& a) { return ops::rsub(s, a); }
+inline Tensor operator*(double s, const Tensor& a) { return ops::mul(a, s); }
+inline Tensor operator/(double s, const Tensor& a) { return ops::rdiv(s, a); }
+inline Tensor operator-(const Tensor& a) { return ops::neg(a); }
+}  // namespace autotp
