@@ -1,11 +1,18 @@
 // Differentiable neural-network ops: softmax family, cross entropy, embedding, norms,
 // rotary position embedding, causal masking and scaled-dot-product attention.
+// Implemented in softmax.cpp, norms.cpp, embedding.cpp, rotary.cpp and attention.cpp over the
+// CPU kernels in kernels/cpu/ (f32/f64; CUDA tensors are rejected with an error for now).
 #pragma once
+
+#include <cmath>
+#include <utility>
 
 #include "core/tensor.h"
 
 namespace autotp::ops {
 
+// Softmax / log-softmax over `dim` (negative counts from the end), max-subtracted for
+// stability. A row that is entirely -inf gives NaN, as in PyTorch.
 Tensor softmax(const Tensor& x, int64_t dim);
 Tensor log_softmax(const Tensor& x, int64_t dim);
 
@@ -16,30 +23,44 @@ Tensor log_softmax(const Tensor& x, int64_t dim);
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100);
 
 // weight [V, D] looked up at ids (i64/i32, any shape) -> ids.shape + [D]. Out-of-range ids
-// are an error naming the id. Gradient: rows scatter-added into a [V, D] tensor.
+// are an error naming the id. Gradient: rows scatter-added into a [V, D] tensor (in id order,
+// so repeated ids sum deterministically).
 Tensor embedding(const Tensor& weight, const Tensor& ids);
 
-// x [..., D] * rsqrt(mean(x^2, -1) + eps) * weight [D] (HF LlamaRMSNorm, computed in x's dtype).
+// x [..., D] * rsqrt(mean(x^2, -1) + eps) * weight [D] (HF LlamaRMSNorm); weight may be
+// undefined (no scaling). Precision: the CPU kernels (f32/f64 only) accumulate the row
+// statistics in double and round once to x's dtype, so f32 matches HF's f32 computation to
+// rounding. HF computes bf16/f16 inputs in f32 and rounds the normalized x to the input dtype
+// before multiplying by the weight; a kernel for those dtypes must do the same. Other dtypes
+// are rejected on the CPU (convert with .to(DType::F32)).
 Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps);
-// (x - mean) * rsqrt(var + eps) * weight + bias over the last dim; weight/bias may be undefined.
+// (x - mean) * rsqrt(var + eps) * weight + bias over the last dim (biased variance, as
+// torch.nn.LayerNorm); weight/bias may be undefined. Same precision notes as rms_norm.
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps);
 
 // Rotary position embedding, HF rotate-half convention:
 //   out = x * cos + rotate_half(x) * sin, rotate_half([x1, x2]) = [-x2, x1]
-// x [B, H, S, D], cos/sin [S, D] (or broadcastable to x). Differentiable w.r.t. x.
+// x [B, H, S, D], cos/sin [S, D] (or broadcastable to x, e.g. [B, 1, S, D]), D even.
+// Differentiable w.r.t. x only: cos/sin that require grad (in grad mode) are an error.
 Tensor apply_rotary(const Tensor& x, const Tensor& cos, const Tensor& sin);
 // The cos/sin tables HF's rotary embedding computes for positions 0..seq_len-1:
 // inv_freq[i] = 1 / theta^(2i/D), freqs = pos * inv_freq, emb = cat(freqs, freqs) -> [S, D].
+// Computed in double and rounded once to `dtype` (HF computes the angles in f32, so for long
+// sequences HF's own tables differ from these by f32 rounding of pos * inv_freq).
 std::pair<Tensor, Tensor> rotary_tables(int64_t seq_len, int64_t head_dim, double theta,
                                         DType dtype = DType::F32, Device device = Device::cpu());
 
 // Scores [..., Sq, Sk] with entries above the causal diagonal set to `value` (-inf by
 // default). Query i (aligned to the end: offset Sk - Sq) may see keys j <= i + Sk - Sq.
+// The gradient is zero at masked positions.
 Tensor causal_mask(const Tensor& scores, double value = -INFINITY);
 
 // softmax(q k^T * scale [+ causal mask]) v with grouped-query heads:
 // q [B, Hq, S, D], k and v [B, Hkv, S, D], Hq a multiple of Hkv (query head h uses kv head
-// h / (Hq / Hkv)). scale <= 0 means 1/sqrt(D). Output [B, Hq, S, D].
+// h / (Hq / Hkv)). scale <= 0 means 1/sqrt(D). Output [B, Hq, S, D]. With causal, query i
+// sees keys j <= i. Batch, S and D must match across q, k, v, and k and v share a shape.
+// The forward saves only the per-row logsumexp [B, Hq, S]; the backward recomputes the
+// probabilities and sums dk/dv over the query heads that share a kv head.
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                     bool causal = true, double scale = 0.0);
 
