@@ -23,7 +23,8 @@ struct LoadStateDictResult {
   std::vector<std::string> unexpected_keys;  // in the dict, absent from the module
 };
 
-// A node of the model tree. Always held by std::shared_ptr; neither copyable nor movable.
+// A node of the model tree. Children are held by std::shared_ptr (a root may live anywhere);
+// neither copyable nor movable, so a module's address is stable.
 //
 // THE REGISTRY PATTERN (read before writing a module)
 // --------------------------------------------------
@@ -148,6 +149,8 @@ class Module {
   std::string to_string() const;
   // This module's dotted path from the topmost module that registered it ("" for a root).
   std::string path() const;
+  // For messages: "Linear at 'model.lm_head'" or "Linear (root module)".
+  std::string describe() const;
 
  private:
   template <typename T>
@@ -160,8 +163,6 @@ class Module {
   // Checks a new name: non-empty, no '.', not yet used here.
   void check_new_name(const std::string& name, const char* what) const;
   void check_tensor(const std::string& name, const Tensor& value, const char* what) const;
-  // "Linear at 'model.lm_head'" or "Linear (root module)".
-  std::string describe() const;
   std::string list_children() const;
   [[noreturn]] void throw_wrong_child_type(const std::string& name, const Module& actual) const;
   void collect_modules(const std::string& prefix,
@@ -196,7 +197,7 @@ class ModuleList : public Module {
   explicit ModuleList(std::vector<std::shared_ptr<Module>> modules);
   std::string type_name() const override { return "ModuleList"; }
 
-  // Appends `module` under the name of its index.
+  // Appends `module` under the name of its index (add children only this way).
   void push_back(std::shared_ptr<Module> module);
   int64_t size() const { return size_; }
   bool empty() const { return size_ == 0; }

@@ -23,7 +23,7 @@ Tensor LayerNorm::bias() const { return has_bias() ? parameter("bias") : Tensor(
 Tensor LayerNorm::forward(const Tensor& x) {
   const Tensor w = weight();
   AUTOTP_CHECK(x.defined() && x.dim() >= 1 && x.size(-1) == w.size(0),
-               "{} at '{}': input of shape {} does not end in dim {}", type_name(), path(),
+               "{}: input of shape {} does not end in dim {}", describe(),
                x.defined() ? shape_str(x.shape()) : std::string("(undefined)"), w.size(0));
   // centered [..., dim]; var [..., 1] (biased); y = centered * rsqrt(var + eps) * w (+ b)
   const Tensor centered = ops::sub(x, ops::mean(x, {-1}, true));

@@ -24,7 +24,7 @@ Tensor Linear::bias() const { return has_bias() ? parameter("bias") : Tensor(); 
 Tensor Linear::forward(const Tensor& x) {
   const Tensor w = weight();
   AUTOTP_CHECK(x.defined() && x.dim() >= 1 && x.size(-1) == w.size(1),
-               "{} at '{}': input of shape {} does not end in in_features {}", type_name(), path(),
+               "{}: input of shape {} does not end in in_features {}", describe(),
                x.defined() ? shape_str(x.shape()) : std::string("(undefined)"), w.size(1));
   return ops::linear(x, w, bias());
 }

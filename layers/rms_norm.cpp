@@ -18,7 +18,7 @@ std::string RMSNorm::extra_repr() const { return fmt::format("dim={}, eps={}", d
 Tensor RMSNorm::forward(const Tensor& x) {
   const Tensor w = weight();
   AUTOTP_CHECK(x.defined() && x.dim() >= 1 && x.size(-1) == w.size(0),
-               "{} at '{}': input of shape {} does not end in dim {}", type_name(), path(),
+               "{}: input of shape {} does not end in dim {}", describe(),
                x.defined() ? shape_str(x.shape()) : std::string("(undefined)"), w.size(0));
   // inv_rms [..., 1] = rsqrt(mean(x^2, -1) + eps)
   const Tensor inv_rms = ops::rsqrt(ops::add(ops::mean(ops::mul(x, x), {-1}, true), eps_));
