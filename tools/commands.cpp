@@ -3,6 +3,9 @@
 
 #include <cstdio>
 #include <string>
+#include <vector>
+
+#include "tools/demo.h"
 
 namespace autotp::tools {
 
@@ -22,6 +25,9 @@ int run_command_line(int argc, char** argv) {
     return 1;
   }
   const std::string command = argv[1];
+  if (command == "demo") {
+    return run_demo(std::vector<std::string>(argv + 2, argv + argc));
+  }
   if (command == "version") {
     std::printf("autotp 0.1.0\n");
     return 0;

@@ -1,0 +1,18 @@
+// `autotp demo`: trains a small byte-level MLP language model on an embedded English text
+// with the autograd engine, Module layers and a hand-written Adam, printing the loss.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace autotp::tools {
+
+// Runs the demo with the arguments after "demo" ([--steps N] [--seed S] [--check]); returns
+// the exit code (1 when --check finds that the loss did not fall enough).
+int run_demo(const std::vector<std::string>& args);
+
+// The embedded training text (tools/demo_corpus.cpp).
+std::string_view demo_corpus();
+
+}  // namespace autotp::tools
