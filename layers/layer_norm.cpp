@@ -1,8 +1,7 @@
-// LayerNorm layer: weight/bias [dim] registration and a forward composed of differentiable ops.
+// LayerNorm layer: weight/bias [dim] registration and the fused ops::layer_norm forward.
 #include "layers/layer_norm.h"
 
-#include "core/ops/elementwise.h"
-#include "core/ops/reduce.h"
+#include "core/ops/nn.h"
 
 namespace autotp {
 
@@ -25,11 +24,7 @@ Tensor LayerNorm::forward(const Tensor& x) {
   AUTOTP_CHECK(x.defined() && x.dim() >= 1 && x.size(-1) == w.size(0),
                "{}: input of shape {} does not end in dim {}", describe(),
                x.defined() ? shape_str(x.shape()) : std::string("(undefined)"), w.size(0));
-  // centered [..., dim]; var [..., 1] (biased); y = centered * rsqrt(var + eps) * w (+ b)
-  const Tensor centered = ops::sub(x, ops::mean(x, {-1}, true));
-  const Tensor var = ops::mean(ops::mul(centered, centered), {-1}, true);
-  const Tensor y = ops::mul(ops::mul(centered, ops::rsqrt(ops::add(var, eps_))), w);
-  return has_bias() ? ops::add(y, bias()) : y;
+  return ops::layer_norm(x, w, bias(), eps_);
 }
 
 }  // namespace autotp

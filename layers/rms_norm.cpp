@@ -1,8 +1,7 @@
-// RMSNorm layer: weight [dim] registration and a forward composed of differentiable ops.
+// RMSNorm layer: weight [dim] registration and the fused ops::rms_norm forward.
 #include "layers/rms_norm.h"
 
-#include "core/ops/elementwise.h"
-#include "core/ops/reduce.h"
+#include "core/ops/nn.h"
 
 namespace autotp {
 
@@ -20,9 +19,7 @@ Tensor RMSNorm::forward(const Tensor& x) {
   AUTOTP_CHECK(x.defined() && x.dim() >= 1 && x.size(-1) == w.size(0),
                "{}: input of shape {} does not end in dim {}", describe(),
                x.defined() ? shape_str(x.shape()) : std::string("(undefined)"), w.size(0));
-  // inv_rms [..., 1] = rsqrt(mean(x^2, -1) + eps)
-  const Tensor inv_rms = ops::rsqrt(ops::add(ops::mean(ops::mul(x, x), {-1}, true), eps_));
-  return ops::mul(ops::mul(x, inv_rms), w);
+  return ops::rms_norm(x, w, eps_);
 }
 
 }  // namespace autotp

@@ -1,5 +1,5 @@
 // The demo: argument parsing, the byte-level MLP language model (HF-style names), a
-// cross-entropy loss composed of existing ops, Adam on raw data, and the training loop.
+// cross-entropy loss, Adam on raw data, and the training loop.
 #include "tools/demo.h"
 
 #include <algorithm>
@@ -94,18 +94,11 @@ class ByteMlpLm : public Module {
   }
 };
 
-// Mean cross entropy of logits [N, V] against targets (N ids), composed of existing ops:
-// logsumexp(logits - max) - (logits - max)[target], with the target picked by a one-hot mask.
+// Mean cross entropy of logits [N, V] against targets (N ids).
 Tensor cross_entropy_loss(const Tensor& logits, const std::vector<int64_t>& targets) {
-  const int64_t n = logits.size(0), v = logits.size(1);
-  const Tensor shift = ops::max(logits.detach(), -1, /*keepdim=*/true);  // [N, 1], constant
-  const Tensor shifted = ops::sub(logits, shift);                       // [N, V]
-  const Tensor log_sum = ops::log(ops::sum(ops::exp(shifted), {-1}, true));  // [N, 1]
-  std::vector<double> one_hot(static_cast<size_t>(n * v), 0.0);
-  for (int64_t i = 0; i < n; ++i) one_hot[i * v + targets[i]] = 1.0;
-  const Tensor mask = Tensor::from_vector(one_hot, {n, v}, logits.dtype());  // [N, V]
-  const Tensor picked = ops::sum(ops::mul(shifted, mask), {-1}, true);      // [N, 1]
-  return ops::mean(ops::sub(log_sum, picked));
+  const Tensor target_ids =
+      Tensor::from_vector_i64(targets, {static_cast<int64_t>(targets.size())});
+  return ops::cross_entropy(logits, target_ids);
 }
 
 // Adam (Kingma & Ba) with bias correction, updating f32 parameters in place.
