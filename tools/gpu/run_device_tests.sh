@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs the packed test binaries (tools/gpu/package_for_device.sh) on a GPU machine and writes
+# one JSON report per suite plus a summary to RESULTS_DIR.
+# Usage: tools/gpu/run_device_tests.sh PACK_DIR RESULTS_DIR [gtest filter]
+set -uo pipefail
+pack=$(cd "$1" && pwd)
+results=$2
+filter=${3:-*}
+mkdir -p "$results"
+export LD_LIBRARY_PATH="$pack/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$results/device.txt"
+status=0
+for exe in "$pack"/bin/test_*; do
+  name=$(basename "$exe")
+  echo "== $name"
+  "$exe" --gtest_filter="$filter" --gtest_output="json:$results/$name.json" >"$results/$name.log" 2>&1
+  rc=$?
+  grep -E "^\[  (PASSED|FAILED|SKIPPED) |tests? from .* ran" "$results/$name.log" | head -40
+  grep -E "^\[  FAILED  \]" "$results/$name.log" | head -40
+  [ $rc -ne 0 ] && status=1
+done
+exit $status
