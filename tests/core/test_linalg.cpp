@@ -124,6 +124,14 @@ TEST(Matmul, HandlesBatchDimsThatDoNotShareOneStride) {
   const Tensor a = random_ints({3, 7, 2, 5}, 40).permute({2, 0, 1, 3});
   expect_matmul_matches(a, random_ints({2, 3, 5, 4}, 41), "permuted batch");
   expect_matmul_matches(a, random_ints({5, 4}, 42), "permuted batch, shared b");
+  // two outer batch dims looped over ([2, 3] do not nest with the broadcast [4])
+  expect_matmul_matches(random_ints({2, 3, 1, 7, 5}, 45), random_ints({4, 5, 3}, 46),
+                        "[2,3,1]x[4]");
+  expect_matmul_matches(random_ints({4, 7, 5}, 49), random_ints({2, 3, 1, 5, 3}, 50),
+                        "[4]x[2,3,1]");
+  // rows narrowed out of each matrix: the batch is not an even stack of [7, 5] matrices
+  const Tensor an = random_ints({3, 9, 5}, 47).narrow(1, 1, 7);
+  expect_matmul_matches(an, random_ints({5, 4}, 48), "narrowed rows, shared b");
   // transposed matrices inside a batch, shared b (no folding into one GEMM possible)
   const Tensor at = random_ints({2, 5, 7}, 43).transpose(-1, -2);
   expect_matmul_matches(at, random_ints({5, 3}, 44), "batched a^T, shared b");
