@@ -149,6 +149,19 @@ TEST(Reduce, MaxGradientGoesToTheFirstMaximalElement) {
   EXPECT_EQ(z.grad().to_vector(), (std::vector<double>{0, 1, 0, 0}));
 }
 
+TEST(Reduce, SumWithNothingToReduceReturnsANewTensor) {
+  Tensor scalar = Tensor::full({}, 2.0, DType::F64).set_requires_grad();
+  const Tensor s = ops::sum(scalar);
+  EXPECT_FALSE(s.shares_storage(scalar));
+  scalar.fill_(5.0);  // e.g. an optimizer step on a 0-dim parameter
+  EXPECT_EQ(s.item(), 2.0);
+  s.backward();
+  EXPECT_EQ(scalar.grad().item(), 1.0);
+  const Tensor x = Tensor::ones({2, 3});
+  EXPECT_FALSE(ops::sum(x, {}).shares_storage(x));
+  EXPECT_EQ(ops::sum(x, {}).to_vector(), x.to_vector());
+}
+
 TEST(Reduce, MaxPropagatesNaN) {
   const Tensor x = Tensor::from_vector({1, NAN, 3}, {3});
   EXPECT_TRUE(std::isnan(ops::max(x).item()));
