@@ -40,7 +40,8 @@ TEST(Random, AGeneratorHandsOutConsecutiveCounters) {
   Tensor a = rand({30}, gen, DType::F64), b = rand({70}, gen, DType::F64);
   EXPECT_EQ(gen.offset(), 100u);
   EXPECT_EQ(concat(a.to_vector(), b.to_vector()), uniform_values(100, 11, 0, DType::F64));
-  EXPECT_NE(a.to_vector(), std::vector<double>(b.to_vector().begin(), b.to_vector().begin() + 30));
+  const std::vector<double> bv = b.to_vector();
+  EXPECT_NE(a.to_vector(), std::vector<double>(bv.begin(), bv.begin() + 30));
 }
 
 TEST(Random, DifferentSeedsGiveDifferentValues) {
