@@ -2,6 +2,7 @@
 // leading dimensions and transpose flags, broadcast batch dims as stride-0 batch strides.
 #include "core/ops/linalg.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "core/autograd/node.h"

@@ -2,6 +2,7 @@
 // (gather kernel, backward through the deterministic index_add kernel).
 #include "core/ops/shape_ops.h"
 
+#include <algorithm>
 #include <string>
 
 #include "core/autograd/node.h"

@@ -137,6 +137,16 @@ TEST(Matmul, HandlesBatchDimsThatDoNotShareOneStride) {
   expect_matmul_matches(at, random_ints({5, 3}, 44), "batched a^T, shared b");
 }
 
+TEST(Matmul, ReadsExpandedMatricesWithZeroStrides) {
+  const Tensor row = random_ints({1, 5}, 55).expand({7, 5});  // strides [0, 1]
+  const Tensor col = random_ints({5, 1}, 56).expand({5, 3});  // strides [1, 0]
+  expect_matmul_matches(row, col, "expanded rows @ expanded cols");
+  expect_matmul_matches(col.transpose(0, 1), row.transpose(0, 1), "their transposes");
+  // every batch and row of a is the same vector, b shared
+  expect_matmul_matches(random_ints({5}, 57).expand({2, 3, 5}), random_ints({5, 4}, 58),
+                        "fully expanded a");
+}
+
 TEST(Matmul, F64FractionalValuesMatchWithinTheF64Tolerance) {
   const Tensor a = random_f64({2, 33, 65}, 50, false), b = random_f64({65, 7}, 51, false);
   EXPECT_ALL_CLOSE(ops::matmul(a, b), naive_matmul(a, b), tolerance_for(DType::F64));
