@@ -33,7 +33,9 @@ MatrixLayout matrix_layout(const Tensor& t) {
 }
 
 // `t` itself when the kernel can read its last two dims, else a contiguous copy.
-Tensor gemm_operand(const Tensor& t) { return matrix_layout(t).usable ? t : t.contiguous(); }
+Tensor gemm_operand(const Tensor& t) {
+  return matrix_layout(t).usable ? t : t.contiguous();
+}
 
 // One batch dim of a GEMM: its size and each operand's stride (0 where broadcast).
 struct BatchDim {
@@ -65,13 +67,15 @@ void gemm_into(const Tensor& out, const Tensor& a, const Tensor& b, double beta,
     return outer.a == inner.a * inner.size && outer.b == inner.b * inner.size &&
            outer.c == inner.c * inner.size;
   };
-  while (first > 0 && nests(dims[first - 1], dims[first])) --first;
+  while (first > 0 && nests(dims[first - 1], dims[first]))
+    --first;
   int64_t count = 1, outer_count = 1;
-  for (size_t d = 0; d < dims.size(); ++d) (d < first ? outer_count : count) *= dims[d].size;
+  for (size_t d = 0; d < dims.size(); ++d)
+    (d < first ? outer_count : count) *= dims[d].size;
   const BatchDim stride = dims.empty() ? BatchDim{1, 0, 0, 0} : dims.back();
   // A shared b and a's matrices stacked evenly: the batch folds into M (one larger GEMM).
-  const bool fold = count > 1 && stride.b == 0 && !la.trans && stride.a == m * la.ld &&
-                    stride.c == m * n;
+  const bool fold =
+      count > 1 && stride.b == 0 && !la.trans && stride.a == m * la.ld && stride.c == m * n;
 
   dispatch_float(out.dtype(), op, [&]<typename T>(TypeTag<T>) {
     T* c = out.data<T>();
@@ -85,8 +89,8 @@ void gemm_into(const Tensor& out, const Tensor& a, const Tensor& b, double beta,
                               count * m, n, k, T(1), static_cast<T>(beta));
       } else {
         kernels::cpu::gemm_strided_batched<T>(c + off_c, n, stride.c, pa + off_a, la.ld, stride.a,
-                                              la.trans, pb + off_b, lb.ld, stride.b, lb.trans, m,
-                                              n, k, T(1), static_cast<T>(beta), count);
+                                              la.trans, pb + off_b, lb.ld, stride.b, lb.trans, m, n,
+                                              k, T(1), static_cast<T>(beta), count);
       }
       // Odometer over the outer batch dims.
       for (size_t d = first; d-- > 0;) {
@@ -105,12 +109,12 @@ void gemm_into(const Tensor& out, const Tensor& a, const Tensor& b, double beta,
 
 void check_same_kind(const Tensor& a, const Tensor& b, const char* op, const char* a_name,
                      const char* b_name) {
-  AUTOTP_CHECK(a.dtype() == b.dtype(), "{}: {} ({}, shape {}) and {} ({}, shape {}) differ in dtype",
-               op, a_name, dtype_name(a.dtype()), shape_str(a.shape()), b_name,
-               dtype_name(b.dtype()), shape_str(b.shape()));
-  AUTOTP_CHECK(a.device() == b.device(),
-               "{}: {} (shape {}) is on {} but {} (shape {}) is on {}", op, a_name,
-               shape_str(a.shape()), a.device().str(), b_name, shape_str(b.shape()),
+  AUTOTP_CHECK(a.dtype() == b.dtype(),
+               "{}: {} ({}, shape {}) and {} ({}, shape {}) differ in dtype", op, a_name,
+               dtype_name(a.dtype()), shape_str(a.shape()), b_name, dtype_name(b.dtype()),
+               shape_str(b.shape()));
+  AUTOTP_CHECK(a.device() == b.device(), "{}: {} (shape {}) is on {} but {} (shape {}) is on {}",
+               op, a_name, shape_str(a.shape()), a.device().str(), b_name, shape_str(b.shape()),
                b.device().str());
 }
 
@@ -208,16 +212,15 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   const Shape x_shape = x.shape();
   const bool gx = x.requires_grad(), gw = weight.requires_grad();
   const bool gbias = has_bias && bias.requires_grad();
-  return record_op(
-      out, "LinearBackward", {&x, &weight, has_bias ? &bias : nullptr},
-      [sx2, sw, x_shape, gx, gw, gbias, out_features](const Tensor& g) {
-        const Tensor g2 = g.reshape({-1, out_features});  // [rows, out]
-        Tensor dx, dw, db;
-        if (gx) dx = matmul(g2, sw).reshape(x_shape);              // [rows, out] @ [out, in]
-        if (gw) dw = matmul(g2.transpose(0, 1), sx2);               // [out, rows] @ [rows, in]
-        if (gbias) db = sum(g2, {0});                               // [out]
-        return std::vector<Tensor>{dx, dw, db};
-      });
+  return record_op(out, "LinearBackward", {&x, &weight, has_bias ? &bias : nullptr},
+                   [sx2, sw, x_shape, gx, gw, gbias, out_features](const Tensor& g) {
+                     const Tensor g2 = g.reshape({-1, out_features});  // [rows, out]
+                     Tensor dx, dw, db;
+                     if (gx) dx = matmul(g2, sw).reshape(x_shape);  // [rows, out] @ [out, in]
+                     if (gw) dw = matmul(g2.transpose(0, 1), sx2);  // [out, rows] @ [rows, in]
+                     if (gbias) db = sum(g2, {0});                  // [out]
+                     return std::vector<Tensor>{dx, dw, db};
+                   });
 }
 
 }  // namespace autotp::ops

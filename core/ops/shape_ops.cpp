@@ -30,9 +30,12 @@ struct AxisSplit {
 AxisSplit split_at(const Shape& shape, int64_t dim) {
   AxisSplit s;
   for (int64_t d = 0; d < static_cast<int64_t>(shape.size()); ++d) {
-    if (d < dim) s.outer *= shape[d];
-    else if (d == dim) s.n = shape[d];
-    else s.inner *= shape[d];
+    if (d < dim)
+      s.outer *= shape[d];
+    else if (d == dim)
+      s.n = shape[d];
+    else
+      s.inner *= shape[d];
   }
   return s;
 }
@@ -44,7 +47,8 @@ AxisSplit split_at(const Shape& shape, int64_t dim) {
 Tensor cat(const std::vector<Tensor>& tensors, int64_t dim_in) {
   AUTOTP_CHECK(!tensors.empty(), "cat: needs at least one tensor");
   const Tensor& first = tensors[0];
-  for (const Tensor& t : tensors) AUTOTP_CHECK(t.defined(), "cat: undefined tensor in the list");
+  for (const Tensor& t : tensors)
+    AUTOTP_CHECK(t.defined(), "cat: undefined tensor in the list");
   const int64_t dim = wrap_dim(dim_in, first.dim(), "cat");
   Shape out_shape = first.shape();
   out_shape[dim] = 0;
@@ -75,7 +79,8 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim_in) {
     offset += t.shape()[dim];
   }
   std::vector<const Tensor*> inputs;
-  for (const Tensor& t : tensors) inputs.push_back(&t);
+  for (const Tensor& t : tensors)
+    inputs.push_back(&t);
   return record_op(out, "CatBackward", inputs, [sizes, dim](const Tensor& g) {
     // g [..., sum(sizes), ...] -> one narrow view per input
     std::vector<Tensor> grads;
@@ -119,7 +124,8 @@ std::vector<Tensor> split(const Tensor& x, int64_t size, int64_t dim_in) {
                shape_str(x.shape()));
   if (n == 0) return {x.narrow(dim, 0, 0)};
   std::vector<int64_t> sizes;
-  for (int64_t start = 0; start < n; start += size) sizes.push_back(std::min(size, n - start));
+  for (int64_t start = 0; start < n; start += size)
+    sizes.push_back(std::min(size, n - start));
   return split(x, sizes, dim);
 }
 
@@ -169,8 +175,10 @@ Tensor index_select(const Tensor& x, int64_t dim_in, const Tensor& index) {
       kernels::cpu::index_select<T, I>(out.data<T>(), xc.data<T>(), ip, s.outer, s.n, s.inner,
                                        count);
     };
-    if (idx.dtype() == DType::I64) run(idx.data<int64_t>());
-    else run(idx.data<int32_t>());
+    if (idx.dtype() == DType::I64)
+      run(idx.data<int64_t>());
+    else
+      run(idx.data<int32_t>());
   });
 
   const Shape in_shape = x.shape();
@@ -182,11 +190,12 @@ Tensor index_select(const Tensor& x, int64_t dim_in, const Tensor& index) {
                  g.device().str());
     dispatch_float(g.dtype(), "index_select backward", [&]<typename T>(TypeTag<T>) {
       auto run = [&]<typename I>(const I* ip) {
-        kernels::cpu::index_add<T, I>(dx.data<T>(), gc.data<T>(), ip, s.outer, s.n, s.inner,
-                                      count);
+        kernels::cpu::index_add<T, I>(dx.data<T>(), gc.data<T>(), ip, s.outer, s.n, s.inner, count);
       };
-      if (idx.dtype() == DType::I64) run(idx.data<int64_t>());
-      else run(idx.data<int32_t>());
+      if (idx.dtype() == DType::I64)
+        run(idx.data<int64_t>());
+      else
+        run(idx.data<int32_t>());
     });
     return std::vector<Tensor>{dx};
   });

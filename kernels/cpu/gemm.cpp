@@ -21,7 +21,9 @@ constexpr int64_t kKc = 256;
 constexpr int64_t kMc = 64;
 constexpr int64_t kNc = 1024;
 
-int64_t round_up(int64_t x, int64_t multiple) { return (x + multiple - 1) / multiple * multiple; }
+int64_t round_up(int64_t x, int64_t multiple) {
+  return (x + multiple - 1) / multiple * multiple;
+}
 
 // A row-major operand read through an optional transpose: at(r, c) = op(M)(r, c).
 template <typename T>
@@ -73,11 +75,13 @@ void micro_kernel(T* c, int64_t ldc, const T* ap, const T* bp, int64_t kc, int64
     const T* av = ap + p * kMr;
     const T* bv = bp + p * nr;
     for (int64_t r = 0; r < kMr; ++r) {
-      for (int64_t j = 0; j < nr; ++j) acc[r][j] += av[r] * bv[j];
+      for (int64_t j = 0; j < nr; ++j)
+        acc[r][j] += av[r] * bv[j];
     }
   }
   for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t j = 0; j < cols; ++j) c[r * ldc + j] += alpha * acc[r][j];
+    for (int64_t j = 0; j < cols; ++j)
+      c[r * ldc + j] += alpha * acc[r][j];
   }
 }
 
@@ -90,7 +94,8 @@ void scale_c(T* c, int64_t ldc, int64_t m, int64_t n, T beta) {
     if (beta == T(0)) {
       std::fill(row, row + n, T(0));
     } else {
-      for (int64_t j = 0; j < n; ++j) row[j] *= beta;
+      for (int64_t j = 0; j < n; ++j)
+        row[j] *= beta;
     }
   }
 }
@@ -138,15 +143,14 @@ void gemm_blocked(Workspace<T>& ws, T* c, int64_t ldc, const Operand<T>& a, cons
 template <typename T>
 void gemm(T* c, int64_t ldc, const T* a, int64_t lda, bool trans_a, const T* b, int64_t ldb,
           bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, T beta) {
-  gemm_strided_batched(c, ldc, 0, a, lda, 0, trans_a, b, ldb, 0, trans_b, m, n, k, alpha, beta,
-                       1);
+  gemm_strided_batched(c, ldc, 0, a, lda, 0, trans_a, b, ldb, 0, trans_b, m, n, k, alpha, beta, 1);
 }
 
 template <typename T>
 void gemm_strided_batched(T* c, int64_t ldc, int64_t stride_c, const T* a, int64_t lda,
-                          int64_t stride_a, bool trans_a, const T* b, int64_t ldb,
-                          int64_t stride_b, bool trans_b, int64_t m, int64_t n, int64_t k,
-                          T alpha, T beta, int64_t batch) {
+                          int64_t stride_a, bool trans_a, const T* b, int64_t ldb, int64_t stride_b,
+                          bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, T beta,
+                          int64_t batch) {
   if (batch <= 0 || m <= 0 || n <= 0) return;
   Workspace<T> ws(m, n, k);
   for (int64_t i = 0; i < batch; ++i) {
@@ -156,11 +160,11 @@ void gemm_strided_batched(T* c, int64_t ldc, int64_t stride_c, const T* a, int64
   }
 }
 
-#define AUTOTP_INSTANTIATE(T)                                                                  \
+#define AUTOTP_INSTANTIATE(T)                                                                   \
   template void gemm<T>(T*, int64_t, const T*, int64_t, bool, const T*, int64_t, bool, int64_t, \
-                        int64_t, int64_t, T, T);                                               \
+                        int64_t, int64_t, T, T);                                                \
   template void gemm_strided_batched<T>(T*, int64_t, int64_t, const T*, int64_t, int64_t, bool, \
-                                        const T*, int64_t, int64_t, bool, int64_t, int64_t,    \
+                                        const T*, int64_t, int64_t, bool, int64_t, int64_t,     \
                                         int64_t, T, T, int64_t);
 AUTOTP_INSTANTIATE(float)
 AUTOTP_INSTANTIATE(double)

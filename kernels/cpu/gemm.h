@@ -24,8 +24,8 @@ void gemm(T* c, int64_t ldc, const T* a, int64_t lda, bool trans_a, const T* b, 
 // unless batch <= 1).
 template <typename T>
 void gemm_strided_batched(T* c, int64_t ldc, int64_t stride_c, const T* a, int64_t lda,
-                          int64_t stride_a, bool trans_a, const T* b, int64_t ldb,
-                          int64_t stride_b, bool trans_b, int64_t m, int64_t n, int64_t k,
-                          T alpha, T beta, int64_t batch);
+                          int64_t stride_a, bool trans_a, const T* b, int64_t ldb, int64_t stride_b,
+                          bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, T beta,
+                          int64_t batch);
 
 }  // namespace autotp::kernels::cpu

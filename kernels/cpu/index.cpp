@@ -10,7 +10,8 @@ void index_select(T* out, const T* x, const I* index, int64_t outer, int64_t n, 
     for (int64_t j = 0; j < count; ++j) {
       const T* src = x + (o * n + static_cast<int64_t>(index[j])) * inner;
       T* dst = out + (o * count + j) * inner;
-      for (int64_t i = 0; i < inner; ++i) dst[i] = src[i];
+      for (int64_t i = 0; i < inner; ++i)
+        dst[i] = src[i];
     }
   }
 }
@@ -22,12 +23,13 @@ void index_add(T* out, const T* src, const I* index, int64_t outer, int64_t n, i
     for (int64_t j = 0; j < count; ++j) {
       const T* row = src + (o * count + j) * inner;
       T* dst = out + (o * n + static_cast<int64_t>(index[j])) * inner;
-      for (int64_t i = 0; i < inner; ++i) dst[i] += row[i];
+      for (int64_t i = 0; i < inner; ++i)
+        dst[i] += row[i];
     }
   }
 }
 
-#define AUTOTP_INSTANTIATE(T, I)                                                              \
+#define AUTOTP_INSTANTIATE(T, I)                                                                \
   template void index_select<T, I>(T*, const T*, const I*, int64_t, int64_t, int64_t, int64_t); \
   template void index_add<T, I>(T*, const T*, const I*, int64_t, int64_t, int64_t, int64_t);
 AUTOTP_INSTANTIATE(float, int64_t)

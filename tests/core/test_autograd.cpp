@@ -35,7 +35,8 @@ TEST(Autograd, ADiamondGraphSumsBothBranchesBeforeContinuing) {
   ops::sum(ops::add(ops::mul(h, 2.0), ops::mul(h, h))).backward();
   const std::vector<double> xv = x.to_vector();
   std::vector<double> expected;
-  for (double v : xv) expected.push_back((2 + 2 * std::exp(v)) * std::exp(v));
+  for (double v : xv)
+    expected.push_back((2 + 2 * std::exp(v)) * std::exp(v));
   EXPECT_ALL_CLOSE(x.grad(), values(expected, {2}), testing::tolerance_for(DType::F64));
 }
 
@@ -67,9 +68,7 @@ TEST(Autograd, NoGradGuardRecordsNothingAndRestoresTheMode) {
     EXPECT_FALSE(y.requires_grad());
     EXPECT_EQ(y.grad_fn(), nullptr);
     EXPECT_THROW(ops::sum(y).backward(), Error);
-    {
-      NoGradGuard nested;
-    }
+    { NoGradGuard nested; }
     EXPECT_FALSE(GradMode::enabled());
   }
   EXPECT_TRUE(GradMode::enabled());
@@ -90,8 +89,8 @@ TEST(Autograd, DetachCutsTheGraph) {
 
 TEST(Autograd, BackwardTakesAnUpstreamGradientForANonScalarOutput) {
   Tensor x = values({1, 2, 3}, {3}).set_requires_grad();
-  Tensor y = ops::mul(x, x);  // dy/dx = 2x, elementwise
-  EXPECT_THROW(y.backward(), Error);  // non-scalar without a gradient
+  Tensor y = ops::mul(x, x);                             // dy/dx = 2x, elementwise
+  EXPECT_THROW(y.backward(), Error);                     // non-scalar without a gradient
   EXPECT_THROW(y.backward(values({1, 1}, {2})), Error);  // wrong shape
   y.backward(values({1, 0.5, -1}, {3}));
   EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{2, 2, -6}));
@@ -144,8 +143,8 @@ TEST(Autograd, ViewsPropagateGradients) {
   EXPECT_GRADCHECK(narrow, (std::vector<Tensor>{random_f64({3, 5}, 1)}));
   EXPECT_GRADCHECK(transpose, (std::vector<Tensor>{random_f64({3, 5}, 2), random_f64({5, 3}, 3)}));
   EXPECT_GRADCHECK(expand, (std::vector<Tensor>{random_f64({1, 5}, 4)}));
-  EXPECT_GRADCHECK(permute, (std::vector<Tensor>{random_f64({3, 5, 2}, 5),
-                                                 random_f64({2, 3, 5}, 6)}));
+  EXPECT_GRADCHECK(permute,
+                   (std::vector<Tensor>{random_f64({3, 5, 2}, 5), random_f64({2, 3, 5}, 6)}));
   EXPECT_GRADCHECK(reshape, (std::vector<Tensor>{random_f64({3, 5}, 7)}));
   EXPECT_GRADCHECK(select_squeeze, (std::vector<Tensor>{random_f64({3, 5}, 8)}));
 }
@@ -159,7 +158,8 @@ TEST(Autograd, ExpandedGradientsSumOverTheBroadcastDims) {
 TEST(Autograd, ADeepChainOfTenThousandOpsDoesNotOverflowTheStack) {
   Tensor x = values({0.5}, {1}).set_requires_grad();
   Tensor y = x;
-  for (int i = 0; i < 10000; ++i) y = ops::add(y, 1.0);
+  for (int i = 0; i < 10000; ++i)
+    y = ops::add(y, 1.0);
   ops::sum(y).backward();
   EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{1.0}));
   EXPECT_EQ(y.to_vector(), (std::vector<double>{10000.5}));
@@ -191,11 +191,13 @@ TEST(Autograd, ADeepChainIsBackpropagatedAndFreedWithoutRecursion) {
     Tensor x = Tensor::from_vector({0.5}, {1}, DType::F64).set_requires_grad();
     {
       Tensor y = x;
-      for (int i = 0; i < 10000; ++i) y = ops::mul(y, 1.0);
+      for (int i = 0; i < 10000; ++i)
+        y = ops::mul(y, 1.0);
     }  // never backpropagated: the whole graph is released here
     {
       Tensor y = x;
-      for (int i = 0; i < 10000; ++i) y = ops::mul(y, 1.0);
+      for (int i = 0; i < 10000; ++i)
+        y = ops::mul(y, 1.0);
       ops::sum(y).backward(Tensor(), /*retain_graph=*/true);  // retained, then dropped
     }
     g_deep_chain_grad = static_cast<int>(x.grad().item());

@@ -19,12 +19,17 @@ using testing::tolerance_for;
 // Applies `f` to every element (row-major logical order) in double.
 Tensor map_values(const Tensor& x, const std::function<double(double)>& f) {
   std::vector<double> v = x.to_vector();
-  for (double& e : v) e = f(e);
+  for (double& e : v)
+    e = f(e);
   return Tensor::from_vector(v, x.shape(), DType::F64);
 }
 
-double sigmoid_ref(double x) { return 1.0 / (1.0 + std::exp(-x)); }
-double gelu_erf_ref(double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); }
+double sigmoid_ref(double x) {
+  return 1.0 / (1.0 + std::exp(-x));
+}
+double gelu_erf_ref(double x) {
+  return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0)));
+}
 double gelu_tanh_ref(double x) {
   return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
 }
@@ -60,8 +65,8 @@ std::vector<UnaryCase> unary_cases() {
       {"silu", [](const Tensor& x) { return ops::silu(x); },
        [](double x) { return x * sigmoid_ref(x); }},
       {"gelu erf", [](const Tensor& x) { return ops::gelu(x); }, gelu_erf_ref},
-      {"gelu tanh",
-       [](const Tensor& x) { return ops::gelu(x, ops::GeluApproximation::Tanh); }, gelu_tanh_ref},
+      {"gelu tanh", [](const Tensor& x) { return ops::gelu(x, ops::GeluApproximation::Tanh); },
+       gelu_tanh_ref},
       {"add scalar", [](const Tensor& x) { return ops::add(x, 2.5); },
        [](double x) { return x + 2.5; }},
       {"sub scalar", [](const Tensor& x) { return ops::sub(x, 1.5); },
@@ -115,7 +120,8 @@ TEST(Elementwise, GeluVariantsDifferSlightlyAsExpected) {
   const std::vector<double> e = ops::gelu(x).to_vector();
   const std::vector<double> t = ops::gelu(x, ops::GeluApproximation::Tanh).to_vector();
   double max_diff = 0.0;
-  for (size_t i = 0; i < e.size(); ++i) max_diff = std::max(max_diff, std::fabs(e[i] - t[i]));
+  for (size_t i = 0; i < e.size(); ++i)
+    max_diff = std::max(max_diff, std::fabs(e[i] - t[i]));
   EXPECT_GT(max_diff, 1e-6);
   EXPECT_LT(max_diff, 1e-3);
   EXPECT_NEAR(e[4], 0.8413447460685429, 1e-15);  // gelu(1) = Phi(1)
@@ -151,14 +157,16 @@ std::vector<BinaryCase> binary_cases() {
 }
 
 // a op b with NumPy broadcasting, resolved by index arithmetic on the logical values.
-Tensor naive_binary(const Tensor& a, const Tensor& b, const std::function<double(double, double)>& f) {
+Tensor naive_binary(const Tensor& a, const Tensor& b,
+                    const std::function<double(double, double)>& f) {
   const std::vector<double> av = a.to_vector(), bv = b.to_vector();
   const size_t nd = std::max(a.shape().size(), b.shape().size());
   auto size_at = [nd](const Shape& s, size_t i) {
     return i < nd - s.size() ? int64_t{1} : s[i - (nd - s.size())];
   };
   Shape out_shape(nd);
-  for (size_t i = 0; i < nd; ++i) out_shape[i] = std::max(size_at(a.shape(), i), size_at(b.shape(), i));
+  for (size_t i = 0; i < nd; ++i)
+    out_shape[i] = std::max(size_at(a.shape(), i), size_at(b.shape(), i));
   std::vector<double> out(static_cast<size_t>(shape_numel(out_shape)));
   for (int64_t flat = 0; flat < static_cast<int64_t>(out.size()); ++flat) {
     int64_t rem = flat, ia = 0, ib = 0, sa = 1, sb = 1;
@@ -177,8 +185,8 @@ Tensor naive_binary(const Tensor& a, const Tensor& b, const std::function<double
 }
 
 const std::vector<std::pair<Shape, Shape>> kBroadcastPairs{
-    {{3, 1, 5}, {4, 1}}, {{5}, {3, 5}}, {{3, 5}, {}}, {{}, {3}}, {{2, 3}, {2, 3}},
-    {{1}, {3, 1}},       {{3, 1}, {1, 4}}};
+    {{3, 1, 5}, {4, 1}}, {{5}, {3, 5}}, {{3, 5}, {}},    {{}, {3}},
+    {{2, 3}, {2, 3}},    {{1}, {3, 1}}, {{3, 1}, {1, 4}}};
 
 TEST(Elementwise, BinaryOpsBroadcastLikeNumPy) {
   uint64_t seed = 100;
@@ -201,8 +209,8 @@ TEST(Elementwise, BinaryOpsReadStridedAndExpandedViews) {
   const Tensor a = random_f64({5, 3}, 140, false).transpose(0, 1);  // [3, 5]
   const Tensor b = random_f64({1, 5}, 141, false, 0.5, 2.0).expand({3, 5});
   for (const BinaryCase& c : binary_cases()) {
-    EXPECT_TRUE(testing::all_close(c.op(a, b), naive_binary(a, b, c.ref),
-                                   tolerance_for(DType::F64), c.name + " views"));
+    EXPECT_TRUE(testing::all_close(c.op(a, b), naive_binary(a, b, c.ref), tolerance_for(DType::F64),
+                                   c.name + " views"));
   }
 }
 
@@ -211,13 +219,14 @@ TEST(Elementwise, BinaryGradientsSumOverBroadcastDims) {
   for (const BinaryCase& c : binary_cases()) {
     for (const auto& [sa, sb] : kBroadcastPairs) {
       auto fn = [&](const std::vector<Tensor>& in) { return c.op(in[0], in[1]); };
-      EXPECT_TRUE(testing::gradcheck(fn, {random_f64(sa, seed++), random_f64(sb, seed++, true, 0.5, 2.0)}))
+      EXPECT_TRUE(
+          testing::gradcheck(fn, {random_f64(sa, seed++), random_f64(sb, seed++, true, 0.5, 2.0)}))
           << c.name << " " << shape_str(sa) << " " << shape_str(sb);
     }
     // one operand without a gradient
     auto fn = [&](const std::vector<Tensor>& in) { return c.op(in[0], in[1]); };
-    EXPECT_TRUE(testing::gradcheck(fn, {random_f64({3, 1, 5}, seed++, false),
-                                        random_f64({4, 1}, seed++, true, 0.5, 2.0)}))
+    EXPECT_TRUE(testing::gradcheck(
+        fn, {random_f64({3, 1, 5}, seed++, false), random_f64({4, 1}, seed++, true, 0.5, 2.0)}))
         << c.name << " b only";
   }
 }

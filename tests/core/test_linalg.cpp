@@ -18,7 +18,8 @@ using testing::tolerance_for;
 // Integers in [-3, 3]: f32 products and sums of them are exact, so results must match exactly.
 Tensor random_ints(const Shape& shape, uint64_t seed, DType dtype = DType::F32) {
   std::vector<double> v = random_f64(shape, seed, false, -3.0, 4.0).to_vector();
-  for (double& x : v) x = std::floor(x);
+  for (double& x : v)
+    x = std::floor(x);
   return Tensor::from_vector(v, shape, dtype);
 }
 
@@ -27,13 +28,15 @@ Tensor random_ints(const Shape& shape, uint64_t seed, DType dtype = DType::F32) 
 Tensor naive_matmul(const Tensor& a, const Tensor& b) {
   const std::vector<double> av = a.to_vector(), bv = b.to_vector();
   const int64_t m = a.size(-2), k = a.size(-1), n = b.size(-1);
-  const Shape ab(a.shape().begin(), a.shape().end() - 2), bb(b.shape().begin(), b.shape().end() - 2);
+  const Shape ab(a.shape().begin(), a.shape().end() - 2),
+      bb(b.shape().begin(), b.shape().end() - 2);
   const size_t nb = std::max(ab.size(), bb.size());
   auto size_at = [nb](const Shape& s, size_t i) {
     return i < nb - s.size() ? int64_t{1} : s[i - (nb - s.size())];
   };
   Shape batch(nb);
-  for (size_t i = 0; i < nb; ++i) batch[i] = std::max(size_at(ab, i), size_at(bb, i));
+  for (size_t i = 0; i < nb; ++i)
+    batch[i] = std::max(size_at(ab, i), size_at(bb, i));
   Shape out_shape = batch;
   out_shape.insert(out_shape.end(), {m, n});
   std::vector<double> out(static_cast<size_t>(shape_numel(out_shape)));
@@ -77,7 +80,8 @@ TEST(Matmul, MatchesTheNaiveProductForOddSizes) {
     for (int64_t k : sizes) {
       for (int64_t n : sizes) {
         const Tensor a = random_ints({m, k}, seed++), b = random_ints({k, n}, seed++);
-        expect_matmul_matches(a, b, "matmul " + shape_str(a.shape()) + " @ " + shape_str(b.shape()));
+        expect_matmul_matches(a, b,
+                              "matmul " + shape_str(a.shape()) + " @ " + shape_str(b.shape()));
       }
     }
   }
@@ -162,14 +166,13 @@ TEST(Matmul, GradientsMatchFiniteDifferences) {
   auto mm = [](const std::vector<Tensor>& in) { return ops::matmul(in[0], in[1]); };
   EXPECT_GRADCHECK(mm, (std::vector<Tensor>{random_f64({3, 5}, 1), random_f64({5, 7}, 2)}));
   // broadcast batches: dA sums over b's batch, dB over a's
-  EXPECT_GRADCHECK(mm, (std::vector<Tensor>{random_f64({2, 1, 3, 5}, 3),
-                                            random_f64({3, 5, 2}, 4)}));
+  EXPECT_GRADCHECK(mm,
+                   (std::vector<Tensor>{random_f64({2, 1, 3, 5}, 3), random_f64({3, 5, 2}, 4)}));
   // 2-D b shared by the batch (dB is one GEMM over all rows), and 2-D a shared by b's batch
   EXPECT_GRADCHECK(mm, (std::vector<Tensor>{random_f64({2, 3, 5}, 5), random_f64({5, 3}, 6)}));
   EXPECT_GRADCHECK(mm, (std::vector<Tensor>{random_f64({3, 5}, 7), random_f64({2, 5, 3}, 8)}));
   // only one operand requiring a gradient
-  EXPECT_GRADCHECK(mm, (std::vector<Tensor>{random_f64({3, 5}, 9, false),
-                                            random_f64({5, 3}, 10)}));
+  EXPECT_GRADCHECK(mm, (std::vector<Tensor>{random_f64({3, 5}, 9, false), random_f64({5, 3}, 10)}));
 }
 
 TEST(Matmul, GradientsFlowThroughTransposedInputs) {
@@ -209,7 +212,8 @@ Tensor naive_linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t o = 0; o < out_f; ++o) {
       double s = bv.empty() ? 0.0 : bv[o];
-      for (int64_t i = 0; i < in_f; ++i) s += xv[r * in_f + i] * wv[o * in_f + i];
+      for (int64_t i = 0; i < in_f; ++i)
+        s += xv[r * in_f + i] * wv[o * in_f + i];
       out[r * out_f + o] = s;
     }
   }
@@ -219,7 +223,8 @@ Tensor naive_linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
 }
 
 TEST(Linear, MatchesTheNaiveLoopWithAndWithoutBias) {
-  const Tensor x = random_ints({2, 3, 5}, 60), w = random_ints({7, 5}, 61), b = random_ints({7}, 62);
+  const Tensor x = random_ints({2, 3, 5}, 60), w = random_ints({7, 5}, 61),
+               b = random_ints({7}, 62);
   EXPECT_ALL_CLOSE(ops::linear(x, w, b), naive_linear(x, w, b), tolerance_for(DType::F32));
   EXPECT_ALL_CLOSE(ops::linear(x, w), naive_linear(x, w, Tensor()), tolerance_for(DType::F32));
   // a 1-D input, a transposed input and a transposed weight
@@ -234,15 +239,15 @@ TEST(Linear, MatchesTheNaiveLoopWithAndWithoutBias) {
 TEST(Linear, GradientsMatchFiniteDifferences) {
   auto with_bias = [](const std::vector<Tensor>& in) { return ops::linear(in[0], in[1], in[2]); };
   auto no_bias = [](const std::vector<Tensor>& in) { return ops::linear(in[0], in[1]); };
-  EXPECT_GRADCHECK(with_bias, (std::vector<Tensor>{random_f64({2, 3, 5}, 70), random_f64({7, 5}, 71),
-                                                   random_f64({7}, 72)}));
+  EXPECT_GRADCHECK(with_bias, (std::vector<Tensor>{random_f64({2, 3, 5}, 70),
+                                                   random_f64({7, 5}, 71), random_f64({7}, 72)}));
   EXPECT_GRADCHECK(no_bias, (std::vector<Tensor>{random_f64({3, 5}, 73), random_f64({3, 5}, 74)}));
   EXPECT_GRADCHECK(with_bias, (std::vector<Tensor>{random_f64({5}, 75), random_f64({3, 5}, 76),
                                                    random_f64({3}, 77)}));
   // a frozen weight: only x and the bias get gradients
-  EXPECT_GRADCHECK(with_bias, (std::vector<Tensor>{random_f64({3, 5}, 78),
-                                                   random_f64({7, 5}, 79, false),
-                                                   random_f64({7}, 80)}));
+  EXPECT_GRADCHECK(with_bias,
+                   (std::vector<Tensor>{random_f64({3, 5}, 78), random_f64({7, 5}, 79, false),
+                                        random_f64({7}, 80)}));
 }
 
 TEST(Linear, BiasGradientIsTheSumOverAllRows) {

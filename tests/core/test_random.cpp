@@ -48,16 +48,19 @@ TEST(Random, DifferentSeedsGiveDifferentValues) {
   const std::vector<double> a = uniform_values(1000, 1, 0, DType::F64);
   const std::vector<double> b = uniform_values(1000, 2, 0, DType::F64);
   int equal = 0;
-  for (size_t i = 0; i < a.size(); ++i) equal += a[i] == b[i];
+  for (size_t i = 0; i < a.size(); ++i)
+    equal += a[i] == b[i];
   EXPECT_EQ(equal, 0);
   // the seed's upper 32 bits matter too
-  EXPECT_NE(uniform_values(10, 1, 0, DType::F64), uniform_values(10, 1 + (1ull << 32), 0, DType::F64));
+  EXPECT_NE(uniform_values(10, 1, 0, DType::F64),
+            uniform_values(10, 1 + (1ull << 32), 0, DType::F64));
 }
 
 TEST(Random, F32FillsAreTheF64FillsRounded) {
   const std::vector<double> d = uniform_values(500, 3, 40, DType::F64, -2.0, 5.0);
   const std::vector<double> f = uniform_values(500, 3, 40, DType::F32, -2.0, 5.0);
-  for (size_t i = 0; i < d.size(); ++i) ASSERT_EQ(f[i], static_cast<double>(static_cast<float>(d[i])));
+  for (size_t i = 0; i < d.size(); ++i)
+    ASSERT_EQ(f[i], static_cast<double>(static_cast<float>(d[i])));
 }
 
 TEST(Random, NormalFillHasTheRequestedMeanAndStdWithinFourStandardErrors) {
@@ -67,9 +70,11 @@ TEST(Random, NormalFillHasTheRequestedMeanAndStdWithinFourStandardErrors) {
   fill_normal(t, 123, 0, mean, std);
   const std::vector<double> v = t.to_vector();
   double sum = 0.0, sum_sq = 0.0;
-  for (double x : v) sum += x;
+  for (double x : v)
+    sum += x;
   const double m = sum / n;
-  for (double x : v) sum_sq += (x - m) * (x - m);
+  for (double x : v)
+    sum_sq += (x - m) * (x - m);
   const double s = std::sqrt(sum_sq / (n - 1));
   EXPECT_NEAR(m, mean, 4 * std / std::sqrt(n));             // SE of the mean
   EXPECT_NEAR(s, std, 4 * std / std::sqrt(2.0 * (n - 1)));  // SE of the std (normal data)
@@ -95,7 +100,8 @@ TEST(Random, UniformFillRespectsItsRangeAndIsFlat) {
   }
   EXPECT_NEAR(sum / n, (lo + hi) / 2, 4 * (hi - lo) / std::sqrt(12.0 * n));
   int low_half = 0;
-  for (double x : v) low_half += x < (lo + hi) / 2;
+  for (double x : v)
+    low_half += x < (lo + hi) / 2;
   EXPECT_NEAR(low_half / static_cast<double>(n), 0.5, 4 * 0.5 / std::sqrt(n));
 }
 
@@ -112,7 +118,8 @@ TEST(Random, UniformValuesThatRoundUpToHiInANarrowDTypeStayBelowHi) {
       ASSERT_LT(x, 1.0) << dtype_name(dtype);
     }
   }
-  for (double x : uniform_values(20000, 9, 0, DType::BF16, -1.0, 0.0)) ASSERT_LT(x, 0.0);
+  for (double x : uniform_values(20000, 9, 0, DType::BF16, -1.0, 0.0))
+    ASSERT_LT(x, 0.0);
 }
 
 TEST(Random, FillsRejectNonContiguousAndIntegerTensors) {

@@ -26,12 +26,14 @@ Tensor naive_reduce(const Tensor& x, std::vector<int64_t> dims, bool keepdim, Re
   const int64_t nd = x.dim();
   auto reduced = [&](int64_t d) { return std::find(dims.begin(), dims.end(), d) != dims.end(); };
   Shape kept;  // output shape with reduced dims as 1
-  for (int64_t d = 0; d < nd; ++d) kept.push_back(reduced(d) ? 1 : shape[d]);
+  for (int64_t d = 0; d < nd; ++d)
+    kept.push_back(reduced(d) ? 1 : shape[d]);
   const int64_t out_n = shape_numel(kept);
   std::vector<double> out(static_cast<size_t>(out_n),
                           op == Reduce::Max ? -std::numeric_limits<double>::infinity() : 0.0);
   int64_t count = 1;
-  for (int64_t d : dims) count *= shape[d];
+  for (int64_t d : dims)
+    count *= shape[d];
   for (int64_t flat = 0; flat < static_cast<int64_t>(v.size()); ++flat) {
     int64_t rem = flat, out_index = 0, scale = 1;
     for (int64_t d = nd - 1; d >= 0; --d) {
@@ -40,28 +42,34 @@ Tensor naive_reduce(const Tensor& x, std::vector<int64_t> dims, bool keepdim, Re
       out_index += (reduced(d) ? 0 : i) * scale;
       scale *= kept[d];
     }
-    if (op == Reduce::Max) out[out_index] = std::max(out[out_index], v[flat]);
-    else out[out_index] += v[flat];
+    if (op == Reduce::Max)
+      out[out_index] = std::max(out[out_index], v[flat]);
+    else
+      out[out_index] += v[flat];
   }
   if (op == Reduce::Mean) {
-    for (double& o : out) o /= static_cast<double>(count);
+    for (double& o : out)
+      o /= static_cast<double>(count);
   }
   Shape out_shape;
   for (int64_t d = 0; d < nd; ++d) {
-    if (!reduced(d)) out_shape.push_back(shape[d]);
-    else if (keepdim) out_shape.push_back(1);
+    if (!reduced(d))
+      out_shape.push_back(shape[d]);
+    else if (keepdim)
+      out_shape.push_back(1);
   }
   return Tensor::from_vector(out, out_shape, DType::F64);
 }
 
 std::vector<int64_t> wrapped(const std::vector<int64_t>& dims, int64_t nd) {
   std::vector<int64_t> out;
-  for (int64_t d : dims) out.push_back(d < 0 ? d + nd : d);
+  for (int64_t d : dims)
+    out.push_back(d < 0 ? d + nd : d);
   return out;
 }
 
-const std::vector<std::vector<int64_t>> kDimSets{{0}, {1}, {2}, {-1}, {-3}, {0, 2}, {-1, 0},
-                                                  {1, 2}, {0, 1, 2}};
+const std::vector<std::vector<int64_t>> kDimSets{{0},    {1},     {2},    {-1},     {-3},
+                                                 {0, 2}, {-1, 0}, {1, 2}, {0, 1, 2}};
 
 TEST(Reduce, SumAndMeanMatchTheNaiveLoopOverEveryDimSet) {
   const Tensor x = random_f64({3, 5, 7}, 1, false);

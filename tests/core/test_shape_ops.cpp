@@ -15,7 +15,8 @@ using testing::random_f64;
 
 Tensor iota(const Shape& shape, DType dtype = DType::F32) {
   std::vector<double> v(static_cast<size_t>(shape_numel(shape)));
-  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<double>(i);
+  for (size_t i = 0; i < v.size(); ++i)
+    v[i] = static_cast<double>(i);
   return Tensor::from_vector(v, shape, dtype);
 }
 
@@ -27,13 +28,15 @@ void expect_error_mentions(Fn&& fn, const std::vector<std::string>& parts) {
     ADD_FAILURE() << "expected an error";
   } catch (const Error& e) {
     const std::string msg = e.what();
-    for (const std::string& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << msg;
+    for (const std::string& p : parts)
+      EXPECT_NE(msg.find(p), std::string::npos) << msg;
   }
 }
 
 std::vector<Shape> shapes_of(const std::vector<Tensor>& ts) {
   std::vector<Shape> out;
-  for (const Tensor& t : ts) out.push_back(t.shape());
+  for (const Tensor& t : ts)
+    out.push_back(t.shape());
   return out;
 }
 
@@ -77,12 +80,21 @@ TEST(Cat, GradientNarrowsBackToEachInput) {
 
 TEST(Cat, ErrorsNameTheShapesAndDims) {
   expect_error_mentions([] { ops::cat({}, 0); }, {"at least one"});
-  expect_error_mentions([] { ops::cat({Tensor::ones({2, 3}), Tensor::ones({4, 5})}, 1); },
-                        {"[2, 3]", "[4, 5]", "dim 0"});
-  expect_error_mentions([] { ops::cat({Tensor::ones({2, 3}), Tensor::ones({2, 3, 1})}, 0); },
-                        {"[2, 3]", "[2, 3, 1]"});
-  expect_error_mentions([] { ops::cat({Tensor::ones({2}), Tensor::ones({2}, DType::F64)}, 0); },
-                        {"f64", "f32"});
+  expect_error_mentions(
+      [] {
+        ops::cat({Tensor::ones({2, 3}), Tensor::ones({4, 5})}, 1);
+      },
+      {"[2, 3]", "[4, 5]", "dim 0"});
+  expect_error_mentions(
+      [] {
+        ops::cat({Tensor::ones({2, 3}), Tensor::ones({2, 3, 1})}, 0);
+      },
+      {"[2, 3]", "[2, 3, 1]"});
+  expect_error_mentions(
+      [] {
+        ops::cat({Tensor::ones({2}), Tensor::ones({2}, DType::F64)}, 0);
+      },
+      {"f64", "f32"});
   expect_error_mentions([] { ops::cat({Tensor::ones({2})}, 1); }, {"dim 1"});
 }
 
@@ -95,7 +107,8 @@ TEST(Split, BySizesReturnsViewsOfTheInput) {
   EXPECT_EQ(shapes_of(pieces), (std::vector<Shape>{{2, 2}, {2, 0}, {2, 5}}));
   EXPECT_EQ(pieces[0].to_vector(), (std::vector<double>{0, 1, 7, 8}));
   EXPECT_EQ(pieces[2].to_vector(), (std::vector<double>{2, 3, 4, 5, 6, 9, 10, 11, 12, 13}));
-  for (const Tensor& p : pieces) EXPECT_TRUE(p.shares_storage(x));
+  for (const Tensor& p : pieces)
+    EXPECT_TRUE(p.shares_storage(x));
 }
 
 TEST(Split, BySizeMakesTheLastPieceSmaller) {
@@ -110,7 +123,8 @@ TEST(Split, BySizeMakesTheLastPieceSmaller) {
 TEST(Chunk, FollowsTorchChunkSizes) {
   auto sizes = [](int64_t n, int64_t chunks) {
     std::vector<int64_t> out;
-    for (const Tensor& p : ops::chunk(iota({n, 3}), chunks, 0)) out.push_back(p.size(0));
+    for (const Tensor& p : ops::chunk(iota({n, 3}), chunks, 0))
+      out.push_back(p.size(0));
     return out;
   };
   EXPECT_EQ(sizes(7, 3), (std::vector<int64_t>{3, 3, 1}));
@@ -142,8 +156,11 @@ TEST(Split, GradientsFlowBackThroughEveryPiece) {
 }
 
 TEST(Split, ErrorsNameTheShapeAndDim) {
-  expect_error_mentions([] { ops::split(Tensor::ones({3, 7}), {2, 4}, 1); },
-                        {"[3, 7]", "dim 1", "6"});
+  expect_error_mentions(
+      [] {
+        ops::split(Tensor::ones({3, 7}), {2, 4}, 1);
+      },
+      {"[3, 7]", "dim 1", "6"});
   expect_error_mentions([] { ops::split(Tensor::ones({3, 7}), {8, -1}, 1); }, {"-1"});
   expect_error_mentions([] { ops::split(Tensor::ones({3, 7}), 0, 1); }, {"[3, 7]"});
   expect_error_mentions([] { ops::split(Tensor::ones({3, 7}), 2, 2); }, {"dim 2"});
@@ -180,7 +197,8 @@ TEST(IndexSelect, GathersSlicesAlongAnyDimWithRepeats) {
 TEST(IndexSelect, GradientScatterAddsRepeatedIndices) {
   Tensor x = Tensor::zeros({4, 2}, DType::F64).set_requires_grad();
   const Tensor index = Tensor::from_vector_i64({1, 3, 1}, {3});
-  ops::index_select(x, 0, index).backward(Tensor::from_vector({1, 2, 3, 4, 5, 6}, {3, 2}, DType::F64));
+  ops::index_select(x, 0, index)
+      .backward(Tensor::from_vector({1, 2, 3, 4, 5, 6}, {3, 2}, DType::F64));
   EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{0, 0, 6, 8, 0, 0, 3, 4}));
 
   for (int64_t dim : {0, 1, 2}) {
@@ -194,12 +212,18 @@ TEST(IndexSelect, GradientScatterAddsRepeatedIndices) {
 
 TEST(IndexSelect, ErrorsNameTheIndexAndShape) {
   const Tensor x = Tensor::ones({3, 4});
-  expect_error_mentions([&] { ops::index_select(x, 1, Tensor::from_vector_i64({0, 4}, {2})); },
-                        {"index 4", "position 1", "dim 1", "[3, 4]"});
+  expect_error_mentions(
+      [&] {
+        ops::index_select(x, 1, Tensor::from_vector_i64({0, 4}, {2}));
+      },
+      {"index 4", "position 1", "dim 1", "[3, 4]"});
   expect_error_mentions([&] { ops::index_select(x, 0, Tensor::from_vector_i64({-1}, {1})); },
                         {"-1"});
-  expect_error_mentions([&] { ops::index_select(x, 0, Tensor::from_vector_i64({0, 1}, {1, 2})); },
-                        {"[1, 2]"});
+  expect_error_mentions(
+      [&] {
+        ops::index_select(x, 0, Tensor::from_vector_i64({0, 1}, {1, 2}));
+      },
+      {"[1, 2]"});
   expect_error_mentions([&] { ops::index_select(x, 0, Tensor::ones({2})); }, {"f32"});
   expect_error_mentions([&] { ops::index_select(x, 2, Tensor::from_vector_i64({0}, {1})); },
                         {"dim 2"});

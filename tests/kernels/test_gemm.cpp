@@ -127,10 +127,11 @@ TEST(CpuGemm, BetaZeroOverwritesCWithoutReadingNaNs) {
   const GemmCase g{3, 5, 7, false, false};
   const auto a = make_values<float>(g.a_size(), 1), b = make_values<float>(g.b_size(), 2);
   std::vector<float> c(g.c_size(), std::numeric_limits<float>::quiet_NaN());
-  gemm<float>(c.data(), g.ldc(), a.data(), g.lda(), false, b.data(), g.ldb(), false, g.m, g.n,
-              g.k, 1.0f, 0.0f);
+  gemm<float>(c.data(), g.ldc(), a.data(), g.lda(), false, b.data(), g.ldb(), false, g.m, g.n, g.k,
+              1.0f, 0.0f);
   const std::vector<double> expected = g.reference(a, b, std::vector<float>(c.size(), 0.0f), 1, 0);
-  for (size_t i = 0; i < c.size(); ++i) EXPECT_EQ(static_cast<double>(c[i]), expected[i]) << i;
+  for (size_t i = 0; i < c.size(); ++i)
+    EXPECT_EQ(static_cast<double>(c[i]), expected[i]) << i;
 }
 
 TEST(CpuGemm, EmptyKScalesCByBetaAndZeroAlphaSkipsTheProduct) {
@@ -149,8 +150,8 @@ TEST(CpuGemm, FractionalF64InputsMatchTheReferenceWithinTheF64Tolerance) {
   const auto b = make_values<double>(g.b_size(), 5, true);
   auto c = make_values<double>(g.c_size(), 6, true);
   const std::vector<double> expected = g.reference(a, b, c, 1.5, 0.25);
-  gemm<double>(c.data(), g.ldc(), a.data(), g.lda(), true, b.data(), g.ldb(), false, g.m, g.n,
-               g.k, 1.5, 0.25);
+  gemm<double>(c.data(), g.ldc(), a.data(), g.lda(), true, b.data(), g.ldb(), false, g.m, g.n, g.k,
+               1.5, 0.25);
   // f64 table tolerance (atol 1e-7, rtol 1e-7); 65-term sums of O(1) products err ~1e-14.
   for (size_t i = 0; i < c.size(); ++i) {
     EXPECT_NEAR(c[i], expected[i], 1e-7 + 1e-7 * std::fabs(expected[i])) << i;
@@ -170,7 +171,8 @@ TEST(CpuGemm, StridedBatchedRunsEachMatrixAndSharesStrideZeroOperands) {
       auto c = make_values<float>(stride_c * batch, 9);
       std::vector<std::vector<double>> expected;
       for (int64_t i = 0; i < batch; ++i) {
-        const std::vector<float> ai(a.begin() + i * stride_a, a.begin() + i * stride_a + g.a_size());
+        const std::vector<float> ai(a.begin() + i * stride_a,
+                                    a.begin() + i * stride_a + g.a_size());
         const std::vector<float> ci(c.begin() + i * stride_c, c.begin() + (i + 1) * stride_c);
         expected.push_back(g.reference(ai, b, ci, 2.0, 1.0));
       }
@@ -192,13 +194,13 @@ TEST(CpuGemm, StridedBatchedCanShareTheLeftOperand) {
   const auto a = make_values<double>(g.a_size(), 10);
   const auto b = make_values<double>(g.b_size() * batch, 11);
   std::vector<double> c(g.c_size() * batch, 0.0);
-  gemm_strided_batched<double>(c.data(), g.ldc(), g.c_size(), a.data(), g.lda(), 0, false,
-                               b.data(), g.ldb(), g.b_size(), false, g.m, g.n, g.k, 1.0, 0.0,
-                               batch);
+  gemm_strided_batched<double>(c.data(), g.ldc(), g.c_size(), a.data(), g.lda(), 0, false, b.data(),
+                               g.ldb(), g.b_size(), false, g.m, g.n, g.k, 1.0, 0.0, batch);
   for (int64_t i = 0; i < batch; ++i) {
     const std::vector<double> bi(b.begin() + i * g.b_size(), b.begin() + (i + 1) * g.b_size());
     const auto expected = g.reference(a, bi, std::vector<double>(g.c_size(), 0.0), 1.0, 0.0);
-    for (int64_t e = 0; e < g.c_size(); ++e) EXPECT_EQ(c[i * g.c_size() + e], expected[e]);
+    for (int64_t e = 0; e < g.c_size(); ++e)
+      EXPECT_EQ(c[i * g.c_size() + e], expected[e]);
   }
 }
 
