@@ -286,7 +286,8 @@ Tensor Tensor::expand(const Shape& requested) const {
     }
     const int64_t cur = shape_[i - lead];
     const int64_t want = requested[i] == -1 ? cur : requested[i];
-    AUTOTP_CHECK(want == cur || cur == 1, "expand: cannot expand shape {} to {} (dim {})",
+    AUTOTP_CHECK(want >= 0 && (want == cur || cur == 1),
+                 "expand: cannot expand shape {} to {} (dim {})",
                  shape_str(shape_), shape_str(requested), i);
     new_shape[i] = want;
     new_strides[i] = (cur == 1 && want != 1) ? 0 : strides_[i - lead];

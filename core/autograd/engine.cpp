@@ -29,6 +29,20 @@ std::shared_ptr<Node> gradient_edge(const Tensor& t) {
 }
 }  // namespace
 
+Node::~Node() {
+  // Destroying the last reference to a node inside this loop, rather than through `next`'s
+  // destructor, keeps the stack flat: each dying node hands its edges to this work list.
+  std::vector<std::shared_ptr<Node>> edges = std::move(next);
+  while (!edges.empty()) {
+    std::shared_ptr<Node> node = std::move(edges.back());
+    edges.pop_back();
+    if (node && node.use_count() == 1) {
+      for (auto& edge : node->next) edges.push_back(std::move(edge));
+      node->next.clear();
+    }
+  }
+}
+
 bool GradMode::enabled() { return grad_mode_enabled; }
 void GradMode::set_enabled(bool enabled) { grad_mode_enabled = enabled; }
 

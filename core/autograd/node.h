@@ -13,7 +13,8 @@ namespace autotp {
 
 class Node {
  public:
-  virtual ~Node() = default;
+  // Unlinks `next` iteratively, so dropping a very deep graph cannot overflow the stack.
+  virtual ~Node();
   // Gradients w.r.t. each input (undefined where an input needs none), given the gradient
   // w.r.t. this node's output. Called with grad mode disabled.
   virtual std::vector<Tensor> apply(const Tensor& grad_output) = 0;

@@ -80,7 +80,9 @@ Shape reduced_shape(const Shape& shape, const std::vector<int64_t>& dims, bool k
 Tensor sum(const Tensor& x, const std::vector<int64_t>& dims_in, bool keepdim) {
   AUTOTP_CHECK(x.defined(), "sum: undefined tensor");
   const std::vector<int64_t> dims = normalize_dims(dims_in, x.dim(), "sum");
-  Tensor out = x.detach();
+  // With no dim to reduce (a 0-dim x, or dims = {}) the result is still a new tensor, never
+  // an alias of x's storage.
+  Tensor out = dims.empty() ? x.detach().clone() : x.detach();
   for (int64_t d : dims) out = sum_one_dim(out, d);
   out = out.reshape(reduced_shape(x.shape(), dims, keepdim)).detach();
   const Shape in_shape = x.shape();
