@@ -2,7 +2,6 @@
 // block-boundary sizes and the strided-batched variant with shared (stride 0) operands.
 #include <gtest/gtest.h>
 
-#include <chrono>
 #include <cmath>
 #include <limits>
 #include <vector>
