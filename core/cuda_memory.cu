@@ -27,7 +27,7 @@ class DeviceGuard {
     }
   }
   ~DeviceGuard() {
-    if (switched_) cudaSetDevice(previous_);
+    if (switched_ && cudaSetDevice(previous_) != cudaSuccess) cudaGetLastError();
   }
   DeviceGuard(const DeviceGuard&) = delete;
   DeviceGuard& operator=(const DeviceGuard&) = delete;
@@ -68,7 +68,7 @@ class CudaDeviceMemory final : public RawDeviceMemory {
     const bool switched = cudaGetDevice(&previous) == cudaSuccess && previous != device_ &&
                           cudaSetDevice(device_) == cudaSuccess;
     const cudaError_t error = cudaFree(ptr);
-    if (switched) cudaSetDevice(previous);
+    if (switched && cudaSetDevice(previous) != cudaSuccess) cudaGetLastError();
     // At process exit the runtime may already be unloaded; the driver frees everything then.
     if (error != cudaSuccess && error != cudaErrorCudartUnloading) {
       std::fprintf(stderr, "autotp: cudaFree(%p) on cuda:%d failed with %s (%s)\n", ptr, device_,
@@ -81,15 +81,12 @@ class CudaDeviceMemory final : public RawDeviceMemory {
     const std::string name = "cuda:" + std::to_string(device_);
     size_t free_bytes = 0, total_bytes = 0;
     int previous = 0;
-    if (cudaGetDevice(&previous) != cudaSuccess) {
-      cudaGetLastError();
-      return name + " free memory unknown";
-    }
-    cudaSetDevice(device_);
-    const cudaError_t error = cudaMemGetInfo(&free_bytes, &total_bytes);
-    cudaSetDevice(previous);
-    if (error != cudaSuccess) {
-      cudaGetLastError();
+    const bool ok = cudaGetDevice(&previous) == cudaSuccess &&
+                    cudaSetDevice(device_) == cudaSuccess &&
+                    cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess &&
+                    cudaSetDevice(previous) == cudaSuccess;
+    if (!ok) {
+      cudaGetLastError();  // leave no error behind for the next launch check
       return name + " free memory unknown";
     }
     return name + " has " + gib(free_bytes) + " free of " + gib(total_bytes);

@@ -37,6 +37,7 @@ std::string cuda_error_text(int status) {
 namespace detail {
 
 void throw_cuda_error(int status, const char* call, const char* file, int line) {
+  cudaGetLastError();  // reset the (non-sticky) error, so the next launch check does not see it
   throw CudaError("CUDA error: " + std::string(call) + " failed with " + cuda_error_text(status) +
                   " on " + current_device() + " at " + location(file, line));
 }
