@@ -59,8 +59,10 @@ void check_launch(const char* kernel, std::initializer_list<LaunchSize> sizes, c
     size_text += std::string(s.name) + "=" + std::to_string(s.value);
   }
   throw CudaError("CUDA error: kernel " + std::string(kernel) + " (" + size_text +
-                  ") failed to launch with " + cuda_error_text(static_cast<int>(error)) + " on " +
-                  current_device() + " at " + location(file, line));
+                  ") failed with " + cuda_error_text(static_cast<int>(error)) + " on " +
+                  current_device() + " at " + location(file, line) +
+                  " (an error of earlier asynchronous work also surfaces here; run with "
+                  "CUDA_LAUNCH_BLOCKING=1 to pin it to its kernel)");
 }
 
 }  // namespace detail

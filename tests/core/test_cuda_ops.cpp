@@ -210,6 +210,22 @@ TEST(CudaElementwise, UnaryOpsReadNonContiguousViews_CUDA) {
   }
 }
 
+TEST(CudaElementwise, UnaryOpsRunInF16WithinOneRounding_CUDA) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
+  // f16 computes in f32 and rounds once on store: within the f16 tolerance of the CPU f32
+  // result on the f16-rounded inputs.
+  uint64_t seed = 150;
+  for (const UnaryCase& c : unary_cases()) {
+    for (int64_t n : {int64_t(33), int64_t(1000003)}) {
+      const Tensor x = uniform_cpu({n}, ++seed, c.lo, c.hi).to(DType::F16).to(DType::F32);
+      const Tensor expected = c.fn(x);
+      const Tensor actual = host_f32(c.fn(x.to(DType::F16).to(kCuda)));
+      EXPECT_TRUE(all_close(actual, expected, tolerance_for(DType::F16),
+                            std::string(c.name) + " f16 n=" + std::to_string(n)));
+    }
+  }
+}
+
 // ---- elementwise: binary -------------------------------------------------------
 
 struct BinaryCase {
