@@ -28,10 +28,10 @@ struct SumReducer {
   }
 };
 
-// First maximum with NaN propagation, as the CPU scan: (value, k) beats the current best when
-// it is a NaN and the best is not, or both are NaN / both numbers and it is larger, or equal
-// with a smaller k. The rule is order-independent, so strided partials and any merge order give
-// the CPU's answer.
+// First maximum with NaN propagation, as the CPU scan: (value, k) beats the best so far when
+// it is a NaN and the best is not; when both are NaN and k is smaller; when both are numbers
+// and it is larger, or equal with a smaller k. The rule does not depend on the order elements
+// arrive in, so strided partials merged in any order give the CPU's answer.
 template <typename T>
 struct MaxReducer {
   struct State {
