@@ -1,5 +1,6 @@
 // Stand-ins for the CUDA memory entry points in builds without the CUDA backend:
 // every call explains that CUDA tensors need a build with nvcc.
+#include "core/cuda_allocator.h"
 #include "core/error.h"
 #include "core/storage.h"
 
@@ -15,6 +16,7 @@ namespace {
 
 bool cuda_available() { return false; }
 int cuda_device_count() { return 0; }
+std::unique_ptr<RawDeviceMemory> make_cuda_device_memory(int) { no_cuda(); }
 
 namespace cuda_memory {
 void* allocate(size_t, int) { no_cuda(); }

@@ -119,13 +119,21 @@ std::pair<Tensor, Tensor> max_with_index(const Tensor& x, int64_t dim) {
   const AxisSplit s = split_at(x.shape(), dim);
   Shape out_shape = x.shape();
   out_shape[dim] = 1;
-  AUTOTP_CHECK(x.device().is_cpu(), "max: not yet available for {} tensors", x.device().str());
   Tensor values = Tensor::empty(out_shape, x.dtype(), x.device());
   Tensor index = Tensor::empty(out_shape, DType::I64, x.device());
-  dispatch_float(x.dtype(), "max", [&]<typename T>(TypeTag<T>) {
-    kernels::cpu::max_axis<T>(values.data<T>(), index.data<int64_t>(),
-                              static_cast<const T*>(in.raw_data()), s.outer, s.n, s.inner);
-  });
+  if (x.device().is_cpu()) {
+    dispatch_float(x.dtype(), "max", [&]<typename T>(TypeTag<T>) {
+      kernels::cpu::max_axis<T>(values.data<T>(), index.data<int64_t>(),
+                                static_cast<const T*>(in.raw_data()), s.outer, s.n, s.inner);
+    });
+  } else {
+#ifdef AUTOTP_WITH_CUDA
+    kernels::cuda::max_axis(static_cast<int>(x.dtype()), values.raw_data(),
+                            index.data<int64_t>(), in.raw_data(), s.outer, s.n, s.inner, nullptr);
+#else
+    AUTOTP_FAIL("max: CUDA tensors need a build with the CUDA backend");
+#endif
+  }
   return {values, index};
 }
 }  // namespace
@@ -142,7 +150,7 @@ Tensor max(const Tensor& x, int64_t dim_in, bool keepdim) {
     const AxisSplit s = split_at(in_shape, dim);
     const Tensor index_host = index.to(Device::cpu());
     const int64_t* idx = index_host.data<int64_t>();
-    dispatch_float(g.dtype(), "max backward", [&]<typename T>(TypeTag<T>) {
+    dispatch_any(g.dtype(), [&]<typename T>(TypeTag<T>) {  // a copy of g: any dtype (bf16 on GPUs)
       const T* src = static_cast<const T*>(gk.raw_data());
       T* dst = full.data<T>();
       for (int64_t o = 0; o < s.outer; ++o) {
