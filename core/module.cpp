@@ -397,17 +397,26 @@ void Module::zero_grad() {
 // ---- printing -------------------------------------------------------------------------------
 
 void Module::print_tree(std::string& out, int indent) const {
-  out += type_name() + "(" + extra_repr();
+  // Appended piecewise: GCC 12's -Wrestrict misfires on chained string temporaries at -O3.
+  out += type_name();
+  out += '(';
+  out += extra_repr();
   if (children_.empty()) {
     out += ")";
     return;
   }
   const std::string pad(static_cast<size_t>(indent + 2), ' ');
   for (const auto& c : children_) {
-    out += "\n" + pad + "(" + c.name + "): ";
+    out += '\n';
+    out += pad;
+    out += '(';
+    out += c.name;
+    out += "): ";
     c.value->print_tree(out, indent + 2);
   }
-  out += "\n" + std::string(static_cast<size_t>(indent), ' ') + ")";
+  out += '\n';
+  out.append(static_cast<size_t>(indent), ' ');
+  out += ')';
 }
 
 std::string Module::to_string() const {
