@@ -65,8 +65,16 @@ class Value {
   const Value& operator[](std::string_view key) const;  // throws naming the missing key path
   const Value& operator[](const char* key) const { return (*this)[std::string_view(key)]; }
   const std::vector<std::string>& keys() const;  // in document / insertion order
-  // Array elements (throws unless this is an array).
-  const Value& operator[](size_t index) const;
+  // Array elements (throws unless this is an array, or when out of range).
+  const Value& at(size_t index) const;
+  template <std::integral I>
+    requires(!std::same_as<I, bool>)
+  const Value& operator[](I index) const {
+    if constexpr (std::signed_integral<I>) {
+      AUTOTP_CHECK(index >= 0, "{}: {}: negative index {}", source(), path_, index);
+    }
+    return at(static_cast<size_t>(index));
+  }
   // Array elements, or object values in key order.
   const std::vector<Value>& elements() const;
 

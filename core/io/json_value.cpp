@@ -270,7 +270,7 @@ const std::vector<std::string>& Value::keys() const {
   return keys_;
 }
 
-const Value& Value::operator[](size_t index) const {
+const Value& Value::at(size_t index) const {
   if (kind_ != Kind::Array) fail_type("an array");
   AUTOTP_CHECK(index < items_.size(),
                "{}: {}: index {} is out of range for an array of {} elements", source(), path_,
