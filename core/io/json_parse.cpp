@@ -41,7 +41,7 @@ bool is_space(char c) {
 // Characters of numbers, true/false/null and NaN/Infinity.
 bool is_literal_char(char c) {
   return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' ||
-         std::string_view("truefalsnNIiy").find(c) != std::string_view::npos;
+         std::string_view("truefalsnENIiy").find(c) != std::string_view::npos;
 }
 
 // -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?, plus NaN, Infinity, -Infinity.
