@@ -68,8 +68,7 @@ class Value {
   // Array elements (throws unless this is an array, or when out of range).
   const Value& at(size_t index) const;
   template <std::integral I>
-    requires(!std::same_as<I, bool>)
-  const Value& operator[](I index) const {
+  requires(!std::same_as<I, bool>) const Value& operator[](I index) const {
     if constexpr (std::signed_integral<I>) {
       AUTOTP_CHECK(index >= 0, "{}: {}: negative index {}", source(), path_, index);
     }

@@ -158,6 +158,20 @@ class Lexer {
     return std::move(out_);
   }
 
+  // Throws the error for `what` at byte `offset` of the text, with its line and column.
+  [[noreturn]] void fail(size_t offset, const std::string& what) const {
+    size_t line = 1, column = 1;
+    for (size_t k = 0; k < offset && k < text_.size(); ++k) {
+      if (text_[k] == '\n') {
+        ++line;
+        column = 1;
+      } else {
+        ++column;
+      }
+    }
+    AUTOTP_FAIL("{}: invalid JSON at line {}, column {}: {}", source_, line, column, what);
+  }
+
  private:
   // Copies the string starting at text_[start] == '"'; returns the index after its closing quote.
   size_t copy_string(size_t start) {
@@ -200,19 +214,6 @@ class Lexer {
       out_ += text_.substr(i, 6);
       i += 6;
     }
-  }
-
-  [[noreturn]] void fail(size_t offset, const std::string& what) const {
-    size_t line = 1, column = 1;
-    for (size_t k = 0; k < offset && k < text_.size(); ++k) {
-      if (text_[k] == '\n') {
-        ++line;
-        column = 1;
-      } else {
-        ++column;
-      }
-    }
-    AUTOTP_FAIL("{}: invalid JSON at line {}, column {}: {}", source_, line, column, what);
   }
 
   std::string_view text_;
@@ -314,6 +315,11 @@ Value parse(std::string_view text, std::string_view source) {
   } catch (const YAML::Exception& e) {
     AUTOTP_FAIL("{}: invalid JSON at line {}, column {}: {}", *source_name, e.mark.line + 1,
                 e.mark.column + 1, e.msg);
+  }
+  // The document must start at the first token (YAML would skip a "---" marker).
+  const size_t first = yaml_text.find_first_not_of(" \t\r\n");
+  if (root.Mark().pos < 0 || static_cast<size_t>(root.Mark().pos) != first) {
+    Lexer(text, *source_name).fail(first, "expected a value");
   }
   return Converter(yaml_text, source_name).convert(root, "$");
 }

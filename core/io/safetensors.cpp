@@ -305,6 +305,11 @@ std::map<std::string, Tensor> SafetensorsFile::load_all(std::optional<DType> dty
   return out;
 }
 
+std::map<std::string, Tensor> load_safetensors(const std::string& path,
+                                               std::optional<DType> dtype) {
+  return SafetensorsFile(path).load_all(dtype);
+}
+
 // ---- writing ---------------------------------------------------------------------
 
 void save_safetensors(const std::string& path,

@@ -75,6 +75,10 @@ class SafetensorsFile {
   std::unordered_map<std::string, size_t> index_;  // name -> position in tensors_
 };
 
+// Every tensor of the file at `path` (SafetensorsFile(path).load_all(dtype)).
+std::map<std::string, Tensor> load_safetensors(const std::string& path,
+                                               std::optional<DType> dtype = std::nullopt);
+
 // Writes `tensors` (any device, dtype, strides) to `path` atomically (a temporary file, fsync,
 // rename), so an existing file survives a failed or interrupted save. The bytes equal those of
 // the reference implementation (huggingface/safetensors): tensors ordered by dtype as it orders

@@ -161,11 +161,12 @@ std::vector<std::string> save_sharded(const std::string& dir,
   // new one, and one larger than the limit gets its own.
   std::vector<std::vector<size_t>> shards;
   std::vector<size_t> current;
-  uint64_t current_bytes = 0, total_bytes = 0;
+  uint64_t current_bytes = 0, total_bytes = 0, total_numel = 0;
   for (size_t i = 0; i < tensors.size(); ++i) {
     const Tensor& t = tensors[i].second;
     const uint64_t bytes = static_cast<uint64_t>(t.numel()) * t.itemsize();
     total_bytes += bytes;
+    total_numel += static_cast<uint64_t>(t.numel());
     if (bytes > max_shard_bytes) {
       shards.push_back({i});
       continue;
@@ -200,7 +201,9 @@ std::vector<std::string> save_sharded(const std::string& dir,
     for (const auto& [name, file] : weight_map)
       map.set(name, file);
     json::Value index = json::Value::object();
-    index.set("metadata", json::Value::object().set("total_size", total_bytes));
+    index.set(
+        "metadata",
+        json::Value::object().set("total_parameters", total_numel).set("total_size", total_bytes));
     index.set("weight_map", std::move(map));
     write_file_atomically((fs::path(dir) / kSafetensorsIndexName).string(), index.dump(2) + "\n");
   }

@@ -51,9 +51,10 @@ std::map<std::string, Tensor> load_sharded(const std::string& dir,
 // order and a new shard starts when the next tensor would push the current one past
 // `max_shard_bytes` (a tensor larger than that gets a shard of its own). One shard is written
 // as model.safetensors; several as model-0000k-of-0000n.safetensors plus the index
-// {"metadata": {"total_size": bytes}, "weight_map": {name: file}} (json.dumps(indent=2,
-// sort_keys=True) layout). Each file is written atomically; weight files of an earlier save
-// that the new one does not use are removed afterwards. Returns the weight files written.
+// {"metadata": {"total_parameters": elements, "total_size": bytes}, "weight_map": {name: file}}
+// laid out as transformers writes it (json.dumps(indent=2, sort_keys=True)). Each file is written
+// atomically; weight files of an earlier save that the new one does not use are removed afterwards.
+// Returns the weight files written.
 std::vector<std::string> save_sharded(const std::string& dir,
                                       const std::vector<std::pair<std::string, Tensor>>& tensors,
                                       uint64_t max_shard_bytes = kDefaultMaxShardBytes,

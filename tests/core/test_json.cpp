@@ -169,6 +169,8 @@ TEST(JsonParse, RejectsEverythingThatIsNotStrictJson) {
       {R"({"a": !!str 1})", "unexpected character '!'"},
       {"a: 1", "expected a value"},
       {R"({"a" 1})", "invalid JSON"},
+      {R"({"a":: 1})", "expected a value"},
+      {"---\n{\"a\": 1}", "line 1, column 1: expected a value"},
       {R"({"a": 1, "a": 2})", "duplicate key $.a"},
       {R"({"x": {"a.b": 1, "a.b": 2}})", "duplicate key $.x[\"a.b\"]"},
   };

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 # Writes the small reference files that tests/core/test_safetensors.cpp and test_json.cpp read:
-# a safetensors file from the reference `safetensors` package, and a tiny Llama config.json.
+# a safetensors file from the reference `safetensors` package, the index.json that transformers
+# writes for a sharded save (shards split by huggingface_hub), and a tiny Llama config.json.
 #
-#   pip install safetensors numpy   # never a CI dependency: the outputs are committed
+#   pip install safetensors numpy huggingface_hub   # never a CI dependency: outputs are committed
 #   python3 tools/golden/make_safetensors_golden.py [tests/data]
 import json
 import os
@@ -10,6 +11,7 @@ import struct
 import sys
 
 import numpy as np
+from huggingface_hub import split_state_dict_into_shards_factory
 from safetensors import TensorSpec, deserialize, serialize_file
 
 
@@ -33,6 +35,18 @@ TENSORS = {
     "empty": ("float32", np.zeros((0, 3), dtype=np.float32)),
 }
 METADATA = {"format": "pt"}  # one key: the reference writes several in hash order
+
+# Tensors for the sharding golden: (name, dtype, shape) in state-dict order, split with a
+# 100-byte limit. The C++ test saves tensors of the same names, dtypes and shapes.
+SHARDED_TENSORS = [
+    ("model.embed_tokens.weight", np.float32, (4, 8)),  # 128 bytes: above the limit, own shard
+    ("model.layers.0.self_attn.q_proj.weight", np.float32, (4, 4)),
+    ("model.layers.0.mlp.up_proj.weight", np.float16, (4, 4)),
+    ("model.layers.1.self_attn.q_proj.weight", np.float32, (4, 4)),
+    ("model.norm.weight", np.float32, (4,)),
+    ("lm_head.weight", np.float32, (2, 8)),
+]
+SHARDED_MAX_BYTES = 100
 
 # A tiny Llama-3-style config, laid out as transformers writes it (indent 2, sorted keys).
 TINY_LLAMA_CONFIG = {
@@ -95,6 +109,20 @@ def main():
     loaded = dict(deserialize(data))
     for name, (dtype, array) in TENSORS.items():
         assert bytes(loaded[name]["data"]) == np.ascontiguousarray(array).tobytes(), name
+
+    # The index transformers' save_pretrained writes for this split (modeling_utils.py).
+    state_dict = {name: np.zeros(shape, dtype) for name, dtype, shape in SHARDED_TENSORS}
+    split = split_state_dict_into_shards_factory(
+        state_dict, get_storage_size=lambda t: t.nbytes,
+        filename_pattern="model{suffix}.safetensors", max_shard_size=SHARDED_MAX_BYTES)
+    assert split.is_sharded
+    total_parameters = sum(t.size for t in state_dict.values())
+    index = {"metadata": {"total_parameters": total_parameters, **split.metadata},
+             "weight_map": split.tensor_to_filename}
+    index_path = os.path.join(out_dir, "sharded_index_golden.json")
+    with open(index_path, "w", encoding="utf-8") as f:
+        f.write(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    print(f"{index_path}: {split.filename_to_tensors}")
 
     config_path = os.path.join(out_dir, "tiny_llama_config.json")
     with open(config_path, "w") as f:
