@@ -28,6 +28,8 @@ struct RopeScaling {
   double low_freq_factor = 1.0;
   double high_freq_factor = 4.0;
   int64_t original_max_position_embeddings = 0;  // llama3; 0 = max_position_embeddings
+
+  bool operator==(const RopeScaling&) const = default;
 };
 
 struct ModelConfig {
