@@ -23,15 +23,15 @@ Tensor causal_lm_loss(const Tensor& logits, const Tensor& labels, int64_t ignore
   const std::vector<int64_t> host = labels.to_vector_i64();
   std::vector<int64_t> shifted(host.size(), ignore_index);
   for (int64_t b = 0; b < batch; ++b) {
-    for (int64_t t = 0; t + 1 < seq; ++t) shifted[b * seq + t] = host[b * seq + t + 1];
+    for (int64_t t = 0; t + 1 < seq; ++t)
+      shifted[b * seq + t] = host[b * seq + t + 1];
   }
   const Tensor targets =
       Tensor::from_vector_i64(shifted, {batch * seq}, DType::I64, labels.device());  // [B*S]
   return ops::cross_entropy(logits.reshape({batch * seq, vocab}), targets, ignore_index);
 }
 
-Tensor CausalLM::forward_loss(const Tensor& input_ids, const Tensor& labels,
-                              int64_t ignore_index) {
+Tensor CausalLM::forward_loss(const Tensor& input_ids, const Tensor& labels, int64_t ignore_index) {
   return causal_lm_loss(forward(input_ids), labels, ignore_index);
 }
 

@@ -21,7 +21,8 @@ LlamaLayout llama_layout(const ModelConfig& config) {
   if (type == "qwen2") return {true, false, false, false};
   if (type == "qwen3") return {config.attention_bias, config.attention_bias, false, true};
   std::string supported;
-  for (const std::string& t : supported_model_types()) supported += (supported.empty() ? "" : ", ") + t;
+  for (const std::string& t : supported_model_types())
+    supported += (supported.empty() ? "" : ", ") + t;
   AUTOTP_FAIL("llama_layout: model_type '{}' is not in the Llama family (supported: {})", type,
               supported);
 }
@@ -36,9 +37,9 @@ LlamaMLP::LlamaMLP(const ModelConfig& config, DType dtype, Device device) {
   register_module("down_proj", std::make_shared<Linear>(inner, hidden, bias, dtype, device));
 }
 
-Tensor LlamaMLP::forward(const Tensor& x) {  // x [..., hidden]
-  const Tensor gate = gate_proj().forward(x);                   // [..., inner]
-  const Tensor up = up_proj().forward(x);                       // [..., inner]
+Tensor LlamaMLP::forward(const Tensor& x) {                   // x [..., hidden]
+  const Tensor gate = gate_proj().forward(x);                 // [..., inner]
+  const Tensor up = up_proj().forward(x);                     // [..., inner]
   return down_proj().forward(ops::mul(ops::silu(gate), up));  // [..., hidden]
 }
 
@@ -50,17 +51,25 @@ LlamaAttention::LlamaAttention(const ModelConfig& config, DType dtype, Device de
   const int64_t hidden = config.hidden_size;
   const int64_t q_width = config.num_attention_heads * head_dim_;
   const int64_t kv_width = config.num_key_value_heads * head_dim_;
-  register_module("q_proj", std::make_shared<Linear>(hidden, q_width, layout.qkv_bias, dtype, device));
-  register_module("k_proj", std::make_shared<Linear>(hidden, kv_width, layout.qkv_bias, dtype, device));
-  register_module("v_proj", std::make_shared<Linear>(hidden, kv_width, layout.qkv_bias, dtype, device));
-  register_module("o_proj", std::make_shared<Linear>(q_width, hidden, layout.o_bias, dtype, device));
+  register_module("q_proj",
+                  std::make_shared<Linear>(hidden, q_width, layout.qkv_bias, dtype, device));
+  register_module("k_proj",
+                  std::make_shared<Linear>(hidden, kv_width, layout.qkv_bias, dtype, device));
+  register_module("v_proj",
+                  std::make_shared<Linear>(hidden, kv_width, layout.qkv_bias, dtype, device));
+  register_module("o_proj",
+                  std::make_shared<Linear>(q_width, hidden, layout.o_bias, dtype, device));
   if (layout.qk_norm) {
-    register_module("q_norm", std::make_shared<RMSNorm>(head_dim_, config.rms_norm_eps, dtype, device));
-    register_module("k_norm", std::make_shared<RMSNorm>(head_dim_, config.rms_norm_eps, dtype, device));
+    register_module("q_norm",
+                    std::make_shared<RMSNorm>(head_dim_, config.rms_norm_eps, dtype, device));
+    register_module("k_norm",
+                    std::make_shared<RMSNorm>(head_dim_, config.rms_norm_eps, dtype, device));
   }
 }
 
-std::string LlamaAttention::extra_repr() const { return fmt::format("head_dim={}", head_dim_); }
+std::string LlamaAttention::extra_repr() const {
+  return fmt::format("head_dim={}", head_dim_);
+}
 
 int64_t LlamaAttention::local_heads(const Tensor& proj_out, const char* proj) const {
   const int64_t width = proj_out.size(-1);
@@ -96,7 +105,7 @@ Tensor LlamaAttention::forward(const Tensor& x, const Tensor& cos, const Tensor&
   const double scale = 1.0 / std::sqrt(static_cast<double>(d));
   const Tensor attn = ops::scaled_dot_product_attention(q, k, v, /*causal=*/true, scale);
   const Tensor merged = attn.transpose(1, 2).reshape({batch, seq, hq * d});  // [B, S, Hq * D]
-  return o_proj().forward(merged);                                         // [B, S, hidden]
+  return o_proj().forward(merged);                                           // [B, S, hidden]
 }
 
 // ---- LlamaDecoderLayer -----------------------------------------------------------------------
@@ -104,10 +113,11 @@ Tensor LlamaAttention::forward(const Tensor& x, const Tensor& cos, const Tensor&
 LlamaDecoderLayer::LlamaDecoderLayer(const ModelConfig& config, DType dtype, Device device) {
   register_module("self_attn", std::make_shared<LlamaAttention>(config, dtype, device));
   register_module("mlp", std::make_shared<LlamaMLP>(config, dtype, device));
-  register_module("input_layernorm",
-                  std::make_shared<RMSNorm>(config.hidden_size, config.rms_norm_eps, dtype, device));
-  register_module("post_attention_layernorm",
-                  std::make_shared<RMSNorm>(config.hidden_size, config.rms_norm_eps, dtype, device));
+  register_module("input_layernorm", std::make_shared<RMSNorm>(config.hidden_size,
+                                                               config.rms_norm_eps, dtype, device));
+  register_module(
+      "post_attention_layernorm",
+      std::make_shared<RMSNorm>(config.hidden_size, config.rms_norm_eps, dtype, device));
 }
 
 Tensor LlamaDecoderLayer::forward(const Tensor& x, const Tensor& cos, const Tensor& sin) {
@@ -119,14 +129,14 @@ Tensor LlamaDecoderLayer::forward(const Tensor& x, const Tensor& cos, const Tens
 
 LlamaModel::LlamaModel(const ModelConfig& config, DType dtype, Device device)
     : inv_freq_(rope_inv_freq(config)), sliding_window_(config.sliding_window) {
-  register_module("embed_tokens",
-                  std::make_shared<Embedding>(config.vocab_size, config.hidden_size, dtype, device));
+  register_module("embed_tokens", std::make_shared<Embedding>(config.vocab_size, config.hidden_size,
+                                                              dtype, device));
   auto layers = register_module("layers", std::make_shared<ModuleList>());
   for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
     layers->push_back(std::make_shared<LlamaDecoderLayer>(config, dtype, device));
   }
-  register_module("norm",
-                  std::make_shared<RMSNorm>(config.hidden_size, config.rms_norm_eps, dtype, device));
+  register_module(
+      "norm", std::make_shared<RMSNorm>(config.hidden_size, config.rms_norm_eps, dtype, device));
 }
 
 Tensor LlamaModel::forward(const Tensor& input_ids) {
@@ -144,7 +154,8 @@ Tensor LlamaModel::forward(const Tensor& input_ids) {
   Tensor h = embed_tokens().forward(input_ids);  // [B, S, hidden]
   const auto [cos, sin] = ops::rotary_tables_from_inv_freq(seq, inv_freq_, h.dtype(), h.device());
   ModuleList& list = layers();
-  for (int64_t i = 0; i < list.size(); ++i) h = list.at<LlamaDecoderLayer>(i).forward(h, cos, sin);
+  for (int64_t i = 0; i < list.size(); ++i)
+    h = list.at<LlamaDecoderLayer>(i).forward(h, cos, sin);
   return norm().forward(h);  // [B, S, hidden]
 }
 
@@ -173,7 +184,7 @@ Tensor LlamaForCausalLM::forward(const Tensor& input_ids) {
   if (has_child("lm_head")) return child_as<UnaryModule>("lm_head").forward(h);
   // Tied: logits = h @ embed_tokens.weight^T, read from the registry on every call.
   const Tensor weight = model().child_as<Embedding>("embed_tokens").weight();  // [V, hidden]
-  return ops::linear(h, weight);  // [B, S, V]
+  return ops::linear(h, weight);                                               // [B, S, V]
 }
 
 }  // namespace autotp

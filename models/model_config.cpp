@@ -16,11 +16,14 @@ namespace {
 
 std::string join(const std::vector<std::string>& items) {
   std::string out;
-  for (const std::string& item : items) out += (out.empty() ? "" : ", ") + item;
+  for (const std::string& item : items)
+    out += (out.empty() ? "" : ", ") + item;
   return out;
 }
 
-bool is_null(const std::string& text) { return text.empty() || text == "null" || text == "~"; }
+bool is_null(const std::string& text) {
+  return text.empty() || text == "null" || text == "~";
+}
 
 int64_t parse_int(const std::string& key, const std::string& text) {
   errno = 0;
@@ -35,9 +38,9 @@ double parse_double(const std::string& key, const std::string& text) {
   errno = 0;
   char* end = nullptr;
   const double value = std::strtod(text.c_str(), &end);
-  AUTOTP_CHECK(!text.empty() && end == text.c_str() + text.size() && errno == 0 &&
-                   std::isfinite(value),
-               "model config: '{}' must be a finite number, got '{}'", key, text);
+  AUTOTP_CHECK(
+      !text.empty() && end == text.c_str() + text.size() && errno == 0 && std::isfinite(value),
+      "model config: '{}' must be a finite number, got '{}'", key, text);
   return value;
 }
 
@@ -50,11 +53,13 @@ bool parse_bool(const std::string& key, const std::string& text) {
 // Levenshtein distance, for "did you mean" suggestions.
 size_t edit_distance(const std::string& a, const std::string& b) {
   std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t j = 0; j <= b.size(); ++j)
+    prev[j] = j;
   for (size_t i = 1; i <= a.size(); ++i) {
     cur[0] = i;
     for (size_t j = 1; j <= b.size(); ++j) {
-      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      cur[j] =
+          std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
     }
     std::swap(prev, cur);
   }
@@ -96,26 +101,44 @@ const std::map<std::string, TypeDefaults>& type_defaults() {
 
 const TypeDefaults& defaults_for(const std::string& model_type) {
   auto it = type_defaults().find(model_type);
-  AUTOTP_CHECK(it != type_defaults().end(),
-               "model config: unknown model_type '{}' (supported: {})", model_type,
-               join(supported_model_types()));
+  AUTOTP_CHECK(it != type_defaults().end(), "model config: unknown model_type '{}' (supported: {})",
+               model_type, join(supported_model_types()));
   return it->second;
 }
 
 // Keys HF writes into config.json that do not change the model autotp builds.
 const std::set<std::string>& ignored_keys() {
-  static const std::set<std::string> keys = {
-      "_name_or_path", "architectures",     "auto_map",          "bos_token_id",
-      "eos_token_id",  "pad_token_id",      "torch_dtype",       "dtype",
-      "transformers_version", "use_cache",  "pretraining_tp",    "output_attentions",
-      "output_hidden_states", "return_dict", "max_window_layers", "layer_types",
-      "attention_bias", "mlp_bias",         "sliding_window",    "use_sliding_window",
-      "attention_dropout", "partial_rotary_factor"};
+  static const std::set<std::string> keys = {"_name_or_path",
+                                             "architectures",
+                                             "auto_map",
+                                             "bos_token_id",
+                                             "eos_token_id",
+                                             "pad_token_id",
+                                             "torch_dtype",
+                                             "dtype",
+                                             "transformers_version",
+                                             "use_cache",
+                                             "pretraining_tp",
+                                             "output_attentions",
+                                             "output_hidden_states",
+                                             "return_dict",
+                                             "max_window_layers",
+                                             "layer_types",
+                                             "attention_bias",
+                                             "mlp_bias",
+                                             "sliding_window",
+                                             "use_sliding_window",
+                                             "attention_dropout",
+                                             "partial_rotary_factor"};
   return keys;
 }
 
-const std::set<std::string> kRopeKeys = {"rope_type", "type", "rope_theta", "factor",
-                                         "low_freq_factor", "high_freq_factor",
+const std::set<std::string> kRopeKeys = {"rope_type",
+                                         "type",
+                                         "rope_theta",
+                                         "factor",
+                                         "low_freq_factor",
+                                         "high_freq_factor",
                                          "original_max_position_embeddings",
                                          "partial_rotary_factor"};
 
@@ -217,10 +240,10 @@ void read_rope(KeyReader& reader, const ModelConfigMap& map, ModelConfig& c,
   if (type == "llama3") {
     for (const char* key : {"factor", "low_freq_factor", "high_freq_factor"}) {
       AUTOTP_CHECK(rope_value(key).has_value(),
-                   "model config: rope_scaling of type llama3 needs '{}' (it has: {})", key,
-                   [&] {
+                   "model config: rope_scaling of type llama3 needs '{}' (it has: {})", key, [&] {
                      std::vector<std::string> keys;
-                     for (const auto& [k, v] : rope) keys.push_back(k);
+                     for (const auto& [k, v] : rope)
+                       keys.push_back(k);
                      return join(keys);
                    }());
     }
@@ -233,8 +256,8 @@ void read_rope(KeyReader& reader, const ModelConfigMap& map, ModelConfig& c,
       c.rope_scaling.original_max_position_embeddings =
           parse_int("rope_scaling.original_max_position_embeddings", *v);
     }  // absent: 0, resolved to max_position_embeddings (HF's rule)
-    allowed.insert({"factor", "low_freq_factor", "high_freq_factor",
-                    "original_max_position_embeddings"});
+    allowed.insert(
+        {"factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"});
   }
   for (const auto& [key, value] : rope) {
     if (allowed.count(key) == 0) unknown.push_back("rope_scaling." + key);
@@ -246,13 +269,15 @@ void read_rope(KeyReader& reader, const ModelConfigMap& map, ModelConfig& c,
 const std::vector<std::string>& supported_model_types() {
   static const std::vector<std::string> types = [] {
     std::vector<std::string> out;
-    for (const auto& [name, d] : type_defaults()) out.push_back(name);
+    for (const auto& [name, d] : type_defaults())
+      out.push_back(name);
     return out;
   }();
   return types;
 }
 
-ModelConfig ModelConfig::from_map(const ModelConfigMap& map, std::vector<std::string>* unknown_keys) {
+ModelConfig ModelConfig::from_map(const ModelConfigMap& map,
+                                  std::vector<std::string>* unknown_keys) {
   KeyReader reader(map);
   ModelConfig c;
   c.model_type = reader.require("model_type");
@@ -313,9 +338,9 @@ ModelConfig ModelConfig::from_map(const ModelConfigMap& map, std::vector<std::st
   } else if (!unknown.empty()) {
     const std::string& key = unknown.front();
     const bool in_rope = key.rfind("rope_scaling.", 0) == 0;
-    AUTOTP_FAIL("model config ({}): unknown key '{}' (did you mean '{}'?)", c.model_type, key,
-                in_rope ? "rope_scaling." + closest(key.substr(13), kRopeKeys)
-                        : closest(key, known));
+    AUTOTP_FAIL(
+        "model config ({}): unknown key '{}' (did you mean '{}'?)", c.model_type, key,
+        in_rope ? "rope_scaling." + closest(key.substr(13), kRopeKeys) : closest(key, known));
   }
   c.resolve_defaults();
   c.validate();
@@ -373,18 +398,22 @@ void ModelConfig::validate() const {
     AUTOTP_CHECK(r.low_freq_factor > 0.0,
                  "model config: rope_scaling.low_freq_factor must be positive, got {}",
                  r.low_freq_factor);
-    AUTOTP_CHECK(r.high_freq_factor > r.low_freq_factor,
-                 "model config: rope_scaling.high_freq_factor ({}) must exceed low_freq_factor ({})",
-                 r.high_freq_factor, r.low_freq_factor);
+    AUTOTP_CHECK(
+        r.high_freq_factor > r.low_freq_factor,
+        "model config: rope_scaling.high_freq_factor ({}) must exceed low_freq_factor ({})",
+        r.high_freq_factor, r.low_freq_factor);
     positive("rope_scaling.original_max_position_embeddings", r.original_max_position_embeddings);
   } else {
-    AUTOTP_CHECK(rope_scaling.rope_type == "default",
-                 "model config: rope_scaling type '{}' is not supported (supported: default, llama3)",
-                 rope_scaling.rope_type);
+    AUTOTP_CHECK(
+        rope_scaling.rope_type == "default",
+        "model config: rope_scaling type '{}' is not supported (supported: default, llama3)",
+        rope_scaling.rope_type);
   }
 }
 
-std::string ModelConfig::architecture() const { return defaults_for(model_type).architecture; }
+std::string ModelConfig::architecture() const {
+  return defaults_for(model_type).architecture;
+}
 
 ModelConfigMap ModelConfig::to_map() const {
   const TypeDefaults& d = defaults_for(model_type);

@@ -46,8 +46,9 @@ struct ModelConfig {
   RopeScaling rope_scaling;
   int64_t max_position_embeddings = 2048;
   bool tie_word_embeddings = false;
-  bool attention_bias = false;  // llama, qwen3: bias on q/k/v/o (qwen2: always q/k/v; mistral: never)
-  bool mlp_bias = false;        // llama only (the others never have MLP biases)
+  // llama, qwen3: bias on q/k/v/o (qwen2 always has q/k/v biases, mistral never any).
+  bool attention_bias = false;
+  bool mlp_bias = false;  // llama only (the others never have MLP biases)
   double initializer_range = 0.02;
   std::string hidden_act = "silu";
   // The attention window of sliding-window layers, when the model has any (mistral by
@@ -58,10 +59,11 @@ struct ModelConfig {
   // (required: model_type, vocab_size, hidden_size, intermediate_size, num_hidden_layers,
   // num_attention_heads), then resolve_defaults() and validate(). One deliberate difference:
   // an absent num_key_value_heads / head_dim is derived as above for every model_type,
-  // where HF's qwen2/qwen3/mistral classes would use their 7B-sized defaults (32/128/8). Keys that are neither used nor a known HF key
-  // that autotp ignores (architectures, torch_dtype, bos_token_id, ...) are collected into
-  // `unknown_keys` when it is given, and are an error naming the key and the closest known
-  // key when it is not. A value of the wrong type is an error naming the key and the value.
+  // where HF's qwen2/qwen3/mistral classes would use their 7B-sized defaults (32/128/8). Keys that
+  // are neither used nor a known HF key that autotp ignores (architectures, torch_dtype,
+  // bos_token_id, ...) are collected into `unknown_keys` when it is given, and are an error naming
+  // the key and the closest known key when it is not. A value of the wrong type is an error naming
+  // the key and the value.
   static ModelConfig from_map(const ModelConfigMap& map,
                               std::vector<std::string>* unknown_keys = nullptr);
   // The config as config.json scalars and objects (HF's keys; rope_scaling only when it is

@@ -30,7 +30,8 @@ const std::map<std::string, Factory>& factories() {
 
 std::vector<std::string> registered_model_types() {
   std::vector<std::string> out;
-  for (const auto& [name, factory] : factories()) out.push_back(name);
+  for (const auto& [name, factory] : factories())
+    out.push_back(name);
   return out;
 }
 

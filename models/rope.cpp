@@ -26,7 +26,7 @@ std::vector<double> rope_inv_freq(const ModelConfig& config) {
       const double smooth =
           (old_context / wavelen - r.low_freq_factor) / (r.high_freq_factor - r.low_freq_factor);
       f = (1.0 - smooth) * f / r.factor + smooth * f;  // medium: blend of the two
-    }  // high frequencies: unchanged
+    }                                                  // high frequencies: unchanged
   }
   return inv_freq;
 }

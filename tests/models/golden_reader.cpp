@@ -19,13 +19,16 @@ DType parse_dtype(const std::string& dir, const std::string& text) {
 }
 }  // namespace
 
-std::string golden_dir() { return std::string(AUTOTP_TEST_DATA_DIR) + "/golden"; }
+std::string golden_dir() {
+  return std::string(AUTOTP_TEST_DATA_DIR) + "/golden";
+}
 
 const Tensor& GoldenModel::at(const std::string& key) const {
   auto it = tensors.find(key);
   if (it == tensors.end()) {
     std::string names;
-    for (const auto& [n, t] : tensors) names += " " + n;
+    for (const auto& [n, t] : tensors)
+      names += " " + n;
     AUTOTP_FAIL("golden model {} has no tensor '{}' (has:{})", name, key, names);
   }
   return it->second;
@@ -47,8 +50,10 @@ GoldenModel read_golden(const std::string& name) {
   const std::string dir = golden_dir() + "/" + name;
 
   std::ifstream config(dir + "/config.txt");
-  AUTOTP_CHECK(config.good(), "cannot open {}/config.txt (regenerate with "
-               "tools/golden/make_llama_golden.py)", dir);
+  AUTOTP_CHECK(config.good(),
+               "cannot open {}/config.txt (regenerate with "
+               "tools/golden/make_llama_golden.py)",
+               dir);
   std::string line;
   while (std::getline(config, line)) {
     const size_t tab = line.find('\t');
@@ -72,13 +77,15 @@ GoldenModel read_golden(const std::string& name) {
     in >> tensor_name >> dtype_text >> ndim;
     AUTOTP_CHECK(!in.fail() && ndim >= 0, "{}/tensors.txt: bad line '{}'", dir, line);
     Shape shape(static_cast<size_t>(ndim));
-    for (int64_t& d : shape) in >> d;
+    for (int64_t& d : shape)
+      in >> d;
     AUTOTP_CHECK(!in.fail(), "{}/tensors.txt: bad shape in '{}'", dir, line);
     const DType dtype = parse_dtype(dir, dtype_text);
     Tensor t = Tensor::empty(shape, dtype);
     const auto bytes = static_cast<std::streamsize>(t.numel() * static_cast<int64_t>(t.itemsize()));
     data.read(static_cast<char*>(t.raw_data()), bytes);
-    AUTOTP_CHECK(data.gcount() == bytes, "{}/tensors.bin ends inside tensor '{}'", dir, tensor_name);
+    AUTOTP_CHECK(data.gcount() == bytes, "{}/tensors.bin ends inside tensor '{}'", dir,
+                 tensor_name);
     g.tensors.emplace(tensor_name, t);
   }
   data.peek();

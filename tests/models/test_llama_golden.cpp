@@ -38,8 +38,8 @@ constexpr int64_t kSeq = 9;  // the goldens' input_ids are [2, 9]
 int64_t accumulation_depth(const ModelConfig& c) {
   const int64_t attention_width = c.num_attention_heads * c.head_dim;
   const int64_t qk_norm = llama_layout(c).qk_norm ? c.head_dim : 0;
-  const int64_t per_layer = c.hidden_size * 2 + qk_norm + c.head_dim + 2 * kSeq +
-                            attention_width + c.hidden_size * 2 + c.intermediate_size;
+  const int64_t per_layer = c.hidden_size * 2 + qk_norm + c.head_dim + 2 * kSeq + attention_width +
+                            c.hidden_size * 2 + c.intermediate_size;
   return c.num_hidden_layers * per_layer + 2 * c.hidden_size;
 }
 
@@ -52,7 +52,8 @@ double unit_roundoff(DType dtype) {
 // chain depth K, gradients (the backward pass runs the chain again) 2K.
 Tolerance derived_tolerance(const Tensor& expected, int64_t depth, DType dtype) {
   double max_abs = 0.0;
-  for (double v : expected.to_vector()) max_abs = std::max(max_abs, std::fabs(v));
+  for (double v : expected.to_vector())
+    max_abs = std::max(max_abs, std::fabs(v));
   const double bound = static_cast<double>(depth) * unit_roundoff(dtype);
   return {bound * max_abs, bound};
 }
@@ -79,7 +80,8 @@ std::shared_ptr<CausalLM> load_model(const GoldenModel& g, DType dtype) {
   const ModelConfig config = ModelConfig::from_map(g.config);
   std::shared_ptr<CausalLM> model = create_model_uninitialized(config, dtype);
   StateDict weights;
-  for (const auto& [name, t] : g.with_prefix("param")) weights.emplace(name, t.to(dtype));
+  for (const auto& [name, t] : g.with_prefix("param"))
+    weights.emplace(name, t.to(dtype));
   model->load_state_dict(weights, /*strict=*/true);
   return model;
 }
@@ -94,8 +96,10 @@ TEST_P(LlamaGolden, ConfigTxtParsesAndParameterNamesEqualTheCheckpointNames) {
   const ModelConfig config = ModelConfig::from_map(golden_.config);
   std::shared_ptr<CausalLM> model = create_model_uninitialized(config, DType::F64);
   std::set<std::string> ours, theirs;
-  for (const auto& [name, t] : model->state_dict()) ours.insert(name);
-  for (const auto& [name, t] : golden_.with_prefix("param")) theirs.insert(name);
+  for (const auto& [name, t] : model->state_dict())
+    ours.insert(name);
+  for (const auto& [name, t] : golden_.with_prefix("param"))
+    theirs.insert(name);
   EXPECT_EQ(ours, theirs);
   // Every parameter once (the tied embedding too) and with HF's shape.
   const auto named = model->named_parameters();
@@ -108,8 +112,8 @@ TEST_P(LlamaGolden, ConfigTxtParsesAndParameterNamesEqualTheCheckpointNames) {
 TEST_P(LlamaGolden, RopeInverseFrequenciesMatchTransformers) {
   const ModelConfig config = ModelConfig::from_map(golden_.config);
   const std::vector<double> inv_freq = rope_inv_freq(config);
-  const Tensor ours = Tensor::from_vector(inv_freq, {static_cast<int64_t>(inv_freq.size())},
-                                          DType::F64);
+  const Tensor ours =
+      Tensor::from_vector(inv_freq, {static_cast<int64_t>(inv_freq.size())}, DType::F64);
   // Same formula in double as the script's float64 version: a few ulps.
   EXPECT_ALL_CLOSE(ours, golden_.at("inv_freq"), (Tolerance{0.0, 8 * unit_roundoff(DType::F64)}));
   // transformers' own float32 computation (inv_freq rounded to f32 in a few f32 operations).
@@ -133,7 +137,8 @@ void check_against_golden(const GoldenModel& g, DType dtype) {
   {
     NoGradGuard no_grad;
     const Tensor masked = model->forward_loss(ids, g.at("labels_masked"));
-    EXPECT_ALL_CLOSE(masked, g.at("loss_masked"), derived_tolerance(g.at("loss_masked"), depth, dtype));
+    EXPECT_ALL_CLOSE(masked, g.at("loss_masked"),
+                     derived_tolerance(g.at("loss_masked"), depth, dtype));
     // The masked labels remove terms: a different loss (the comparison is not vacuous).
     EXPECT_GT(std::fabs(masked.item() - loss.item()), 1e-3);
   }
@@ -154,12 +159,12 @@ void check_against_golden(const GoldenModel& g, DType dtype) {
       worst_name = name;
     }
   }
-  std::printf("[ %s %s ] K=%lld u*K=%.2e | max err/max|ref|: logits %.2e, loss %.2e, grads %.2e "
-              "(%s)\n",
-              g.name.c_str(), std::string(dtype_name(dtype)).c_str(),
-              static_cast<long long>(depth), depth * unit_roundoff(dtype),
-              normalized_error(logits, want_logits), normalized_error(loss, g.at("loss")),
-              worst_grad, worst_name.c_str());
+  std::printf(
+      "[ %s %s ] K=%lld u*K=%.2e | max err/max|ref|: logits %.2e, loss %.2e, grads %.2e "
+      "(%s)\n",
+      g.name.c_str(), std::string(dtype_name(dtype)).c_str(), static_cast<long long>(depth),
+      depth * unit_roundoff(dtype), normalized_error(logits, want_logits),
+      normalized_error(loss, g.at("loss")), worst_grad, worst_name.c_str());
 }
 
 TEST_P(LlamaGolden, F64LogitsLossAndEveryGradientMatchTransformers) {

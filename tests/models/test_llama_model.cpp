@@ -38,7 +38,8 @@ ModelConfig tiny(const std::string& model_type, int64_t heads = 4, int64_t kv_he
 
 std::set<std::string> names_of(const Module& m) {
   std::set<std::string> out;
-  for (const auto& [name, t] : m.state_dict()) out.insert(name);
+  for (const auto& [name, t] : m.state_dict())
+    out.insert(name);
   return out;
 }
 
@@ -98,7 +99,8 @@ TEST(LlamaModel, AttentionShardedByHeadsSumsToTheFullAttention) {
   const int64_t d = config.head_dim, hidden = config.hidden_size;
   Generator gen(7);
   LlamaAttention full(config, DType::F64, Device::cpu());
-  for (const auto& [name, p] : full.named_parameters()) init::normal_(p, 0.3, gen);
+  for (const auto& [name, p] : full.named_parameters())
+    init::normal_(p, 0.3, gen);
   const Tensor x = random_tensor({2, 5, hidden}, 11);  // [B, S, hidden]
   const auto [cos, sin] = ops::rotary_tables(5, d, config.rope_theta, DType::F64);
   const Tensor expected = full.forward(x, cos, sin);
@@ -128,8 +130,9 @@ TEST(LlamaModel, AttentionShardedByHeadsSumsToTheFullAttention) {
   // A projection whose width is not whole heads is named in the error.
   LlamaAttention broken(config, DType::F64, Device::cpu());
   broken.replace_module("q_proj", std::make_shared<Linear>(hidden, 6, true, DType::F64));
-  EXPECT_ERROR_CONTAINS(broken.forward(x, cos, sin),
-                        "q_proj produced width 6, which is not a whole number of heads of head_dim 4");
+  EXPECT_ERROR_CONTAINS(
+      broken.forward(x, cos, sin),
+      "q_proj produced width 6, which is not a whole number of heads of head_dim 4");
 }
 
 TEST(LlamaModel, RejectsBadInputIdsAndSequencesLongerThanTheSlidingWindow) {
@@ -157,9 +160,11 @@ TEST(ModelRegistry, CreateModelInitializesLikeHfFromTheSeed) {
     const std::vector<double> v = t.to_vector();
     EXPECT_EQ(v, sb.at(name).to_vector()) << name << " differs for the same seed";
     if (name.find("norm") != std::string::npos) {
-      for (double x : v) ASSERT_EQ(x, 1.0) << name;
+      for (double x : v)
+        ASSERT_EQ(x, 1.0) << name;
     } else if (name.find("bias") != std::string::npos) {
-      for (double x : v) ASSERT_EQ(x, 0.0) << name;
+      for (double x : v)
+        ASSERT_EQ(x, 0.0) << name;
     } else {
       EXPECT_NE(v, sc.at(name).to_vector()) << name << " is the same for another seed";
     }
@@ -168,13 +173,16 @@ TEST(ModelRegistry, CreateModelInitializesLikeHfFromTheSeed) {
   std::vector<double> w;
   for (const auto& [name, t] : sa) {
     if (name.find("norm") == std::string::npos && name.find("bias") == std::string::npos) {
-      for (double x : t.to_vector()) w.push_back(x);
+      for (double x : t.to_vector())
+        w.push_back(x);
     }
   }
   double mean = 0.0, sq = 0.0;
-  for (double x : w) mean += x;
+  for (double x : w)
+    mean += x;
   mean /= static_cast<double>(w.size());
-  for (double x : w) sq += (x - mean) * (x - mean);
+  for (double x : w)
+    sq += (x - mean) * (x - mean);
   const double std = std::sqrt(sq / static_cast<double>(w.size()));
   const double n = static_cast<double>(w.size());
   EXPECT_NEAR(mean, 0.0, 5 * 0.02 / std::sqrt(n));
@@ -183,7 +191,8 @@ TEST(ModelRegistry, CreateModelInitializesLikeHfFromTheSeed) {
 
 TEST(CausalLmLoss, ShiftsLabelsInsideAndIgnoresMinus100LikeHf) {
   // logits [1, 3, 2]: position t predicts labels[t + 1]; the last position predicts nothing.
-  const Tensor logits = Tensor::from_vector({0.5, -1.0, 2.0, 0.0, -3.0, 1.0}, {1, 3, 2}, DType::F64);
+  const Tensor logits =
+      Tensor::from_vector({0.5, -1.0, 2.0, 0.0, -3.0, 1.0}, {1, 3, 2}, DType::F64);
   auto nll = [](double a, double b, int target) {  // -log softmax([a, b])[target]
     const double lse = std::log(std::exp(a) + std::exp(b));
     return lse - (target == 0 ? a : b);

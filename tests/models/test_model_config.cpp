@@ -15,9 +15,9 @@ namespace {
 
 ModelConfigMap tiny(const std::string& model_type = "llama") {
   ModelConfigMap m;
-  m.scalars = {{"model_type", model_type},     {"vocab_size", "61"},
-               {"hidden_size", "32"},          {"intermediate_size", "44"},
-               {"num_hidden_layers", "2"},     {"num_attention_heads", "4"}};
+  m.scalars = {{"model_type", model_type}, {"vocab_size", "61"},
+               {"hidden_size", "32"},      {"intermediate_size", "44"},
+               {"num_hidden_layers", "2"}, {"num_attention_heads", "4"}};
   return m;
 }
 
@@ -140,12 +140,10 @@ TEST(ModelConfig, Llama3RopeScalingReadsBothHfForms) {
   EXPECT_EQ(a.rope_scaling.original_max_position_embeddings, 4096);  // HF: max_position_embeddings
   // transformers >= 5: everything inside rope_parameters.
   ModelConfigMap new_form = tiny();
-  new_form.objects["rope_parameters"] = {{"rope_type", "llama3"},
-                                         {"rope_theta", "500000.0"},
-                                         {"factor", "8.0"},
-                                         {"low_freq_factor", "1.0"},
-                                         {"high_freq_factor", "4.0"},
-                                         {"original_max_position_embeddings", "8192"}};
+  new_form.objects["rope_parameters"] = {
+      {"rope_type", "llama3"},     {"rope_theta", "500000.0"},
+      {"factor", "8.0"},           {"low_freq_factor", "1.0"},
+      {"high_freq_factor", "4.0"}, {"original_max_position_embeddings", "8192"}};
   const ModelConfig b = ModelConfig::from_map(new_form);
   EXPECT_EQ(b.rope_theta, 500000.0);
   EXPECT_EQ(b.rope_scaling.original_max_position_embeddings, 8192);
