@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <utility>
+#include <vector>
 
 #include "core/tensor.h"
 
@@ -49,6 +50,16 @@ Tensor apply_rotary(const Tensor& x, const Tensor& cos, const Tensor& sin);
 // sequences HF's own tables differ from these by f32 rounding of pos * inv_freq).
 std::pair<Tensor, Tensor> rotary_tables(int64_t seq_len, int64_t head_dim, double theta,
                                         DType dtype = DType::F32, Device device = Device::cpu());
+// HF's default inverse frequencies in double: inv_freq[i] = 1 / theta^(2i/D), i < D/2.
+std::vector<double> rope_inv_freq(int64_t head_dim, double theta);
+// The cos/sin tables for arbitrary inverse frequencies (e.g. a scaled rope such as Llama 3's):
+// freqs = pos * inv_freq, emb = cat(freqs, freqs) -> [S, 2 * inv_freq.size()], computed in
+// double and rounded once to `dtype`. rotary_tables(S, D, theta) equals
+// rotary_tables_from_inv_freq(S, rope_inv_freq(D, theta)).
+std::pair<Tensor, Tensor> rotary_tables_from_inv_freq(int64_t seq_len,
+                                                      const std::vector<double>& inv_freq,
+                                                      DType dtype = DType::F32,
+                                                      Device device = Device::cpu());
 
 // Scores [..., Sq, Sk] with entries above the causal diagonal set to `value` (-inf by
 // default). Query i (aligned to the end: offset Sk - Sq) may see keys j <= i + Sk - Sq.

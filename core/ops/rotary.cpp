@@ -1,5 +1,5 @@
 // Rotary position embedding: apply_rotary (rotate-half, backward kernel for x) and the
-// cos/sin tables of Hugging Face's default rope, computed in double.
+// cos/sin tables of Hugging Face's rope (default or from given inverse frequencies), in double.
 #include <algorithm>
 #include <cmath>
 #include <utility>
@@ -74,19 +74,27 @@ Tensor apply_rotary(const Tensor& x, const Tensor& cos, const Tensor& sin) {
                    });
 }
 
-std::pair<Tensor, Tensor> rotary_tables(int64_t seq_len, int64_t head_dim, double theta,
-                                        DType dtype, Device device) {
-  AUTOTP_CHECK(seq_len >= 0, "rotary_tables: seq_len must be >= 0, got {}", seq_len);
+std::vector<double> rope_inv_freq(int64_t head_dim, double theta) {
   AUTOTP_CHECK(head_dim > 0 && head_dim % 2 == 0,
-               "rotary_tables: head_dim must be positive and even, got {}", head_dim);
-  AUTOTP_CHECK(theta > 0.0, "rotary_tables: theta must be positive, got {}", theta);
-  AUTOTP_CHECK(is_floating(dtype), "rotary_tables: dtype must be floating, got {}",
-               dtype_name(dtype));
+               "rope_inv_freq: head_dim must be positive and even, got {}", head_dim);
+  AUTOTP_CHECK(theta > 0.0, "rope_inv_freq: theta must be positive, got {}", theta);
   const int64_t half = head_dim / 2;
   std::vector<double> inv_freq(static_cast<size_t>(half));
   for (int64_t i = 0; i < half; ++i) {
     inv_freq[i] = 1.0 / std::pow(theta, static_cast<double>(2 * i) / static_cast<double>(head_dim));
   }
+  return inv_freq;
+}
+
+std::pair<Tensor, Tensor> rotary_tables_from_inv_freq(int64_t seq_len,
+                                                      const std::vector<double>& inv_freq,
+                                                      DType dtype, Device device) {
+  AUTOTP_CHECK(seq_len >= 0, "rotary_tables: seq_len must be >= 0, got {}", seq_len);
+  AUTOTP_CHECK(!inv_freq.empty(), "rotary_tables: inv_freq is empty");
+  AUTOTP_CHECK(is_floating(dtype), "rotary_tables: dtype must be floating, got {}",
+               dtype_name(dtype));
+  const int64_t half = static_cast<int64_t>(inv_freq.size());
+  const int64_t head_dim = 2 * half;
   const size_t n = static_cast<size_t>(seq_len * head_dim);
   std::vector<double> cos_values(n), sin_values(n);
   for (int64_t s = 0; s < seq_len; ++s) {
@@ -98,6 +106,15 @@ std::pair<Tensor, Tensor> rotary_tables(int64_t seq_len, int64_t head_dim, doubl
   }
   return {Tensor::from_vector(cos_values, {seq_len, head_dim}, dtype, device),
           Tensor::from_vector(sin_values, {seq_len, head_dim}, dtype, device)};
+}
+
+std::pair<Tensor, Tensor> rotary_tables(int64_t seq_len, int64_t head_dim, double theta,
+                                        DType dtype, Device device) {
+  AUTOTP_CHECK(seq_len >= 0, "rotary_tables: seq_len must be >= 0, got {}", seq_len);
+  AUTOTP_CHECK(head_dim > 0 && head_dim % 2 == 0,
+               "rotary_tables: head_dim must be positive and even, got {}", head_dim);
+  AUTOTP_CHECK(theta > 0.0, "rotary_tables: theta must be positive, got {}", theta);
+  return rotary_tables_from_inv_freq(seq_len, rope_inv_freq(head_dim, theta), dtype, device);
 }
 
 }  // namespace autotp::ops

@@ -64,6 +64,34 @@ TEST(RotaryTables, MatchTheDefaultRopeFormula) {
   EXPECT_ALL_CLOSE(cos32, cos.to(DType::F32), testing::tolerance_for(DType::F32));
 }
 
+TEST(RotaryTables, FromInverseFrequenciesUseTheGivenFrequencies) {
+  // Custom frequencies (as a scaled rope produces): angle = pos * inv_freq[j % half].
+  const std::vector<double> inv_freq = {0.7, 0.05, 0.003};
+  auto [cos, sin] = ops::rotary_tables_from_inv_freq(4, inv_freq, DType::F64);
+  ASSERT_EQ(cos.shape(), (Shape{4, 6}));
+  std::vector<double> expected_cos, expected_sin;
+  for (int s = 0; s < 4; ++s) {
+    for (int j = 0; j < 6; ++j) {
+      expected_cos.push_back(std::cos(s * inv_freq[j % 3]));
+      expected_sin.push_back(std::sin(s * inv_freq[j % 3]));
+    }
+  }
+  EXPECT_ALL_CLOSE(cos, Tensor::from_vector(expected_cos, {4, 6}, DType::F64),
+                   testing::tolerance_for(DType::F64));
+  EXPECT_ALL_CLOSE(sin, Tensor::from_vector(expected_sin, {4, 6}, DType::F64),
+                   testing::tolerance_for(DType::F64));
+  // The default rope is the special case rope_inv_freq(D, theta), bit for bit.
+  const std::vector<double> inv = ops::rope_inv_freq(6, 500.0);
+  ASSERT_EQ(inv.size(), 3u);
+  EXPECT_EQ(inv[1], 1.0 / std::pow(500.0, 2.0 / 6.0));
+  auto [cos_a, sin_a] = ops::rotary_tables_from_inv_freq(5, inv, DType::F64);
+  auto [cos_b, sin_b] = ops::rotary_tables(5, 6, 500.0, DType::F64);
+  EXPECT_EQ(cos_a.to_vector(), cos_b.to_vector());
+  EXPECT_EQ(sin_a.to_vector(), sin_b.to_vector());
+  EXPECT_ERROR_CONTAINS(ops::rotary_tables_from_inv_freq(4, {}), "inv_freq is empty");
+  EXPECT_ERROR_CONTAINS(ops::rope_inv_freq(6, -1.0), "theta must be positive");
+}
+
 TEST(ApplyRotary, MatchesTheRotateHalfFormulaWithSequenceTables) {
   const int64_t b = 2, h = 3, s = 5, d = 4;
   for (DType dtype : {DType::F32, DType::F64}) {
