@@ -101,15 +101,14 @@ OptimizerConfig read_optimizer(MapReader r) {
   OptimizerConfig c;
   AdamWOptions& o = c.adamw;
   o.weight_decay = 0.0;  // DeepSpeed's FusedAdam default
-  const std::optional<std::string> type = r.get_string("type");
-  if (!type) r.fail("type", "is required in the optimizer section (AdamW or Adam)");
-  const std::string t = lower(*type);
+  const std::string type = r.get_string("type").value_or("AdamW");
+  const std::string t = lower(type);
   if (t == "adamw") {
     c.type = "AdamW";
   } else if (t == "adam") {
     c.type = "Adam";
   } else {
-    r.fail("type", fmt::format("'{}' is not supported (supported: AdamW, Adam)", *type));
+    r.fail("type", fmt::format("'{}' is not supported (supported: AdamW, Adam)", type));
   }
   MapReader p = r.get_map("params");
   o.lr = float_in(p, "lr", 1e-3, 0.0, HUGE_VAL);
@@ -337,7 +336,7 @@ ModelSection read_model(MapReader& root) {
     root.fail("model", "must be a map: Hugging Face config.json fields, or 'path:' to a "
                        "config.json or a checkpoint directory");
   }
-  m.node = YAML::Clone(node);
+  m.node = node;
   if (const YAML::Node path = node["path"]; path.IsDefined()) {
     if (!path.IsScalar() || path.Scalar().empty()) {
       root.fail("model", "has a 'path' that is not a file or directory name");
@@ -370,7 +369,7 @@ DataConfig read_data(MapReader r, uint64_t default_seed, const ModelSection& mod
   c.seq_len = *seq_len;
   c.seed = static_cast<uint64_t>(int_at_least(r, "seed", static_cast<int64_t>(default_seed), 0));
   c.vocab_size = int_at_least(r, "vocab_size", 0, 2);
-  if (c.vocab_size == 0 && model.node.IsDefined()) {
+  if (c.vocab_size == 0 && model.present()) {
     // Default to an inline model's vocabulary (a model given by path is resolved later).
     int64_t v = 0;
     const YAML::Node mv = model.node["vocab_size"];
@@ -469,11 +468,10 @@ BatchConfig resolve_batch_sizes(std::optional<int64_t> train_batch_size,
   return b;
 }
 
-Config config_from_yaml(const YAML::Node& input, const ConfigLoadOptions& options,
+Config config_from_yaml(YAML::Node root, const ConfigLoadOptions& options,
                         const std::string& source_name) {
   Config cfg;
   cfg.source = source_name;
-  YAML::Node root = YAML::Clone(input);
   YamlSource source;
   source.name = source_name;
   source.warnings = &cfg.warnings;
@@ -624,7 +622,7 @@ std::string config_summary(const Config& c) {
   } else {
     line("tensor_parallel", "off");
   }
-  if (!c.model.node.IsDefined()) {
+  if (!c.model.present()) {
     line("model", "(none)");
   } else if (!c.model.path.empty()) {
     line("model", "path " + c.model.path);
@@ -760,7 +758,7 @@ std::string config_to_yaml(const Config& c) {
   e << YAML::Key << "tp_size" << YAML::Value << tp.tp_size;
   e << YAML::Key << "tp_grain_size" << YAML::Value << tp.tp_grain_size;
   e << YAML::EndMap << YAML::EndMap;
-  if (c.model.node.IsDefined()) e << YAML::Key << "model" << YAML::Value << c.model.node;
+  if (c.model.present()) e << YAML::Key << "model" << YAML::Value << c.model.node;
   const DataConfig& d = c.data;
   e << YAML::Key << "data" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "type" << YAML::Value << data_source_type_name(d.type);

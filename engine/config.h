@@ -45,7 +45,7 @@ struct Fp16Config {
 };
 
 struct OptimizerConfig {
-  std::string type = "AdamW";  // "AdamW" or "Adam" (DeepSpeed's names, matched case-insensitively)
+  std::string type = "AdamW";  // "AdamW" (the default) or "Adam", matched case-insensitively
   // lr, betas, eps, weight_decay from optimizer.params (DeepSpeed defaults: lr 1e-3,
   // betas [0.9, 0.999], eps 1e-8, weight_decay 0). AdamW always decouples the decay; Adam
   // decouples unless params.adam_w_mode is false (as DeepSpeed's FusedAdam).
@@ -87,9 +87,10 @@ struct TensorParallelConfig {
 // autotp's `model` section, kept as YAML for the model registry: either inline Hugging Face
 // config.json fields, or `path:` to a config.json or a checkpoint directory.
 struct ModelSection {
-  YAML::Node node;   // the whole section (a map; undefined when absent)
+  YAML::Node node;   // the whole section as written (with its line marks); null when absent
   std::string path;  // model.path when given
   std::string where; // location of the section, for the registry's messages
+  bool present() const { return node.IsMap(); }
 };
 
 struct TrainConfig {
@@ -133,8 +134,9 @@ struct ConfigLoadOptions {
 Config load_config_file(const std::string& path, const ConfigLoadOptions& options = {});
 Config parse_config(const std::string& yaml_text, const ConfigLoadOptions& options = {},
                     const std::string& source_name = "<string>");
-// From an already-loaded tree (overrides are applied to a copy of `root`).
-Config config_from_yaml(const YAML::Node& root, const ConfigLoadOptions& options = {},
+// From an already-loaded tree. The overrides are applied to `root` itself (yaml-cpp nodes are
+// handles, so the caller's tree changes), which keeps the line marks for messages.
+Config config_from_yaml(YAML::Node root, const ConfigLoadOptions& options = {},
                         const std::string& source_name = "<string>");
 
 // The resolved config as readable text, one "key: value" per line, grouped by section.

@@ -245,11 +245,18 @@ void MapReader::finish() {
       }
       continue;
     }
-    std::vector<std::string> candidates = known_;
+    // Suggest a key autotp reads; an ignored DeepSpeed key only when it is strictly closer.
+    std::vector<std::string> ignored_names;
     for (const std::string& pattern : ignored_) {
-      if (pattern.empty() || pattern.back() != '*') candidates.push_back(pattern);
+      if (pattern.empty() || pattern.back() != '*') ignored_names.push_back(pattern);
     }
-    const std::string suggestion = closest_match(e.key, candidates);
+    std::string suggestion = closest_match(e.key, known_);
+    const std::string ignored_suggestion = closest_match(e.key, ignored_names);
+    if (suggestion.empty() ||
+        (!ignored_suggestion.empty() &&
+         edit_distance(e.key, ignored_suggestion) < edit_distance(e.key, suggestion))) {
+      suggestion = ignored_suggestion;
+    }
     AUTOTP_FAIL("{}: unknown key '{}'{}", where_node(full, e.key_node), full,
                 suggestion.empty() ? std::string(" (this section takes no keys)")
                                    : fmt::format(" (closest known key: '{}')",
