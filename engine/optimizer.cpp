@@ -1,0 +1,191 @@
+// AdamW: per-parameter state, the fused CPU update, the tensor-op update for other devices,
+// and the named state dictionary.
+#include "engine/optimizer.h"
+
+#include <cmath>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "core/autograd/grad_mode.h"
+#include "core/dispatch.h"
+#include "core/ops/elementwise.h"
+#include "kernels/cpu/adamw.h"
+
+namespace autotp {
+
+namespace {
+
+// The step constants of parameter step t, in double, as PyTorch computes them in Python.
+kernels::cpu::AdamWStep step_constants(const AdamWOptions& o, int64_t t, bool apply_decay) {
+  kernels::cpu::AdamWStep s{};
+  s.lr = o.lr;
+  s.beta1 = o.beta1;
+  s.beta2 = o.beta2;
+  s.eps = o.eps;
+  s.weight_decay = apply_decay ? o.weight_decay : 0.0;
+  s.decoupled_weight_decay = o.decoupled_weight_decay;
+  const double td = static_cast<double>(t);
+  const double bc1 = o.bias_correction ? 1.0 - std::pow(o.beta1, td) : 1.0;
+  const double bc2 = o.bias_correction ? 1.0 - std::pow(o.beta2, td) : 1.0;
+  s.step_size = o.lr / bc1;
+  s.bias_correction2_sqrt = std::sqrt(bc2);
+  return s;
+}
+
+void check_options(const AdamWOptions& o) {
+  AUTOTP_CHECK(o.lr >= 0.0 && std::isfinite(o.lr), "AdamW: lr must be >= 0, got {}", o.lr);
+  AUTOTP_CHECK(o.beta1 >= 0.0 && o.beta1 < 1.0, "AdamW: beta1 must be in [0, 1), got {}",
+               o.beta1);
+  AUTOTP_CHECK(o.beta2 >= 0.0 && o.beta2 < 1.0, "AdamW: beta2 must be in [0, 1), got {}",
+               o.beta2);
+  AUTOTP_CHECK(o.eps >= 0.0, "AdamW: eps must be >= 0, got {}", o.eps);
+  AUTOTP_CHECK(o.weight_decay >= 0.0, "AdamW: weight_decay must be >= 0, got {}",
+               o.weight_decay);
+}
+
+}  // namespace
+
+bool exclude_bias_and_norm(const std::string& name) {
+  const std::string bias = ".bias";
+  const bool is_bias = name == "bias" || (name.size() > bias.size() &&
+                                          name.compare(name.size() - bias.size(), bias.size(),
+                                                       bias) == 0);
+  return is_bias || name.find("norm") != std::string::npos;
+}
+
+AdamW::AdamW(NamedTensors params, AdamWOptions options)
+    : params_(std::move(params)), state_(params_.size()), options_(std::move(options)) {
+  check_options(options_);
+  std::unordered_set<std::string> seen;
+  for (const auto& [name, p] : params_) {
+    AUTOTP_CHECK(p.defined(), "AdamW: parameter '{}' is undefined", name);
+    AUTOTP_CHECK(seen.insert(name).second, "AdamW: parameter name '{}' appears twice", name);
+    AUTOTP_CHECK(is_floating(p.dtype()), "AdamW: parameter '{}' has non-floating dtype {}", name,
+                 dtype_name(p.dtype()));
+    AUTOTP_CHECK(p.is_contiguous(), "AdamW: parameter '{}' (shape {}) is not contiguous", name,
+                 shape_str(p.shape()));
+  }
+}
+
+void AdamW::step() {
+  check_options(options_);
+  NoGradGuard no_grad;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const Tensor grad = params_[i].second.grad();
+    if (!grad.defined()) continue;  // PyTorch skips parameters without a gradient
+    update(i, grad);
+  }
+}
+
+void AdamW::update(size_t index, const Tensor& grad) {
+  const auto& [name, param] = params_[index];
+  AUTOTP_CHECK(grad.shape() == param.shape(), "AdamW: gradient of '{}' has shape {}, expected {}",
+               name, shape_str(grad.shape()), shape_str(param.shape()));
+  AUTOTP_CHECK(grad.dtype() == param.dtype() && grad.device() == param.device(),
+               "AdamW: gradient of '{}' is {} on {}, parameter is {} on {}", name,
+               dtype_name(grad.dtype()), grad.device().str(), dtype_name(param.dtype()),
+               param.device().str());
+  AdamWParamState& st = state_[index];
+  if (!st.exp_avg.defined()) {
+    st.exp_avg = Tensor::zeros(param.shape(), param.dtype(), param.device());
+    st.exp_avg_sq = Tensor::zeros(param.shape(), param.dtype(), param.device());
+  }
+  st.step += 1;
+  const bool apply_decay = !(options_.no_weight_decay && options_.no_weight_decay(name));
+  if (param.device().is_cpu()) {
+    const Tensor g = grad.contiguous();
+    const kernels::cpu::AdamWStep constants = step_constants(options_, st.step, apply_decay);
+    dispatch_float(param.dtype(), "AdamW", [&]<typename T>(TypeTag<T>) {
+      kernels::cpu::adamw_step<T>(param.data<T>(), st.exp_avg.data<T>(), st.exp_avg_sq.data<T>(),
+                                  g.data<T>(), param.numel(), constants);
+    });
+  } else {
+    adamw_update_with_ops(param, st.exp_avg, st.exp_avg_sq, grad, st.step, options_, apply_decay);
+  }
+}
+
+void AdamW::zero_grad() {
+  for (const auto& [name, p] : params_) p.zero_grad();
+}
+
+NamedTensors AdamW::state_dict() const {
+  NamedTensors out;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const AdamWParamState& st = state_[i];
+    if (st.step == 0) continue;
+    const std::string& name = params_[i].first;
+    out.emplace_back(name + ".exp_avg", st.exp_avg);
+    out.emplace_back(name + ".exp_avg_sq", st.exp_avg_sq);
+    out.emplace_back(name + ".step", Tensor::from_vector_i64({st.step}, {}));
+  }
+  return out;
+}
+
+void AdamW::load_state_dict(const NamedTensors& state) {
+  std::unordered_map<std::string, size_t> index_of;
+  for (size_t i = 0; i < params_.size(); ++i) index_of.emplace(params_[i].first, i);
+  std::vector<AdamWParamState> loaded(params_.size());
+  std::vector<int> parts(params_.size(), 0);
+  for (const auto& [key, value] : state) {
+    const size_t dot = key.rfind('.');
+    AUTOTP_CHECK(dot != std::string::npos, "AdamW state: key '{}' has no '.<field>' suffix", key);
+    const std::string param_name = key.substr(0, dot), field = key.substr(dot + 1);
+    const auto it = index_of.find(param_name);
+    AUTOTP_CHECK(it != index_of.end(), "AdamW state: '{}' names no parameter of this optimizer",
+                 key);
+    const Tensor& param = params_[it->second].second;
+    AdamWParamState& st = loaded[it->second];
+    if (field == "step") {
+      AUTOTP_CHECK(value.numel() == 1, "AdamW state: '{}' must hold one value, has {}", key,
+                   value.numel());
+      const double step = value.to_vector()[0];
+      AUTOTP_CHECK(step >= 1 && step == std::floor(step),
+                   "AdamW state: '{}' must be a positive integer, got {}", key, step);
+      st.step = static_cast<int64_t>(step);
+    } else if (field == "exp_avg" || field == "exp_avg_sq") {
+      AUTOTP_CHECK(value.shape() == param.shape(), "AdamW state: '{}' has shape {}, expected {}",
+                   key, shape_str(value.shape()), shape_str(param.shape()));
+      Tensor buffer = Tensor::empty(param.shape(), param.dtype(), param.device());
+      buffer.copy_(value);
+      (field == "exp_avg" ? st.exp_avg : st.exp_avg_sq) = buffer;
+    } else {
+      AUTOTP_FAIL("AdamW state: unknown field '{}' in key '{}' (expected exp_avg, exp_avg_sq "
+                  "or step)", field, key);
+    }
+    ++parts[it->second];
+  }
+  for (size_t i = 0; i < params_.size(); ++i) {
+    AUTOTP_CHECK(parts[i] == 0 || (parts[i] == 3 && loaded[i].exp_avg.defined() &&
+                                   loaded[i].exp_avg_sq.defined() && loaded[i].step > 0),
+                 "AdamW state: parameter '{}' needs exp_avg, exp_avg_sq and step together",
+                 params_[i].first);
+  }
+  state_ = std::move(loaded);
+}
+
+void adamw_update_with_ops(const Tensor& param, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+                           const Tensor& grad, int64_t step, const AdamWOptions& options,
+                           bool apply_weight_decay) {
+  AUTOTP_CHECK(step >= 1, "adamw_update_with_ops: step must be >= 1, got {}", step);
+  NoGradGuard no_grad;
+  const kernels::cpu::AdamWStep c = step_constants(options, step, apply_weight_decay);
+  Tensor g = grad;
+  if (c.weight_decay != 0.0) {
+    if (c.decoupled_weight_decay) {
+      param.copy_(ops::mul(param, 1.0 - c.lr * c.weight_decay));
+    } else {
+      g = ops::add(g, ops::mul(param, c.weight_decay));
+    }
+  }
+  // lerp(m, g, w) with w = 1 - beta1, in the same two branches as the kernel.
+  const double w = 1.0 - c.beta1;
+  const Tensor diff = ops::sub(g, exp_avg);
+  exp_avg.copy_(std::abs(w) < 0.5 ? ops::add(exp_avg, ops::mul(diff, w))
+                                  : ops::sub(g, ops::mul(diff, 1.0 - w)));
+  exp_avg_sq.copy_(
+      ops::add(ops::mul(exp_avg_sq, c.beta2), ops::mul(ops::mul(g, 1.0 - c.beta2), g)));
+  const Tensor denom = ops::add(ops::div(ops::sqrt(exp_avg_sq), c.bias_correction2_sqrt), c.eps);
+  param.copy_(ops::add(param, ops::div(ops::mul(exp_avg, -c.step_size), denom)));
+}
+
+}  // namespace autotp

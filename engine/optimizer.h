@@ -1,0 +1,90 @@
+// AdamW (and coupled-decay Adam) with torch.optim.AdamW's semantics over named parameters,
+// updating them in place; its per-parameter state is exposed by name for checkpoints.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace autotp {
+
+using NamedTensor = std::pair<std::string, Tensor>;
+using NamedTensors = std::vector<NamedTensor>;
+
+struct AdamWOptions {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.01;
+  // true: decoupled decay p -= lr*wd*p before the moments (torch.optim.AdamW; DeepSpeed's
+  // "AdamW" and "Adam" with its default adam_w_mode). false: L2 decay g += wd*p folded into
+  // the gradient (torch.optim.Adam; DeepSpeed "Adam" with adam_w_mode: false).
+  bool decoupled_weight_decay = true;
+  bool bias_correction = true;
+  // When set, parameters whose name it accepts get no weight decay (DeepSpeed decays every
+  // parameter, so the default is unset). See exclude_bias_and_norm below.
+  std::function<bool(const std::string&)> no_weight_decay;
+};
+
+// A no_weight_decay predicate: biases ("....bias") and norm weights (a name containing "norm",
+// e.g. "model.layers.0.input_layernorm.weight", "model.norm.weight", "...q_norm.weight").
+bool exclude_bias_and_norm(const std::string& name);
+
+// Per parameter, as in PyTorch: the step count t of that parameter (parameters skipped for a
+// missing gradient do not advance), and the moments with the parameter's shape/dtype/device.
+struct AdamWParamState {
+  int64_t step = 0;
+  Tensor exp_avg;     // m, same shape as the parameter (allocated on its first update)
+  Tensor exp_avg_sq;  // v, same shape as the parameter
+};
+
+// One update of parameter p with gradient g at its step t (t counted from 1), in PyTorch's order:
+//   p *= 1 - lr*wd                     (decoupled decay, when wd != 0)
+//   m = lerp(m, g, 1 - beta1);  v = beta2*v + (1 - beta2)*g*g
+//   bc1 = 1 - beta1^t;  bc2 = 1 - beta2^t          (1 and 1 without bias correction)
+//   p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps)
+// CPU f32/f64 parameters go through the fused kernel kernels/cpu/adamw.h; other devices use
+// adamw_update_with_ops (the same formula as tensor ops).
+class AdamW {
+ public:
+  // `params` are the trainable leaves with their (Hugging Face) names; names must be unique.
+  AdamW(NamedTensors params, AdamWOptions options);
+
+  // Updates every parameter that has a gradient, under NoGradGuard, using lr() as the rate.
+  void step();
+  // Drops every parameter's gradient (the next backward pass allocates fresh ones).
+  void zero_grad();
+
+  double lr() const { return options_.lr; }
+  void set_lr(double lr) { options_.lr = lr; }
+  const AdamWOptions& options() const { return options_; }
+  const NamedTensors& params() const { return params_; }
+  const AdamWParamState& state(size_t index) const { return state_[index]; }
+
+  // The state as named tensors: for each parameter that has taken a step, "<name>.exp_avg",
+  // "<name>.exp_avg_sq" (the live buffers, not copies) and "<name>.step" (a 0-dim i64 tensor).
+  NamedTensors state_dict() const;
+  // Restores state_dict() output: copies the moments into this optimizer's buffers. Every
+  // entry must name a known parameter with matching shapes; missing parameters start fresh.
+  void load_state_dict(const NamedTensors& state);
+
+ private:
+  void update(size_t index, const Tensor& grad);
+
+  NamedTensors params_;
+  std::vector<AdamWParamState> state_;  // parallel to params_
+  AdamWOptions options_;
+};
+
+// The update above with tensor ops (any device): param, exp_avg, exp_avg_sq updated in place
+// through copy_. `step` is the parameter's step count after incrementing (>= 1).
+void adamw_update_with_ops(const Tensor& param, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+                           const Tensor& grad, int64_t step, const AdamWOptions& options,
+                           bool apply_weight_decay);
+
+}  // namespace autotp
