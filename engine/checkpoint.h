@@ -1,0 +1,61 @@
+// Checkpoints: Hugging Face model directories (config.json + safetensors, what transformers
+// loads as is) and training checkpoints (weights, optimizer state, step, RNG and data
+// position), each written under a temporary name and renamed so a crash never destroys the
+// last good one.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "engine/optimizer.h"
+#include "models/causal_lm.h"
+
+namespace autotp {
+
+// ---- Hugging Face directories ------------------------------------------------------------
+
+// Reads DIR/config.json into a ModelConfig (errors name the file and key).
+ModelConfig load_hf_config(const std::string& dir);
+
+// Builds the model DIR/config.json describes and loads its weights (model.safetensors or the
+// sharded index) into it, converting to `dtype`. Names must match exactly: missing and
+// unexpected tensors are reported together in one error naming the directory.
+std::shared_ptr<CausalLM> load_hf_model(const std::string& dir, DType dtype = DType::F32);
+
+// Writes DIR/config.json (the fields transformers needs to build the same model, including
+// "architectures" and "model_type") and the weights (sharded above max_shard_bytes), into a
+// temporary sibling directory that is then renamed over DIR. `dtype` is the saved dtype
+// (e.g. bf16 to halve the size; default: the model's own).
+void export_hf_model(const CausalLM& model, const std::string& dir,
+                     std::optional<DType> dtype = std::nullopt,
+                     int64_t max_shard_bytes = 5LL << 30);
+
+// ---- training checkpoints -----------------------------------------------------------------
+
+// Everything besides weights and optimizer state that resuming needs.
+struct TrainingState {
+  int64_t step = 0;        // optimizer steps completed
+  uint64_t seed = 0;       // the run's seed (data and init are pure functions of seed + step)
+  int64_t tokens_seen = 0;
+  std::string config_yaml; // the resolved config the run was started with
+};
+
+// Writes OUT_DIR/checkpoints/step-<NNNNNNNN>/ (model.safetensors, optimizer.safetensors,
+// state.json) through a temporary directory renamed into place, then updates
+// OUT_DIR/checkpoints/latest (a one-line file, itself replaced atomically). Returns the
+// checkpoint directory.
+std::string save_training_checkpoint(const std::string& out_dir, const CausalLM& model,
+                                     const AdamW& optimizer, const TrainingState& state);
+
+// The directory `latest` points at under OUT_DIR/checkpoints, or nullopt when none exists.
+// A directory without a complete state.json (an interrupted save) is never returned.
+std::optional<std::string> latest_training_checkpoint(const std::string& out_dir);
+
+// Loads a checkpoint directory into an existing model and optimizer (shapes and names
+// checked) and returns its TrainingState.
+TrainingState load_training_checkpoint(const std::string& checkpoint_dir, CausalLM& model,
+                                       AdamW& optimizer);
+
+}  // namespace autotp
