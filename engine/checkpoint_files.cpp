@@ -24,7 +24,8 @@ constexpr const char* kEmbedTokens = "model.embed_tokens.weight";
 
 std::string join_names(const std::vector<std::string>& names) {
   std::string out;
-  for (const std::string& name : names) out += (out.empty() ? "" : ", ") + name;
+  for (const std::string& name : names)
+    out += (out.empty() ? "" : ", ") + name;
   return out;
 }
 
@@ -38,9 +39,12 @@ std::vector<std::pair<std::string, Tensor>> ordered_state(const Module& model) {
     if (!seen.insert(name).second) return;
     out.emplace_back(name, all.at(name));
   };
-  for (const auto& [name, t] : model.named_parameters()) add(name);
-  for (const auto& [name, t] : model.named_buffers()) add(name);
-  for (const auto& [name, t] : all) add(name);  // tied tensors under their other names
+  for (const auto& [name, t] : model.named_parameters())
+    add(name);
+  for (const auto& [name, t] : model.named_buffers())
+    add(name);
+  for (const auto& [name, t] : all)
+    add(name);  // tied tensors under their other names
   return out;
 }
 
@@ -64,9 +68,10 @@ void load_weights(const Module& model, const io::SafetensorsCheckpoint& weights,
                                      name, shape_str(info.shape), shape_str(dst.shape())));
     }
     if (!info.dtype.has_value() || is_floating(*info.dtype) != is_floating(dst.dtype())) {
-      problems.push_back(fmt::format("'{}' has dtype {} in the checkpoint, which cannot be "
-                                     "loaded into a {} tensor",
-                                     name, info.dtype_name, dtype_name(dst.dtype())));
+      problems.push_back(
+          fmt::format("'{}' has dtype {} in the checkpoint, which cannot be "
+                      "loaded into a {} tensor",
+                      name, info.dtype_name, dtype_name(dst.dtype())));
     }
   }
   for (const std::string& name : weights.names()) {
@@ -78,7 +83,8 @@ void load_weights(const Module& model, const io::SafetensorsCheckpoint& weights,
     unexpected.push_back(name);
   }
   if (!missing.empty()) {
-    problems.push_back(fmt::format("missing tensors ({}): {}", missing.size(), join_names(missing)));
+    problems.push_back(
+        fmt::format("missing tensors ({}): {}", missing.size(), join_names(missing)));
   }
   if (!unexpected.empty()) {
     problems.push_back(
@@ -86,12 +92,14 @@ void load_weights(const Module& model, const io::SafetensorsCheckpoint& weights,
   }
   if (!problems.empty()) {
     std::string lines;
-    for (const std::string& p : problems) lines += "\n  " + p;
+    for (const std::string& p : problems)
+      lines += "\n  " + p;
     AUTOTP_FAIL("checkpoint '{}' does not match the model (nothing was loaded):{}", weights.dir(),
                 lines);
   }
   NoGradGuard no_grad;
-  for (const auto& [name, dst] : targets) dst.copy_(weights.load(name, dst.dtype()));
+  for (const auto& [name, dst] : targets)
+    dst.copy_(weights.load(name, dst.dtype()));
 }
 
 void sync_directory(const std::string& dir) {
@@ -123,8 +131,8 @@ void replace_directory(const std::string& staged, const std::string& target) {
   }
   sync_directory(parent);
   fs::remove_all(old, ec);
-  AUTOTP_CHECK(!ec, "replaced '{}', but cannot remove the previous version at '{}': {}", target, old,
-               ec.message());
+  AUTOTP_CHECK(!ec, "replaced '{}', but cannot remove the previous version at '{}': {}", target,
+               old, ec.message());
 }
 
 }  // namespace autotp::checkpoint_files

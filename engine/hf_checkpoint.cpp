@@ -73,8 +73,10 @@ void export_hf_model(const CausalLM& model, const std::string& dir, std::optiona
                "safetensors weights); refusing to replace it",
                target.string());
   const DType save_dtype = dtype.value_or(checkpoint_files::model_dtype(model));
-  AUTOTP_CHECK(is_floating(save_dtype), "export_hf_model: the saved dtype must be floating point, "
-               "got {}", dtype_name(save_dtype));
+  AUTOTP_CHECK(is_floating(save_dtype),
+               "export_hf_model: the saved dtype must be floating point, "
+               "got {}",
+               dtype_name(save_dtype));
 
   std::vector<std::pair<std::string, Tensor>> tensors = checkpoint_files::ordered_state(model);
   {

@@ -33,10 +33,9 @@ std::string scalar_text(const json::Value& v) {
 
 // Keys whose values HF's config classes hold as Python floats.
 const std::set<std::string>& float_keys() {
-  static const std::set<std::string> keys = {"rms_norm_eps",    "rope_theta",
-                                             "initializer_range", "factor",
-                                             "low_freq_factor", "high_freq_factor",
-                                             "attention_dropout"};
+  static const std::set<std::string> keys = {
+      "rms_norm_eps",    "rope_theta",       "initializer_range", "factor",
+      "low_freq_factor", "high_freq_factor", "attention_dropout"};
   return keys;
 }
 
@@ -60,7 +59,8 @@ json::Value typed_value(const std::string& key, const std::string& text) {
                   "model config key '{}' has the non-numeric value '{}'", key, text);
     return json::Value(value);
   }
-  if (parses_as_int(text)) return json::Value(static_cast<int64_t>(std::strtoll(text.c_str(), nullptr, 10)));
+  if (parses_as_int(text))
+    return json::Value(static_cast<int64_t>(std::strtoll(text.c_str(), nullptr, 10)));
   return json::Value(text);
 }
 
@@ -106,17 +106,20 @@ json::Value hf_config_json(const ModelConfig& config, DType dtype) {
   const ModelConfigMap map = config.to_map();
   // Every key once, sorted (json.dumps(sort_keys=True)).
   std::map<std::string, json::Value> members;
-  for (const auto& [key, text] : map.scalars) members[key] = typed_value(key, text);
+  for (const auto& [key, text] : map.scalars)
+    members[key] = typed_value(key, text);
   for (const auto& [key, object] : map.objects) {
     json::Value nested = json::Value::object();
-    for (const auto& [k, text] : object) nested.set(k, typed_value(k, text));
+    for (const auto& [k, text] : object)
+      nested.set(k, typed_value(k, text));
     members[key] = std::move(nested);
   }
   members["architectures"] = json::Value::array().push(config.architecture());
   members["dtype"] = hf_dtype_name(dtype);
   members["torch_dtype"] = hf_dtype_name(dtype);
   json::Value out = json::Value::object();
-  for (auto& [key, value] : members) out.set(key, std::move(value));
+  for (auto& [key, value] : members)
+    out.set(key, std::move(value));
   return out;
 }
 

@@ -27,7 +27,9 @@ constexpr const char* kConfigFile = "config.json";
 constexpr const char* kFormat = "autotp-training-checkpoint";
 constexpr int64_t kFormatVersion = 1;
 
-std::string step_dir_name(int64_t step) { return fmt::format("step-{:08d}", step); }
+std::string step_dir_name(int64_t step) {
+  return fmt::format("step-{:08d}", step);
+}
 
 // The step of a directory name step_dir_name() produces, or -1 for any other name (temporary
 // directories, stray files).
@@ -95,7 +97,8 @@ std::string read_latest(const fs::path& file) {
   std::ifstream in(file);
   std::string line;
   if (!in || !std::getline(in, line)) return "";
-  while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+  while (!line.empty() && (line.back() == '\r' || line.back() == ' '))
+    line.pop_back();
   return line;
 }
 
@@ -157,8 +160,9 @@ TrainingState load_training_checkpoint(const std::string& checkpoint_dir, Causal
   const fs::path dir(checkpoint_dir);
   const TrainingState state = read_state(dir);
   const fs::path model_file = dir / io::kSafetensorsFileName;
-  AUTOTP_CHECK(fs::is_regular_file(model_file), "'{}' is not a complete training checkpoint: {} is missing",
-               checkpoint_dir, io::kSafetensorsFileName);
+  AUTOTP_CHECK(fs::is_regular_file(model_file),
+               "'{}' is not a complete training checkpoint: {} is missing", checkpoint_dir,
+               io::kSafetensorsFileName);
   const fs::path optimizer_file = dir / kOptimizerFile;
   AUTOTP_CHECK(fs::is_regular_file(optimizer_file),
                "'{}' is not a complete training checkpoint: {} is missing", checkpoint_dir,

@@ -36,17 +36,23 @@ const std::vector<std::string>& golden_names() {
   return names;
 }
 
-std::string data_dir() { return AUTOTP_TEST_DATA_DIR; }
-std::string golden_config_dir(const std::string& name) { return data_dir() + "/golden/" + name; }
-std::string hf_tiny_llama_dir() { return data_dir() + "/hf_tiny_llama"; }
+std::string data_dir() {
+  return AUTOTP_TEST_DATA_DIR;
+}
+std::string golden_config_dir(const std::string& name) {
+  return data_dir() + "/golden/" + name;
+}
+std::string hf_tiny_llama_dir() {
+  return data_dir() + "/hf_tiny_llama";
+}
 
 // A fresh directory under the system temp dir, removed with everything in it at destruction.
 class TempDir {
  public:
   TempDir() {
     static int counter = 0;
-    path_ = fs::temp_directory_path() /
-            ("autotp_test_checkpoint." + std::to_string(::getpid()) + "." + std::to_string(counter++));
+    path_ = fs::temp_directory_path() / ("autotp_test_checkpoint." + std::to_string(::getpid()) +
+                                         "." + std::to_string(counter++));
     fs::remove_all(path_);
     fs::create_directories(path_);
   }
@@ -77,7 +83,8 @@ void write_text(const std::string& path, const std::string& text) {
 
 std::set<std::string> entries_of(const fs::path& dir) {
   std::set<std::string> out;
-  for (const auto& e : fs::directory_iterator(dir)) out.insert(e.path().filename().string());
+  for (const auto& e : fs::directory_iterator(dir))
+    out.insert(e.path().filename().string());
   return out;
 }
 
@@ -104,7 +111,8 @@ std::set<std::string> entries_of(const fs::path& dir) {
 // Fixed input ids [2, 5] below `vocab`.
 Tensor sample_ids(int64_t vocab) {
   std::vector<int64_t> ids;
-  for (int64_t i = 0; i < 10; ++i) ids.push_back((7 * i + 3) % vocab);
+  for (int64_t i = 0; i < 10; ++i)
+    ids.push_back((7 * i + 3) % vocab);
   return Tensor::from_vector_i64(ids, {2, 5});
 }
 
@@ -123,7 +131,8 @@ void randomize(const CausalLM& model, uint64_t seed) {
 
 // A randomized model (see randomize) for the golden config `name`.
 std::shared_ptr<CausalLM> random_model(const std::string& name, uint64_t seed) {
-  const std::shared_ptr<CausalLM> model = create_model(load_hf_config(golden_config_dir(name)), seed);
+  const std::shared_ptr<CausalLM> model =
+      create_model(load_hf_config(golden_config_dir(name)), seed);
   randomize(*model, seed);
   return model;
 }
@@ -173,7 +182,8 @@ TEST(LoadHfConfig, WrongValueTypeAndMissingFileAreErrorsNamingTheFile) {
   write_text(tmp / "config.json", text);
   EXPECT_ERROR_CONTAINS(load_hf_config(tmp.path().string()), tmp / "config.json");
   EXPECT_ERROR_CONTAINS(load_hf_config(tmp.path().string()), "'hidden_size' must be an integer");
-  EXPECT_ERROR_CONTAINS(load_hf_config(tmp / "nowhere"), "'" + (tmp / "nowhere") + "' does not exist");
+  EXPECT_ERROR_CONTAINS(load_hf_config(tmp / "nowhere"),
+                        "'" + (tmp / "nowhere") + "' does not exist");
   fs::create_directories(tmp / "empty");
   EXPECT_ERROR_CONTAINS(load_hf_config(tmp / "empty"), "it has no config.json");
 }
@@ -212,7 +222,8 @@ TEST_P(ExportReload, GivesBitIdenticalWeightsAndLogitsAndTheSameConfig) {
   EXPECT_EQ(reloaded->config(), config);
   const StateDict want = model->state_dict(), got = reloaded->state_dict();
   ASSERT_EQ(got.size(), want.size());
-  for (const auto& [name, t] : want) EXPECT_TRUE(bit_equal(got.at(name), t)) << name;
+  for (const auto& [name, t] : want)
+    EXPECT_TRUE(bit_equal(got.at(name), t)) << name;
   const Tensor ids = sample_ids(config.vocab_size);
   EXPECT_TRUE(bit_equal(reloaded->forward(ids), model->forward(ids)));
 }
@@ -241,7 +252,8 @@ TEST(ExportHfModel, Bf16ExportStoresBf16AndReloadsAsTheRoundedWeights) {
   export_hf_model(*model, dir, DType::BF16);
   EXPECT_EQ(json::parse_file(dir + "/config.json").get<std::string>("dtype"), "bfloat16");
   const io::SafetensorsFile file(dir + "/model.safetensors");
-  for (const auto& info : file.tensors()) EXPECT_EQ(info.dtype_name, "BF16") << info.name;
+  for (const auto& info : file.tensors())
+    EXPECT_EQ(info.dtype_name, "BF16") << info.name;
   // Loaded as f32: each weight is the f32 weight rounded to bf16 (exact in f32).
   const std::shared_ptr<CausalLM> reloaded = load_hf_model(dir, DType::F32);
   for (const auto& [name, t] : model->state_dict()) {
@@ -298,14 +310,17 @@ std::map<std::string, Tensor> read_reference_logits(const std::string& path) {
     int64_t ndim = 0;
     tokens >> ndim;
     Shape shape(static_cast<size_t>(ndim));
-    for (int64_t& d : shape) tokens >> d;
+    for (int64_t& d : shape)
+      tokens >> d;
     if (name == "input_ids") {
       std::vector<int64_t> ids(static_cast<size_t>(shape_numel(shape)));
-      for (int64_t& v : ids) tokens >> v;
+      for (int64_t& v : ids)
+        tokens >> v;
       out[name] = Tensor::from_vector_i64(ids, shape);
     } else {
       std::vector<double> values(static_cast<size_t>(shape_numel(shape)));
-      for (double& v : values) tokens >> v;
+      for (double& v : values)
+        tokens >> v;
       out[name] = Tensor::from_vector(values, shape, DType::F64);
     }
     EXPECT_FALSE(tokens.fail()) << path << ": malformed entry " << name;
@@ -317,11 +332,14 @@ void write_reference_logits(const std::string& path, const Tensor& ids, const Te
   std::ofstream out(path);
   out << "# autotp's float32 logits of this directory's model\n";
   out << "input_ids " << ids.dim();
-  for (int64_t d : ids.shape()) out << ' ' << d;
+  for (int64_t d : ids.shape())
+    out << ' ' << d;
   out << '\n';
-  for (int64_t v : ids.to_vector_i64()) out << v << ' ';
+  for (int64_t v : ids.to_vector_i64())
+    out << v << ' ';
   out << "\nlogits " << logits.dim();
-  for (int64_t d : logits.shape()) out << ' ' << d;
+  for (int64_t d : logits.shape())
+    out << ' ' << d;
   out << '\n';
   char buf[32];
   for (double v : logits.to_vector()) {
@@ -348,7 +366,8 @@ int64_t accumulation_depth(const ModelConfig& c, int64_t seq) {
 // both are f32 computations, 1 when ours is f64 (error ~1e-16, negligible).
 Tolerance logits_tolerance(const Tensor& expected, int64_t depth, int sides) {
   double max_abs = 0.0;
-  for (double v : expected.to_vector()) max_abs = std::max(max_abs, std::fabs(v));
+  for (double v : expected.to_vector())
+    max_abs = std::max(max_abs, std::fabs(v));
   const double u = std::numeric_limits<float>::epsilon() / 2;
   const double bound = sides * static_cast<double>(depth) * u;
   return {bound * max_abs, bound};
@@ -357,7 +376,8 @@ Tolerance logits_tolerance(const Tensor& expected, int64_t depth, int sides) {
 double max_abs_diff(const Tensor& a, const Tensor& b) {
   const std::vector<double> x = a.to_vector(), y = b.to_vector();
   double d = 0.0;
-  for (size_t i = 0; i < x.size(); ++i) d = std::max(d, std::fabs(x[i] - y[i]));
+  for (size_t i = 0; i < x.size(); ++i)
+    d = std::max(d, std::fabs(x[i] - y[i]));
   return d;
 }
 
@@ -366,8 +386,8 @@ TEST(LoadHfModel, ReproducesTheLogitsTransformersComputedForItsOwnSavedCheckpoin
       read_reference_logits(hf_tiny_llama_dir() + "/reference_logits.txt");
   ASSERT_EQ(ref.count("input_ids"), 1u);
   ASSERT_EQ(ref.count("logits"), 1u);
-  const Tensor& ids = ref.at("input_ids");       // [2, 7]
-  const Tensor& want = ref.at("logits");         // [2, 7, 67], f32 values from transformers
+  const Tensor& ids = ref.at("input_ids");  // [2, 7]
+  const Tensor& want = ref.at("logits");    // [2, 7, 67], f32 values from transformers
   for (DType dtype : {DType::F32, DType::F64}) {
     const std::shared_ptr<CausalLM> model = load_hf_model(hf_tiny_llama_dir(), dtype);
     EXPECT_EQ(model->config().vocab_size, 67);
@@ -376,9 +396,9 @@ TEST(LoadHfModel, ReproducesTheLogitsTransformersComputedForItsOwnSavedCheckpoin
     const int64_t depth = accumulation_depth(model->config(), ids.size(1));
     const Tolerance tol = logits_tolerance(want, depth, dtype == DType::F32 ? 2 : 1);
     EXPECT_ALL_CLOSE(logits, want, tol);
-    std::printf("[ hf_tiny_llama %s ] max|ours - transformers| = %.3g (tolerance %.3g + %.3g*|x|)\n",
-                std::string(dtype_name(dtype)).c_str(), max_abs_diff(logits, want), tol.atol,
-                tol.rtol);
+    std::printf(
+        "[ hf_tiny_llama %s ] max|ours - transformers| = %.3g (tolerance %.3g + %.3g*|x|)\n",
+        std::string(dtype_name(dtype)).c_str(), max_abs_diff(logits, want), tol.atol, tol.rtol);
   }
 }
 
@@ -388,7 +408,8 @@ TEST(LoadHfModel, LoadsEveryTensorOfTheCheckpointUnchanged) {
       io::load_safetensors(hf_tiny_llama_dir() + "/model.safetensors");
   const StateDict state = model->state_dict();
   ASSERT_EQ(state.size(), file.size());
-  for (const auto& [name, t] : file) EXPECT_TRUE(bit_equal(state.at(name), t)) << name;
+  for (const auto& [name, t] : file)
+    EXPECT_TRUE(bit_equal(state.at(name), t)) << name;
 }
 
 // Copies the transformers-written checkpoint into `dir` for a test to damage.
@@ -486,6 +507,16 @@ TEST(ExportHfModel, WritesExportsForTheTransformersCheckWhenAsked) {
   const std::shared_ptr<CausalLM> bf16 = load_hf_model(dir, DType::F32);
   const Tensor ids = sample_ids(67);
   write_reference_logits(dir + "/reference_logits.txt", ids, bf16->forward(ids));
+  // A sharded export, and a training checkpoint directory (also an HF directory).
+  const std::shared_ptr<CausalLM> model = random_model("qwen2_bias", /*seed=*/22);
+  const Tensor qwen_ids = sample_ids(model->config().vocab_size);
+  const std::string sharded = std::string(out) + "/qwen2_bias_sharded";
+  export_hf_model(*model, sharded, std::nullopt, /*max_shard_bytes=*/40000);
+  write_reference_logits(sharded + "/reference_logits.txt", qwen_ids, model->forward(qwen_ids));
+  const AdamW optimizer(model->named_parameters(), AdamWOptions{});
+  const std::string step_dir =
+      save_training_checkpoint(std::string(out) + "/train", *model, optimizer, TrainingState{});
+  write_reference_logits(step_dir + "/reference_logits.txt", qwen_ids, model->forward(qwen_ids));
 }
 
 // ---- training checkpoints -----------------------------------------------------------------
@@ -509,7 +540,8 @@ Trainee make_trainee(uint64_t seed) {
 // One optimizer step on the loss of batch `batch` (deterministic ids).
 void train_step(Trainee& t, int batch) {
   std::vector<int64_t> ids;
-  for (int64_t i = 0; i < 12; ++i) ids.push_back((5 * i + 7 * batch + 1) % t.model->config().vocab_size);
+  for (int64_t i = 0; i < 12; ++i)
+    ids.push_back((5 * i + 7 * batch + 1) % t.model->config().vocab_size);
   const Tensor x = Tensor::from_vector_i64(ids, {2, 6});
   t.optimizer->zero_grad();
   t.model->forward_loss(x, x).backward();
@@ -528,7 +560,8 @@ TrainingState state_at(int64_t step) {
 void expect_same_training_state(const Trainee& a, const Trainee& b) {
   const StateDict ma = a.model->state_dict(), mb = b.model->state_dict();
   ASSERT_EQ(ma.size(), mb.size());
-  for (const auto& [name, t] : ma) EXPECT_TRUE(bit_equal(mb.at(name), t)) << name;
+  for (const auto& [name, t] : ma)
+    EXPECT_TRUE(bit_equal(mb.at(name), t)) << name;
   const NamedTensors oa = a.optimizer->state_dict(), ob = b.optimizer->state_dict();
   ASSERT_EQ(oa.size(), ob.size());
   for (size_t i = 0; i < oa.size(); ++i) {
@@ -546,7 +579,7 @@ TEST(TrainingCheckpoint, RoundTripRestoresWeightsOptimizerStateAndTheNextStepBit
                                                    *original.optimizer, state_at(2));
   EXPECT_EQ(dir, out / "checkpoints/step-00000002");
   EXPECT_EQ(entries_of(dir), (std::set<std::string>{"config.json", "model.safetensors",
-                                                     "optimizer.safetensors", "state.json"}));
+                                                    "optimizer.safetensors", "state.json"}));
   // The optimizer's 0-dim i64 step counters are stored as such.
   const io::SafetensorsFile opt_file(dir + "/optimizer.safetensors");
   const io::SafetensorsTensorInfo& step_info = opt_file.info("model.norm.weight.step");
@@ -642,9 +675,9 @@ TEST(TrainingCheckpoint, AnInterruptedSaveIsIgnoredAndThePreviousCheckpointStays
   Trainee resumed = make_trainee(8);
   EXPECT_EQ(load_training_checkpoint(good, *resumed.model, *resumed.optimizer).step, 2);
   expect_same_training_state(t, resumed);
-  EXPECT_ERROR_CONTAINS(load_training_checkpoint(root + "/step-00000003", *resumed.model,
-                                                 *resumed.optimizer),
-                        root + "/step-00000003/state.json");
+  EXPECT_ERROR_CONTAINS(
+      load_training_checkpoint(root + "/step-00000003", *resumed.model, *resumed.optimizer),
+      root + "/step-00000003/state.json");
 }
 
 TEST(TrainingCheckpoint, MismatchedOrCorruptFilesAreErrorsNamingThem) {

@@ -16,8 +16,9 @@ reference_logits.txt format (also what --check-export reads from autotp's side):
 
 --check-export DIR: DIR is a model directory written by autotp's export_hf_model, with a
 reference_logits.txt that autotp wrote (its own logits for its own input_ids). Loads DIR with
-AutoModelForCausalLM.from_pretrained (as is, no flags), runs the ids and prints the largest
-difference from autotp's logits relative to max|logits|; fails above --rtol (default 1e-5).
+AutoModelForCausalLM.from_pretrained (as is, no flags; it reports the dtype it loaded), runs
+the ids in float32 and prints the largest difference from autotp's float32 logits relative to
+max|logits|; fails above --rtol (default 1e-5).
 
 Never a CI dependency (needs torch + transformers):
   python3 tools/golden/make_hf_checkpoint_golden.py [--out tests/data/hf_tiny_llama]
@@ -111,11 +112,16 @@ def make_golden(out_dir):
             f"{transformers.__version__} (torch {torch.__version__}, eager attention),",
             "written by tools/golden/make_hf_checkpoint_golden.py",
         ])
+        readme = os.path.join(out_dir, "README.md")  # hand-written; kept across regenerations
+        readme_text = open(readme).read() if os.path.exists(readme) else None
         if os.path.exists(out_dir):
             shutil.rmtree(out_dir)
         os.makedirs(out_dir)
         for f in sorted(os.listdir(tmp)):  # plain copies: mkdtemp's 0700 mode stays behind
             shutil.copyfile(os.path.join(tmp, f), os.path.join(out_dir, f))
+        if readme_text is not None:
+            with open(readme, "w") as f:
+                f.write(readme_text)
     finally:
         shutil.rmtree(tmp)
     total = sum(os.path.getsize(os.path.join(out_dir, f)) for f in os.listdir(out_dir))
@@ -129,8 +135,10 @@ def check_export(export_dir, rtol):
     print(f"transformers {transformers.__version__} loaded {export_dir} as "
           f"{type(model).__name__} ({model.dtype}, {sum(p.numel() for p in model.parameters())} "
           "parameters)")
+    # autotp's logits are float32 computations (from the saved weights, bf16 ones included):
+    # compare transformers' float32 computation on the same weights.
     with torch.no_grad():
-        theirs = model(ref["input_ids"]).logits.to(torch.float64)
+        theirs = model.float()(ref["input_ids"]).logits.to(torch.float64)
     ours = ref["logits"]
     assert theirs.shape == ours.shape, f"shape {tuple(theirs.shape)} != {tuple(ours.shape)}"
     scale = ours.abs().max().item()
