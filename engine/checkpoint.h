@@ -16,18 +16,21 @@ namespace autotp {
 
 // ---- Hugging Face directories ------------------------------------------------------------
 
-// Reads DIR/config.json into a ModelConfig (errors name the file and key).
+// Reads DIR/config.json into a ModelConfig (errors name the file and key). DIR may also be
+// the path of a config.json file itself.
 ModelConfig load_hf_config(const std::string& dir);
 
 // Builds the model DIR/config.json describes and loads its weights (model.safetensors or the
 // sharded index) into it, converting to `dtype`. Names must match exactly: missing and
-// unexpected tensors are reported together in one error naming the directory.
+// unexpected tensors are reported together in one error naming the directory. A tied model's
+// redundant lm_head.weight (some HF checkpoints carry one) is ignored, as transformers does.
 std::shared_ptr<CausalLM> load_hf_model(const std::string& dir, DType dtype = DType::F32);
 
 // Writes DIR/config.json (the fields transformers needs to build the same model, including
 // "architectures" and "model_type") and the weights (sharded above max_shard_bytes), into a
 // temporary sibling directory that is then renamed over DIR. `dtype` is the saved dtype
-// (e.g. bf16 to halve the size; default: the model's own).
+// (e.g. bf16 to halve the size; default: the model's own). An existing DIR must be empty or
+// a model directory (config.json or safetensors weights); anything else is refused.
 void export_hf_model(const CausalLM& model, const std::string& dir,
                      std::optional<DType> dtype = std::nullopt,
                      int64_t max_shard_bytes = 5LL << 30);
@@ -42,19 +45,22 @@ struct TrainingState {
   std::string config_yaml; // the resolved config the run was started with
 };
 
-// Writes OUT_DIR/checkpoints/step-<NNNNNNNN>/ (model.safetensors, optimizer.safetensors,
-// state.json) through a temporary directory renamed into place, then updates
+// Writes OUT_DIR/checkpoints/step-<NNNNNNNN>/ (config.json + model.safetensors, so the
+// directory is also an HF model directory for load_hf_model and transformers;
+// optimizer.safetensors; state.json, written last) through a temporary directory renamed into
+// place (replacing an earlier save of the same step; other checkpoints are kept), then updates
 // OUT_DIR/checkpoints/latest (a one-line file, itself replaced atomically). Returns the
 // checkpoint directory.
 std::string save_training_checkpoint(const std::string& out_dir, const CausalLM& model,
                                      const AdamW& optimizer, const TrainingState& state);
 
 // The directory `latest` points at under OUT_DIR/checkpoints, or nullopt when none exists.
-// A directory without a complete state.json (an interrupted save) is never returned.
+// A directory without a complete state.json (an interrupted save) is never returned: when
+// `latest` is missing or names one, the complete step-<N> directory with the highest N.
 std::optional<std::string> latest_training_checkpoint(const std::string& out_dir);
 
 // Loads a checkpoint directory into an existing model and optimizer (shapes and names
-// checked) and returns its TrainingState.
+// checked; weights converted to the model's dtypes) and returns its TrainingState.
 TrainingState load_training_checkpoint(const std::string& checkpoint_dir, CausalLM& model,
                                        AdamW& optimizer);
 
