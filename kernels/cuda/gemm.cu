@@ -119,8 +119,7 @@ __global__ void scale_matrices_kernel(T* c, int64_t ldc, int64_t stride_c, int64
 void lt_gemm(GemmContext& ctx, cudaDataType_t type, size_t itemsize, void* c, int64_t ldc,
              int64_t stride_c, const void* a, int64_t lda, int64_t stride_a, bool trans_a,
              const void* b, int64_t ldb, int64_t stride_b, bool trans_b, int64_t m, int64_t n,
-             int64_t k, float alpha, float beta, int64_t batch, cudaStream_t stream,
-             const std::string& what) {
+             int64_t k, float alpha, float beta, int64_t batch, cudaStream_t stream) {
   MatmulDesc op(CUBLAS_COMPUTE_32F, CUDA_R_32F);
   // cuBLAS operand 1 is our B, operand 2 our A (see the file comment).
   const cublasOperation_t op1 = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -129,7 +128,8 @@ void lt_gemm(GemmContext& ctx, cudaDataType_t type, size_t itemsize, void* c, in
       cublasLtMatmulDescSetAttribute(op.desc, CUBLASLT_MATMUL_DESC_TRANSA, &op1, sizeof(op1)));
   AUTOTP_CUBLAS_CHECK(
       cublasLtMatmulDescSetAttribute(op.desc, CUBLASLT_MATMUL_DESC_TRANSB, &op2, sizeof(op2)));
-  // Stored (pre-op) column-major shapes: operand 1 is op1(X) = [N, K], operand 2 is [K, M].
+  // Column-major layouts of the stored matrices (before the op): op1(operand 1) is [N, K],
+  // op2(operand 2) is [K, M], C is [N, M].
   MatrixLayout layout1(type, trans_b ? k : n, trans_b ? n : k, ldb, batch, stride_b);
   MatrixLayout layout2(type, trans_a ? m : k, trans_a ? k : m, lda, batch, stride_a);
   MatrixLayout layout_c(type, n, m, ldc, batch, stride_c);
@@ -151,12 +151,20 @@ void lt_gemm(GemmContext& ctx, cudaDataType_t type, size_t itemsize, void* c, in
   auto handle = static_cast<cublasLtHandle_t>(ctx.lt_handle());
   cublasLtMatmulHeuristicResult_t heuristic = {};
   int found = 0;
-  AUTOTP_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(handle, op.desc, layout1.layout,
-                                                     layout2.layout, layout_c.layout,
-                                                     layout_c.layout, pref.pref, 1, &heuristic,
-                                                     &found));
-  if (found == 0) {
-    throw std::invalid_argument("gemm_strided_batched: cuBLASLt has no algorithm for " + what);
+  const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(
+      handle, op.desc, layout1.layout, layout2.layout, layout_c.layout, layout_c.layout, pref.pref,
+      1, &heuristic, &found);
+  if (status != CUBLAS_STATUS_NOT_SUPPORTED) AUTOTP_CUBLAS_CHECK(status);
+  if (status == CUBLAS_STATUS_NOT_SUPPORTED || found == 0 ||
+      heuristic.state != CUBLAS_STATUS_SUCCESS) {
+    // No cuBLASLt kernel for this alignment or shape: cuBLAS's strided-batched GEMM takes any
+    // (same operands, same f32 compute; it may pick another summation order).
+    auto blas = static_cast<cublasHandle_t>(ctx.blas_handle());
+    AUTOTP_CUBLAS_CHECK(cublasSetStream(blas, stream));
+    AUTOTP_CUBLAS_CHECK(cublasGemmStridedBatchedEx_64(
+        blas, op1, op2, n, m, k, &alpha, b, type, ldb, stride_b, a, type, lda, stride_a, &beta, c,
+        type, ldc, stride_c, batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    return;
   }
   AUTOTP_CUBLAS_CHECK(cublasLtMatmul(handle, op.desc, &alpha, b, layout1.layout, a,
                                      layout2.layout, &beta, c, layout_c.layout, c,
@@ -246,17 +254,17 @@ void gemm_strided_batched(GemmContext& ctx, int dtype, void* c, int64_t ldc, int
     case DTypeCode::F32:
       lt_gemm(ctx, CUDA_R_32F, sizeof(float), c, ldc, stride_c, a, lda, stride_a, trans_a, b, ldb,
               stride_b, trans_b, m, n, k, static_cast<float>(alpha), static_cast<float>(beta),
-              batch, stream, what);
+              batch, stream);
       return;
     case DTypeCode::BF16:
       lt_gemm(ctx, CUDA_R_16BF, sizeof(bf16), c, ldc, stride_c, a, lda, stride_a, trans_a, b, ldb,
               stride_b, trans_b, m, n, k, static_cast<float>(alpha), static_cast<float>(beta),
-              batch, stream, what);
+              batch, stream);
       return;
     case DTypeCode::F16:
       lt_gemm(ctx, CUDA_R_16F, sizeof(f16), c, ldc, stride_c, a, lda, stride_a, trans_a, b, ldb,
               stride_b, trans_b, m, n, k, static_cast<float>(alpha), static_cast<float>(beta),
-              batch, stream, what);
+              batch, stream);
       return;
     case DTypeCode::F64: {
       auto handle = static_cast<cublasHandle_t>(ctx.blas_handle());
