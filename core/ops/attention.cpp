@@ -57,8 +57,8 @@ Tensor causal_mask(const Tensor& scores, double value) {
   });
 }
 
-Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
-                                    bool causal, double scale) {
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
+                                    double scale) {
   const char* op = "scaled_dot_product_attention";
   AUTOTP_CHECK(q.defined() && k.defined() && v.defined(), "{}: undefined q, k or v", op);
   AUTOTP_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4,
@@ -69,8 +69,8 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   const int64_t batch = q.shape()[0], hq = q.shape()[1], seq = q.shape()[2], dim = q.shape()[3];
   const int64_t hkv = k.shape()[1];
   AUTOTP_CHECK(k.shape()[0] == batch && k.shape()[2] == seq && k.shape()[3] == dim,
-               "{}: k/v {} must match q {} in batch, sequence and head dim ([{}, Hkv, {}, {}])",
-               op, shape_str(k.shape()), shape_str(q.shape()), batch, seq, dim);
+               "{}: k/v {} must match q {} in batch, sequence and head dim ([{}, Hkv, {}, {}])", op,
+               shape_str(k.shape()), shape_str(q.shape()), batch, seq, dim);
   AUTOTP_CHECK(hkv > 0 && hq % hkv == 0,
                "{}: {} query heads are not a multiple of {} kv heads (q {}, k {})", op, hq, hkv,
                shape_str(q.shape()), shape_str(k.shape()));
@@ -81,10 +81,10 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   check_same_device(q, k, op, "q", "k");
   check_same_device(q, v, op, "q", "v");
   const double s = scale > 0.0 ? scale : 1.0 / std::sqrt(static_cast<double>(dim));
-  const Tensor qc = q.detach().contiguous();  // [B, Hq, S, D]
-  const Tensor kc = k.detach().contiguous();  // [B, Hkv, S, D]
-  const Tensor vc = v.detach().contiguous();  // [B, Hkv, S, D]
-  Tensor out = Tensor::empty(q.shape(), q.dtype(), q.device());              // [B, Hq, S, D]
+  const Tensor qc = q.detach().contiguous();                     // [B, Hq, S, D]
+  const Tensor kc = k.detach().contiguous();                     // [B, Hkv, S, D]
+  const Tensor vc = v.detach().contiguous();                     // [B, Hkv, S, D]
+  Tensor out = Tensor::empty(q.shape(), q.dtype(), q.device());  // [B, Hq, S, D]
   if (q.device().is_cpu()) {
     Tensor lse = Tensor::empty({batch, hq, seq}, q.dtype(), q.device());  // [B, Hq, S]
     dispatch_float(q.dtype(), op, [&]<typename T>(TypeTag<T>) {
@@ -95,15 +95,14 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
         out, "AttentionBackward", {&q, &k, &v},
         [qc, kc, vc, lse, batch, hq, hkv, seq, dim, s, causal](const Tensor& g) {
           check_same_device(qc, g, "scaled_dot_product_attention backward", "q", "gradient");
-          const Tensor gc = g.contiguous();                                  // [B, Hq, S, D]
+          const Tensor gc = g.contiguous();                                // [B, Hq, S, D]
           Tensor dq = Tensor::empty(qc.shape(), qc.dtype(), qc.device());  // [B, Hq, S, D]
           Tensor dk = Tensor::empty(kc.shape(), kc.dtype(), kc.device());  // [B, Hkv, S, D]
           Tensor dv = Tensor::empty(vc.shape(), vc.dtype(), vc.device());  // [B, Hkv, S, D]
           dispatch_float(qc.dtype(), "scaled_dot_product_attention", [&]<typename T>(TypeTag<T>) {
-            kernels::cpu::attention_backward<T>(dq.data<T>(), dk.data<T>(), dv.data<T>(),
-                                                qc.data<T>(), kc.data<T>(), vc.data<T>(),
-                                                lse.data<T>(), gc.data<T>(), batch, hq, hkv, seq,
-                                                dim, s, causal);
+            kernels::cpu::attention_backward<T>(
+                dq.data<T>(), dk.data<T>(), dv.data<T>(), qc.data<T>(), kc.data<T>(), vc.data<T>(),
+                lse.data<T>(), gc.data<T>(), batch, hq, hkv, seq, dim, s, causal);
           });
           return std::vector<Tensor>{dq, dk, dv};
         });
@@ -116,22 +115,21 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   const DType stats = stats_dtype(q.dtype());
   Tensor lse = Tensor::empty({batch, hq, seq}, stats, q.device());  // [B, Hq, S]
   kernels::cuda::attention_forward(static_cast<int>(q.dtype()), out.raw_data(), lse.raw_data(),
-                                   qc.raw_data(), kc.raw_data(), vc.raw_data(), batch, hq, hkv,
-                                   seq, dim, s, causal, nullptr);
+                                   qc.raw_data(), kc.raw_data(), vc.raw_data(), batch, hq, hkv, seq,
+                                   dim, s, causal, nullptr);
   return record_op(
       out, "AttentionBackward", {&q, &k, &v},
       [qc, kc, vc, lse, batch, hq, hkv, seq, dim, s, causal](const Tensor& g) {
         check_same_device(qc, g, "scaled_dot_product_attention backward", "q", "gradient");
-        const Tensor gc = g.contiguous();                                  // [B, Hq, S, D]
-        Tensor dq = Tensor::empty(qc.shape(), qc.dtype(), qc.device());  // [B, Hq, S, D]
-        Tensor dk = Tensor::empty(kc.shape(), kc.dtype(), kc.device());  // [B, Hkv, S, D]
-        Tensor dv = Tensor::empty(vc.shape(), vc.dtype(), vc.device());  // [B, Hkv, S, D]
+        const Tensor gc = g.contiguous();                                      // [B, Hq, S, D]
+        Tensor dq = Tensor::empty(qc.shape(), qc.dtype(), qc.device());        // [B, Hq, S, D]
+        Tensor dk = Tensor::empty(kc.shape(), kc.dtype(), kc.device());        // [B, Hkv, S, D]
+        Tensor dv = Tensor::empty(vc.shape(), vc.dtype(), vc.device());        // [B, Hkv, S, D]
         Tensor delta = Tensor::empty(lse.shape(), lse.dtype(), lse.device());  // [B, Hq, S]
-        kernels::cuda::attention_backward(static_cast<int>(qc.dtype()), dq.raw_data(),
-                                          dk.raw_data(), dv.raw_data(), qc.raw_data(),
-                                          kc.raw_data(), vc.raw_data(), lse.raw_data(),
-                                          gc.raw_data(), delta.raw_data(), batch, hq, hkv, seq,
-                                          dim, s, causal, nullptr);
+        kernels::cuda::attention_backward(
+            static_cast<int>(qc.dtype()), dq.raw_data(), dk.raw_data(), dv.raw_data(),
+            qc.raw_data(), kc.raw_data(), vc.raw_data(), lse.raw_data(), gc.raw_data(),
+            delta.raw_data(), batch, hq, hkv, seq, dim, s, causal, nullptr);
         return std::vector<Tensor>{dq, dk, dv};
       });
 #else

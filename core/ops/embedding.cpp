@@ -4,9 +4,9 @@
 
 #include "core/autograd/node.h"
 #include "core/dispatch.h"
+#include "core/ops/index_segments.h"
 #include "core/ops/nn.h"
 #include "core/ops/nn_common.h"
-#include "core/ops/index_segments.h"
 #include "kernels/cpu/embedding.h"
 #ifdef AUTOTP_WITH_CUDA
 #include "kernels/cuda/index.h"
@@ -54,8 +54,8 @@ Tensor embedding(const Tensor& weight, const Tensor& ids) {
                        Tensor dweight = Tensor::empty({vocab, dim}, dtype, g.device());  // [V, D]
                        dispatch_float(dtype, "embedding", [&]<typename T>(TypeTag<T>) {
                          dispatch_index(ic.dtype(), "embedding", [&]<typename I>(TypeTag<I>) {
-                           kernels::cpu::embedding_backward<T, I>(
-                               dweight.data<T>(), ic.data<I>(), gc.data<T>(), n_ids, vocab, dim);
+                           kernels::cpu::embedding_backward<T, I>(dweight.data<T>(), ic.data<I>(),
+                                                                  gc.data<T>(), n_ids, vocab, dim);
                          });
                        });
                        return std::vector<Tensor>{dweight};
@@ -63,23 +63,21 @@ Tensor embedding(const Tensor& weight, const Tensor& ids) {
   }
 #ifdef AUTOTP_WITH_CUDA
   // The gather is index_select over the rows of the [V, D] table (outer 1, inner D).
-  kernels::cuda::index_select(static_cast<int>(dtype), static_cast<int>(ic.dtype()),
-                              out.raw_data(), wc.raw_data(), ic.raw_data(), 1, vocab, dim, n_ids,
-                              nullptr);
-  return record_op(out, "EmbeddingBackward", {&weight},
-                   [host_ids, vocab, dim, n_ids, dtype](const Tensor& g) {
-                     const Tensor gc = g.contiguous();  // ids.shape + [D]
-                     Tensor dweight = Tensor::zeros({vocab, dim}, dtype, g.device());  // [V, D]
-                     // Rows of g grouped by id (host sort), each dweight row summed by one
-                     // thread per column in id-position order: deterministic, no atomics.
-                     const detail::IndexSegments seg =
-                         detail::make_index_segments(host_ids, g.device());
-                     kernels::cuda::index_add_sorted(
-                         static_cast<int>(dtype), dweight.raw_data(), gc.raw_data(),
-                         seg.order.data<int64_t>(), seg.starts.data<int64_t>(),
-                         seg.values.data<int64_t>(), seg.segments, 1, vocab, dim, n_ids, nullptr);
-                     return std::vector<Tensor>{dweight};
-                   });
+  kernels::cuda::index_select(static_cast<int>(dtype), static_cast<int>(ic.dtype()), out.raw_data(),
+                              wc.raw_data(), ic.raw_data(), 1, vocab, dim, n_ids, nullptr);
+  return record_op(
+      out, "EmbeddingBackward", {&weight}, [host_ids, vocab, dim, n_ids, dtype](const Tensor& g) {
+        const Tensor gc = g.contiguous();                                 // ids.shape + [D]
+        Tensor dweight = Tensor::zeros({vocab, dim}, dtype, g.device());  // [V, D]
+        // Rows of g grouped by id (host sort), each dweight row summed by one
+        // thread per column in id-position order: deterministic, no atomics.
+        const detail::IndexSegments seg = detail::make_index_segments(host_ids, g.device());
+        kernels::cuda::index_add_sorted(static_cast<int>(dtype), dweight.raw_data(), gc.raw_data(),
+                                        seg.order.data<int64_t>(), seg.starts.data<int64_t>(),
+                                        seg.values.data<int64_t>(), seg.segments, 1, vocab, dim,
+                                        n_ids, nullptr);
+        return std::vector<Tensor>{dweight};
+      });
 #else
   fail_without_cuda("embedding");
 #endif

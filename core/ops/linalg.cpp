@@ -129,13 +129,12 @@ void gemm_into(const Tensor& out, const Tensor& a, const Tensor& b, double beta,
       const T* pb = static_cast<const T*>(b.raw_data());
       for_each_outer([&](int64_t off_a, int64_t off_b, int64_t off_c) {
         if (fold) {
-          kernels::cpu::gemm<T>(c + off_c, n, pa + off_a, la.ld, false, pb + off_b, lb.ld,
-                                lb.trans, count * m, n, k, T(1), static_cast<T>(beta));
+          kernels::cpu::gemm<T>(c + off_c, n, pa + off_a, la.ld, false, pb + off_b, lb.ld, lb.trans,
+                                count * m, n, k, T(1), static_cast<T>(beta));
         } else {
-          kernels::cpu::gemm_strided_batched<T>(c + off_c, n, stride.c, pa + off_a, la.ld,
-                                                stride.a, la.trans, pb + off_b, lb.ld, stride.b,
-                                                lb.trans, m, n, k, T(1), static_cast<T>(beta),
-                                                count);
+          kernels::cpu::gemm_strided_batched<T>(c + off_c, n, stride.c, pa + off_a, la.ld, stride.a,
+                                                la.trans, pb + off_b, lb.ld, stride.b, lb.trans, m,
+                                                n, k, T(1), static_cast<T>(beta), count);
         }
       });
     });
@@ -154,10 +153,9 @@ void gemm_into(const Tensor& out, const Tensor& a, const Tensor& b, double beta,
                                           la.ld, 0, false, pb + off_b * item, lb.ld, 0, lb.trans,
                                           count * m, n, k, 1.0, beta, 1, nullptr);
     } else {
-      kernels::cuda::gemm_strided_batched(ctx, dtype, c + off_c * item, n, stride.c,
-                                          pa + off_a * item, la.ld, stride.a, la.trans,
-                                          pb + off_b * item, lb.ld, stride.b, lb.trans, m, n, k,
-                                          1.0, beta, count, nullptr);
+      kernels::cuda::gemm_strided_batched(
+          ctx, dtype, c + off_c * item, n, stride.c, pa + off_a * item, la.ld, stride.a, la.trans,
+          pb + off_b * item, lb.ld, stride.b, lb.trans, m, n, k, 1.0, beta, count, nullptr);
     }
   });
 #else

@@ -10,8 +10,8 @@
 namespace autotp::ops::detail {
 
 // `b` must live on the device of `a`; the error names the op and both tensors.
-inline void check_same_device(const Tensor& a, const Tensor& b, const char* op,
-                              const char* a_name, const char* b_name) {
+inline void check_same_device(const Tensor& a, const Tensor& b, const char* op, const char* a_name,
+                              const char* b_name) {
   AUTOTP_CHECK(a.device() == b.device(), "{}: {} (shape {}) is on {} but {} (shape {}) is on {}",
                op, a_name, shape_str(a.shape()), a.device().str(), b_name, shape_str(b.shape()),
                b.device().str());
@@ -34,8 +34,10 @@ inline DType stats_dtype(DType dtype) {
 template <typename Fn>
 decltype(auto) dispatch_index(DType dtype, const char* op, Fn&& fn) {
   switch (dtype) {
-    case DType::I32: return fn(TypeTag<int32_t>{});
-    case DType::I64: return fn(TypeTag<int64_t>{});
+    case DType::I32:
+      return fn(TypeTag<int32_t>{});
+    case DType::I64:
+      return fn(TypeTag<int64_t>{});
     default:
       AUTOTP_FAIL("{}: indices must be i64 or i32, got {}", op, dtype_name(dtype));
   }

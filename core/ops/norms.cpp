@@ -20,8 +20,8 @@ using detail::stats_dtype;
 namespace {
 
 // Validates x [..., D] and an optional per-feature parameter [D]; returns D.
-int64_t check_norm_inputs(const char* op, const Tensor& x, const Tensor& weight,
-                          const Tensor& bias, double eps) {
+int64_t check_norm_inputs(const char* op, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                          double eps) {
   AUTOTP_CHECK(x.defined(), "{}: undefined input", op);
   AUTOTP_CHECK(x.dim() >= 1, "{}: input must have at least one dim, got shape {}", op,
                shape_str(x.shape()));
@@ -59,7 +59,9 @@ DType norm_stats_dtype(const Tensor& x) {
 
 #ifdef AUTOTP_WITH_CUDA
 // Untyped data pointer (for the CUDA kernels), or null for an undefined tensor.
-void* raw_or_null(const Tensor& t) { return t.defined() ? t.raw_data() : nullptr; }
+void* raw_or_null(const Tensor& t) {
+  return t.defined() ? t.raw_data() : nullptr;
+}
 
 // Scratch for the CUDA dweight/dbias partial sums (undefined when neither is wanted).
 Tensor norm_workspace(bool wanted, int64_t rows, int64_t dim, DType stats, Device device) {
@@ -73,9 +75,9 @@ Tensor norm_workspace(bool wanted, int64_t rows, int64_t dim, DType stats, Devic
 Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
   const int64_t dim = check_norm_inputs("rms_norm", x, weight, Tensor(), eps);
   const int64_t rows = x.numel() / dim;
-  const Tensor xc = x.detach().contiguous();           // [rows, D]
-  const Tensor wc = contiguous_or_undefined(weight);   // [D] or undefined
-  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());             // [..., D]
+  const Tensor xc = x.detach().contiguous();                             // [rows, D]
+  const Tensor wc = contiguous_or_undefined(weight);                     // [D] or undefined
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());            // [..., D]
   Tensor rstd = Tensor::empty({rows}, norm_stats_dtype(x), x.device());  // [rows]
   if (x.device().is_cpu()) {
     dispatch_float(x.dtype(), "rms_norm", [&]<typename T>(TypeTag<T>) {
@@ -91,49 +93,46 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
 #endif
   }
   const bool want_dw = weight.defined() && weight.requires_grad();
-  return record_op(y, "RmsNormBackward", {&x, &weight},
-                   [xc, wc, rstd, rows, dim, want_dw](const Tensor& g) {
-                     check_same_device(xc, g, "rms_norm backward", "input", "gradient");
-                     const Tensor gc = g.contiguous();  // [..., D]
-                     Tensor dx = Tensor::empty(xc.shape(), xc.dtype(), xc.device());  // [..., D]
-                     Tensor dw = want_dw ? Tensor::empty({dim}, xc.dtype(), xc.device())
-                                         : Tensor();  // [D]
-                     if (g.device().is_cpu()) {
-                       dispatch_float(xc.dtype(), "rms_norm", [&]<typename T>(TypeTag<T>) {
-                         kernels::cpu::rms_norm_backward<T>(
-                             dx.data<T>(), want_dw ? dw.data<T>() : nullptr, xc.data<T>(),
-                             data_or_null<T>(wc), rstd.data<T>(), gc.data<T>(), rows, dim);
-                       });
-                     } else {
+  return record_op(
+      y, "RmsNormBackward", {&x, &weight}, [xc, wc, rstd, rows, dim, want_dw](const Tensor& g) {
+        check_same_device(xc, g, "rms_norm backward", "input", "gradient");
+        const Tensor gc = g.contiguous();                                                // [..., D]
+        Tensor dx = Tensor::empty(xc.shape(), xc.dtype(), xc.device());                  // [..., D]
+        Tensor dw = want_dw ? Tensor::empty({dim}, xc.dtype(), xc.device()) : Tensor();  // [D]
+        if (g.device().is_cpu()) {
+          dispatch_float(xc.dtype(), "rms_norm", [&]<typename T>(TypeTag<T>) {
+            kernels::cpu::rms_norm_backward<T>(dx.data<T>(), want_dw ? dw.data<T>() : nullptr,
+                                               xc.data<T>(), data_or_null<T>(wc), rstd.data<T>(),
+                                               gc.data<T>(), rows, dim);
+          });
+        } else {
 #ifdef AUTOTP_WITH_CUDA
-                       const Tensor workspace =
-                           norm_workspace(want_dw, rows, dim, rstd.dtype(), xc.device());
-                       kernels::cuda::rms_norm_backward(
-                           static_cast<int>(xc.dtype()), dx.raw_data(), raw_or_null(dw),
-                           xc.raw_data(), raw_or_null(wc), rstd.raw_data(), gc.raw_data(), rows,
-                           dim, raw_or_null(workspace), nullptr);
+          const Tensor workspace = norm_workspace(want_dw, rows, dim, rstd.dtype(), xc.device());
+          kernels::cuda::rms_norm_backward(static_cast<int>(xc.dtype()), dx.raw_data(),
+                                           raw_or_null(dw), xc.raw_data(), raw_or_null(wc),
+                                           rstd.raw_data(), gc.raw_data(), rows, dim,
+                                           raw_or_null(workspace), nullptr);
 #else
                        fail_without_cuda("rms_norm backward");
 #endif
-                     }
-                     return std::vector<Tensor>{dx, dw};
-                   });
+        }
+        return std::vector<Tensor>{dx, dw};
+      });
 }
 
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
   const int64_t dim = check_norm_inputs("layer_norm", x, weight, bias, eps);
   const int64_t rows = x.numel() / dim;
-  const Tensor xc = x.detach().contiguous();          // [rows, D]
-  const Tensor wc = contiguous_or_undefined(weight);  // [D] or undefined
-  const Tensor bc = contiguous_or_undefined(bias);    // [D] or undefined
-  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());             // [..., D]
+  const Tensor xc = x.detach().contiguous();                             // [rows, D]
+  const Tensor wc = contiguous_or_undefined(weight);                     // [D] or undefined
+  const Tensor bc = contiguous_or_undefined(bias);                       // [D] or undefined
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());            // [..., D]
   Tensor mean = Tensor::empty({rows}, norm_stats_dtype(x), x.device());  // [rows]
   Tensor rstd = Tensor::empty({rows}, norm_stats_dtype(x), x.device());  // [rows]
   if (x.device().is_cpu()) {
     dispatch_float(x.dtype(), "layer_norm", [&]<typename T>(TypeTag<T>) {
-      kernels::cpu::layer_norm_forward<T>(y.data<T>(), mean.data<T>(), rstd.data<T>(),
-                                          xc.data<T>(), data_or_null<T>(wc), data_or_null<T>(bc),
-                                          rows, dim, eps);
+      kernels::cpu::layer_norm_forward<T>(y.data<T>(), mean.data<T>(), rstd.data<T>(), xc.data<T>(),
+                                          data_or_null<T>(wc), data_or_null<T>(bc), rows, dim, eps);
     });
   } else {
 #ifdef AUTOTP_WITH_CUDA
@@ -150,16 +149,16 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
       y, "LayerNormBackward", {&x, &weight, &bias},
       [xc, wc, mean, rstd, rows, dim, want_dw, want_db](const Tensor& g) {
         check_same_device(xc, g, "layer_norm backward", "input", "gradient");
-        const Tensor gc = g.contiguous();                                          // [..., D]
-        Tensor dx = Tensor::empty(xc.shape(), xc.dtype(), xc.device());            // [..., D]
+        const Tensor gc = g.contiguous();                                                // [..., D]
+        Tensor dx = Tensor::empty(xc.shape(), xc.dtype(), xc.device());                  // [..., D]
         Tensor dw = want_dw ? Tensor::empty({dim}, xc.dtype(), xc.device()) : Tensor();  // [D]
         Tensor db = want_db ? Tensor::empty({dim}, xc.dtype(), xc.device()) : Tensor();  // [D]
         if (g.device().is_cpu()) {
           dispatch_float(xc.dtype(), "layer_norm", [&]<typename T>(TypeTag<T>) {
-            kernels::cpu::layer_norm_backward<T>(
-                dx.data<T>(), want_dw ? dw.data<T>() : nullptr, want_db ? db.data<T>() : nullptr,
-                xc.data<T>(), data_or_null<T>(wc), mean.data<T>(), rstd.data<T>(), gc.data<T>(),
-                rows, dim);
+            kernels::cpu::layer_norm_backward<T>(dx.data<T>(), want_dw ? dw.data<T>() : nullptr,
+                                                 want_db ? db.data<T>() : nullptr, xc.data<T>(),
+                                                 data_or_null<T>(wc), mean.data<T>(),
+                                                 rstd.data<T>(), gc.data<T>(), rows, dim);
           });
         } else {
 #ifdef AUTOTP_WITH_CUDA
@@ -167,8 +166,8 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
               norm_workspace(want_dw || want_db, rows, dim, rstd.dtype(), xc.device());
           kernels::cuda::layer_norm_backward(
               static_cast<int>(xc.dtype()), dx.raw_data(), raw_or_null(dw), raw_or_null(db),
-              xc.raw_data(), raw_or_null(wc), mean.raw_data(), rstd.raw_data(), gc.raw_data(),
-              rows, dim, raw_or_null(workspace), nullptr);
+              xc.raw_data(), raw_or_null(wc), mean.raw_data(), rstd.raw_data(), gc.raw_data(), rows,
+              dim, raw_or_null(workspace), nullptr);
 #else
           fail_without_cuda("layer_norm backward");
 #endif

@@ -47,7 +47,8 @@ Tensor apply_rotary(const Tensor& x, const Tensor& cos, const Tensor& sin) {
   // Tables whose shape (less leading 1s) is a suffix of x's repeat every table_rows rows of x
   // and are used as they are; any other broadcast is materialized to x's shape.
   Shape table_shape = cos.shape();
-  while (!table_shape.empty() && table_shape.front() == 1) table_shape.erase(table_shape.begin());
+  while (!table_shape.empty() && table_shape.front() == 1)
+    table_shape.erase(table_shape.begin());
   const bool is_suffix = std::equal(table_shape.rbegin(), table_shape.rend(), x.shape().rbegin());
   Tensor cos_t = cos.detach(), sin_t = sin.detach();
   if (!is_suffix) {
@@ -57,12 +58,12 @@ Tensor apply_rotary(const Tensor& x, const Tensor& cos, const Tensor& sin) {
   cos_t = cos_t.contiguous();  // [table_rows, D]
   sin_t = sin_t.contiguous();  // [table_rows, D]
   const int64_t table_rows = std::max<int64_t>(cos_t.numel() / std::max<int64_t>(dim, 1), 1);
-  const Tensor xc = x.detach().contiguous();                    // [rows, D]
+  const Tensor xc = x.detach().contiguous();                     // [rows, D]
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());  // x.shape
   if (x.device().is_cpu()) {
     dispatch_float(x.dtype(), "apply_rotary", [&]<typename T>(TypeTag<T>) {
-      kernels::cpu::rotary_forward<T>(out.data<T>(), xc.data<T>(), cos_t.data<T>(),
-                                      sin_t.data<T>(), rows, dim, table_rows);
+      kernels::cpu::rotary_forward<T>(out.data<T>(), xc.data<T>(), cos_t.data<T>(), sin_t.data<T>(),
+                                      rows, dim, table_rows);
     });
   } else {
 #ifdef AUTOTP_WITH_CUDA
@@ -76,20 +77,19 @@ Tensor apply_rotary(const Tensor& x, const Tensor& cos, const Tensor& sin) {
   return record_op(out, "RotaryBackward", {&x, &cos, &sin},
                    [cos_t, sin_t, rows, dim, table_rows](const Tensor& g) {
                      check_same_device(cos_t, g, "apply_rotary backward", "cos", "gradient");
-                     const Tensor gc = g.contiguous();                              // x.shape
+                     const Tensor gc = g.contiguous();                             // x.shape
                      Tensor dx = Tensor::empty(g.shape(), g.dtype(), g.device());  // x.shape
                      if (g.device().is_cpu()) {
                        dispatch_float(g.dtype(), "apply_rotary", [&]<typename T>(TypeTag<T>) {
                          kernels::cpu::rotary_backward<T>(dx.data<T>(), cos_t.data<T>(),
-                                                          sin_t.data<T>(), gc.data<T>(), rows,
-                                                          dim, table_rows);
+                                                          sin_t.data<T>(), gc.data<T>(), rows, dim,
+                                                          table_rows);
                        });
                      } else {
 #ifdef AUTOTP_WITH_CUDA
-                       kernels::cuda::rotary_backward(static_cast<int>(g.dtype()), dx.raw_data(),
-                                                      cos_t.raw_data(), sin_t.raw_data(),
-                                                      gc.raw_data(), rows, dim, table_rows,
-                                                      nullptr);
+                       kernels::cuda::rotary_backward(
+                           static_cast<int>(g.dtype()), dx.raw_data(), cos_t.raw_data(),
+                           sin_t.raw_data(), gc.raw_data(), rows, dim, table_rows, nullptr);
 #else
                        fail_without_cuda("apply_rotary backward");
 #endif

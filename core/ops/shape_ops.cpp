@@ -219,8 +219,8 @@ Tensor index_select(const Tensor& x, int64_t dim_in, const Tensor& index) {
     const detail::IndexSegments seg = detail::make_index_segments(values, g.device());
     kernels::cuda::index_add_sorted(static_cast<int>(g.dtype()), dx.raw_data(), gc.raw_data(),
                                     seg.order.data<int64_t>(), seg.starts.data<int64_t>(),
-                                    seg.values.data<int64_t>(), seg.segments, s.outer, s.n,
-                                    s.inner, count, nullptr);
+                                    seg.values.data<int64_t>(), seg.segments, s.outer, s.n, s.inner,
+                                    count, nullptr);
     return std::vector<Tensor>{dx};
   });
 #else

@@ -76,8 +76,8 @@ void softmax_rows_backward(const Tensor& dx, const Tensor& y, const Tensor& dy, 
 #ifdef AUTOTP_WITH_CUDA
   const int dtype = static_cast<int>(dy.dtype());
   if (log) {
-    kernels::cuda::log_softmax_backward(dtype, dx.raw_data(), y.raw_data(), dy.raw_data(), rows,
-                                        n, nullptr);
+    kernels::cuda::log_softmax_backward(dtype, dx.raw_data(), y.raw_data(), dy.raw_data(), rows, n,
+                                        nullptr);
   } else {
     kernels::cuda::softmax_backward(dtype, dx.raw_data(), y.raw_data(), dy.raw_data(), rows, n,
                                     nullptr);
@@ -110,8 +110,12 @@ Tensor softmax_family(const Tensor& x, int64_t dim_in, bool log) {
 
 }  // namespace
 
-Tensor softmax(const Tensor& x, int64_t dim) { return softmax_family(x, dim, false); }
-Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_family(x, dim, true); }
+Tensor softmax(const Tensor& x, int64_t dim) {
+  return softmax_family(x, dim, false);
+}
+Tensor log_softmax(const Tensor& x, int64_t dim) {
+  return softmax_family(x, dim, true);
+}
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
   AUTOTP_CHECK(logits.defined() && targets.defined(), "cross_entropy: undefined logits or targets");
@@ -142,15 +146,16 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
     Tensor loss = Tensor::empty({}, logits.dtype(), logits.device());  // []
     dispatch_float(logits.dtype(), "cross_entropy", [&]<typename T>(TypeTag<T>) {
       dispatch_index(targets.dtype(), "cross_entropy", [&]<typename I>(TypeTag<I>) {
-        kernels::cpu::cross_entropy_forward<T, I>(loss.data<T>(), lc.data<T>(), tc.data<I>(),
-                                                  rows, classes, ignore_index);
+        kernels::cpu::cross_entropy_forward<T, I>(loss.data<T>(), lc.data<T>(), tc.data<I>(), rows,
+                                                  classes, ignore_index);
       });
     });
     return record_op(loss, "CrossEntropyBackward", {&logits},
                      [lc, tc, rows, classes, ignore_index](const Tensor& g) {
                        check_same_device(lc, g, "cross_entropy backward", "logits", "gradient");
                        const Tensor gc = g.contiguous();  // []
-                       Tensor dlogits = Tensor::empty(lc.shape(), lc.dtype(), lc.device());  // [N, C]
+                       Tensor dlogits =
+                           Tensor::empty(lc.shape(), lc.dtype(), lc.device());  // [N, C]
                        dispatch_float(lc.dtype(), "cross_entropy", [&]<typename T>(TypeTag<T>) {
                          dispatch_index(tc.dtype(), "cross_entropy", [&]<typename I>(TypeTag<I>) {
                            kernels::cpu::cross_entropy_backward<T, I>(
@@ -165,9 +170,9 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
   // Fused over each vocabulary row; the loss (and the saved per-row logsumexp) are in f32 for
   // bf16/f16 logits, so a bf16 model's loss is computed and returned in f32.
   const DType loss_dtype = stats_dtype(logits.dtype());
-  Tensor loss = Tensor::empty({}, loss_dtype, logits.device());           // []
-  Tensor lse = Tensor::empty({rows}, loss_dtype, logits.device());        // [N]
-  Tensor row_loss = Tensor::empty({rows}, loss_dtype, logits.device());   // [N], scratch
+  Tensor loss = Tensor::empty({}, loss_dtype, logits.device());          // []
+  Tensor lse = Tensor::empty({rows}, loss_dtype, logits.device());       // [N]
+  Tensor row_loss = Tensor::empty({rows}, loss_dtype, logits.device());  // [N], scratch
   kernels::cuda::cross_entropy_forward(static_cast<int>(logits.dtype()),
                                        static_cast<int>(tc.dtype()), loss.raw_data(),
                                        lse.raw_data(), row_loss.raw_data(), lc.raw_data(),
@@ -175,7 +180,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
   return record_op(loss, "CrossEntropyBackward", {&logits},
                    [lc, tc, lse, rows, classes, ignore_index, count](const Tensor& g) {
                      check_same_device(lc, g, "cross_entropy backward", "logits", "gradient");
-                     const Tensor gc = g.contiguous().to(lse.dtype());  // []
+                     const Tensor gc = g.contiguous().to(lse.dtype());                     // []
                      Tensor dlogits = Tensor::empty(lc.shape(), lc.dtype(), lc.device());  // [N, C]
                      kernels::cuda::cross_entropy_backward(
                          static_cast<int>(lc.dtype()), static_cast<int>(tc.dtype()),

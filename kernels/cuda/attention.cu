@@ -83,7 +83,8 @@ __global__ void __launch_bounds__(kBlockThreads)
   C q_row[kPerLane], acc[kPerLane];
   load_row<T>(q_row, q + (bh * seq + i) * dim, dim, lane, active);
 #pragma unroll
-  for (int t = 0; t < kPerLane; ++t) acc[t] = 0;
+  for (int t = 0; t < kPerLane; ++t)
+    acc[t] = 0;
   C running_max = negative_infinity<C>(), running_sum = 0;
   // Causal: no query of this block sees a key past its last row.
   const int64_t keys = causal ? std::min<int64_t>(seq, first_query + kRowsPerBlock) : seq;
@@ -144,7 +145,8 @@ __global__ void __launch_bounds__(kBlockThreads)
   load_row<T>(q_row, q + (bh * seq + i) * dim, dim, lane, active);
   load_row<T>(dout_row, dout + (bh * seq + i) * dim, dim, lane, active);
 #pragma unroll
-  for (int t = 0; t < kPerLane; ++t) acc[t] = 0;
+  for (int t = 0; t < kPerLane; ++t)
+    acc[t] = 0;
   const C row_lse = active ? lse[bh * seq + i] : C(0);
   C row_delta = 0;
   const int64_t keys = causal ? std::min<int64_t>(seq, first_query + kRowsPerBlock) : seq;
@@ -209,7 +211,8 @@ __global__ void __launch_bounds__(kBlockThreads)
   load_row<T>(k_row, k + (bkv * seq + j) * dim, dim, lane, active);
   load_row<T>(v_row, v + (bkv * seq + j) * dim, dim, lane, active);
 #pragma unroll
-  for (int t = 0; t < kPerLane; ++t) dk_acc[t] = dv_acc[t] = 0;
+  for (int t = 0; t < kPerLane; ++t)
+    dk_acc[t] = dv_acc[t] = 0;
   // Causal: queries before the block's first key see none of its keys.
   const int64_t first_query = causal ? first_key : 0;
   for (int64_t g = 0; g < group; ++g) {
@@ -260,14 +263,14 @@ __global__ void __launch_bounds__(kBlockThreads)
 // flattened grid fits.
 int64_t row_tiles(const char* op, int64_t batch, int64_t heads, int64_t hq, int64_t hkv,
                   int64_t seq, int64_t dim) {
-  if (dim < 1 || dim > kAttentionMaxHeadDim || hkv < 1 || hq % hkv != 0 || batch < 0 ||
-      seq < 0) {
-    throw std::invalid_argument(std::string(op) + ": unsupported sizes (batch " +
-                                std::to_string(batch) + ", hq " + std::to_string(hq) + ", hkv " +
-                                std::to_string(hkv) + ", seq " + std::to_string(seq) +
-                                ", head dim " + std::to_string(dim) + "; the head dim must be in "
-                                "[1, " + std::to_string(kAttentionMaxHeadDim) +
-                                "] and hq a multiple of hkv)");
+  if (dim < 1 || dim > kAttentionMaxHeadDim || hkv < 1 || hq % hkv != 0 || batch < 0 || seq < 0) {
+    throw std::invalid_argument(
+        std::string(op) + ": unsupported sizes (batch " + std::to_string(batch) + ", hq " +
+        std::to_string(hq) + ", hkv " + std::to_string(hkv) + ", seq " + std::to_string(seq) +
+        ", head dim " + std::to_string(dim) +
+        "; the head dim must be in "
+        "[1, " +
+        std::to_string(kAttentionMaxHeadDim) + "] and hq a multiple of hkv)");
   }
   const int64_t tiles = (seq + kRowsPerBlock - 1) / kRowsPerBlock;
   if (batch * heads * tiles > INT32_MAX) {
@@ -280,9 +283,9 @@ int64_t row_tiles(const char* op, int64_t batch, int64_t heads, int64_t hq, int6
 
 }  // namespace
 
-void attention_forward(int dtype, void* out, void* lse, const void* q, const void* k,
-                       const void* v, int64_t batch, int64_t hq, int64_t hkv, int64_t seq,
-                       int64_t dim, double scale, bool causal, cudaStream_t stream) {
+void attention_forward(int dtype, void* out, void* lse, const void* q, const void* k, const void* v,
+                       int64_t batch, int64_t hq, int64_t hkv, int64_t seq, int64_t dim,
+                       double scale, bool causal, cudaStream_t stream) {
   const int64_t tiles = row_tiles("attention_forward", batch, hq, hq, hkv, seq, dim);
   if (batch * hq * seq == 0) return;
   dispatch_float_code(dtype, "attention_forward", [&]<typename T>(TypeTag<T>) {
@@ -292,8 +295,8 @@ void attention_forward(int dtype, void* out, void* lse, const void* q, const voi
         static_cast<T*>(out), static_cast<C*>(lse), static_cast<const T*>(q),
         static_cast<const T*>(k), static_cast<const T*>(v), hq, hkv, seq, static_cast<int>(dim),
         static_cast<C>(scale), causal, tiles);
-    AUTOTP_CUDA_CHECK_LAUNCH("attention_forward_kernel", {"batch", batch}, {"hq", hq},
-                             {"hkv", hkv}, {"seq", seq}, {"dim", dim}, {"dtype", dtype});
+    AUTOTP_CUDA_CHECK_LAUNCH("attention_forward_kernel", {"batch", batch}, {"hq", hq}, {"hkv", hkv},
+                             {"seq", seq}, {"dim", dim}, {"dtype", dtype});
   });
 }
 
@@ -306,22 +309,22 @@ void attention_backward(int dtype, void* dq, void* dk, void* dv, const void* q, 
   if (batch * hq * seq == 0) return;
   dispatch_float_code(dtype, "attention_backward", [&]<typename T>(TypeTag<T>) {
     using C = ComputeType<T>;
-    attention_dq_kernel<T><<<static_cast<unsigned>(batch * hq * query_tiles), kBlockThreads, 0,
-                             stream>>>(
-        static_cast<T*>(dq), static_cast<C*>(delta), static_cast<const T*>(q),
-        static_cast<const T*>(k), static_cast<const T*>(v), static_cast<const C*>(lse),
-        static_cast<const T*>(dout), hq, hkv, seq, static_cast<int>(dim), static_cast<C>(scale),
-        causal, query_tiles);
+    attention_dq_kernel<T>
+        <<<static_cast<unsigned>(batch * hq * query_tiles), kBlockThreads, 0, stream>>>(
+            static_cast<T*>(dq), static_cast<C*>(delta), static_cast<const T*>(q),
+            static_cast<const T*>(k), static_cast<const T*>(v), static_cast<const C*>(lse),
+            static_cast<const T*>(dout), hq, hkv, seq, static_cast<int>(dim), static_cast<C>(scale),
+            causal, query_tiles);
     AUTOTP_CUDA_CHECK_LAUNCH("attention_dq_kernel", {"batch", batch}, {"hq", hq}, {"hkv", hkv},
                              {"seq", seq}, {"dim", dim}, {"dtype", dtype});
-    attention_dkdv_kernel<T><<<static_cast<unsigned>(batch * hkv * key_tiles), kBlockThreads, 0,
-                               stream>>>(
-        static_cast<T*>(dk), static_cast<T*>(dv), static_cast<const T*>(q),
-        static_cast<const T*>(k), static_cast<const T*>(v), static_cast<const C*>(lse),
-        static_cast<const C*>(delta), static_cast<const T*>(dout), hq, hkv, seq,
-        static_cast<int>(dim), static_cast<C>(scale), causal, key_tiles);
-    AUTOTP_CUDA_CHECK_LAUNCH("attention_dkdv_kernel", {"batch", batch}, {"hq", hq},
-                             {"hkv", hkv}, {"seq", seq}, {"dim", dim}, {"dtype", dtype});
+    attention_dkdv_kernel<T>
+        <<<static_cast<unsigned>(batch * hkv * key_tiles), kBlockThreads, 0, stream>>>(
+            static_cast<T*>(dk), static_cast<T*>(dv), static_cast<const T*>(q),
+            static_cast<const T*>(k), static_cast<const T*>(v), static_cast<const C*>(lse),
+            static_cast<const C*>(delta), static_cast<const T*>(dout), hq, hkv, seq,
+            static_cast<int>(dim), static_cast<C>(scale), causal, key_tiles);
+    AUTOTP_CUDA_CHECK_LAUNCH("attention_dkdv_kernel", {"batch", batch}, {"hq", hq}, {"hkv", hkv},
+                             {"seq", seq}, {"dim", dim}, {"dtype", dtype});
   });
 }
 

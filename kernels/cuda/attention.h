@@ -23,9 +23,9 @@ constexpr int64_t kAttentionMaxHeadDim = 256;
 // For each query row i: s[j] = scale * q[i] . k[j] over visible keys, lse[i] = log(sum_j
 // exp(s[j])), out[i] = sum_j exp(s[j] - lse[i]) v[j]. One block per (batch, head, tile of 8
 // query rows), a warp per row; key/value tiles staged in shared memory.
-void attention_forward(int dtype, void* out, void* lse, const void* q, const void* k,
-                       const void* v, int64_t batch, int64_t hq, int64_t hkv, int64_t seq,
-                       int64_t dim, double scale, bool causal, cudaStream_t stream);
+void attention_forward(int dtype, void* out, void* lse, const void* q, const void* k, const void* v,
+                       int64_t batch, int64_t hq, int64_t hkv, int64_t seq, int64_t dim,
+                       double scale, bool causal, cudaStream_t stream);
 
 // Gradients from dout, with p[i, j] = exp(s[i, j] - lse[i]), dp[i, j] = dout[i] . v[j],
 // delta[i] = sum_j p[i, j] dp[i, j] and ds = p (dp - delta):

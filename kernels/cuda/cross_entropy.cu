@@ -26,10 +26,12 @@ __global__ void cross_entropy_rows_kernel(ComputeType<T>* row_loss, ComputeType<
     }
     const T* x = logits + row * classes;
     C m = negative_infinity<C>();
-    for (int64_t c = threadIdx.x; c < classes; c += blockDim.x) m = math_max(m, widen(x[c]));
+    for (int64_t c = threadIdx.x; c < classes; c += blockDim.x)
+      m = math_max(m, widen(x[c]));
     m = block_max(m, scratch);
     C sum = 0;
-    for (int64_t c = threadIdx.x; c < classes; c += blockDim.x) sum += math_exp(widen(x[c]) - m);
+    for (int64_t c = threadIdx.x; c < classes; c += blockDim.x)
+      sum += math_exp(widen(x[c]) - m);
     const C row_lse = m + math_log(block_sum(sum, scratch));
     if (threadIdx.x == 0) {
       lse[row] = row_lse;
@@ -44,9 +46,11 @@ template <typename C>
 __global__ void mean_loss_kernel(C* loss, const C* row_loss, int64_t rows, int64_t count) {
   __shared__ double scratch[32];
   double partial = 0.0;
-  for (int64_t r = threadIdx.x; r < rows; r += blockDim.x) partial += static_cast<double>(row_loss[r]);
+  for (int64_t r = threadIdx.x; r < rows; r += blockDim.x)
+    partial += static_cast<double>(row_loss[r]);
   const double total = block_sum(partial, scratch);
-  if (threadIdx.x == 0) *loss = static_cast<C>(count == 0 ? 0.0 : total / static_cast<double>(count));
+  if (threadIdx.x == 0)
+    *loss = static_cast<C>(count == 0 ? 0.0 : total / static_cast<double>(count));
 }
 
 template <typename T, typename I>
@@ -62,7 +66,8 @@ __global__ void cross_entropy_backward_kernel(T* dlogits, const T* logits, const
     const T* x = logits + row * classes;
     T* dx = dlogits + row * classes;
     if (target == ignore_index) {
-      for (int64_t c = threadIdx.x; c < classes; c += blockDim.x) dx[c] = convert<T>(C(0));
+      for (int64_t c = threadIdx.x; c < classes; c += blockDim.x)
+        dx[c] = convert<T>(C(0));
       continue;
     }
     const C row_lse = lse[row];
@@ -76,9 +81,8 @@ __global__ void cross_entropy_backward_kernel(T* dlogits, const T* logits, const
 }  // namespace
 
 void cross_entropy_forward(int dtype, int index_dtype, void* loss, void* lse, void* row_loss,
-                           const void* logits, const void* targets, int64_t rows,
-                           int64_t classes, int64_t ignore_index, int64_t count,
-                           cudaStream_t stream) {
+                           const void* logits, const void* targets, int64_t rows, int64_t classes,
+                           int64_t ignore_index, int64_t count, cudaStream_t stream) {
   dispatch_float_code(dtype, "cross_entropy_forward", [&]<typename T>(TypeTag<T>) {
     using C = ComputeType<T>;
     if (rows > 0) {
@@ -87,9 +91,8 @@ void cross_entropy_forward(int dtype, int index_dtype, void* loss, void* lse, vo
             <<<blocks_for_rows(rows), threads_for_row(classes), 0, stream>>>(
                 static_cast<C*>(row_loss), static_cast<C*>(lse), static_cast<const T*>(logits),
                 static_cast<const I*>(targets), rows, classes, ignore_index);
-        AUTOTP_CUDA_CHECK_LAUNCH("cross_entropy_rows_kernel", {"rows", rows},
-                                 {"classes", classes}, {"dtype", dtype},
-                                 {"index_dtype", index_dtype});
+        AUTOTP_CUDA_CHECK_LAUNCH("cross_entropy_rows_kernel", {"rows", rows}, {"classes", classes},
+                                 {"dtype", dtype}, {"index_dtype", index_dtype});
       });
     }
     mean_loss_kernel<C><<<1, kThreadsPerBlock, 0, stream>>>(

@@ -18,9 +18,8 @@ namespace autotp::kernels::cuda {
 // 0); lse[r] = logsumexp(logits[r]) for counted rows (0 for ignored ones), saved for the
 // backward. row_loss [rows] is scratch.
 void cross_entropy_forward(int dtype, int index_dtype, void* loss, void* lse, void* row_loss,
-                           const void* logits, const void* targets, int64_t rows,
-                           int64_t classes, int64_t ignore_index, int64_t count,
-                           cudaStream_t stream);
+                           const void* logits, const void* targets, int64_t rows, int64_t classes,
+                           int64_t ignore_index, int64_t count, cudaStream_t stream);
 
 // dlogits[r, c] = dloss / count * (exp(logits[r, c] - lse[r]) - [c == targets[r]]) for counted
 // rows, 0 for ignored ones; dloss is one element of the compute type, dlogits has the logits'

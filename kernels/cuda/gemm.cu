@@ -60,8 +60,8 @@ struct MatrixLayout {
     AUTOTP_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&layout, type, static_cast<uint64_t>(rows),
                                                    static_cast<uint64_t>(cols), ld));
     const int32_t count = static_cast<int32_t>(batch);
-    AUTOTP_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(
-        layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof(count)));
+    AUTOTP_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT,
+                                                         &count, sizeof(count)));
     AUTOTP_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(
         layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof(stride)));
   }
@@ -77,10 +77,12 @@ struct Preference {
   Preference(const Preference&) = delete;
   Preference& operator=(const Preference&) = delete;
   void set_u32(cublasLtMatmulPreferenceAttributes_t attribute, uint32_t value) {
-    AUTOTP_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attribute, &value, sizeof(value)));
+    AUTOTP_CUBLAS_CHECK(
+        cublasLtMatmulPreferenceSetAttribute(pref, attribute, &value, sizeof(value)));
   }
   void set_u64(cublasLtMatmulPreferenceAttributes_t attribute, uint64_t value) {
-    AUTOTP_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attribute, &value, sizeof(value)));
+    AUTOTP_CUBLAS_CHECK(
+        cublasLtMatmulPreferenceSetAttribute(pref, attribute, &value, sizeof(value)));
   }
 };
 
@@ -166,10 +168,9 @@ void lt_gemm(GemmContext& ctx, cudaDataType_t type, size_t itemsize, void* c, in
         type, ldc, stride_c, batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     return;
   }
-  AUTOTP_CUBLAS_CHECK(cublasLtMatmul(handle, op.desc, &alpha, b, layout1.layout, a,
-                                     layout2.layout, &beta, c, layout_c.layout, c,
-                                     layout_c.layout, &heuristic.algo, ctx.workspace(),
-                                     GemmContext::kWorkspaceBytes, stream));
+  AUTOTP_CUBLAS_CHECK(cublasLtMatmul(handle, op.desc, &alpha, b, layout1.layout, a, layout2.layout,
+                                     &beta, c, layout_c.layout, c, layout_c.layout, &heuristic.algo,
+                                     ctx.workspace(), GemmContext::kWorkspaceBytes, stream));
 }
 
 }  // namespace
@@ -215,12 +216,11 @@ GemmContext& GemmContext::for_device(int device) {
 }
 
 void gemm_strided_batched(GemmContext& ctx, int dtype, void* c, int64_t ldc, int64_t stride_c,
-                          const void* a, int64_t lda, int64_t stride_a, bool trans_a,
-                          const void* b, int64_t ldb, int64_t stride_b, bool trans_b, int64_t m,
-                          int64_t n, int64_t k, double alpha, double beta, int64_t batch,
+                          const void* a, int64_t lda, int64_t stride_a, bool trans_a, const void* b,
+                          int64_t ldb, int64_t stride_b, bool trans_b, int64_t m, int64_t n,
+                          int64_t k, double alpha, double beta, int64_t batch,
                           cudaStream_t stream) {
-  const std::string what =
-      sizes_text(m, n, k, lda, ldb, ldc, trans_a, trans_b, batch, dtype);
+  const std::string what = sizes_text(m, n, k, lda, ldb, ldc, trans_a, trans_b, batch, dtype);
   if (m < 0 || n < 0 || k < 0 || batch < 0) {
     throw std::invalid_argument("gemm_strided_batched: negative size (" + what + ")");
   }
@@ -270,12 +270,13 @@ void gemm_strided_batched(GemmContext& ctx, int dtype, void* c, int64_t ldc, int
       auto handle = static_cast<cublasHandle_t>(ctx.blas_handle());
       AUTOTP_CUBLAS_CHECK(cublasSetStream(handle, stream));
       AUTOTP_CUBLAS_CHECK(cublasDgemmStridedBatched_64(
-          handle, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m,
-          k, &alpha, static_cast<const double*>(b), ldb, stride_b, static_cast<const double*>(a),
-          lda, stride_a, &beta, static_cast<double*>(c), ldc, stride_c, batch));
+          handle, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k,
+          &alpha, static_cast<const double*>(b), ldb, stride_b, static_cast<const double*>(a), lda,
+          stride_a, &beta, static_cast<double*>(c), ldc, stride_c, batch));
       return;
     }
-    default: throw_unsupported_dtype("gemm_strided_batched", dtype, "f32, f64, bf16 or f16");
+    default:
+      throw_unsupported_dtype("gemm_strided_batched", dtype, "f32, f64, bf16 or f16");
   }
 }
 

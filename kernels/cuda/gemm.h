@@ -21,7 +21,8 @@ namespace autotp::kernels::cuda {
 // runs GEMMs concurrently (today every op runs on the legacy default stream).
 class GemmContext {
  public:
-  static constexpr size_t kWorkspaceBytes = size_t(32) << 20;  // 32 MiB, cuBLASLt's suggestion for Hopper
+  static constexpr size_t kWorkspaceBytes = size_t(32)
+                                            << 20;  // 32 MiB, cuBLASLt's suggestion for Hopper
 
   explicit GemmContext(int device);
   ~GemmContext();
@@ -32,9 +33,9 @@ class GemmContext {
   static GemmContext& for_device(int device);
 
   int device() const { return device_; }
-  void* lt_handle() const { return lt_handle_; }        // cublasLtHandle_t
-  void* blas_handle() const { return blas_handle_; }    // cublasHandle_t
-  void* workspace() const { return workspace_; }        // kWorkspaceBytes of device memory
+  void* lt_handle() const { return lt_handle_; }      // cublasLtHandle_t
+  void* blas_handle() const { return blas_handle_; }  // cublasHandle_t
+  void* workspace() const { return workspace_; }      // kWorkspaceBytes of device memory
 
  private:
   int device_;
@@ -57,9 +58,8 @@ class GemmContext {
 // and f32 alpha/beta, one rounding on store), f64 (cuBLAS). Runs on ctx's device, async on
 // `stream`; not bit-deterministic across cuBLAS versions or GPUs, but repeatable on one.
 void gemm_strided_batched(GemmContext& ctx, int dtype, void* c, int64_t ldc, int64_t stride_c,
-                          const void* a, int64_t lda, int64_t stride_a, bool trans_a,
-                          const void* b, int64_t ldb, int64_t stride_b, bool trans_b, int64_t m,
-                          int64_t n, int64_t k, double alpha, double beta, int64_t batch,
-                          cudaStream_t stream);
+                          const void* a, int64_t lda, int64_t stride_a, bool trans_a, const void* b,
+                          int64_t ldb, int64_t stride_b, bool trans_b, int64_t m, int64_t n,
+                          int64_t k, double alpha, double beta, int64_t batch, cudaStream_t stream);
 
 }  // namespace autotp::kernels::cuda

@@ -24,8 +24,8 @@ __global__ void index_select_kernel(T* out, const T* x, const I* index, int64_t 
 template <typename T>
 __global__ void index_add_sorted_kernel(T* out, const T* src, const int64_t* order,
                                         const int64_t* starts, const int64_t* values,
-                                        int64_t segments, int64_t outer, int64_t n,
-                                        int64_t inner, int64_t count) {
+                                        int64_t segments, int64_t outer, int64_t n, int64_t inner,
+                                        int64_t count) {
   using C = ComputeType<T>;
   const int64_t total = outer * segments * inner;
   for (int64_t e = global_thread_index(); e < total; e += grid_thread_count()) {
@@ -52,25 +52,23 @@ void index_select(int dtype, int index_dtype, void* out, const void* x, const vo
       index_select_kernel<T, I><<<blocks_for(total), kThreadsPerBlock, 0, stream>>>(
           static_cast<T*>(out), static_cast<const T*>(x), static_cast<const I*>(index), outer, n,
           inner, count);
-      AUTOTP_CUDA_CHECK_LAUNCH("index_select_kernel", {"outer", outer}, {"n", n},
-                               {"inner", inner}, {"count", count}, {"dtype", dtype});
+      AUTOTP_CUDA_CHECK_LAUNCH("index_select_kernel", {"outer", outer}, {"n", n}, {"inner", inner},
+                               {"count", count}, {"dtype", dtype});
     });
   });
 }
 
 void index_add_sorted(int dtype, void* out, const void* src, const int64_t* order,
-                      const int64_t* starts, const int64_t* values, int64_t segments,
-                      int64_t outer, int64_t n, int64_t inner, int64_t count,
-                      cudaStream_t stream) {
+                      const int64_t* starts, const int64_t* values, int64_t segments, int64_t outer,
+                      int64_t n, int64_t inner, int64_t count, cudaStream_t stream) {
   const int64_t total = outer * segments * inner;
   if (total == 0) return;
   dispatch_float_code(dtype, "index_add_sorted", [&]<typename T>(TypeTag<T>) {
     index_add_sorted_kernel<T><<<blocks_for(total), kThreadsPerBlock, 0, stream>>>(
-        static_cast<T*>(out), static_cast<const T*>(src), order, starts, values, segments, outer,
-        n, inner, count);
-    AUTOTP_CUDA_CHECK_LAUNCH("index_add_sorted_kernel", {"segments", segments},
-                             {"outer", outer}, {"n", n}, {"inner", inner}, {"count", count},
-                             {"dtype", dtype});
+        static_cast<T*>(out), static_cast<const T*>(src), order, starts, values, segments, outer, n,
+        inner, count);
+    AUTOTP_CUDA_CHECK_LAUNCH("index_add_sorted_kernel", {"segments", segments}, {"outer", outer},
+                             {"n", n}, {"inner", inner}, {"count", count}, {"dtype", dtype});
   });
 }
 

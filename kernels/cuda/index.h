@@ -27,7 +27,7 @@ void index_select(int dtype, int index_dtype, void* out, const void* x, const vo
 // bit. out is [outer, n, inner], src [outer, count, inner]; order, starts and values are i64
 // device arrays of count, segments + 1 and segments elements.
 void index_add_sorted(int dtype, void* out, const void* src, const int64_t* order,
-                      const int64_t* starts, const int64_t* values, int64_t segments,
-                      int64_t outer, int64_t n, int64_t inner, int64_t count, cudaStream_t stream);
+                      const int64_t* starts, const int64_t* values, int64_t segments, int64_t outer,
+                      int64_t n, int64_t inner, int64_t count, cudaStream_t stream);
 
 }  // namespace autotp::kernels::cuda

@@ -61,15 +61,16 @@ __global__ void rms_norm_forward_kernel(T* y, ComputeType<T>* rstd, const T* x, 
 
 template <typename T>
 __global__ void layer_norm_forward_kernel(T* y, ComputeType<T>* mean, ComputeType<T>* rstd,
-                                          const T* x, const T* weight, const T* bias,
-                                          int64_t rows, int64_t dim, ComputeType<T> eps) {
+                                          const T* x, const T* weight, const T* bias, int64_t rows,
+                                          int64_t dim, ComputeType<T> eps) {
   using C = ComputeType<T>;
   __shared__ C scratch[32];
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
     const T* xr = x + row * dim;
     T* yr = y + row * dim;
     C sum = 0;
-    for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) sum += widen(xr[j]);
+    for (int64_t j = threadIdx.x; j < dim; j += blockDim.x)
+      sum += widen(xr[j]);
     const C mu = block_sum(sum, scratch) / static_cast<C>(dim);
     C sum_sq = 0;
     for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
@@ -91,8 +92,7 @@ __global__ void layer_norm_forward_kernel(T* y, ComputeType<T>* mean, ComputeTyp
 // dx for both norms; kLayer subtracts the mean (mean is null for RMSNorm).
 template <typename T, bool kLayer>
 __global__ void norm_dx_kernel(T* dx, const T* x, const T* weight, const ComputeType<T>* mean,
-                               const ComputeType<T>* rstd, const T* dy, int64_t rows,
-                               int64_t dim) {
+                               const ComputeType<T>* rstd, const T* dy, int64_t rows, int64_t dim) {
   using C = ComputeType<T>;
   __shared__ C scratch[32];
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
@@ -164,7 +164,8 @@ __global__ void sum_chunks_kernel(T* out, const ComputeType<T>* partial, int64_t
   using C = ComputeType<T>;
   for (int64_t j = global_thread_index(); j < dim; j += grid_thread_count()) {
     C acc = 0;
-    for (int64_t c = 0; c < chunks; ++c) acc += partial[c * dim + j];
+    for (int64_t c = 0; c < chunks; ++c)
+      acc += partial[c * dim + j];
     out[j] = convert<T>(acc);
   }
 }
@@ -183,15 +184,14 @@ void launch_param_grads(const char* op, int dtype, T* dweight, T* dbias, const T
     const dim3 grid(static_cast<unsigned>((dim + kColumnTile - 1) / kColumnTile),
                     static_cast<unsigned>(chunks));
     norm_param_partials_kernel<T><<<grid, dim3(kColumnTile, kRowLanes), 0, stream>>>(
-        partial_w, dbias ? partial_b : nullptr, x, mean, rstd, dy, rows, dim,
-        rows_per_chunk(rows));
+        partial_w, dbias ? partial_b : nullptr, x, mean, rstd, dy, rows, dim, rows_per_chunk(rows));
     AUTOTP_CUDA_CHECK_LAUNCH(op, {"rows", rows}, {"dim", dim}, {"chunks", chunks},
                              {"dtype", dtype});
   }
   for (auto [out, partial] : {std::pair{dweight, partial_w}, std::pair{dbias, partial_b}}) {
     if (!out) continue;
-    sum_chunks_kernel<T><<<blocks_for(dim), kThreadsPerBlock, 0, stream>>>(out, partial, chunks,
-                                                                            dim);
+    sum_chunks_kernel<T>
+        <<<blocks_for(dim), kThreadsPerBlock, 0, stream>>>(out, partial, chunks, dim);
     AUTOTP_CUDA_CHECK_LAUNCH("norm sum_chunks_kernel", {"dim", dim}, {"chunks", chunks},
                              {"dtype", dtype});
   }
@@ -222,8 +222,8 @@ void rms_norm_forward(int dtype, void* y, void* rstd, const void* x, const void*
 }
 
 void rms_norm_backward(int dtype, void* dx, void* dweight, const void* x, const void* weight,
-                       const void* rstd, const void* dy, int64_t rows, int64_t dim,
-                       void* workspace, cudaStream_t stream) {
+                       const void* rstd, const void* dy, int64_t rows, int64_t dim, void* workspace,
+                       cudaStream_t stream) {
   check_dim("rms_norm_backward", dim);
   dispatch_float_code(dtype, "rms_norm_backward", [&]<typename T>(TypeTag<T>) {
     using C = ComputeType<T>;
@@ -242,16 +242,15 @@ void rms_norm_backward(int dtype, void* dx, void* dweight, const void* x, const 
 }
 
 void layer_norm_forward(int dtype, void* y, void* mean, void* rstd, const void* x,
-                        const void* weight, const void* bias, int64_t rows, int64_t dim,
-                        double eps, cudaStream_t stream) {
+                        const void* weight, const void* bias, int64_t rows, int64_t dim, double eps,
+                        cudaStream_t stream) {
   check_dim("layer_norm_forward", dim);
   if (rows == 0) return;
   dispatch_float_code(dtype, "layer_norm_forward", [&]<typename T>(TypeTag<T>) {
     using C = ComputeType<T>;
     layer_norm_forward_kernel<T><<<blocks_for_rows(rows), threads_for_row(dim), 0, stream>>>(
-        static_cast<T*>(y), static_cast<C*>(mean), static_cast<C*>(rstd),
-        static_cast<const T*>(x), static_cast<const T*>(weight), static_cast<const T*>(bias),
-        rows, dim, static_cast<C>(eps));
+        static_cast<T*>(y), static_cast<C*>(mean), static_cast<C*>(rstd), static_cast<const T*>(x),
+        static_cast<const T*>(weight), static_cast<const T*>(bias), rows, dim, static_cast<C>(eps));
     AUTOTP_CUDA_CHECK_LAUNCH("layer_norm_forward_kernel", {"rows", rows}, {"dim", dim},
                              {"dtype", dtype});
   });
@@ -266,16 +265,15 @@ void layer_norm_backward(int dtype, void* dx, void* dweight, void* dbias, const 
     if (rows > 0) {
       norm_dx_kernel<T, true><<<blocks_for_rows(rows), threads_for_row(dim), 0, stream>>>(
           static_cast<T*>(dx), static_cast<const T*>(x), static_cast<const T*>(weight),
-          static_cast<const C*>(mean), static_cast<const C*>(rstd), static_cast<const T*>(dy),
-          rows, dim);
+          static_cast<const C*>(mean), static_cast<const C*>(rstd), static_cast<const T*>(dy), rows,
+          dim);
       AUTOTP_CUDA_CHECK_LAUNCH("layer_norm dx norm_dx_kernel", {"rows", rows}, {"dim", dim},
                                {"dtype", dtype});
     }
-    launch_param_grads<T>("layer_norm dweight/dbias norm_param_partials_kernel", dtype,
-                          static_cast<T*>(dweight), static_cast<T*>(dbias),
-                          static_cast<const T*>(x), static_cast<const C*>(mean),
-                          static_cast<const C*>(rstd), static_cast<const T*>(dy), rows, dim,
-                          workspace, stream);
+    launch_param_grads<T>(
+        "layer_norm dweight/dbias norm_param_partials_kernel", dtype, static_cast<T*>(dweight),
+        static_cast<T*>(dbias), static_cast<const T*>(x), static_cast<const C*>(mean),
+        static_cast<const C*>(rstd), static_cast<const T*>(dy), rows, dim, workspace, stream);
   });
 }
 

@@ -24,14 +24,14 @@ void rms_norm_forward(int dtype, void* y, void* rstd, const void* x, const void*
 // With xhat = x * rstd and g = dy * weight: dx = rstd * (g - xhat * mean(g * xhat)),
 // dweight[j] = sum_r dy[r, j] * xhat[r, j].
 void rms_norm_backward(int dtype, void* dx, void* dweight, const void* x, const void* weight,
-                       const void* rstd, const void* dy, int64_t rows, int64_t dim,
-                       void* workspace, cudaStream_t stream);
+                       const void* rstd, const void* dy, int64_t rows, int64_t dim, void* workspace,
+                       cudaStream_t stream);
 
 // y = (x - mean) * rstd * weight + bias, rstd = 1 / sqrt(var + eps) (biased variance),
 // computed in the compute type and rounded once (as torch.nn.LayerNorm).
 void layer_norm_forward(int dtype, void* y, void* mean, void* rstd, const void* x,
-                        const void* weight, const void* bias, int64_t rows, int64_t dim,
-                        double eps, cudaStream_t stream);
+                        const void* weight, const void* bias, int64_t rows, int64_t dim, double eps,
+                        cudaStream_t stream);
 
 // With xhat = (x - mean) * rstd and g = dy * weight:
 // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), dweight = sum_r dy * xhat,

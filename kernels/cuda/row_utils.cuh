@@ -14,33 +14,43 @@ namespace autotp::kernels::cuda {
 
 template <typename C>
 __device__ __forceinline__ C math_exp(C v) {
-  if constexpr (std::is_same_v<C, float>) return expf(v);
-  else return exp(v);
+  if constexpr (std::is_same_v<C, float>)
+    return expf(v);
+  else
+    return exp(v);
 }
 
 template <typename C>
 __device__ __forceinline__ C math_log(C v) {
-  if constexpr (std::is_same_v<C, float>) return logf(v);
-  else return log(v);
+  if constexpr (std::is_same_v<C, float>)
+    return logf(v);
+  else
+    return log(v);
 }
 
 template <typename C>
 __device__ __forceinline__ C math_sqrt(C v) {
-  if constexpr (std::is_same_v<C, float>) return sqrtf(v);
-  else return sqrt(v);
+  if constexpr (std::is_same_v<C, float>)
+    return sqrtf(v);
+  else
+    return sqrt(v);
 }
 
 // fmax: a NaN operand is ignored unless both are NaN (the CPU reference's std::fmax).
 template <typename C>
 __device__ __forceinline__ C math_max(C a, C b) {
-  if constexpr (std::is_same_v<C, float>) return fmaxf(a, b);
-  else return fmax(a, b);
+  if constexpr (std::is_same_v<C, float>)
+    return fmaxf(a, b);
+  else
+    return fmax(a, b);
 }
 
 template <typename C>
 __device__ __forceinline__ C negative_infinity() {
-  if constexpr (std::is_same_v<C, float>) return -__int_as_float(0x7f800000);
-  else return -__longlong_as_double(0x7ff0000000000000LL);
+  if constexpr (std::is_same_v<C, float>)
+    return -__int_as_float(0x7f800000);
+  else
+    return -__longlong_as_double(0x7ff0000000000000LL);
 }
 
 // Butterfly sum over the 32 lanes of a warp; every lane gets the same total. All 32 lanes
@@ -48,7 +58,8 @@ __device__ __forceinline__ C negative_infinity() {
 template <typename C>
 __device__ __forceinline__ C warp_sum(C v) {
 #pragma unroll
-  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  for (int offset = 16; offset > 0; offset /= 2)
+    v += __shfl_xor_sync(0xffffffffu, v, offset);
   return v;
 }
 
@@ -103,9 +114,14 @@ inline unsigned blocks_for_rows(int64_t rows) {
 template <typename Fn>
 void dispatch_index_code(int dtype, const char* kernel, Fn&& fn) {
   switch (static_cast<DTypeCode>(dtype)) {
-    case DTypeCode::I32: fn(TypeTag<int32_t>{}); return;
-    case DTypeCode::I64: fn(TypeTag<int64_t>{}); return;
-    default: throw_unsupported_dtype(kernel, dtype, "i32 or i64 indices");
+    case DTypeCode::I32:
+      fn(TypeTag<int32_t>{});
+      return;
+    case DTypeCode::I64:
+      fn(TypeTag<int64_t>{});
+      return;
+    default:
+      throw_unsupported_dtype(kernel, dtype, "i32 or i64 indices");
   }
 }
 

@@ -17,10 +17,12 @@ __global__ void softmax_forward_kernel(T* y, const T* x, int64_t rows, int64_t n
     const T* xr = x + row * n;
     T* yr = y + row * n;
     C m = negative_infinity<C>();
-    for (int64_t k = threadIdx.x; k < n; k += blockDim.x) m = math_max(m, widen(xr[k]));
+    for (int64_t k = threadIdx.x; k < n; k += blockDim.x)
+      m = math_max(m, widen(xr[k]));
     m = block_max(m, scratch);
     C sum = 0;
-    for (int64_t k = threadIdx.x; k < n; k += blockDim.x) sum += math_exp(widen(xr[k]) - m);
+    for (int64_t k = threadIdx.x; k < n; k += blockDim.x)
+      sum += math_exp(widen(xr[k]) - m);
     const C log_sum = math_log(block_sum(sum, scratch));
     for (int64_t k = threadIdx.x; k < n; k += blockDim.x) {
       const C shifted = widen(xr[k]) - m - log_sum;
@@ -30,8 +32,7 @@ __global__ void softmax_forward_kernel(T* y, const T* x, int64_t rows, int64_t n
 }
 
 template <typename T, bool kLog>
-__global__ void softmax_backward_kernel(T* dx, const T* y, const T* dy, int64_t rows,
-                                        int64_t n) {
+__global__ void softmax_backward_kernel(T* dx, const T* y, const T* dy, int64_t rows, int64_t n) {
   using C = ComputeType<T>;
   __shared__ C scratch[32];
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {

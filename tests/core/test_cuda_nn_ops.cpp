@@ -22,8 +22,8 @@ using autotp::testing::tolerance_for;
 const Device kCpu = Device::cpu();
 const Device kCuda = Device::cuda(0);
 
-#define SKIP_WITHOUT_CUDA()                                                      \
-  if (!cuda_available())                                                         \
+#define SKIP_WITHOUT_CUDA() \
+  if (!cuda_available())    \
   GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs"
 
 // ---- inputs (CPU f32) --------------------------------------------------------
@@ -39,20 +39,25 @@ Tensor uniform_cpu(const Shape& shape, uint64_t seed, double lo = -1.0, double h
 // GEMM on CUDA must equal the CPU's whatever order either adds in.
 Tensor integers_cpu(const Shape& shape, uint64_t seed, int lo = -3, int hi = 3) {
   std::vector<double> v = uniform_cpu(shape, seed, 0.0, 1.0).to_vector();
-  for (double& x : v) x = lo + std::floor(x * (hi - lo + 1));
+  for (double& x : v)
+    x = lo + std::floor(x * (hi - lo + 1));
   return Tensor::from_vector(v, shape);
 }
 
 // The f32 values a bf16 tensor holds: the inputs of the bf16 reference.
-Tensor round_to_bf16(const Tensor& x) { return x.to(DType::BF16).to(DType::F32); }
+Tensor round_to_bf16(const Tensor& x) {
+  return x.to(DType::BF16).to(DType::F32);
+}
 
 // f32 CPU copy of a tensor from any device and dtype.
-Tensor host_f32(const Tensor& t) { return t.detach().to(kCpu).to(DType::F32); }
+Tensor host_f32(const Tensor& t) {
+  return t.detach().to(kCpu).to(DType::F32);
+}
 
 // ---- tolerances ----------------------------------------------------------------
 
-constexpr double kF32Unit = 0x1p-24;   // unit roundoff of f32
-constexpr double kBf16Unit = 0x1p-9;   // unit roundoff of bf16
+constexpr double kF32Unit = 0x1p-24;  // unit roundoff of f32
+constexpr double kBf16Unit = 0x1p-9;  // unit roundoff of bf16
 
 // Exact equality: integer-valued GEMMs, gathers, sums in the CPU's order.
 constexpr Tolerance kExact{0.0, 0.0};
@@ -135,7 +140,8 @@ void expect_cuda_matches_cpu(const std::string& what, const GraphFn& fn,
   ASSERT_TRUE(has_nonzero(cpu64.out, what + " reference output"));
   // Some gradients vanish exactly (dq and dk of attention over one key); not all of them may.
   bool any_grad = false;
-  for (const Tensor& grad : cpu64.grads) any_grad = any_grad || has_nonzero(grad, "grad");
+  for (const Tensor& grad : cpu64.grads)
+    any_grad = any_grad || has_nonzero(grad, "grad");
   ASSERT_TRUE(any_grad) << what << ": every reference gradient is all zeros";
   const Outcome gpu64 = run_graph(fn, inputs, grad_out, DType::F64, kCuda);
   const Tolerance f64 = tolerance_for(DType::F64);
@@ -153,7 +159,8 @@ void expect_cuda_matches_cpu(const std::string& what, const GraphFn& fn,
   }
   if (!tol.bf16_out) return;
   std::vector<Tensor> rounded;
-  for (const Tensor& in : inputs) rounded.push_back(round_to_bf16(in));
+  for (const Tensor& in : inputs)
+    rounded.push_back(round_to_bf16(in));
   const Outcome reference = run_graph(fn, rounded, round_to_bf16(grad_out), DType::F32, kCpu);
   const Outcome gpu16 = run_graph(fn, inputs, grad_out, DType::BF16, kCuda);
   EXPECT_TRUE(all_close(gpu16.out, reference.out, *tol.bf16_out, what + " forward bf16"));
@@ -197,11 +204,17 @@ TEST(CudaGemm, MatmulOfIntegerMatricesEqualsTheCpuExactly_CUDA) {
       {{4, 7, 33}, {33, 5}, same, same, "shared 2-D b (folded into M)"},
       {{4, 33, 7}, {33, 5}, transpose, same, "shared 2-D b, a transposed"},
       {{7, 33}, {4, 33, 5}, same, same, "shared 2-D a"},
-      {{7, 40}, {40, 129},
+      {{7, 40},
+       {40, 129},
        [](const Tensor& t) { return t.narrow(1, 3, 33); },
        [](const Tensor& t) { return t.narrow(0, 2, 33).narrow(1, 1, 127); },
        "narrowed views (leading dims above the row length, odd offsets)"},
-      {{1, 33}, {33, 5}, [](const Tensor& t) { return t.expand({7, 33}); }, same,
+      {{1, 33},
+       {33, 5},
+       [](const Tensor& t) {
+         return t.expand({7, 33});
+       },
+       same,
        "expanded rows (stride 0: copied for cuBLAS)"},
       {{2, 6, 17, 32}, {2, 6, 17, 32}, same, transpose, "attention-like scores q k^T"},
   };
@@ -212,8 +225,7 @@ TEST(CudaGemm, MatmulOfIntegerMatricesEqualsTheCpuExactly_CUDA) {
       return ops::matmul(c.view_a(in[0]), c.view_b(in[1]));
     };
     const Tensor g = integers_cpu(fn({a, b}).shape(), ++seed);
-    expect_cuda_matches_cpu(std::string("matmul ") + c.name, fn, {a, b}, g,
-                            {kExact, kBf16, kBf16});
+    expect_cuda_matches_cpu(std::string("matmul ") + c.name, fn, {a, b}, g, {kExact, kBf16, kBf16});
   }
 }
 
@@ -235,11 +247,10 @@ TEST(CudaGemm, MatmulOfRandomValuesIsWithinTheF32SumBound_CUDA) {
     // Values in [-1, 1]. The longest sum is K (forward), 17 (dA) or 66 rows (dB); its
     // partial sums stay below its length n, so each errs by at most n * n * u.
     const double n = static_cast<double>(std::max<int64_t>(k, 66));
-    expect_cuda_matches_cpu("matmul K=" + std::to_string(k),
-                            [](const std::vector<Tensor>& in) { return ops::matmul(in[0], in[1]); },
-                            {a, b}, g,
-                            {f32_within(n * n), bf16_after(f32_within(n * n)),
-                             bf16_after(f32_within(n * n))});
+    expect_cuda_matches_cpu(
+        "matmul K=" + std::to_string(k),
+        [](const std::vector<Tensor>& in) { return ops::matmul(in[0], in[1]); }, {a, b}, g,
+        {f32_within(n * n), bf16_after(f32_within(n * n)), bf16_after(f32_within(n * n))});
   }
 }
 
@@ -281,8 +292,8 @@ struct SoftmaxCase {
 // Rows of 5, 7, 17, 33, 129, 130, 1000 and 9000 elements (every block size of the row
 // kernels), over the last, first and a middle dim.
 const std::vector<SoftmaxCase> kSoftmaxCases = {
-    {{7, 33}, -1},    {{3, 129}, 1},    {{33, 7}, 0},   {{2, 17, 130}, -1},
-    {{3, 17, 5}, 1},  {{4, 1000}, -1},  {{2, 9000}, 1},
+    {{7, 33}, -1},   {{3, 129}, 1},   {{33, 7}, 0},   {{2, 17, 130}, -1},
+    {{3, 17, 5}, 1}, {{4, 1000}, -1}, {{2, 9000}, 1},
 };
 
 TEST(CudaSoftmax, SoftmaxMatchesTheCpuForwardAndBackward_CUDA) {
@@ -299,9 +310,10 @@ TEST(CudaSoftmax, SoftmaxMatchesTheCpuForwardAndBackward_CUDA) {
     const Tolerance f32 = f32_within(3 * n + 20);
     const Tolerance bf16_grad{bf16_after(f32).atol + 3 * kBf16Unit, bf16_after(f32).rtol};
     const int64_t dim = c.dim;
-    expect_cuda_matches_cpu("softmax " + shape_str(c.shape) + " dim " + std::to_string(dim),
-                            [dim](const std::vector<Tensor>& in) { return ops::softmax(in[0], dim); },
-                            {x}, g, {f32, bf16_after(f32), bf16_grad});
+    expect_cuda_matches_cpu(
+        "softmax " + shape_str(c.shape) + " dim " + std::to_string(dim),
+        [dim](const std::vector<Tensor>& in) { return ops::softmax(in[0], dim); }, {x}, g,
+        {f32, bf16_after(f32), bf16_grad});
   }
 }
 
@@ -317,13 +329,10 @@ TEST(CudaSoftmax, LogSoftmaxMatchesTheCpuForwardAndBackward_CUDA) {
     // relative and |exp(y) S| <= n: 2n^2 + 8n units. bf16 gradients: the next test (with an
     // arbitrary dy the bf16-saved y's error, up to |y| 2^-9, is multiplied by sum(dy)).
     const int64_t dim = c.dim;
-    expect_cuda_matches_cpu("log_softmax " + shape_str(c.shape) + " dim " + std::to_string(dim),
-                            [dim](const std::vector<Tensor>& in) {
-                              return ops::log_softmax(in[0], dim);
-                            },
-                            {x}, g,
-                            {f32_within(2 * n * n + 8 * n), bf16_after(f32_within(n + 8)),
-                             std::nullopt});
+    expect_cuda_matches_cpu(
+        "log_softmax " + shape_str(c.shape) + " dim " + std::to_string(dim),
+        [dim](const std::vector<Tensor>& in) { return ops::log_softmax(in[0], dim); }, {x}, g,
+        {f32_within(2 * n * n + 8 * n), bf16_after(f32_within(n + 8)), std::nullopt});
   }
 }
 
@@ -334,10 +343,12 @@ TEST(CudaSoftmax, LogSoftmaxBf16GradientOfANegativeLogLikelihood_CUDA) {
   // max|y| 2^-9 absolute (exp(y) <= 1).
   const Tensor x = uniform_cpu({33, 129}, 2201, -3.0, 3.0);
   std::vector<double> g(33 * 129, 0.0);
-  for (int64_t r = 0; r < 33; ++r) g[r * 129 + (r * 37) % 129] = -1.0;
+  for (int64_t r = 0; r < 33; ++r)
+    g[r * 129 + (r * 37) % 129] = -1.0;
   const Tensor dy = Tensor::from_vector(g, {33, 129});
   double max_y = 0.0;
-  for (double y : ops::log_softmax(round_to_bf16(x), -1).to_vector()) max_y = std::max(max_y, std::fabs(y));
+  for (double y : ops::log_softmax(round_to_bf16(x), -1).to_vector())
+    max_y = std::max(max_y, std::fabs(y));
   const Tolerance f32 = f32_within(2 * 129 + 8);
   const Tolerance bf16_grad{bf16_after(f32).atol + 2 * max_y * kBf16Unit, bf16_after(f32).rtol};
   expect_cuda_matches_cpu("log_softmax NLL gradient",
@@ -388,7 +399,9 @@ Tensor targets_cpu(int64_t rows, int64_t classes, int64_t ignore_index, DType dt
 TEST(CudaCrossEntropy, LossAndLogitGradientsMatchTheCpu_CUDA) {
   SKIP_WITHOUT_CUDA();
   const std::vector<CrossEntropyCase> cases = {
-      {33, 129, -100, DType::I64}, {7, 1000, -100, DType::I32}, {1, 7, -100, DType::I64},
+      {33, 129, -100, DType::I64},
+      {7, 1000, -100, DType::I32},
+      {1, 7, -100, DType::I64},
       {17, 9000, 3, DType::I64},  // ignore_index 3 is also a class: rows targeting 3 are ignored
   };
   uint64_t seed = 3000;
@@ -402,13 +415,13 @@ TEST(CudaCrossEntropy, LossAndLogitGradientsMatchTheCpu_CUDA) {
     // relative error that of x - lse: 10 (C + 16) units cover both. bf16 logits give an f32
     // loss computed in f32 (the f32 tolerance) and bf16 dlogits rounded once.
     const Tolerance f32 = f32_within(10 * (n + 16));
-    expect_cuda_matches_cpu(
-        "cross_entropy " + std::to_string(c.rows) + "x" + std::to_string(c.classes) +
-            " ignore " + std::to_string(ignore) + " targets " + std::string(dtype_name(c.target_dtype)),
-        [targets, ignore](const std::vector<Tensor>& in) {
-          return ops::cross_entropy(in[0], targets.to(in[0].device()), ignore);
-        },
-        {logits}, Tensor::full({}, 0.75), {f32, f32, bf16_after(f32)});
+    expect_cuda_matches_cpu("cross_entropy " + std::to_string(c.rows) + "x" +
+                                std::to_string(c.classes) + " ignore " + std::to_string(ignore) +
+                                " targets " + std::string(dtype_name(c.target_dtype)),
+                            [targets, ignore](const std::vector<Tensor>& in) {
+                              return ops::cross_entropy(in[0], targets.to(in[0].device()), ignore);
+                            },
+                            {logits}, Tensor::full({}, 0.75), {f32, f32, bf16_after(f32)});
   }
 }
 
@@ -450,7 +463,8 @@ TEST(CudaCrossEntropy, TargetOutsideTheClassesIsAnErrorNamingTheRow_CUDA) {
 Tensor ids_cpu(const Shape& shape, int64_t vocab, uint64_t seed, DType dtype = DType::I64) {
   std::vector<double> u = uniform_cpu(shape, seed, 0.0, 1.0).to_vector();
   std::vector<int64_t> ids;
-  for (double x : u) ids.push_back(static_cast<int64_t>(x * static_cast<double>(vocab)));
+  for (double x : u)
+    ids.push_back(static_cast<int64_t>(x * static_cast<double>(vocab)));
   return Tensor::from_vector_i64(ids, shape, dtype);
 }
 
@@ -542,16 +556,14 @@ TEST(CudaNorms, RmsNormMatchesTheCpuForwardAndBackward_CUDA) {
     const Tensor w = uniform_cpu({shape.back()}, ++seed, 0.5, 1.5);
     const Tensor g = uniform_cpu(shape, ++seed);
     const Tolerance f32 = f32_within(norm_units(shape));
-    expect_cuda_matches_cpu("rms_norm " + shape_str(shape),
-                            [](const std::vector<Tensor>& in) {
-                              return ops::rms_norm(in[0], in[1], 1e-5);
-                            },
-                            {x, w}, g, {f32, bf16_after(f32), bf16_after(f32)});
-    expect_cuda_matches_cpu("rms_norm without weight " + shape_str(shape),
-                            [](const std::vector<Tensor>& in) {
-                              return ops::rms_norm(in[0], Tensor(), 1e-5);
-                            },
-                            {x}, g, {f32, bf16_after(f32), bf16_after(f32)});
+    expect_cuda_matches_cpu(
+        "rms_norm " + shape_str(shape),
+        [](const std::vector<Tensor>& in) { return ops::rms_norm(in[0], in[1], 1e-5); }, {x, w}, g,
+        {f32, bf16_after(f32), bf16_after(f32)});
+    expect_cuda_matches_cpu(
+        "rms_norm without weight " + shape_str(shape),
+        [](const std::vector<Tensor>& in) { return ops::rms_norm(in[0], Tensor(), 1e-5); }, {x}, g,
+        {f32, bf16_after(f32), bf16_after(f32)});
   }
 }
 
@@ -564,11 +576,10 @@ TEST(CudaNorms, LayerNormMatchesTheCpuForwardAndBackward_CUDA) {
     const Tensor b = uniform_cpu({shape.back()}, ++seed);
     const Tensor g = uniform_cpu(shape, ++seed);
     const Tolerance f32 = f32_within(norm_units(shape));
-    expect_cuda_matches_cpu("layer_norm " + shape_str(shape),
-                            [](const std::vector<Tensor>& in) {
-                              return ops::layer_norm(in[0], in[1], in[2], 1e-5);
-                            },
-                            {x, w, b}, g, {f32, bf16_after(f32), bf16_after(f32)});
+    expect_cuda_matches_cpu(
+        "layer_norm " + shape_str(shape),
+        [](const std::vector<Tensor>& in) { return ops::layer_norm(in[0], in[1], in[2], 1e-5); },
+        {x, w, b}, g, {f32, bf16_after(f32), bf16_after(f32)});
     expect_cuda_matches_cpu("layer_norm without affine " + shape_str(shape),
                             [](const std::vector<Tensor>& in) {
                               return ops::layer_norm(in[0], Tensor(), Tensor(), 1e-5);
@@ -587,8 +598,10 @@ TEST(CudaRotary, ApplyRotaryMatchesTheCpuForwardAndBackward_CUDA) {
     Shape x;
     bool broadcast_batch;  // cos/sin [B, 1, S, D] instead of [S, D]
   };
-  const std::vector<Case> cases = {{{2, 6, 17, 64}, false}, {{1, 2, 130, 32}, false},
-                                   {{2, 3, 1, 64}, false},  {{2, 3, 17, 32}, true}};
+  const std::vector<Case> cases = {{{2, 6, 17, 64}, false},
+                                   {{1, 2, 130, 32}, false},
+                                   {{2, 3, 1, 64}, false},
+                                   {{2, 3, 17, 32}, true}};
   uint64_t seed = 6000;
   for (const Case& c : cases) {
     const int64_t seq = c.x[2], dim = c.x[3];
@@ -602,13 +615,14 @@ TEST(CudaRotary, ApplyRotaryMatchesTheCpuForwardAndBackward_CUDA) {
     const Tensor x = uniform_cpu(c.x, ++seed);
     const Tensor g = uniform_cpu(c.x, ++seed);
     const Tolerance f32 = f32_within(8);
-    expect_cuda_matches_cpu("apply_rotary " + shape_str(c.x) + (c.broadcast_batch ? " [B,1,S,D] tables" : ""),
-                            [cos, sin](const std::vector<Tensor>& in) {
-                              const Tensor& x = in[0];
-                              return ops::apply_rotary(x, cos.to(x.dtype()).to(x.device()),
-                                                       sin.to(x.dtype()).to(x.device()));
-                            },
-                            {x}, g, {f32, bf16_after(f32), bf16_after(f32)});
+    expect_cuda_matches_cpu(
+        "apply_rotary " + shape_str(c.x) + (c.broadcast_batch ? " [B,1,S,D] tables" : ""),
+        [cos, sin](const std::vector<Tensor>& in) {
+          const Tensor& x = in[0];
+          return ops::apply_rotary(x, cos.to(x.dtype()).to(x.device()),
+                                   sin.to(x.dtype()).to(x.device()));
+        },
+        {x}, g, {f32, bf16_after(f32), bf16_after(f32)});
   }
 }
 
@@ -618,9 +632,10 @@ TEST(CudaCausalMask, MaskMatchesTheCpuExactly_CUDA) {
   for (const Shape& shape : {Shape{2, 3, 17, 17}, Shape{2, 7, 33}, Shape{5, 9}, Shape{1, 1}}) {
     const Tensor x = uniform_cpu(shape, ++seed);
     const Tensor g = uniform_cpu(shape, ++seed);
-    expect_cuda_matches_cpu("causal_mask " + shape_str(shape),
-                            [](const std::vector<Tensor>& in) { return ops::causal_mask(in[0], -5.0); },
-                            {x}, g, {kExact, kExact, kExact});
+    expect_cuda_matches_cpu(
+        "causal_mask " + shape_str(shape),
+        [](const std::vector<Tensor>& in) { return ops::causal_mask(in[0], -5.0); }, {x}, g,
+        {kExact, kExact, kExact});
   }
 }
 
@@ -630,11 +645,10 @@ TEST(CudaCausalMask, MaskedSoftmaxMatchesTheCpu_CUDA) {
   const Tensor x = uniform_cpu({2, 3, 17, 33}, 6201, -3.0, 3.0);
   const Tensor g = uniform_cpu({2, 3, 17, 33}, 6202);
   const Tolerance f32 = f32_within(3 * 33 + 20);
-  expect_cuda_matches_cpu("softmax(causal_mask)",
-                          [](const std::vector<Tensor>& in) {
-                            return ops::softmax(ops::causal_mask(in[0]), -1);
-                          },
-                          {x}, g, {f32, bf16_after(f32), std::nullopt});
+  expect_cuda_matches_cpu(
+      "softmax(causal_mask)",
+      [](const std::vector<Tensor>& in) { return ops::softmax(ops::causal_mask(in[0]), -1); }, {x},
+      g, {f32, bf16_after(f32), std::nullopt});
 }
 
 // ---- scaled-dot-product attention -----------------------------------------------------
@@ -654,9 +668,9 @@ double attention_units(const AttentionCase& c) {
 TEST(CudaAttention, GroupedQueryAttentionMatchesTheCpuForwardAndBackward_CUDA) {
   SKIP_WITHOUT_CUDA();
   const std::vector<AttentionCase> cases = {
-      {2, 6, 2, 1, 64},  {2, 6, 2, 17, 64}, {1, 6, 2, 130, 64}, {2, 6, 2, 17, 32},
-      {1, 6, 2, 130, 32}, {2, 3, 3, 17, 32}, {1, 4, 1, 33, 64},  {1, 2, 1, 9, 1},
-      {1, 2, 2, 5, 256},
+      {2, 6, 2, 1, 64},  {2, 6, 2, 17, 64},  {1, 6, 2, 130, 64},
+      {2, 6, 2, 17, 32}, {1, 6, 2, 130, 32}, {2, 3, 3, 17, 32},
+      {1, 4, 1, 33, 64}, {1, 2, 1, 9, 1},    {1, 2, 2, 5, 256},
   };
   uint64_t seed = 7000;
   for (const AttentionCase& c : cases) {
@@ -688,8 +702,8 @@ TEST(CudaAttention, ExplicitScaleAndStridedInputsMatchTheCpu_CUDA) {
   expect_cuda_matches_cpu("attention of transposed views, scale 0.3",
                           [](const std::vector<Tensor>& in) {
                             return ops::scaled_dot_product_attention(
-                                in[0].transpose(1, 2), in[1].transpose(1, 2),
-                                in[2].transpose(1, 2), true, 0.3);
+                                in[0].transpose(1, 2), in[1].transpose(1, 2), in[2].transpose(1, 2),
+                                true, 0.3);
                           },
                           {q, k, v}, g, {f32, bf16_after(f32), bf16_after(f32)});
 }
@@ -708,8 +722,8 @@ TEST(CudaAttention, HeadDimAboveTheKernelLimitIsAnError_CUDA) {
 // ---- a toy decoder block: embedding, attention, SwiGLU MLP, loss ----------------------
 
 constexpr int64_t kToyBatch = 2, kToySeq = 17, kToyHeads = 6, kToyKvHeads = 2, kToyHeadDim = 32;
-constexpr int64_t kToyHidden = kToyHeads * kToyHeadDim;      // 192
-constexpr int64_t kToyKv = kToyKvHeads * kToyHeadDim;        // 64
+constexpr int64_t kToyHidden = kToyHeads * kToyHeadDim;  // 192
+constexpr int64_t kToyKv = kToyKvHeads * kToyHeadDim;    // 64
 constexpr int64_t kToyFfn = 255, kToyVocab = 129;
 
 // Parameters (CPU f32): embed [V, H], attn_norm [H], q [H, H], k [KV, H], v [KV, H],
@@ -759,8 +773,8 @@ GraphFn toy_block() {
     x = x + ops::linear(attn, p[5]);
     h = ops::rms_norm(x, p[6], 1e-5);
     x = x + ops::linear(ops::silu(ops::linear(h, p[7])) * ops::linear(h, p[8]), p[9]);
-    const Tensor logits = ops::linear(ops::rms_norm(x, p[10], 1e-5), p[11])
-                              .reshape({kToyBatch * kToySeq, kToyVocab});
+    const Tensor logits =
+        ops::linear(ops::rms_norm(x, p[10], 1e-5), p[11]).reshape({kToyBatch * kToySeq, kToyVocab});
     return ops::cross_entropy(logits, targets.to(device));
   };
 }
@@ -768,7 +782,8 @@ GraphFn toy_block() {
 // Relative to the tensor's scale: |actual - expected| <= units * u * max|expected|.
 Tolerance scaled_f32(const Tensor& expected, double units) {
   double scale = 0.0;
-  for (double v : expected.to_vector()) scale = std::max(scale, std::fabs(v));
+  for (double v : expected.to_vector())
+    scale = std::max(scale, std::fabs(v));
   return {std::max(tolerance_for(DType::F32).atol, units * kF32Unit * scale),
           tolerance_for(DType::F32).rtol};
 }
@@ -804,7 +819,8 @@ TEST(CudaToyBlock, DecoderBlockLossAndGradientsMatchTheCpu_CUDA) {
   // relative error of the logits' scale. bf16 gradients of the whole chain are not compared
   // (each op's bf16 gradient is, above).
   std::vector<Tensor> rounded;
-  for (const Tensor& p : params) rounded.push_back(round_to_bf16(p));
+  for (const Tensor& p : params)
+    rounded.push_back(round_to_bf16(p));
   const Outcome reference = run_graph(block, rounded, one, DType::F32, kCpu);
   const Outcome gpu16 = run_graph(block, params, one, DType::BF16, kCuda);
   EXPECT_TRUE(all_close(gpu16.out, reference.out, Tolerance{0.0, 16 * kBf16Unit}, "loss bf16"));
