@@ -3,6 +3,7 @@
 // forward and gradients, f32 and bf16, on odd shapes. Each test skips, saying why, without a GPU.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <optional>
