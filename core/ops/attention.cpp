@@ -1,5 +1,6 @@
-// causal_mask and scaled_dot_product_attention (grouped-query heads): dedicated CPU kernels
-// for forward and backward; attention saves the per-row logsumexp, not the probabilities.
+// causal_mask and scaled_dot_product_attention (grouped-query heads): dedicated CPU and CUDA
+// kernels for forward and backward; attention saves the per-row logsumexp, not the
+// probabilities (on CUDA a tiled kernel with an online softmax: no [S, S] matrix in memory).
 #include <cmath>
 #include <vector>
 
@@ -9,10 +10,16 @@
 #include "core/ops/nn_common.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/causal_mask.h"
+#ifdef AUTOTP_WITH_CUDA
+#include "kernels/cuda/attention.h"
+#include "kernels/cuda/causal_mask.h"
+#endif
 
 namespace autotp::ops {
 
-using detail::check_cpu;
+using detail::check_same_device;
+using detail::fail_without_cuda;
+using detail::stats_dtype;
 
 namespace {
 
@@ -22,10 +29,19 @@ Tensor causal_fill(const Tensor& x, double value) {
   const int64_t batch = sq * sk == 0 ? 0 : x.numel() / (sq * sk);
   const Tensor xc = x.detach().contiguous();                     // [batch, Sq, Sk]
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());  // [..., Sq, Sk]
-  dispatch_float(x.dtype(), "causal_mask", [&]<typename T>(TypeTag<T>) {
-    kernels::cpu::causal_mask_fill<T>(out.data<T>(), xc.data<T>(), batch, sq, sk,
-                                      static_cast<T>(value));
-  });
+  if (x.device().is_cpu()) {
+    dispatch_float(x.dtype(), "causal_mask", [&]<typename T>(TypeTag<T>) {
+      kernels::cpu::causal_mask_fill<T>(out.data<T>(), xc.data<T>(), batch, sq, sk,
+                                        static_cast<T>(value));
+    });
+  } else {
+#ifdef AUTOTP_WITH_CUDA
+    kernels::cuda::causal_mask_fill(static_cast<int>(x.dtype()), out.raw_data(), xc.raw_data(),
+                                    batch, sq, sk, value, nullptr);
+#else
+    fail_without_cuda("causal_mask");
+#endif
+  }
   return out;
 }
 
@@ -35,16 +51,14 @@ Tensor causal_mask(const Tensor& scores, double value) {
   AUTOTP_CHECK(scores.defined(), "causal_mask: undefined scores");
   AUTOTP_CHECK(scores.dim() >= 2, "causal_mask: scores must be [..., Sq, Sk], got shape {}",
                shape_str(scores.shape()));
-  check_cpu(scores, "causal_mask");
   Tensor out = causal_fill(scores, value);
   return record_op(out, "CausalMaskBackward", {&scores}, [](const Tensor& g) {
-    check_cpu(g, "causal_mask backward");
     return std::vector<Tensor>{causal_fill(g, 0.0)};  // masked entries do not depend on scores
   });
 }
 
-Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
-                                    bool causal, double scale) {
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
+                                    double scale) {
   const char* op = "scaled_dot_product_attention";
   AUTOTP_CHECK(q.defined() && k.defined() && v.defined(), "{}: undefined q, k or v", op);
   AUTOTP_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4,
@@ -55,8 +69,8 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   const int64_t batch = q.shape()[0], hq = q.shape()[1], seq = q.shape()[2], dim = q.shape()[3];
   const int64_t hkv = k.shape()[1];
   AUTOTP_CHECK(k.shape()[0] == batch && k.shape()[2] == seq && k.shape()[3] == dim,
-               "{}: k/v {} must match q {} in batch, sequence and head dim ([{}, Hkv, {}, {}])",
-               op, shape_str(k.shape()), shape_str(q.shape()), batch, seq, dim);
+               "{}: k/v {} must match q {} in batch, sequence and head dim ([{}, Hkv, {}, {}])", op,
+               shape_str(k.shape()), shape_str(q.shape()), batch, seq, dim);
   AUTOTP_CHECK(hkv > 0 && hq % hkv == 0,
                "{}: {} query heads are not a multiple of {} kv heads (q {}, k {})", op, hq, hkv,
                shape_str(q.shape()), shape_str(k.shape()));
@@ -64,35 +78,63 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   AUTOTP_CHECK(k.dtype() == q.dtype() && v.dtype() == q.dtype(),
                "{}: dtypes differ (q {}, k {}, v {})", op, dtype_name(q.dtype()),
                dtype_name(k.dtype()), dtype_name(v.dtype()));
-  check_cpu(q, op);
-  check_cpu(k, op);
-  check_cpu(v, op);
+  check_same_device(q, k, op, "q", "k");
+  check_same_device(q, v, op, "q", "v");
   const double s = scale > 0.0 ? scale : 1.0 / std::sqrt(static_cast<double>(dim));
-  const Tensor qc = q.detach().contiguous();  // [B, Hq, S, D]
-  const Tensor kc = k.detach().contiguous();  // [B, Hkv, S, D]
-  const Tensor vc = v.detach().contiguous();  // [B, Hkv, S, D]
-  Tensor out = Tensor::empty(q.shape(), q.dtype(), q.device());              // [B, Hq, S, D]
-  Tensor lse = Tensor::empty({batch, hq, seq}, q.dtype(), q.device());      // [B, Hq, S]
-  dispatch_float(q.dtype(), op, [&]<typename T>(TypeTag<T>) {
-    kernels::cpu::attention_forward<T>(out.data<T>(), lse.data<T>(), qc.data<T>(), kc.data<T>(),
-                                       vc.data<T>(), batch, hq, hkv, seq, dim, s, causal);
-  });
+  const Tensor qc = q.detach().contiguous();                     // [B, Hq, S, D]
+  const Tensor kc = k.detach().contiguous();                     // [B, Hkv, S, D]
+  const Tensor vc = v.detach().contiguous();                     // [B, Hkv, S, D]
+  Tensor out = Tensor::empty(q.shape(), q.dtype(), q.device());  // [B, Hq, S, D]
+  if (q.device().is_cpu()) {
+    Tensor lse = Tensor::empty({batch, hq, seq}, q.dtype(), q.device());  // [B, Hq, S]
+    dispatch_float(q.dtype(), op, [&]<typename T>(TypeTag<T>) {
+      kernels::cpu::attention_forward<T>(out.data<T>(), lse.data<T>(), qc.data<T>(), kc.data<T>(),
+                                         vc.data<T>(), batch, hq, hkv, seq, dim, s, causal);
+    });
+    return record_op(
+        out, "AttentionBackward", {&q, &k, &v},
+        [qc, kc, vc, lse, batch, hq, hkv, seq, dim, s, causal](const Tensor& g) {
+          check_same_device(qc, g, "scaled_dot_product_attention backward", "q", "gradient");
+          const Tensor gc = g.contiguous();                                // [B, Hq, S, D]
+          Tensor dq = Tensor::empty(qc.shape(), qc.dtype(), qc.device());  // [B, Hq, S, D]
+          Tensor dk = Tensor::empty(kc.shape(), kc.dtype(), kc.device());  // [B, Hkv, S, D]
+          Tensor dv = Tensor::empty(vc.shape(), vc.dtype(), vc.device());  // [B, Hkv, S, D]
+          dispatch_float(qc.dtype(), "scaled_dot_product_attention", [&]<typename T>(TypeTag<T>) {
+            kernels::cpu::attention_backward<T>(
+                dq.data<T>(), dk.data<T>(), dv.data<T>(), qc.data<T>(), kc.data<T>(), vc.data<T>(),
+                lse.data<T>(), gc.data<T>(), batch, hq, hkv, seq, dim, s, causal);
+          });
+          return std::vector<Tensor>{dq, dk, dv};
+        });
+  }
+#ifdef AUTOTP_WITH_CUDA
+  AUTOTP_CHECK(dim <= kernels::cuda::kAttentionMaxHeadDim,
+               "{}: head dim {} of q {} is above the CUDA kernel's limit {}", op, dim,
+               shape_str(q.shape()), kernels::cuda::kAttentionMaxHeadDim);
+  // The logsumexp is kept in f32 for 16-bit inputs.
+  const DType stats = stats_dtype(q.dtype());
+  Tensor lse = Tensor::empty({batch, hq, seq}, stats, q.device());  // [B, Hq, S]
+  kernels::cuda::attention_forward(static_cast<int>(q.dtype()), out.raw_data(), lse.raw_data(),
+                                   qc.raw_data(), kc.raw_data(), vc.raw_data(), batch, hq, hkv, seq,
+                                   dim, s, causal, nullptr);
   return record_op(
       out, "AttentionBackward", {&q, &k, &v},
       [qc, kc, vc, lse, batch, hq, hkv, seq, dim, s, causal](const Tensor& g) {
-        check_cpu(g, "scaled_dot_product_attention backward");
-        const Tensor gc = g.contiguous();                                    // [B, Hq, S, D]
-        Tensor dq = Tensor::empty(qc.shape(), qc.dtype(), qc.device());    // [B, Hq, S, D]
-        Tensor dk = Tensor::empty(kc.shape(), kc.dtype(), kc.device());    // [B, Hkv, S, D]
-        Tensor dv = Tensor::empty(vc.shape(), vc.dtype(), vc.device());    // [B, Hkv, S, D]
-        dispatch_float(qc.dtype(), "scaled_dot_product_attention", [&]<typename T>(TypeTag<T>) {
-          kernels::cpu::attention_backward<T>(dq.data<T>(), dk.data<T>(), dv.data<T>(),
-                                              qc.data<T>(), kc.data<T>(), vc.data<T>(),
-                                              lse.data<T>(), gc.data<T>(), batch, hq, hkv, seq,
-                                              dim, s, causal);
-        });
+        check_same_device(qc, g, "scaled_dot_product_attention backward", "q", "gradient");
+        const Tensor gc = g.contiguous();                                      // [B, Hq, S, D]
+        Tensor dq = Tensor::empty(qc.shape(), qc.dtype(), qc.device());        // [B, Hq, S, D]
+        Tensor dk = Tensor::empty(kc.shape(), kc.dtype(), kc.device());        // [B, Hkv, S, D]
+        Tensor dv = Tensor::empty(vc.shape(), vc.dtype(), vc.device());        // [B, Hkv, S, D]
+        Tensor delta = Tensor::empty(lse.shape(), lse.dtype(), lse.device());  // [B, Hq, S]
+        kernels::cuda::attention_backward(
+            static_cast<int>(qc.dtype()), dq.raw_data(), dk.raw_data(), dv.raw_data(),
+            qc.raw_data(), kc.raw_data(), vc.raw_data(), lse.raw_data(), gc.raw_data(),
+            delta.raw_data(), batch, hq, hkv, seq, dim, s, causal, nullptr);
         return std::vector<Tensor>{dq, dk, dv};
       });
+#else
+  fail_without_cuda(op);
+#endif
 }
 
 }  // namespace autotp::ops

@@ -1,5 +1,5 @@
-// matmul and linear on the CPU GEMM kernel: strided views are passed to the kernel as
-// leading dimensions and transpose flags, broadcast batch dims as stride-0 batch strides.
+// matmul and linear on the CPU GEMM kernel or cuBLASLt: strided views are passed to the
+// kernel as leading dimensions and transpose flags, broadcast batch dims as stride-0 strides.
 #include "core/ops/linalg.h"
 
 #include <algorithm>
@@ -9,6 +9,9 @@
 #include "core/dispatch.h"
 #include "core/ops/reduce.h"
 #include "kernels/cpu/gemm.h"
+#ifdef AUTOTP_WITH_CUDA
+#include "kernels/cuda/gemm.h"
+#endif
 
 namespace autotp::ops {
 
@@ -32,9 +35,32 @@ MatrixLayout matrix_layout(const Tensor& t) {
   return {};
 }
 
-// `t` itself when the kernel can read its last two dims, else a contiguous copy.
+// The same two forms as cuBLAS reads them: the leading dimension must be at least the length
+// of a stored row (and >= 1), so stride-0 (expanded) rows or columns need a copy. The leading
+// dimension of a single row or column is never used and is normalized; so is an empty matrix's.
+MatrixLayout cuda_matrix_layout(const Tensor& t) {
+  const int64_t nd = t.dim();
+  const int64_t rows = t.shape()[nd - 2], cols = t.shape()[nd - 1];
+  const int64_t row_stride = t.strides()[nd - 2], col_stride = t.strides()[nd - 1];
+  if (rows == 0 || cols == 0) return {true, false, std::max<int64_t>(cols, 1)};
+  if (col_stride == 1 || cols == 1) {
+    const int64_t ld = rows == 1 ? cols : row_stride;
+    if (ld >= cols) return {true, false, ld};
+  }
+  if (row_stride == 1 || rows == 1) {
+    const int64_t ld = cols == 1 ? rows : col_stride;
+    if (ld >= rows) return {true, true, ld};
+  }
+  return {};
+}
+
+MatrixLayout layout_for(const Tensor& t) {
+  return t.device().is_cpu() ? matrix_layout(t) : cuda_matrix_layout(t);
+}
+
+// `t` itself when the kernel of its device can read its last two dims, else a contiguous copy.
 Tensor gemm_operand(const Tensor& t) {
-  return matrix_layout(t).usable ? t : t.contiguous();
+  return layout_for(t).usable ? t : t.contiguous();
 }
 
 // One batch dim of a GEMM: its size and each operand's stride (0 where broadcast).
@@ -44,15 +70,14 @@ struct BatchDim {
 
 // out [batch..., M, N] (contiguous) = a [batch..., M, K] @ b [batch..., K, N] + beta * out.
 // a and b are views of the full batch shape (stride 0 on broadcast dims) whose matrix dims
-// matrix_layout() accepts. The innermost batch dims that every operand lays out with one
+// layout_for() accepts. The innermost batch dims that every operand lays out with one
 // stride become one strided-batched kernel call; the remaining outer dims are looped over.
+// CPU and CUDA make the same logical calls (same sizes, flags, leading dims and strides).
 void gemm_into(const Tensor& out, const Tensor& a, const Tensor& b, double beta, const char* op) {
-  AUTOTP_CHECK(out.device().is_cpu(), "{}: no GEMM for {} tensors in this build", op,
-               out.device().str());
   if (out.numel() == 0) return;
   const int64_t nd = out.dim();
   const int64_t m = out.shape()[nd - 2], n = out.shape()[nd - 1], k = a.shape()[nd - 1];
-  const MatrixLayout la = matrix_layout(a), lb = matrix_layout(b);
+  const MatrixLayout la = layout_for(a), lb = layout_for(b);
   AUTOTP_ASSERT(out.is_contiguous() && la.usable && lb.usable,
                 "{}: gemm_into needs a contiguous output and kernel-readable operands", op);
   const Strides out_strides = contiguous_strides(out.shape());
@@ -77,21 +102,12 @@ void gemm_into(const Tensor& out, const Tensor& a, const Tensor& b, double beta,
   const bool fold =
       count > 1 && stride.b == 0 && !la.trans && stride.a == m * la.ld && stride.c == m * n;
 
-  dispatch_float(out.dtype(), op, [&]<typename T>(TypeTag<T>) {
-    T* c = out.data<T>();
-    const T* pa = static_cast<const T*>(a.raw_data());
-    const T* pb = static_cast<const T*>(b.raw_data());
+  // Calls run(off_a, off_b, off_c) (element offsets) once per outer batch index.
+  auto for_each_outer = [&](auto&& run) {
     std::vector<int64_t> index(first, 0);
     int64_t off_a = 0, off_b = 0, off_c = 0;
     for (int64_t o = 0; o < outer_count; ++o) {
-      if (fold) {
-        kernels::cpu::gemm<T>(c + off_c, n, pa + off_a, la.ld, false, pb + off_b, lb.ld, lb.trans,
-                              count * m, n, k, T(1), static_cast<T>(beta));
-      } else {
-        kernels::cpu::gemm_strided_batched<T>(c + off_c, n, stride.c, pa + off_a, la.ld, stride.a,
-                                              la.trans, pb + off_b, lb.ld, stride.b, lb.trans, m, n,
-                                              k, T(1), static_cast<T>(beta), count);
-      }
+      run(off_a, off_b, off_c);
       // Odometer over the outer batch dims.
       for (size_t d = first; d-- > 0;) {
         off_a += dims[d].a;
@@ -104,7 +120,47 @@ void gemm_into(const Tensor& out, const Tensor& a, const Tensor& b, double beta,
         index[d] = 0;
       }
     }
+  };
+
+  if (out.device().is_cpu()) {
+    dispatch_float(out.dtype(), op, [&]<typename T>(TypeTag<T>) {
+      T* c = out.data<T>();
+      const T* pa = static_cast<const T*>(a.raw_data());
+      const T* pb = static_cast<const T*>(b.raw_data());
+      for_each_outer([&](int64_t off_a, int64_t off_b, int64_t off_c) {
+        if (fold) {
+          kernels::cpu::gemm<T>(c + off_c, n, pa + off_a, la.ld, false, pb + off_b, lb.ld, lb.trans,
+                                count * m, n, k, T(1), static_cast<T>(beta));
+        } else {
+          kernels::cpu::gemm_strided_batched<T>(c + off_c, n, stride.c, pa + off_a, la.ld, stride.a,
+                                                la.trans, pb + off_b, lb.ld, stride.b, lb.trans, m,
+                                                n, k, T(1), static_cast<T>(beta), count);
+        }
+      });
+    });
+    return;
+  }
+#ifdef AUTOTP_WITH_CUDA
+  kernels::cuda::GemmContext& ctx = kernels::cuda::GemmContext::for_device(out.device().index);
+  const int dtype = static_cast<int>(out.dtype());
+  const int64_t item = static_cast<int64_t>(out.itemsize());
+  char* c = static_cast<char*>(out.raw_data());
+  const char* pa = static_cast<const char*>(a.raw_data());
+  const char* pb = static_cast<const char*>(b.raw_data());
+  for_each_outer([&](int64_t off_a, int64_t off_b, int64_t off_c) {
+    if (fold) {
+      kernels::cuda::gemm_strided_batched(ctx, dtype, c + off_c * item, n, 0, pa + off_a * item,
+                                          la.ld, 0, false, pb + off_b * item, lb.ld, 0, lb.trans,
+                                          count * m, n, k, 1.0, beta, 1, nullptr);
+    } else {
+      kernels::cuda::gemm_strided_batched(
+          ctx, dtype, c + off_c * item, n, stride.c, pa + off_a * item, la.ld, stride.a, la.trans,
+          pb + off_b * item, lb.ld, stride.b, lb.trans, m, n, k, 1.0, beta, count, nullptr);
+    }
   });
+#else
+  AUTOTP_FAIL("{}: CUDA tensors need a build with the CUDA backend", op);
+#endif
 }
 
 void check_same_kind(const Tensor& a, const Tensor& b, const char* op, const char* a_name,

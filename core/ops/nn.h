@@ -1,7 +1,10 @@
 // Differentiable neural-network ops: softmax family, cross entropy, embedding, norms,
 // rotary position embedding, causal masking and scaled-dot-product attention.
 // Implemented in softmax.cpp, norms.cpp, embedding.cpp, rotary.cpp and attention.cpp over the
-// CPU kernels in kernels/cpu/ (f32/f64; CUDA tensors are rejected with an error for now).
+// CPU kernels in kernels/cpu/ (f32/f64) and the CUDA kernels in kernels/cuda/ (f32, f64, bf16,
+// f16; 16-bit floats computed in f32 and rounded once on store). All operands of one call must
+// live on one device (index tensors too). On CUDA, row statistics saved for the backward (norm
+// mean/rstd, attention logsumexp) are kept in f32 for 16-bit inputs.
 #pragma once
 
 #include <cmath>
@@ -18,25 +21,31 @@ Tensor softmax(const Tensor& x, int64_t dim);
 Tensor log_softmax(const Tensor& x, int64_t dim);
 
 // Mean negative log-likelihood of `targets` under softmax(logits) over the non-ignored rows.
-// logits [N, C] (f32/f64), targets [N] (i64/i32). Rows whose target equals ignore_index count
-// neither in the sum nor in the mean; all rows ignored gives 0 (gradient 0). A target outside
-// [0, C) that is not ignore_index is an error naming the row.
+// logits [N, C] (f32/f64; on CUDA also bf16/f16), targets [N] (i64/i32). Rows whose target
+// equals ignore_index count neither in the sum nor in the mean; all rows ignored gives 0
+// (gradient 0). A target outside [0, C) that is not ignore_index is an error naming the row
+// (targets are checked on the host, a small copy for CUDA targets). The loss has the logits'
+// dtype, except that bf16/f16 logits on CUDA give an f32 loss (computed in f32, fused over
+// each vocabulary row without a probability matrix).
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100);
 
 // weight [V, D] looked up at ids (i64/i32, any shape) -> ids.shape + [D]. Out-of-range ids
 // are an error naming the id. Gradient: rows scatter-added into a [V, D] tensor (in id order,
-// so repeated ids sum deterministically).
+// so repeated ids sum deterministically; on CUDA without atomics: the positions are grouped by
+// id on the host and each gradient row is summed by one thread per column, in position order).
 Tensor embedding(const Tensor& weight, const Tensor& ids);
 
 // x [..., D] * rsqrt(mean(x^2, -1) + eps) * weight [D] (HF LlamaRMSNorm); weight may be
 // undefined (no scaling). Precision: the CPU kernels (f32/f64 only) accumulate the row
 // statistics in double and round once to x's dtype, so f32 matches HF's f32 computation to
 // rounding. HF computes bf16/f16 inputs in f32 and rounds the normalized x to the input dtype
-// before multiplying by the weight; a kernel for those dtypes must do the same. Other dtypes
-// are rejected on the CPU (convert with .to(DType::F32)).
+// before multiplying by the weight; the CUDA kernel does the same for bf16/f16. Other dtypes
+// are rejected on the CPU (convert with .to(DType::F32)). The weight gradient on CUDA is a
+// two-stage deterministic reduction (per chunk of rows, then over the chunks in order).
 Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps);
 // (x - mean) * rsqrt(var + eps) * weight + bias over the last dim (biased variance, as
-// torch.nn.LayerNorm); weight/bias may be undefined. Same precision notes as rms_norm.
+// torch.nn.LayerNorm); weight/bias may be undefined. Same precision notes as rms_norm, except
+// that for bf16/f16 on CUDA everything is computed in f32 and rounded once (as torch's kernel).
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps);
 
 // Rotary position embedding, HF rotate-half convention:
@@ -71,7 +80,8 @@ Tensor causal_mask(const Tensor& scores, double value = -INFINITY);
 // h / (Hq / Hkv)). scale <= 0 means 1/sqrt(D). Output [B, Hq, S, D]. With causal, query i
 // sees keys j <= i. Batch, S and D must match across q, k, v, and k and v share a shape.
 // The forward saves only the per-row logsumexp [B, Hq, S]; the backward recomputes the
-// probabilities and sums dk/dv over the query heads that share a kv head.
+// probabilities and sums dk/dv over the query heads that share a kv head. On CUDA the head dim
+// is at most 256 and the kernels are tiled with an online softmax (no [S, S] matrix).
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                     bool causal = true, double scale = 0.0);
 

@@ -1,5 +1,5 @@
 // Internal helpers shared by the neural-network op files (softmax, norms, embedding, rotary,
-// attention): the CPU-only device check and dispatch over integer index dtypes.
+// attention): device checks, the dtype of saved row statistics, index-dtype dispatch.
 #pragma once
 
 #include <cstdint>
@@ -9,18 +9,35 @@
 
 namespace autotp::ops::detail {
 
-// These ops have CPU kernels only so far; other devices get an error naming the op.
-inline void check_cpu(const Tensor& t, const char* op) {
-  AUTOTP_CHECK(t.device().is_cpu(), "{}: not yet available for {} tensors (CPU kernels only)", op,
-               t.device().str());
+// `b` must live on the device of `a`; the error names the op and both tensors.
+inline void check_same_device(const Tensor& a, const Tensor& b, const char* op, const char* a_name,
+                              const char* b_name) {
+  AUTOTP_CHECK(a.device() == b.device(), "{}: {} (shape {}) is on {} but {} (shape {}) is on {}",
+               op, a_name, shape_str(a.shape()), a.device().str(), b_name, shape_str(b.shape()),
+               b.device().str());
+}
+
+// The error of a CUDA tensor reaching an op in a build without the CUDA backend (such
+// tensors cannot be created there, so this is a safety net).
+[[noreturn]] inline void fail_without_cuda(const char* op) {
+  AUTOTP_FAIL("{}: CUDA tensors need a build with the CUDA backend", op);
+}
+
+// The dtype CUDA kernels keep row statistics and fused losses in (norm mean/rstd, attention
+// logsumexp, cross-entropy loss): f32 for the 16-bit floats, the input dtype otherwise. The
+// CPU kernels (f32/f64 only) keep them in the input dtype, which is the same thing there.
+inline DType stats_dtype(DType dtype) {
+  return dtype == DType::BF16 || dtype == DType::F16 ? DType::F32 : dtype;
 }
 
 // Calls fn(TypeTag<int32_t>{}) or fn(TypeTag<int64_t>{}) for an index tensor's dtype.
 template <typename Fn>
 decltype(auto) dispatch_index(DType dtype, const char* op, Fn&& fn) {
   switch (dtype) {
-    case DType::I32: return fn(TypeTag<int32_t>{});
-    case DType::I64: return fn(TypeTag<int64_t>{});
+    case DType::I32:
+      return fn(TypeTag<int32_t>{});
+    case DType::I64:
+      return fn(TypeTag<int64_t>{});
     default:
       AUTOTP_FAIL("{}: indices must be i64 or i32, got {}", op, dtype_name(dtype));
   }

@@ -1,5 +1,6 @@
-// Rotary position embedding: apply_rotary (rotate-half, backward kernel for x) and the
-// cos/sin tables of Hugging Face's rope (default or from given inverse frequencies), in double.
+// Rotary position embedding: apply_rotary (rotate-half, CPU or CUDA kernels, backward kernel
+// for x) and the cos/sin tables of Hugging Face's rope (default or from given inverse
+// frequencies), computed in double.
 #include <algorithm>
 #include <cmath>
 #include <utility>
@@ -10,10 +11,14 @@
 #include "core/ops/nn.h"
 #include "core/ops/nn_common.h"
 #include "kernels/cpu/rotary.h"
+#ifdef AUTOTP_WITH_CUDA
+#include "kernels/cuda/rotary.h"
+#endif
 
 namespace autotp::ops {
 
-using detail::check_cpu;
+using detail::check_same_device;
+using detail::fail_without_cuda;
 
 Tensor apply_rotary(const Tensor& x, const Tensor& cos, const Tensor& sin) {
   AUTOTP_CHECK(x.defined() && cos.defined() && sin.defined(),
@@ -37,14 +42,14 @@ Tensor apply_rotary(const Tensor& x, const Tensor& cos, const Tensor& sin) {
   AUTOTP_CHECK(!needs_grad({&cos, &sin}),
                "apply_rotary: gradients w.r.t. cos/sin are not supported; pass tables that do "
                "not require grad (e.g. from rotary_tables or .detach())");
-  check_cpu(x, "apply_rotary");
-  check_cpu(cos, "apply_rotary");
-  check_cpu(sin, "apply_rotary");
+  check_same_device(x, cos, "apply_rotary", "x", "cos");
+  check_same_device(x, sin, "apply_rotary", "x", "sin");
   const int64_t rows = dim == 0 ? 0 : x.numel() / dim;
   // Tables whose shape (less leading 1s) is a suffix of x's repeat every table_rows rows of x
   // and are used as they are; any other broadcast is materialized to x's shape.
   Shape table_shape = cos.shape();
-  while (!table_shape.empty() && table_shape.front() == 1) table_shape.erase(table_shape.begin());
+  while (!table_shape.empty() && table_shape.front() == 1)
+    table_shape.erase(table_shape.begin());
   const bool is_suffix = std::equal(table_shape.rbegin(), table_shape.rend(), x.shape().rbegin());
   Tensor cos_t = cos.detach(), sin_t = sin.detach();
   if (!is_suffix) {
@@ -54,22 +59,42 @@ Tensor apply_rotary(const Tensor& x, const Tensor& cos, const Tensor& sin) {
   cos_t = cos_t.contiguous();  // [table_rows, D]
   sin_t = sin_t.contiguous();  // [table_rows, D]
   const int64_t table_rows = std::max<int64_t>(cos_t.numel() / std::max<int64_t>(dim, 1), 1);
-  const Tensor xc = x.detach().contiguous();                    // [rows, D]
+  const Tensor xc = x.detach().contiguous();                     // [rows, D]
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());  // x.shape
-  dispatch_float(x.dtype(), "apply_rotary", [&]<typename T>(TypeTag<T>) {
-    kernels::cpu::rotary_forward<T>(out.data<T>(), xc.data<T>(), cos_t.data<T>(), sin_t.data<T>(),
-                                    rows, dim, table_rows);
-  });
+  if (x.device().is_cpu()) {
+    dispatch_float(x.dtype(), "apply_rotary", [&]<typename T>(TypeTag<T>) {
+      kernels::cpu::rotary_forward<T>(out.data<T>(), xc.data<T>(), cos_t.data<T>(), sin_t.data<T>(),
+                                      rows, dim, table_rows);
+    });
+  } else {
+#ifdef AUTOTP_WITH_CUDA
+    kernels::cuda::rotary_forward(static_cast<int>(x.dtype()), out.raw_data(), xc.raw_data(),
+                                  cos_t.raw_data(), sin_t.raw_data(), rows, dim, table_rows,
+                                  nullptr);
+#else
+    fail_without_cuda("apply_rotary");
+#endif
+  }
   return record_op(out, "RotaryBackward", {&x, &cos, &sin},
                    [cos_t, sin_t, rows, dim, table_rows](const Tensor& g) {
-                     check_cpu(g, "apply_rotary backward");
-                     const Tensor gc = g.contiguous();                              // x.shape
+                     check_same_device(cos_t, g, "apply_rotary backward", "cos", "gradient");
+                     const Tensor gc = g.contiguous();                             // x.shape
                      Tensor dx = Tensor::empty(g.shape(), g.dtype(), g.device());  // x.shape
-                     dispatch_float(g.dtype(), "apply_rotary", [&]<typename T>(TypeTag<T>) {
-                       kernels::cpu::rotary_backward<T>(dx.data<T>(), cos_t.data<T>(),
-                                                        sin_t.data<T>(), gc.data<T>(), rows, dim,
-                                                        table_rows);
-                     });
+                     if (g.device().is_cpu()) {
+                       dispatch_float(g.dtype(), "apply_rotary", [&]<typename T>(TypeTag<T>) {
+                         kernels::cpu::rotary_backward<T>(dx.data<T>(), cos_t.data<T>(),
+                                                          sin_t.data<T>(), gc.data<T>(), rows, dim,
+                                                          table_rows);
+                       });
+                     } else {
+#ifdef AUTOTP_WITH_CUDA
+                       kernels::cuda::rotary_backward(
+                           static_cast<int>(g.dtype()), dx.raw_data(), cos_t.raw_data(),
+                           sin_t.raw_data(), gc.raw_data(), rows, dim, table_rows, nullptr);
+#else
+                       fail_without_cuda("apply_rotary backward");
+#endif
+                     }
                      return std::vector<Tensor>{dx, Tensor(), Tensor()};
                    });
 }

@@ -1,5 +1,5 @@
 // cat (copies, backward narrows the gradient), split/chunk (narrow views) and index_select
-// (gather kernel, backward through the deterministic index_add kernel).
+// (gather kernel, backward through the deterministic index_add kernel; CPU or CUDA).
 #include "core/ops/shape_ops.h"
 
 #include <algorithm>
@@ -7,7 +7,11 @@
 
 #include "core/autograd/node.h"
 #include "core/dispatch.h"
+#include "core/ops/index_segments.h"
 #include "kernels/cpu/index.h"
+#ifdef AUTOTP_WITH_CUDA
+#include "kernels/cuda/index.h"
+#endif
 
 namespace autotp::ops {
 
@@ -152,8 +156,10 @@ Tensor index_select(const Tensor& x, int64_t dim_in, const Tensor& index) {
                "index_select: index must be i64 or i32, got {}", dtype_name(index.dtype()));
   AUTOTP_CHECK(index.dim() == 1, "index_select: index must be 1-D, got shape {}",
                shape_str(index.shape()));
-  AUTOTP_CHECK(x.device().is_cpu() && index.device().is_cpu(),
-               "index_select: not yet available for {} tensors", x.device().str());
+  AUTOTP_CHECK(x.device() == index.device(),
+               "index_select: x (shape {}) is on {} but index (shape {}) is on {}",
+               shape_str(x.shape()), x.device().str(), shape_str(index.shape()),
+               index.device().str());
   const int64_t n = x.shape()[dim];
   const std::vector<int64_t> values = index.to_vector_i64();
   for (size_t j = 0; j < values.size(); ++j) {
@@ -170,35 +176,56 @@ Tensor index_select(const Tensor& x, int64_t dim_in, const Tensor& index) {
   Shape out_shape = x.shape();
   out_shape[dim] = count;
   Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());
-  dispatch_float(x.dtype(), "index_select", [&]<typename T>(TypeTag<T>) {
-    auto run = [&]<typename I>(const I* ip) {
-      kernels::cpu::index_select<T, I>(out.data<T>(), xc.data<T>(), ip, s.outer, s.n, s.inner,
-                                       count);
-    };
-    if (idx.dtype() == DType::I64)
-      run(idx.data<int64_t>());
-    else
-      run(idx.data<int32_t>());
-  });
-
   const Shape in_shape = x.shape();
-  return record_op(out, "IndexSelectBackward", {&x}, [in_shape, s, idx, count](const Tensor& g) {
-    // dx [in_shape] = zeros, then dx[.., idx[j], ..] += g[.., j, ..] in increasing j.
-    const Tensor gc = g.contiguous();
-    Tensor dx = Tensor::zeros(in_shape, g.dtype(), g.device());
-    AUTOTP_CHECK(g.device().is_cpu(), "index_select backward: not yet available for {} tensors",
-                 g.device().str());
-    dispatch_float(g.dtype(), "index_select backward", [&]<typename T>(TypeTag<T>) {
+  if (x.device().is_cpu()) {
+    dispatch_float(x.dtype(), "index_select", [&]<typename T>(TypeTag<T>) {
       auto run = [&]<typename I>(const I* ip) {
-        kernels::cpu::index_add<T, I>(dx.data<T>(), gc.data<T>(), ip, s.outer, s.n, s.inner, count);
+        kernels::cpu::index_select<T, I>(out.data<T>(), xc.data<T>(), ip, s.outer, s.n, s.inner,
+                                         count);
       };
       if (idx.dtype() == DType::I64)
         run(idx.data<int64_t>());
       else
         run(idx.data<int32_t>());
     });
+    return record_op(out, "IndexSelectBackward", {&x}, [in_shape, s, idx, count](const Tensor& g) {
+      // dx [in_shape] = zeros, then dx[.., idx[j], ..] += g[.., j, ..] in increasing j.
+      const Tensor gc = g.contiguous();
+      AUTOTP_CHECK(g.device().is_cpu(), "index_select backward: the gradient is on {}, not the cpu",
+                   g.device().str());
+      Tensor dx = Tensor::zeros(in_shape, g.dtype(), g.device());
+      dispatch_float(g.dtype(), "index_select backward", [&]<typename T>(TypeTag<T>) {
+        auto run = [&]<typename I>(const I* ip) {
+          kernels::cpu::index_add<T, I>(dx.data<T>(), gc.data<T>(), ip, s.outer, s.n, s.inner,
+                                        count);
+        };
+        if (idx.dtype() == DType::I64)
+          run(idx.data<int64_t>());
+        else
+          run(idx.data<int32_t>());
+      });
+      return std::vector<Tensor>{dx};
+    });
+  }
+#ifdef AUTOTP_WITH_CUDA
+  kernels::cuda::index_select(static_cast<int>(x.dtype()), static_cast<int>(idx.dtype()),
+                              out.raw_data(), xc.raw_data(), idx.raw_data(), s.outer, s.n, s.inner,
+                              count, nullptr);
+  return record_op(out, "IndexSelectBackward", {&x}, [in_shape, s, values, count](const Tensor& g) {
+    // dx [in_shape] = zeros, then each dx[.., v, ..] = the sum of g[.., j, ..] over the j with
+    // index[j] == v, in increasing j (grouped on the host; no atomics, deterministic).
+    const Tensor gc = g.contiguous();
+    Tensor dx = Tensor::zeros(in_shape, g.dtype(), g.device());
+    const detail::IndexSegments seg = detail::make_index_segments(values, g.device());
+    kernels::cuda::index_add_sorted(static_cast<int>(g.dtype()), dx.raw_data(), gc.raw_data(),
+                                    seg.order.data<int64_t>(), seg.starts.data<int64_t>(),
+                                    seg.values.data<int64_t>(), seg.segments, s.outer, s.n, s.inner,
+                                    count, nullptr);
     return std::vector<Tensor>{dx};
   });
+#else
+  AUTOTP_FAIL("index_select: CUDA tensors need a build with the CUDA backend");
+#endif
 }
 
 }  // namespace autotp::ops

@@ -1,0 +1,280 @@
+// Norm kernels: forward and dx take a block per row (grid-stride over rows) with block
+// reductions for the row sums; dweight/dbias are per-chunk column partials (a 32 x 8 block per
+// 32 columns of a chunk of rows) summed over the chunks in order by a second kernel.
+#include "kernels/cuda/check.h"
+#include "kernels/cuda/launch.cuh"
+#include "kernels/cuda/norm.h"
+#include "kernels/cuda/row_utils.cuh"
+
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+namespace autotp::kernels::cuda {
+
+namespace {
+
+constexpr int64_t kMinRowsPerChunk = 32;
+constexpr int64_t kMaxChunks = 1024;
+constexpr int kColumnTile = 32;  // columns per partial-sum block
+constexpr int kRowLanes = 8;     // rows summed side by side per column
+
+int64_t rows_per_chunk(int64_t rows) {
+  return std::max(kMinRowsPerChunk, (rows + kMaxChunks - 1) / kMaxChunks);
+}
+
+int64_t chunk_count(int64_t rows) {
+  return rows == 0 ? 0 : (rows + rows_per_chunk(rows) - 1) / rows_per_chunk(rows);
+}
+
+template <typename T>
+__device__ __forceinline__ ComputeType<T> weight_at(const T* weight, int64_t j) {
+  return weight ? widen(weight[j]) : ComputeType<T>(1);
+}
+
+template <typename T>
+__global__ void rms_norm_forward_kernel(T* y, ComputeType<T>* rstd, const T* x, const T* weight,
+                                        int64_t rows, int64_t dim, ComputeType<T> eps) {
+  using C = ComputeType<T>;
+  __shared__ C scratch[32];
+  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+    const T* xr = x + row * dim;
+    T* yr = y + row * dim;
+    C sum_sq = 0;
+    for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
+      const C v = widen(xr[j]);
+      sum_sq += v * v;
+    }
+    const C rs = C(1) / math_sqrt(block_sum(sum_sq, scratch) / static_cast<C>(dim) + eps);
+    if (threadIdx.x == 0) rstd[row] = rs;
+    for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
+      const C normalized = widen(xr[j]) * rs;
+      if constexpr (kIs16BitFloat<T>) {
+        const T rounded = convert<T>(normalized);  // HF: hidden_states.to(input_dtype)
+        yr[j] = weight ? convert<T>(widen(weight[j]) * widen(rounded)) : rounded;
+      } else {
+        yr[j] = convert<T>(weight ? normalized * widen(weight[j]) : normalized);
+      }
+    }
+  }
+}
+
+template <typename T>
+__global__ void layer_norm_forward_kernel(T* y, ComputeType<T>* mean, ComputeType<T>* rstd,
+                                          const T* x, const T* weight, const T* bias, int64_t rows,
+                                          int64_t dim, ComputeType<T> eps) {
+  using C = ComputeType<T>;
+  __shared__ C scratch[32];
+  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+    const T* xr = x + row * dim;
+    T* yr = y + row * dim;
+    C sum = 0;
+    for (int64_t j = threadIdx.x; j < dim; j += blockDim.x)
+      sum += widen(xr[j]);
+    const C mu = block_sum(sum, scratch) / static_cast<C>(dim);
+    C sum_sq = 0;
+    for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
+      const C centered = widen(xr[j]) - mu;
+      sum_sq += centered * centered;
+    }
+    const C rs = C(1) / math_sqrt(block_sum(sum_sq, scratch) / static_cast<C>(dim) + eps);
+    if (threadIdx.x == 0) {
+      mean[row] = mu;
+      rstd[row] = rs;
+    }
+    for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
+      const C xhat = (widen(xr[j]) - mu) * rs;
+      yr[j] = convert<T>(xhat * weight_at(weight, j) + (bias ? widen(bias[j]) : C(0)));
+    }
+  }
+}
+
+// dx for both norms; kLayer subtracts the mean (mean is null for RMSNorm).
+template <typename T, bool kLayer>
+__global__ void norm_dx_kernel(T* dx, const T* x, const T* weight, const ComputeType<T>* mean,
+                               const ComputeType<T>* rstd, const T* dy, int64_t rows, int64_t dim) {
+  using C = ComputeType<T>;
+  __shared__ C scratch[32];
+  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+    const T* xr = x + row * dim;
+    const T* dyr = dy + row * dim;
+    T* dxr = dx + row * dim;
+    const C mu = kLayer ? mean[row] : C(0);
+    const C rs = rstd[row];
+    C sum_g = 0, sum_g_xhat = 0;
+    for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
+      const C xhat = (widen(xr[j]) - mu) * rs;
+      const C g = widen(dyr[j]) * weight_at(weight, j);
+      sum_g += g;
+      sum_g_xhat += g * xhat;
+    }
+    const C n = static_cast<C>(dim);
+    const C mean_g_xhat = block_sum(sum_g_xhat, scratch) / n;
+    const C mean_g = kLayer ? block_sum(sum_g, scratch) / n : C(0);
+    for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
+      const C xhat = (widen(xr[j]) - mu) * rs;
+      const C g = widen(dyr[j]) * weight_at(weight, j);
+      dxr[j] = convert<T>(rs * (g - mean_g - xhat * mean_g_xhat));
+    }
+  }
+}
+
+// Stage 1 of dweight/dbias: partial_w[c, j] = sum over rows r of chunk c of dy[r, j] *
+// xhat[r, j], partial_b[c, j] = sum of dy[r, j] (partial_b may be null). Block (32, 8) covers
+// 32 columns of one chunk (blockIdx.y); each column's 8 lanes are added in lane order.
+template <typename T>
+__global__ void norm_param_partials_kernel(ComputeType<T>* partial_w, ComputeType<T>* partial_b,
+                                           const T* x, const ComputeType<T>* mean,
+                                           const ComputeType<T>* rstd, const T* dy, int64_t rows,
+                                           int64_t dim, int64_t chunk_rows) {
+  using C = ComputeType<T>;
+  __shared__ C lanes_w[kRowLanes][kColumnTile];
+  __shared__ C lanes_b[kRowLanes][kColumnTile];
+  const int64_t j = static_cast<int64_t>(blockIdx.x) * kColumnTile + threadIdx.x;
+  const int64_t chunk = blockIdx.y;
+  const int64_t first = chunk * chunk_rows;
+  const int64_t last = std::min(rows, first + chunk_rows);
+  C acc_w = 0, acc_b = 0;
+  if (j < dim) {
+    for (int64_t r = first + threadIdx.y; r < last; r += kRowLanes) {
+      const C mu = mean ? mean[r] : C(0);
+      const C g = widen(dy[r * dim + j]);
+      acc_w += g * ((widen(x[r * dim + j]) - mu) * rstd[r]);
+      acc_b += g;
+    }
+  }
+  lanes_w[threadIdx.y][threadIdx.x] = acc_w;
+  lanes_b[threadIdx.y][threadIdx.x] = acc_b;
+  __syncthreads();
+  if (threadIdx.y == 0 && j < dim) {
+    C total_w = lanes_w[0][threadIdx.x], total_b = lanes_b[0][threadIdx.x];
+    for (int lane = 1; lane < kRowLanes; ++lane) {
+      total_w += lanes_w[lane][threadIdx.x];
+      total_b += lanes_b[lane][threadIdx.x];
+    }
+    partial_w[chunk * dim + j] = total_w;
+    if (partial_b) partial_b[chunk * dim + j] = total_b;
+  }
+}
+
+// Stage 2: out[j] = sum over chunks c (in order) of partial[c, j].
+template <typename T>
+__global__ void sum_chunks_kernel(T* out, const ComputeType<T>* partial, int64_t chunks,
+                                  int64_t dim) {
+  using C = ComputeType<T>;
+  for (int64_t j = global_thread_index(); j < dim; j += grid_thread_count()) {
+    C acc = 0;
+    for (int64_t c = 0; c < chunks; ++c)
+      acc += partial[c * dim + j];
+    out[j] = convert<T>(acc);
+  }
+}
+
+// dweight (and dbias) through the two stages; mean is null for RMSNorm.
+template <typename T>
+void launch_param_grads(const char* op, int dtype, T* dweight, T* dbias, const T* x,
+                        const ComputeType<T>* mean, const ComputeType<T>* rstd, const T* dy,
+                        int64_t rows, int64_t dim, void* workspace, cudaStream_t stream) {
+  using C = ComputeType<T>;
+  if (!dweight && !dbias) return;
+  const int64_t chunks = chunk_count(rows);
+  C* partial_w = static_cast<C*>(workspace);
+  C* partial_b = partial_w + chunks * dim;
+  if (chunks > 0) {
+    const dim3 grid(static_cast<unsigned>((dim + kColumnTile - 1) / kColumnTile),
+                    static_cast<unsigned>(chunks));
+    norm_param_partials_kernel<T><<<grid, dim3(kColumnTile, kRowLanes), 0, stream>>>(
+        partial_w, dbias ? partial_b : nullptr, x, mean, rstd, dy, rows, dim, rows_per_chunk(rows));
+    AUTOTP_CUDA_CHECK_LAUNCH(op, {"rows", rows}, {"dim", dim}, {"chunks", chunks},
+                             {"dtype", dtype});
+  }
+  for (auto [out, partial] : {std::pair{dweight, partial_w}, std::pair{dbias, partial_b}}) {
+    if (!out) continue;
+    sum_chunks_kernel<T>
+        <<<blocks_for(dim), kThreadsPerBlock, 0, stream>>>(out, partial, chunks, dim);
+    AUTOTP_CUDA_CHECK_LAUNCH("norm sum_chunks_kernel", {"dim", dim}, {"chunks", chunks},
+                             {"dtype", dtype});
+  }
+}
+
+void check_dim(const char* op, int64_t dim) {
+  if (dim < 1) throw std::invalid_argument(std::string(op) + ": the normalized dim is empty");
+}
+
+}  // namespace
+
+int64_t norm_backward_workspace_elems(int64_t rows, int64_t dim) {
+  return 2 * chunk_count(rows) * dim;
+}
+
+void rms_norm_forward(int dtype, void* y, void* rstd, const void* x, const void* weight,
+                      int64_t rows, int64_t dim, double eps, cudaStream_t stream) {
+  check_dim("rms_norm_forward", dim);
+  if (rows == 0) return;
+  dispatch_float_code(dtype, "rms_norm_forward", [&]<typename T>(TypeTag<T>) {
+    using C = ComputeType<T>;
+    rms_norm_forward_kernel<T><<<blocks_for_rows(rows), threads_for_row(dim), 0, stream>>>(
+        static_cast<T*>(y), static_cast<C*>(rstd), static_cast<const T*>(x),
+        static_cast<const T*>(weight), rows, dim, static_cast<C>(eps));
+    AUTOTP_CUDA_CHECK_LAUNCH("rms_norm_forward_kernel", {"rows", rows}, {"dim", dim},
+                             {"dtype", dtype});
+  });
+}
+
+void rms_norm_backward(int dtype, void* dx, void* dweight, const void* x, const void* weight,
+                       const void* rstd, const void* dy, int64_t rows, int64_t dim, void* workspace,
+                       cudaStream_t stream) {
+  check_dim("rms_norm_backward", dim);
+  dispatch_float_code(dtype, "rms_norm_backward", [&]<typename T>(TypeTag<T>) {
+    using C = ComputeType<T>;
+    if (rows > 0) {
+      norm_dx_kernel<T, false><<<blocks_for_rows(rows), threads_for_row(dim), 0, stream>>>(
+          static_cast<T*>(dx), static_cast<const T*>(x), static_cast<const T*>(weight), nullptr,
+          static_cast<const C*>(rstd), static_cast<const T*>(dy), rows, dim);
+      AUTOTP_CUDA_CHECK_LAUNCH("rms_norm dx norm_dx_kernel", {"rows", rows}, {"dim", dim},
+                               {"dtype", dtype});
+    }
+    launch_param_grads<T>("rms_norm dweight norm_param_partials_kernel", dtype,
+                          static_cast<T*>(dweight), nullptr, static_cast<const T*>(x), nullptr,
+                          static_cast<const C*>(rstd), static_cast<const T*>(dy), rows, dim,
+                          workspace, stream);
+  });
+}
+
+void layer_norm_forward(int dtype, void* y, void* mean, void* rstd, const void* x,
+                        const void* weight, const void* bias, int64_t rows, int64_t dim, double eps,
+                        cudaStream_t stream) {
+  check_dim("layer_norm_forward", dim);
+  if (rows == 0) return;
+  dispatch_float_code(dtype, "layer_norm_forward", [&]<typename T>(TypeTag<T>) {
+    using C = ComputeType<T>;
+    layer_norm_forward_kernel<T><<<blocks_for_rows(rows), threads_for_row(dim), 0, stream>>>(
+        static_cast<T*>(y), static_cast<C*>(mean), static_cast<C*>(rstd), static_cast<const T*>(x),
+        static_cast<const T*>(weight), static_cast<const T*>(bias), rows, dim, static_cast<C>(eps));
+    AUTOTP_CUDA_CHECK_LAUNCH("layer_norm_forward_kernel", {"rows", rows}, {"dim", dim},
+                             {"dtype", dtype});
+  });
+}
+
+void layer_norm_backward(int dtype, void* dx, void* dweight, void* dbias, const void* x,
+                         const void* weight, const void* mean, const void* rstd, const void* dy,
+                         int64_t rows, int64_t dim, void* workspace, cudaStream_t stream) {
+  check_dim("layer_norm_backward", dim);
+  dispatch_float_code(dtype, "layer_norm_backward", [&]<typename T>(TypeTag<T>) {
+    using C = ComputeType<T>;
+    if (rows > 0) {
+      norm_dx_kernel<T, true><<<blocks_for_rows(rows), threads_for_row(dim), 0, stream>>>(
+          static_cast<T*>(dx), static_cast<const T*>(x), static_cast<const T*>(weight),
+          static_cast<const C*>(mean), static_cast<const C*>(rstd), static_cast<const T*>(dy), rows,
+          dim);
+      AUTOTP_CUDA_CHECK_LAUNCH("layer_norm dx norm_dx_kernel", {"rows", rows}, {"dim", dim},
+                               {"dtype", dtype});
+    }
+    launch_param_grads<T>(
+        "layer_norm dweight/dbias norm_param_partials_kernel", dtype, static_cast<T*>(dweight),
+        static_cast<T*>(dbias), static_cast<const T*>(x), static_cast<const C*>(mean),
+        static_cast<const C*>(rstd), static_cast<const T*>(dy), rows, dim, workspace, stream);
+  });
+}
+
+}  // namespace autotp::kernels::cuda
