@@ -2,6 +2,9 @@
 // training mode, split metadata, and gather/re-partition of the parameters.
 #include "layers/parallel/tensor_parallel_layer.h"
 
+#include <algorithm>
+#include <cstdio>
+
 #include "core/autograd/grad_mode.h"
 
 namespace autotp {
@@ -70,6 +73,7 @@ TensorParallelLayer::TensorParallelLayer(PartitionType type, const Linear& full,
         label(), column ? "out_features" : "in_features", column ? full_out_ : full_in_,
         tp_->size(), detail);
   }
+  warn_about_idle_ranks(plan, layout);
 
   NoGradGuard no_grad;
   const int rank = tp_->rank();
@@ -92,6 +96,21 @@ TensorParallelLayer::TensorParallelLayer(PartitionType type, const Linear& full,
       split_info_["bias"] = {type_, false, b.shape(), SplitPlan{b.shape(), 0, {}}};
     }
     parameter("bias").set_requires_grad(options_.training && full.bias().requires_grad());
+  }
+}
+
+void TensorParallelLayer::warn_about_idle_ranks(const SplitPlan& plan,
+                                                const SubParamLayout& layout) const {
+  if (tp_->rank() != 0) return;
+  for (size_t j = 0; j < plan.widths.size(); ++j) {
+    const auto& w = plan.widths[j];
+    if (std::find(w.begin(), w.end(), 0) == w.end()) continue;
+    std::fprintf(stderr,
+                 "autotp: notice: %s: some tensor-parallel ranks get no part of sub-parameter %zu "
+                 "(size %lld split as %s); they idle for it (results stay correct)\n",
+                 label().c_str(), j, static_cast<long long>(layout.sub_sizes[j]),
+                 join_sizes(w).c_str());
+    return;
   }
 }
 

@@ -96,6 +96,10 @@ class TensorParallelLayer : public UnaryModule {
   std::string label() const;
 
  private:
+  // A notice on TP rank 0 when some rank gets a zero-width shard (e.g. more ranks than KV
+  // heads), as DeepSpeed logs.
+  void warn_about_idle_ranks(const SplitPlan& plan, const SubParamLayout& layout) const;
+
   PartitionType type_;
   std::shared_ptr<Communicator> tp_;
   TPLayerOptions options_;

@@ -5,6 +5,7 @@
 
 #include <vector>
 
+#include "core/ops.h"
 #include "layers/parallel/fused_shape.h"
 #include "layers/parallel/shard_sizes.h"
 #include "layers/parallel/split_plan.h"
@@ -173,6 +174,27 @@ TEST(SplitPlan, StackedExpertsSplitEachExpertsOutputs) {
   const SplitPlan plan = make_split_plan(layout, 2, "experts", {});
   EXPECT_EQ(take_shard(Tensor::arange(0.0, 8.0, 1.0, DType::F64), plan, 1).to_vector(),
             (std::vector<double>{2, 3, 6, 7}));
+}
+
+TEST(ZeroWidthShards, LinearWithNoInputOrOutputFeaturesGivesZerosAndEmptyGradients) {
+  // What a rank beyond the KV heads computes: no output features (column) or no input
+  // features (row, whose partial sum is then zero).
+  const Tensor x = Tensor::ones({2, 3, 4}, DType::F64).set_requires_grad();
+  const Tensor w_col = Tensor::ones({0, 4}, DType::F64).set_requires_grad();
+  const Tensor y_col = ops::linear(x, w_col);
+  EXPECT_EQ(y_col.shape(), (Shape{2, 3, 0}));
+  ops::sum(y_col).backward();
+  EXPECT_EQ(x.grad().to_vector(), std::vector<double>(24, 0.0));
+  EXPECT_EQ(w_col.grad().shape(), (Shape{0, 4}));
+
+  const Tensor x_row = Tensor::ones({2, 3, 0}, DType::F64).set_requires_grad();
+  const Tensor w_row = Tensor::ones({5, 0}, DType::F64).set_requires_grad();
+  const Tensor b = Tensor::full({5}, 2.0, DType::F64).set_requires_grad();
+  const Tensor y_row = ops::linear(x_row, w_row, b);
+  EXPECT_EQ(y_row.to_vector(), std::vector<double>(30, 2.0));
+  ops::sum(y_row).backward();
+  EXPECT_EQ(x_row.grad().shape(), (Shape{2, 3, 0}));
+  EXPECT_EQ(b.grad().to_vector(), std::vector<double>(5, 6.0));
 }
 
 }  // namespace

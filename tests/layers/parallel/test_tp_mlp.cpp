@@ -276,6 +276,21 @@ TEST(TpMlp, FusedGqaQkvWithUnequalPartsEqualsTheUnshardedModel) {
               });
 }
 
+TEST(TpMlp, RanksBeyondTheKvHeadsGetZeroWidthShardsAndResultsStayExact) {
+  // 2 KV heads of dim 2 over 3 or 4 ranks: shards 2/2/0(/0); the idle ranks add zeros.
+  const ShardRules kv{.num_kv_heads = 2};
+  auto tp = test_world();
+  const TPLayerOptions q = fused("model.layers.0.self_attn.q_proj", nullptr, kv, true);
+  ColumnParallelLinear probe(*int_linear(5, 4, true, 1), tp, q);
+  EXPECT_EQ(probe.out_features(), tp->rank() < 2 ? 2 : 0);
+  for (bool overlap : {false, true}) {
+    TPLayerOptions qo = q;
+    qo.overlap_comm = overlap;
+    check_fused(4, 4, qo, fused("model.layers.0.self_attn.o_proj", nullptr, kv, true),
+                [](const Tensor& y, const std::vector<int64_t>&) { return ops::relu(y); });
+  }
+}
+
 TEST(TpMlp, FusedColumnWithGatherOutputRestoresTheFullSubParameterOrder) {
   auto tp = test_world();
   const auto full = int_linear(5, 3 * 4, true, 6);
