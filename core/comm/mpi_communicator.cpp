@@ -10,6 +10,7 @@
 #include "core/autograd/grad_mode.h"
 #include "core/comm/mpi_session.h"
 #include "core/ops/elementwise.h"
+#include "core/storage.h"
 
 namespace autotp {
 
@@ -46,10 +47,18 @@ int to_int_count(int64_t n, const std::string& what) {
 // The host tensor MPI reads and writes: `t` itself on the CPU, else a host copy.
 Tensor host_view(const Tensor& t) { return t.device().is_cpu() ? t : t.to(Device::cpu()); }
 
-// After completion: copies the host staging buffer back to a device tensor.
+// After completion: copies the host staging buffer back into the (contiguous, flat) device
+// buffer, byte for byte.
 void copy_back(WorkHandle& work, const Tensor& device_tensor, const Tensor& host) {
   if (device_tensor.device().is_cpu()) return;
-  work->then([device_tensor, host] { device_tensor.copy_(host); });
+  AUTOTP_ASSERT(device_tensor.is_contiguous() && host.is_contiguous() &&
+                    device_tensor.numel() == host.numel() && device_tensor.dtype() == host.dtype(),
+                "staging buffers of shapes {} and {}", shape_str(device_tensor.shape()),
+                shape_str(host.shape()));
+  work->then([device_tensor, host] {
+    cuda_memory::copy(device_tensor.raw_data(), device_tensor.device(), host.raw_data(),
+                      Device::cpu(), static_cast<size_t>(host.numel()) * host.itemsize());
+  });
 }
 
 // After completion: divides a summed host buffer by the group size (Avg).
