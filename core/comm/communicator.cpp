@@ -72,7 +72,8 @@ uint64_t sizes_hash(const std::vector<int64_t>& sizes) {
 
 int64_t product(const Shape& shape, int64_t from, int64_t to) {
   int64_t p = 1;
-  for (int64_t d = from; d < to; ++d) p *= shape[static_cast<size_t>(d)];
+  for (int64_t d = from; d < to; ++d)
+    p *= shape[static_cast<size_t>(d)];
   return p;
 }
 
@@ -125,8 +126,8 @@ WorkHandle Communicator::all_gather_async(const Tensor& local_in, int64_t dim,
   dim = wrap_dim(dim, local_in.dim(), "all_gather");
   const Tensor local = local_in.detach();
   const std::vector<int64_t> sizes = rank_sizes(sizes_in, size_, local.size(dim));
-  AUTOTP_CHECK(static_cast<int>(sizes.size()) == size_,
-               "{}: {} sizes given for {} ranks", where("all_gather"), sizes.size(), size_);
+  AUTOTP_CHECK(static_cast<int>(sizes.size()) == size_, "{}: {} sizes given for {} ranks",
+               where("all_gather"), sizes.size(), size_);
   AUTOTP_CHECK(sizes[static_cast<size_t>(rank_)] == local.size(dim),
                "{}: this rank's tensor of shape {} has {} elements along dim {}, but the sizes "
                "say {}",
@@ -144,7 +145,8 @@ WorkHandle Communicator::all_gather_async(const Tensor& local_in, int64_t dim,
                      dim, sizes_hash(sizes)});
 
   std::vector<int64_t> counts(sizes.size());
-  for (size_t r = 0; r < sizes.size(); ++r) counts[r] = outer * sizes[r] * inner;
+  for (size_t r = 0; r < sizes.size(); ++r)
+    counts[r] = outer * sizes[r] * inner;
   const Tensor send = local.contiguous().view({local.numel()});
   Tensor out = Tensor::empty(out_shape, local.dtype(), local.device());
   if (outer == 1) {
@@ -207,13 +209,14 @@ WorkHandle Communicator::reduce_scatter_async(const Tensor& input_in, int64_t di
   }
   AUTOTP_CHECK(total == extent, "{}: the per-rank sizes sum to {} but dim {} of shape {} is {}",
                where("reduce_scatter"), total, dim, shape_str(input.shape()), extent);
-  before_collective({CollectiveKind::ReduceScatter, op, input.dtype(), input.numel(), dim,
-                     sizes_hash(sizes)});
+  before_collective(
+      {CollectiveKind::ReduceScatter, op, input.dtype(), input.numel(), dim, sizes_hash(sizes)});
 
   const int64_t outer = product(input.shape(), 0, dim);
   const int64_t inner = product(input.shape(), dim + 1, input.dim());
   std::vector<int64_t> counts(sizes.size());
-  for (size_t r = 0; r < sizes.size(); ++r) counts[r] = outer * sizes[r] * inner;
+  for (size_t r = 0; r < sizes.size(); ++r)
+    counts[r] = outer * sizes[r] * inner;
   Tensor send;
   if (outer == 1) {
     send = input.contiguous().view({input.numel()});
@@ -254,8 +257,8 @@ WorkHandle Communicator::broadcast_async(const Tensor& buffer, int root) {
                "{}: the buffer of shape {} is not contiguous; broadcast writes in place into a "
                "contiguous buffer",
                where("broadcast"), shape_str(buffer.shape()));
-  before_collective({CollectiveKind::Broadcast, ReduceOp::Sum, buffer.dtype(), buffer.numel(), root,
-                     0});
+  before_collective(
+      {CollectiveKind::Broadcast, ReduceOp::Sum, buffer.dtype(), buffer.numel(), root, 0});
   WorkHandle work = do_broadcast(buffer.detach().view({buffer.numel()}), root);
   work->set_result(buffer);
   return work;
@@ -270,7 +273,9 @@ WorkHandle Communicator::barrier_async() {
   return do_barrier();
 }
 
-void Communicator::barrier() { barrier_async()->wait(); }
+void Communicator::barrier() {
+  barrier_async()->wait();
+}
 
 std::shared_ptr<Communicator> Communicator::split(int color, int key, const std::string& name) {
   AUTOTP_CHECK(color >= 0, "{}: color {} must be non-negative", where("split"), color);
@@ -296,7 +301,8 @@ void Communicator::before_collective(const CollectiveDesc& desc) {
     put_desc(msg, desc);
     const std::vector<std::vector<uint8_t>> all = do_exchange_bytes(msg);
     bool same = true;
-    for (const auto& other : all) same = same && other == msg;
+    for (const auto& other : all)
+      same = same && other == msg;
     if (!same) {
       std::string ranks;
       for (size_t r = 0; r < all.size(); ++r) {
@@ -321,7 +327,8 @@ void Communicator::check_sequence() {
   put(msg, recorder_->sequence_hash());
   const std::vector<std::vector<uint8_t>> all = do_exchange_bytes(msg);
   bool same = true;
-  for (const auto& other : all) same = same && other == msg;
+  for (const auto& other : all)
+    same = same && other == msg;
   if (same) {
     recorder_->mark_checked();
     return;
@@ -339,13 +346,15 @@ void Communicator::check_sequence() {
   // The counts or hashes differ: exchange the logs to find the first differing collective.
   std::vector<uint8_t> mine;
   put(mine, static_cast<uint8_t>(WireType::Log));
-  for (const CollectiveDesc& d : log) put_desc(mine, d);
+  for (const CollectiveDesc& d : log)
+    put_desc(mine, d);
   const std::vector<std::vector<uint8_t>> logs = do_exchange_bytes(mine);
   std::vector<std::vector<CollectiveDesc>> per_rank(logs.size());
   size_t longest = 0;
   for (size_t r = 0; r < logs.size(); ++r) {
     size_t at = 1;
-    while (at < logs[r].size()) per_rank[r].push_back(get_desc(logs[r], at));
+    while (at < logs[r].size())
+      per_rank[r].push_back(get_desc(logs[r], at));
     longest = std::max(longest, per_rank[r].size());
   }
   const int64_t first_seq = recorder_->sequence_number() - static_cast<int64_t>(log.size());
@@ -359,11 +368,11 @@ void Communicator::check_sequence() {
     if (!differs) continue;
     std::string ranks;
     for (size_t r = 0; r < per_rank.size(); ++r) {
-      ranks += fmt::format("\n  rank {}: {}", r,
-                           i < per_rank[r].size()
-                               ? per_rank[r][i].str()
-                               : fmt::format("(none: it issued only {} collectives)",
-                                             per_rank[r].size()));
+      ranks += fmt::format(
+          "\n  rank {}: {}", r,
+          i < per_rank[r].size()
+              ? per_rank[r][i].str()
+              : fmt::format("(none: it issued only {} collectives)", per_rank[r].size()));
     }
     AUTOTP_FAIL(
         "collective sequence mismatch on communicator '{}': the ranks first differ at "

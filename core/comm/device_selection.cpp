@@ -52,8 +52,9 @@ DevicePlan choose_devices(MPI_Comm comm) {
   AUTOTP_MPI_CHECK(MPI_Allreduce(&shares, &any_shares, 1, MPI_INT, MPI_MAX, comm));
   if (any_needs_mpi && plan.backend == CommBackend::Nccl) {
     plan.backend = CommBackend::Mpi;
-    plan.notice = "another rank cannot use NCCL (it shares a GPU or has none), so every rank "
-                  "uses MPI, staged in host memory";
+    plan.notice =
+        "another rank cannot use NCCL (it shares a GPU or has none), so every rank "
+        "uses MPI, staged in host memory";
   }
   int rank = 0;
   AUTOTP_MPI_CHECK(MPI_Comm_rank(comm, &rank));

@@ -23,10 +23,10 @@ NodeInfo node_local_info(MPI_Comm comm = MPI_COMM_WORLD);
 enum class CommBackend { Mpi, Nccl };
 
 struct DevicePlan {
-  Device device;                         // cpu, or cuda:(local_rank % device_count)
+  Device device;  // cpu, or cuda:(local_rank % device_count)
   CommBackend backend = CommBackend::Mpi;
-  bool shares_gpu = false;               // more ranks than GPUs on this rank's node
-  std::string notice;                    // why the MPI path was chosen although GPUs exist
+  bool shares_gpu = false;  // more ranks than GPUs on this rank's node
+  std::string notice;       // why the MPI path was chosen although GPUs exist
 };
 
 // Arithmetic only: one rank's plan from its node-local rank, the ranks on its node and the

@@ -18,12 +18,17 @@ namespace {
 
 MPI_Datatype mpi_type(DType dtype) {
   switch (dtype) {
-    case DType::F32: return MPI_FLOAT;
-    case DType::F64: return MPI_DOUBLE;
-    case DType::I32: return MPI_INT32_T;
-    case DType::I64: return MPI_INT64_T;
+    case DType::F32:
+      return MPI_FLOAT;
+    case DType::F64:
+      return MPI_DOUBLE;
+    case DType::I32:
+      return MPI_INT32_T;
+    case DType::I64:
+      return MPI_INT64_T;
     case DType::BF16:
-    case DType::F16: return MPI_UINT16_T;  // with the user ops below for reductions
+    case DType::F16:
+      return MPI_UINT16_T;  // with the user ops below for reductions
   }
   AUTOTP_ASSERT(false, "unknown dtype");
 }
@@ -45,7 +50,9 @@ int to_int_count(int64_t n, const std::string& what) {
 }
 
 // The host tensor MPI reads and writes: `t` itself on the CPU, else a host copy.
-Tensor host_view(const Tensor& t) { return t.device().is_cpu() ? t : t.to(Device::cpu()); }
+Tensor host_view(const Tensor& t) {
+  return t.device().is_cpu() ? t : t.to(Device::cpu());
+}
 
 // After completion: copies the host staging buffer back into the (contiguous, flat) device
 // buffer, byte for byte.
@@ -162,8 +169,7 @@ WorkHandle MpiCommunicator::make_work(std::vector<MPI_Request> requests, std::st
   return std::make_shared<Work>(
       description,
       [reqs, what = std::move(what), keep_alive = std::move(keep_alive),
-       timeout = options().timeout_seconds] { wait_requests(*reqs, what, timeout);
-      },
+       timeout = options().timeout_seconds] { wait_requests(*reqs, what, timeout); },
       Tensor());
 }
 
@@ -184,7 +190,8 @@ WorkHandle MpiCommunicator::do_all_gatherv(const Tensor& send, const Tensor& rec
                                            const std::vector<int64_t>& counts) {
   const std::string what = where("all_gather");
   const Tensor host_send = host_view(send);
-  const Tensor host_recv = recv.device().is_cpu() ? recv : Tensor::empty(recv.shape(), recv.dtype());
+  const Tensor host_recv =
+      recv.device().is_cpu() ? recv : Tensor::empty(recv.shape(), recv.dtype());
   auto arrays = std::make_shared<std::vector<int>>(2 * counts.size());  // counts, then displs
   int64_t displ = 0;
   for (size_t r = 0; r < counts.size(); ++r) {
@@ -201,8 +208,8 @@ WorkHandle MpiCommunicator::do_all_gatherv(const Tensor& send, const Tensor& rec
     Tensor send, recv;
     std::shared_ptr<std::vector<int>> arrays;
   };
-  WorkHandle work = make_work(std::move(req), what,
-                              std::make_shared<Keep>(Keep{host_send, host_recv, arrays}));
+  WorkHandle work =
+      make_work(std::move(req), what, std::make_shared<Keep>(Keep{host_send, host_recv, arrays}));
   copy_back(work, recv, host_recv);
   return work;
 }
@@ -211,9 +218,11 @@ WorkHandle MpiCommunicator::do_reduce_scatterv(const Tensor& send, const Tensor&
                                                const std::vector<int64_t>& counts, ReduceOp op) {
   const std::string what = where("reduce_scatter");
   const Tensor host_send = host_view(send);
-  const Tensor host_recv = recv.device().is_cpu() ? recv : Tensor::empty(recv.shape(), recv.dtype());
+  const Tensor host_recv =
+      recv.device().is_cpu() ? recv : Tensor::empty(recv.shape(), recv.dtype());
   auto recv_counts = std::make_shared<std::vector<int>>(counts.size());
-  for (size_t r = 0; r < counts.size(); ++r) (*recv_counts)[r] = to_int_count(counts[r], what);
+  for (size_t r = 0; r < counts.size(); ++r)
+    (*recv_counts)[r] = to_int_count(counts[r], what);
   to_int_count(host_send.numel(), what);
   std::vector<MPI_Request> req(1);
   AUTOTP_MPI_CHECK(MPI_Ireduce_scatter(host_send.raw_data(), host_recv.raw_data(),

@@ -34,8 +34,8 @@ void throw_mpi_error(int code, const char* call, const char* file, int line) {
   if (MPI_Error_string(code, text, &length) != MPI_SUCCESS) {
     std::snprintf(text, sizeof(text), "MPI error code %d", code);
   }
-  throw Error(fmt::format("MPI call {} failed on rank {}: {} ({}:{})", call, mpi_world_rank(),
-                          text, file, line));
+  throw Error(fmt::format("MPI call {} failed on rank {}: {} ({}:{})", call, mpi_world_rank(), text,
+                          file, line));
 }
 }  // namespace detail
 
@@ -47,8 +47,8 @@ MpiSession::MpiSession(int* argc, char*** argv) : uncaught_at_start_(std::uncaug
     AUTOTP_MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
     owns_ = true;
     AUTOTP_CHECK(provided >= MPI_THREAD_FUNNELED,
-                 "MPI provides thread level {} but autotp needs MPI_THREAD_FUNNELED ({})",
-                 provided, static_cast<int>(MPI_THREAD_FUNNELED));
+                 "MPI provides thread level {} but autotp needs MPI_THREAD_FUNNELED ({})", provided,
+                 static_cast<int>(MPI_THREAD_FUNNELED));
   }
   active_ = true;
   // Errors on the world communicator come back as codes (checked), not as a silent abort.
@@ -58,8 +58,11 @@ MpiSession::MpiSession(int* argc, char*** argv) : uncaught_at_start_(std::uncaug
 }
 
 MpiSession::MpiSession(MpiSession&& other) noexcept
-    : owns_(other.owns_), active_(other.active_), uncaught_at_start_(other.uncaught_at_start_),
-      world_rank_(other.world_rank_), world_size_(other.world_size_) {
+    : owns_(other.owns_),
+      active_(other.active_),
+      uncaught_at_start_(other.uncaught_at_start_),
+      world_rank_(other.world_rank_),
+      world_size_(other.world_size_) {
   other.active_ = false;
   other.owns_ = false;
 }

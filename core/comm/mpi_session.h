@@ -50,10 +50,10 @@ namespace detail {
 
 // AUTOTP_MPI_CHECK(MPI_Iallreduce(...)): throws autotp::Error naming the call, MPI's error
 // text, the world rank and file:line when the call does not return MPI_SUCCESS.
-#define AUTOTP_MPI_CHECK(call)                                                         \
-  do {                                                                                 \
-    const int autotp_mpi_status_ = (call);                                             \
-    if (autotp_mpi_status_ != MPI_SUCCESS) {                                           \
+#define AUTOTP_MPI_CHECK(call)                                                          \
+  do {                                                                                  \
+    const int autotp_mpi_status_ = (call);                                              \
+    if (autotp_mpi_status_ != MPI_SUCCESS) {                                            \
       ::autotp::detail::throw_mpi_error(autotp_mpi_status_, #call, __FILE__, __LINE__); \
-    }                                                                                  \
+    }                                                                                   \
   } while (0)

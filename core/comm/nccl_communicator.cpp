@@ -32,35 +32,44 @@ namespace {
                           mpi_world_rank(), device, ncclGetErrorString(status), file, line));
 }
 
-#define AUTOTP_NCCL_CUDA_CHECK(call)                                           \
-  do {                                                                         \
-    const cudaError_t autotp_status_ = (call);                                 \
+#define AUTOTP_NCCL_CUDA_CHECK(call)                                                          \
+  do {                                                                                        \
+    const cudaError_t autotp_status_ = (call);                                                \
     if (autotp_status_ != cudaSuccess) throw_cuda(autotp_status_, #call, __FILE__, __LINE__); \
   } while (0)
 
-#define AUTOTP_NCCL_CHECK(call)                                                \
-  do {                                                                         \
-    const ncclResult_t autotp_status_ = (call);                                \
+#define AUTOTP_NCCL_CHECK(call)                                                               \
+  do {                                                                                        \
+    const ncclResult_t autotp_status_ = (call);                                               \
     if (autotp_status_ != ncclSuccess) throw_nccl(autotp_status_, #call, __FILE__, __LINE__); \
   } while (0)
 
 ncclDataType_t nccl_type(DType dtype) {
   switch (dtype) {
-    case DType::F32: return ncclFloat32;
-    case DType::F64: return ncclFloat64;
-    case DType::BF16: return ncclBfloat16;
-    case DType::F16: return ncclFloat16;
-    case DType::I32: return ncclInt32;
-    case DType::I64: return ncclInt64;
+    case DType::F32:
+      return ncclFloat32;
+    case DType::F64:
+      return ncclFloat64;
+    case DType::BF16:
+      return ncclBfloat16;
+    case DType::F16:
+      return ncclFloat16;
+    case DType::I32:
+      return ncclInt32;
+    case DType::I64:
+      return ncclInt64;
   }
   AUTOTP_ASSERT(false, "unknown dtype");
 }
 
 ncclRedOp_t nccl_op(ReduceOp op) {
   switch (op) {
-    case ReduceOp::Sum: return ncclSum;
-    case ReduceOp::Avg: return ncclAvg;
-    case ReduceOp::Max: return ncclMax;
+    case ReduceOp::Sum:
+      return ncclSum;
+    case ReduceOp::Avg:
+      return ncclAvg;
+    case ReduceOp::Max:
+      return ncclMax;
   }
   AUTOTP_ASSERT(false, "unknown reduce op");
 }
@@ -107,15 +116,16 @@ class NcclCommunicator final : public Communicator {
   NcclCommunicator(std::shared_ptr<MpiCommunicator> bootstrap, int device, std::string name,
                    CommOptions options)
       : Communicator(bootstrap->rank(), bootstrap->size(), std::move(name), options),
-        bootstrap_(std::move(bootstrap)), state_(std::make_shared<NcclState>()) {
+        bootstrap_(std::move(bootstrap)),
+        state_(std::make_shared<NcclState>()) {
     state_->device = device;
     AUTOTP_NCCL_CUDA_CHECK(cudaSetDevice(device));
     AUTOTP_NCCL_CUDA_CHECK(cudaStreamCreateWithFlags(&state_->stream, cudaStreamNonBlocking));
     AUTOTP_NCCL_CUDA_CHECK(cudaEventCreateWithFlags(&state_->ready, cudaEventDisableTiming));
     ncclUniqueId id{};
     if (rank() == 0) AUTOTP_NCCL_CHECK(ncclGetUniqueId(&id));
-    AUTOTP_MPI_CHECK(MPI_Bcast(&id, static_cast<int>(sizeof(id)), MPI_BYTE, 0,
-                               bootstrap_->mpi_comm()));
+    AUTOTP_MPI_CHECK(
+        MPI_Bcast(&id, static_cast<int>(sizeof(id)), MPI_BYTE, 0, bootstrap_->mpi_comm()));
     AUTOTP_NCCL_CHECK(ncclCommInitRank(&state_->comm, size(), id, rank()));
   }
 
@@ -175,9 +185,9 @@ class NcclCommunicator final : public Communicator {
       int64_t displ = 0;
       for (size_t r = 0; r < counts.size(); ++r) {
         void* out = static_cast<int>(r) == rank() ? recv.raw_data() : nullptr;
-        AUTOTP_NCCL_CHECK(ncclReduce(offset_bytes(send, displ), out,
-                                     static_cast<size_t>(counts[r]), type, nccl_op(op),
-                                     static_cast<int>(r), state_->comm, state_->stream));
+        AUTOTP_NCCL_CHECK(ncclReduce(offset_bytes(send, displ), out, static_cast<size_t>(counts[r]),
+                                     type, nccl_op(op), static_cast<int>(r), state_->comm,
+                                     state_->stream));
         displ += counts[r];
       }
       AUTOTP_NCCL_CHECK(ncclGroupEnd());
@@ -272,13 +282,14 @@ class NcclCommunicator final : public Communicator {
 
 }  // namespace
 
-bool nccl_available() { return true; }
+bool nccl_available() {
+  return true;
+}
 
 std::shared_ptr<Communicator> make_nccl_communicator(MPI_Comm comm, int device, std::string name,
                                                      CommOptions options) {
   auto bootstrap = std::make_shared<MpiCommunicator>(comm, name + ".bootstrap", options);
-  return std::make_shared<NcclCommunicator>(std::move(bootstrap), device, std::move(name),
-                                            options);
+  return std::make_shared<NcclCommunicator>(std::move(bootstrap), device, std::move(name), options);
 }
 
 }  // namespace autotp

@@ -3,7 +3,9 @@
 
 namespace autotp {
 
-bool nccl_available() { return false; }
+bool nccl_available() {
+  return false;
+}
 
 std::shared_ptr<Communicator> make_nccl_communicator(MPI_Comm, int, std::string, CommOptions) {
   AUTOTP_FAIL(

@@ -8,8 +8,10 @@ GridLayout GridLayout::compute(int world_size, int rank, int tp_size, int dp_siz
   AUTOTP_CHECK(rank >= 0 && rank < world_size, "parallel grid: rank {} is outside the world of {}",
                rank, world_size);
   AUTOTP_CHECK(tp_size >= 1, "parallel grid: tensor-parallel size {} must be at least 1", tp_size);
-  AUTOTP_CHECK(dp_size >= 0, "parallel grid: data-parallel size {} must be positive (or 0 to "
-               "derive it)", dp_size);
+  AUTOTP_CHECK(dp_size >= 0,
+               "parallel grid: data-parallel size {} must be positive (or 0 to "
+               "derive it)",
+               dp_size);
   if (dp_size == 0) {
     AUTOTP_CHECK(world_size % tp_size == 0,
                  "parallel grid: tensor-parallel size {} does not divide the world size {} "
@@ -33,20 +35,21 @@ GridLayout GridLayout::compute(int world_size, int rank, int tp_size, int dp_siz
 
 std::vector<int> GridLayout::tp_group_ranks() const {
   std::vector<int> ranks;
-  for (int i = 0; i < tp_size; ++i) ranks.push_back(dp_rank * tp_size + i);
+  for (int i = 0; i < tp_size; ++i)
+    ranks.push_back(dp_rank * tp_size + i);
   return ranks;
 }
 
 std::vector<int> GridLayout::dp_group_ranks() const {
   std::vector<int> ranks;
-  for (int i = 0; i < dp_size; ++i) ranks.push_back(tp_rank + i * tp_size);
+  for (int i = 0; i < dp_size; ++i)
+    ranks.push_back(tp_rank + i * tp_size);
   return ranks;
 }
 
 ParallelGrid::ParallelGrid(std::shared_ptr<Communicator> world, std::shared_ptr<Communicator> tp,
                            std::shared_ptr<Communicator> dp, int tp_src_rank)
-    : world_(std::move(world)), tp_(std::move(tp)), dp_(std::move(dp)),
-      tp_src_rank_(tp_src_rank) {}
+    : world_(std::move(world)), tp_(std::move(tp)), dp_(std::move(dp)), tp_src_rank_(tp_src_rank) {}
 
 ParallelGrid::ParallelGrid(std::shared_ptr<Communicator> world, int tp_size, int dp_size) {
   AUTOTP_CHECK(world != nullptr, "parallel grid: the world communicator is null");
@@ -54,8 +57,8 @@ ParallelGrid::ParallelGrid(std::shared_ptr<Communicator> world, int tp_size, int
   // Every rank creates both groups (splits are collective over the world).
   tp_ = world->split(g.dp_rank, g.tp_rank, "tp");
   dp_ = world->split(g.tp_rank, g.dp_rank, "dp");
-  AUTOTP_ASSERT(tp_->size() == g.tp_size && tp_->rank() == g.tp_rank &&
-                    dp_->size() == g.dp_size && dp_->rank() == g.dp_rank,
+  AUTOTP_ASSERT(tp_->size() == g.tp_size && tp_->rank() == g.tp_rank && dp_->size() == g.dp_size &&
+                    dp_->rank() == g.dp_rank,
                 "grid split gave tp {}/{} dp {}/{} for rank {}", tp_->rank(), tp_->size(),
                 dp_->rank(), dp_->size(), g.rank);
   world_ = std::move(world);

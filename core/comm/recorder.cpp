@@ -7,27 +7,36 @@ namespace autotp {
 
 std::string reduce_op_name(ReduceOp op) {
   switch (op) {
-    case ReduceOp::Sum: return "sum";
-    case ReduceOp::Avg: return "avg";
-    case ReduceOp::Max: return "max";
+    case ReduceOp::Sum:
+      return "sum";
+    case ReduceOp::Avg:
+      return "avg";
+    case ReduceOp::Max:
+      return "max";
   }
   return "?";
 }
 
 std::string collective_kind_name(CollectiveKind kind) {
   switch (kind) {
-    case CollectiveKind::AllReduce: return "all_reduce";
-    case CollectiveKind::AllGather: return "all_gather";
-    case CollectiveKind::ReduceScatter: return "reduce_scatter";
-    case CollectiveKind::Broadcast: return "broadcast";
-    case CollectiveKind::Barrier: return "barrier";
+    case CollectiveKind::AllReduce:
+      return "all_reduce";
+    case CollectiveKind::AllGather:
+      return "all_gather";
+    case CollectiveKind::ReduceScatter:
+      return "reduce_scatter";
+    case CollectiveKind::Broadcast:
+      return "broadcast";
+    case CollectiveKind::Barrier:
+      return "barrier";
   }
   return "?";
 }
 
 std::string CollectiveDesc::str() const {
   switch (kind) {
-    case CollectiveKind::Barrier: return "barrier()";
+    case CollectiveKind::Barrier:
+      return "barrier()";
     case CollectiveKind::AllReduce:
       return fmt::format("all_reduce({}, {}, {} elements)", reduce_op_name(op), dtype_name(dtype),
                          numel);
@@ -45,13 +54,15 @@ std::string CollectiveDesc::str() const {
 
 int64_t CollectiveCounts::total_calls() const {
   int64_t n = 0;
-  for (const PerKind& k : by_kind) n += k.calls;
+  for (const PerKind& k : by_kind)
+    n += k.calls;
   return n;
 }
 
 int64_t CollectiveCounts::total_bytes() const {
   int64_t n = 0;
-  for (const PerKind& k : by_kind) n += k.bytes;
+  for (const PerKind& k : by_kind)
+    n += k.bytes;
   return n;
 }
 

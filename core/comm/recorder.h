@@ -15,7 +15,7 @@ enum class ReduceOp : uint8_t { Sum, Avg, Max };
 enum class CollectiveKind : uint8_t { AllReduce, AllGather, ReduceScatter, Broadcast, Barrier };
 inline constexpr int kNumCollectiveKinds = 5;
 
-std::string reduce_op_name(ReduceOp op);          // "sum", "avg", "max"
+std::string reduce_op_name(ReduceOp op);                // "sum", "avg", "max"
 std::string collective_kind_name(CollectiveKind kind);  // "all_reduce", ...
 
 // What one collective call looks like, in terms every rank of the group must agree on:

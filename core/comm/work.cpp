@@ -7,7 +7,8 @@
 namespace autotp {
 
 Work::Work(std::string description, std::function<void()> wait_fn, Tensor result)
-    : description_(std::move(description)), wait_fn_(std::move(wait_fn)),
+    : description_(std::move(description)),
+      wait_fn_(std::move(wait_fn)),
       result_(std::move(result)) {}
 
 std::shared_ptr<Work> Work::completed(std::string description, Tensor result) {
@@ -32,7 +33,8 @@ void Work::wait() {
   try {
     if (wait_fn_) wait_fn_();
     wait_fn_ = nullptr;
-    for (auto& fn : continuations_) fn();
+    for (auto& fn : continuations_)
+      fn();
     continuations_.clear();
     done_ = true;
   } catch (const std::exception& e) {

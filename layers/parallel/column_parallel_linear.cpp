@@ -16,7 +16,8 @@ ColumnParallelLinear::ColumnParallelLinear(const Linear& full, std::shared_ptr<C
 std::vector<int64_t> ColumnParallelLinear::output_partition_sizes() const {
   const SplitPlan out = output_split_plan(weight_plan());
   std::vector<int64_t> sizes;
-  for (int64_t r = 0; r < out.world(); ++r) sizes.push_back(shape_numel(out.local_view(r)));
+  for (int64_t r = 0; r < out.world(); ++r)
+    sizes.push_back(shape_numel(out.local_view(r)));
   return sizes;
 }
 
@@ -29,7 +30,8 @@ Tensor ColumnParallelLinear::forward(const Tensor& x) {
   Tensor y = options().overlap_comm
                  ? linear_with_async_input_grad_allreduce(x, w, bias(), tp_group())
                  : ops::linear(copy_to_region(x, tp_group()), w, bias());
-  if (options().gather_output) y = gather_from_region(y, tp_group(), output_split_plan(weight_plan()));
+  if (options().gather_output)
+    y = gather_from_region(y, tp_group(), output_split_plan(weight_plan()));
   return y;
 }
 
@@ -57,7 +59,8 @@ Tensor linear_with_async_input_grad_allreduce(const Tensor& x, const Tensor& wei
         const int64_t out_local = g.size(-1), in = xs.size(-1);
         const int64_t rows = xs.numel() / std::max<int64_t>(in, 1);
         const Tensor g2 = g.reshape({rows, out_local});
-        if (need_w) grad_w = ops::matmul(g2.transpose(0, 1), xs.reshape({rows, in}));  // [out_l, in]
+        if (need_w)
+          grad_w = ops::matmul(g2.transpose(0, 1), xs.reshape({rows, in}));  // [out_l, in]
         if (need_b) grad_b = ops::sum(g2, {0});  // [out_local], over every leading dim
         if (pending) pending->wait();
         return std::vector<Tensor>{grad_x, grad_w, grad_b};

@@ -31,7 +31,8 @@ Tensor reduce_from_region(const Tensor& x, const std::shared_ptr<Communicator>& 
 
 Tensor gather_from_region(const Tensor& x, const std::shared_ptr<Communicator>& tp,
                           const SplitPlan& features) {
-  AUTOTP_CHECK(x.defined() && x.dim() >= 1, "gather_from_region: needs a tensor with a feature dim");
+  AUTOTP_CHECK(x.defined() && x.dim() >= 1,
+               "gather_from_region: needs a tensor with a feature dim");
   AUTOTP_CHECK(features.world() == tp->size(),
                "gather_from_region on communicator '{}': the feature split is for {} ranks but "
                "the group has {}",
@@ -49,15 +50,17 @@ Tensor gather_from_region(const Tensor& x, const std::shared_ptr<Communicator>& 
   const int64_t rank = tp->rank();
   Shape local_shape = batch;
   local_shape.push_back(local_features);
-  return record_op(full, "GatherFromRegionBackward", {&x}, [plan, rank, local_shape](const Tensor& g) {
-    return std::vector<Tensor>{take_shard(g, plan, rank).reshape(local_shape)};
-  });
+  return record_op(full, "GatherFromRegionBackward", {&x},
+                   [plan, rank, local_shape](const Tensor& g) {
+                     return std::vector<Tensor>{take_shard(g, plan, rank).reshape(local_shape)};
+                   });
 }
 
 Tensor gather_from_region(const Tensor& x, const std::shared_ptr<Communicator>& tp,
                           const std::vector<int64_t>& sizes) {
   int64_t total = 0;
-  for (int64_t s : sizes) total += s;
+  for (int64_t s : sizes)
+    total += s;
   return gather_from_region(x, tp, SplitPlan{{total}, 0, {sizes}});
 }
 

@@ -22,7 +22,8 @@ class Parser {
         const char close = peek() == '(' ? ')' : ']';
         ++at_;
         std::vector<int64_t> parts;
-        do parts.push_back(parse_int());
+        do
+          parts.push_back(parse_int());
         while (accept(','));
         expect(close);
         shape.push_back(FusedDim::of_parts(std::move(parts)));
@@ -44,7 +45,8 @@ class Parser {
 
  private:
   void skip_spaces() {
-    while (at_ < text_.size() && std::isspace(static_cast<unsigned char>(text_[at_]))) ++at_;
+    while (at_ < text_.size() && std::isspace(static_cast<unsigned char>(text_[at_])))
+      ++at_;
   }
   char peek() {
     skip_spaces();
@@ -68,7 +70,8 @@ class Parser {
     skip_spaces();
     const size_t start = at_;
     if (at_ < text_.size() && text_[at_] == '-') ++at_;
-    while (at_ < text_.size() && std::isdigit(static_cast<unsigned char>(text_[at_]))) ++at_;
+    while (at_ < text_.size() && std::isdigit(static_cast<unsigned char>(text_[at_])))
+      ++at_;
     check(at_ > start && std::isdigit(static_cast<unsigned char>(text_[at_ - 1])),
           "expected an integer");
     return std::stoll(std::string(text_.substr(start, at_ - start)));
@@ -84,7 +87,9 @@ class Parser {
 
 }  // namespace
 
-FusedShape parse_fused_shape(std::string_view text) { return Parser(text).parse(); }
+FusedShape parse_fused_shape(std::string_view text) {
+  return Parser(text).parse();
+}
 
 std::string fused_shape_str(const FusedShape& shape) {
   std::string out = "(";
@@ -109,7 +114,9 @@ std::string fused_shape_str(const FusedShape& shape) {
 SubParamLayout plain_layout(const Shape& weight_shape, int64_t partition_dim) {
   AUTOTP_ASSERT(weight_shape.size() == 2 && (partition_dim == 0 || partition_dim == 1),
                 "plain layout of {} on dim {}", shape_str(weight_shape), partition_dim);
-  return {weight_shape, partition_dim, {weight_shape[static_cast<size_t>(partition_dim)]},
+  return {weight_shape,
+          partition_dim,
+          {weight_shape[static_cast<size_t>(partition_dim)]},
           partition_dim == 0};
 }
 
@@ -117,7 +124,8 @@ SubParamLayout infer_subparam_layout(const Shape& weight_shape, const FusedShape
                                      int64_t partition_dim, const std::string& layer) {
   const std::string spec = fused_shape_str(shape);
   auto fail_unless = [&](bool ok, const std::string& reason) {
-    AUTOTP_CHECK(ok, "layer '{}': fused shape {} with partition_dim {} does not fit its weight {}: "
+    AUTOTP_CHECK(ok,
+                 "layer '{}': fused shape {} with partition_dim {} does not fit its weight {}: "
                  "{}",
                  layer, spec, partition_dim, shape_str(weight_shape), reason);
   };
@@ -129,13 +137,14 @@ SubParamLayout infer_subparam_layout(const Shape& weight_shape, const FusedShape
   const int64_t out = weight_shape[0], in = weight_shape[1];
 
   Shape dims(static_cast<size_t>(ndim), -1);  // -1: unknown
-  int64_t equal_parts = 1;                     // k for "k equal sub-parameters"
+  int64_t equal_parts = 1;                    // k for "k equal sub-parameters"
   std::vector<int64_t> parts;
   for (int64_t d = 0; d < ndim; ++d) {
     const FusedDim& e = shape[static_cast<size_t>(d)];
     if (e.kind == FusedDim::Kind::Parts) {
-      fail_unless(d == partition_dim,
-                  fmt::format("dim {} is a tuple of sub-sizes, but only the partition dim may be", d));
+      fail_unless(
+          d == partition_dim,
+          fmt::format("dim {} is a tuple of sub-sizes, but only the partition dim may be", d));
       fail_unless(!e.parts.empty(), "the tuple of sub-sizes is empty");
       int64_t sum = 0;
       for (int64_t p : e.parts) {
@@ -180,9 +189,10 @@ SubParamLayout infer_subparam_layout(const Shape& weight_shape, const FusedShape
   fail_unless(dims.back() == in,
               fmt::format("the last dim is {} but must be in_features {}", dims.back(), in));
   int64_t leading = 1;
-  for (int64_t d = 0; d + 1 < ndim; ++d) leading *= dims[static_cast<size_t>(d)];
-  fail_unless(leading == out, fmt::format("the output dims multiply to {} but out_features is {}",
-                                          leading, out));
+  for (int64_t d = 0; d + 1 < ndim; ++d)
+    leading *= dims[static_cast<size_t>(d)];
+  fail_unless(leading == out,
+              fmt::format("the output dims multiply to {} but out_features is {}", leading, out));
   const int64_t split_extent = dims[static_cast<size_t>(partition_dim)];
   if (parts.empty()) {
     fail_unless(split_extent % equal_parts == 0,

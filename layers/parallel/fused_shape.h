@@ -21,7 +21,9 @@ struct FusedDim {
 
   static FusedDim of(int64_t size) { return {Kind::Size, size, {}}; }
   static FusedDim infer() { return {Kind::Infer, 0, {}}; }
-  static FusedDim of_parts(std::vector<int64_t> parts) { return {Kind::Parts, 0, std::move(parts)}; }
+  static FusedDim of_parts(std::vector<int64_t> parts) {
+    return {Kind::Parts, 0, std::move(parts)};
+  }
   bool operator==(const FusedDim&) const = default;
 };
 using FusedShape = std::vector<FusedDim>;

@@ -22,7 +22,9 @@ GatherReplacedLayerParams::GatherReplacedLayerParams(const std::vector<Module*>&
   }
 }
 
-GatherReplacedLayerParams::~GatherReplacedLayerParams() { restore(); }
+GatherReplacedLayerParams::~GatherReplacedLayerParams() {
+  restore();
+}
 
 void GatherReplacedLayerParams::restore() noexcept {
   for (auto it = gathered_.rbegin(); it != gathered_.rend(); ++it) {

@@ -25,7 +25,8 @@ std::vector<GradNormParam> classify_parameters(const Module& root) {
     }
   };
   visit(root);
-  for (const auto& [path, module] : root.named_modules()) visit(*module);
+  for (const auto& [path, module] : root.named_modules())
+    visit(*module);
   std::vector<GradNormParam> out;
   for (const auto& [name, p] : root.named_parameters()) {
     bool tp = false;
@@ -102,8 +103,10 @@ void ReplicatedGradAllreduce::all_reduce_grads() const {
     pending.push_back(tp_->all_reduce_async(g));
     updates.emplace_back(p, g);
   }
-  for (const WorkHandle& w : pending) w->wait();
-  for (const auto& [p, g] : updates) p.set_grad(g);
+  for (const WorkHandle& w : pending)
+    w->wait();
+  for (const auto& [p, g] : updates)
+    p.set_grad(g);
 }
 
 }  // namespace autotp

@@ -10,7 +10,8 @@ std::vector<int64_t> SplitPlan::sub_sizes() const {
   std::vector<int64_t> out;
   for (const auto& w : widths) {
     int64_t s = 0;
-    for (int64_t v : w) s += v;
+    for (int64_t v : w)
+      s += v;
     out.push_back(s);
   }
   return out;
@@ -19,7 +20,8 @@ std::vector<int64_t> SplitPlan::sub_sizes() const {
 std::vector<int64_t> SplitPlan::rank_sizes() const {
   std::vector<int64_t> out(static_cast<size_t>(world()), 0);
   for (const auto& w : widths) {
-    for (size_t r = 0; r < w.size(); ++r) out[r] += w[r];
+    for (size_t r = 0; r < w.size(); ++r)
+      out[r] += w[r];
   }
   return out;
 }
@@ -49,7 +51,8 @@ SplitPlan SplitPlan::with_batch(const Shape& batch) const {
 SplitPlan make_split_plan(const SubParamLayout& layout, int64_t world, const std::string& name,
                           const ShardRules& rules) {
   SplitPlan plan{layout.logical_shape, layout.partition_dim, {}};
-  for (int64_t s : layout.sub_sizes) plan.widths.push_back(shard_sizes(s, world, name, rules));
+  for (int64_t s : layout.sub_sizes)
+    plan.widths.push_back(shard_sizes(s, world, name, rules));
   return plan;
 }
 
@@ -69,9 +72,11 @@ Tensor take_shard(const Tensor& full, const SplitPlan& plan, int64_t rank) {
   int64_t sub_start = 0;
   for (const auto& w : plan.widths) {
     int64_t start = sub_start;
-    for (int64_t r = 0; r < rank; ++r) start += w[static_cast<size_t>(r)];
+    for (int64_t r = 0; r < rank; ++r)
+      start += w[static_cast<size_t>(r)];
     pieces.push_back(v.narrow(plan.dim, start, w[static_cast<size_t>(rank)]));
-    for (int64_t width : w) sub_start += width;
+    for (int64_t width : w)
+      sub_start += width;
   }
   return pieces.size() == 1 ? pieces[0].contiguous() : ops::cat(pieces, plan.dim);
 }

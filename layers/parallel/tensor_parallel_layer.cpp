@@ -13,7 +13,8 @@ namespace {
 
 std::string join_sizes(const std::vector<int64_t>& sizes) {
   std::string out;
-  for (int64_t s : sizes) out += (out.empty() ? "" : ", ") + std::to_string(s);
+  for (int64_t s : sizes)
+    out += (out.empty() ? "" : ", ") + std::to_string(s);
   return out;
 }
 
@@ -22,7 +23,8 @@ Tensor as_param_shape(const Tensor& shard_view, int64_t ndim) {
   if (ndim == 1) return shard_view.reshape({shard_view.numel()});
   const int64_t cols = shard_view.size(-1);
   int64_t rows = 1;
-  for (int64_t d = 0; d + 1 < shard_view.dim(); ++d) rows *= shard_view.size(d);
+  for (int64_t d = 0; d + 1 < shard_view.dim(); ++d)
+    rows *= shard_view.size(d);
   return shard_view.reshape({rows, cols});
 }
 
@@ -159,8 +161,8 @@ void TensorParallelLayer::partition_params() {
 
 std::string TensorParallelLayer::extra_repr() const {
   const Tensor w = weight();
-  std::string out = fmt::format("in_features={}, out_features={}, bias={}, tp={}/{}",
-                                w.size(1), w.size(0), has_bias(), tp_->rank(), tp_->size());
+  std::string out = fmt::format("in_features={}, out_features={}, bias={}, tp={}/{}", w.size(1),
+                                w.size(0), has_bias(), tp_->rank(), tp_->size());
   if (!options_.name.empty()) out += fmt::format(", name={}", options_.name);
   out += fmt::format(", split=[{}]", join_sizes(weight_plan().rank_sizes()));
   if (options_.shape) out += ", shape=" + fused_shape_str(*options_.shape);

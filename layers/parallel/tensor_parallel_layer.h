@@ -48,8 +48,8 @@ struct ParamSplitInfo {
   PartitionType partition_type = PartitionType::Column;
   // Sharded over the TP group (weights; column biases). False: replicated (row biases).
   bool tensor_model_parallel = false;
-  Shape original_shape;   // the full, unsharded shape
-  SplitPlan plan;         // view of the full tensor, split dim, widths[sub-parameter][rank]
+  Shape original_shape;  // the full, unsharded shape
+  SplitPlan plan;        // view of the full tensor, split dim, widths[sub-parameter][rank]
   // Each rank's extent along the split dim (the sum of its sub-parameter widths).
   std::vector<int64_t> partition_sizes() const { return plan.rank_sizes(); }
   std::vector<int64_t> sub_sizes() const { return plan.sub_sizes(); }

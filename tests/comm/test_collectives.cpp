@@ -18,7 +18,8 @@ using testing::test_world;
 // Rank r's data: small integers in [-3, 3] that differ per rank and per element.
 Tensor rank_data(const Shape& shape, int rank, DType dtype) {
   std::vector<double> v(static_cast<size_t>(shape_numel(shape)));
-  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<double>((i * 3 + rank * 5) % 7) - 3.0;
+  for (size_t i = 0; i < v.size(); ++i)
+    v[i] = static_cast<double>((i * 3 + rank * 5) % 7) - 3.0;
   return Tensor::from_vector(v, shape, dtype);
 }
 
@@ -27,7 +28,8 @@ std::vector<double> reduce_locally(const Shape& shape, int size, DType dtype, bo
   std::vector<double> acc = rank_data(shape, 0, dtype).to_vector();
   for (int r = 1; r < size; ++r) {
     const std::vector<double> v = rank_data(shape, r, dtype).to_vector();
-    for (size_t i = 0; i < acc.size(); ++i) acc[i] = max ? std::max(acc[i], v[i]) : acc[i] + v[i];
+    for (size_t i = 0; i < acc.size(); ++i)
+      acc[i] = max ? std::max(acc[i], v[i]) : acc[i] + v[i];
   }
   return acc;
 }
@@ -62,7 +64,8 @@ TEST(Collectives, AllReduceAvgIsTheSumDividedByTheGroupSize) {
     const Tensor t = rank_data({2, 3}, world->rank(), dtype);
     world->all_reduce(t, ReduceOp::Avg);
     std::vector<double> expected = reduce_locally({2, 3}, world->size(), dtype, false);
-    for (double& e : expected) e /= world->size();
+    for (double& e : expected)
+      e /= world->size();
     // The sum is exact; the division rounds once.
     EXPECT_ALL_CLOSE(t, Tensor::from_vector(expected, {2, 3}, dtype),
                      testing::tolerance_for(dtype));
@@ -84,7 +87,8 @@ TEST(Collectives, AsyncAllReducesCompleteInAnyWaitOrderAndReduceInPlace) {
   std::vector<double> expected_b = rank_data({2, 2}, 1, DType::I64).to_vector();
   for (int r = 1; r < world->size(); ++r) {
     const std::vector<double> v = rank_data({2, 2}, r + 1, DType::I64).to_vector();
-    for (size_t i = 0; i < v.size(); ++i) expected_b[i] = std::max(expected_b[i], v[i]);
+    for (size_t i = 0; i < v.size(); ++i)
+      expected_b[i] = std::max(expected_b[i], v[i]);
   }
   EXPECT_EQ(b.to_vector(), expected_b);
 }
@@ -100,7 +104,8 @@ TEST(Collectives, AllReduceRejectsANonContiguousBufferAndAvgOnIntegers) {
 // Rank r's width in the uneven gathers: 1, 3, 1, 3, ... with the last rank holding 0.
 std::vector<int64_t> uneven_widths(int size) {
   std::vector<int64_t> w;
-  for (int r = 0; r < size; ++r) w.push_back(r == size - 1 ? 0 : (r % 2 == 0 ? 1 : 3));
+  for (int r = 0; r < size; ++r)
+    w.push_back(r == size - 1 ? 0 : (r % 2 == 0 ? 1 : 3));
   return w;
 }
 
@@ -115,10 +120,11 @@ TEST(Collectives, AllGatherConcatenatesUnevenWidthsAlongEachDimInRankOrder) {
         return s;
       };
       std::vector<Tensor> pieces;
-      for (int r = 0; r < world->size(); ++r) pieces.push_back(rank_data(local_shape(r), r, dtype));
+      for (int r = 0; r < world->size(); ++r)
+        pieces.push_back(rank_data(local_shape(r), r, dtype));
       const Tensor expected = ops::cat(pieces, dim);
-      const Tensor got =
-          world->all_gather(rank_data(local_shape(world->rank()), world->rank(), dtype), dim, widths);
+      const Tensor got = world->all_gather(
+          rank_data(local_shape(world->rank()), world->rank(), dtype), dim, widths);
       ASSERT_EQ(got.shape(), expected.shape()) << "dim " << dim;
       EXPECT_EQ(got.to_vector(), expected.to_vector()) << "dim " << dim << " " << dtype_name(dtype);
     }
@@ -131,7 +137,8 @@ TEST(Collectives, AsyncAllGatherOfEqualWidthsMatchesTheLocalConcatenation) {
   WorkHandle work = world->all_gather_async(local, -1);
   work->wait();
   std::vector<Tensor> pieces;
-  for (int r = 0; r < world->size(); ++r) pieces.push_back(rank_data({3, 5}, r, DType::F64));
+  for (int r = 0; r < world->size(); ++r)
+    pieces.push_back(rank_data({3, 5}, r, DType::F64));
   EXPECT_EQ(work->result().to_vector(), ops::cat(pieces, 1).to_vector());
 }
 
@@ -148,15 +155,17 @@ TEST(Collectives, ReduceScatterGivesEachRankTheSumOfItsUnevenPiece) {
   const int n = world->size();
   // 7 columns split near-evenly, the remainder on the low ranks.
   std::vector<int64_t> sizes;
-  for (int r = 0; r < n; ++r) sizes.push_back(7 / n + (r < 7 % n ? 1 : 0));
+  for (int r = 0; r < n; ++r)
+    sizes.push_back(7 / n + (r < 7 % n ? 1 : 0));
   for (int64_t dim : {0, 1}) {
     const Shape shape = dim == 0 ? Shape{7, 3} : Shape{3, 7};
     for (DType dtype : {DType::F32, DType::I32, DType::F16}) {
-      const Tensor got =
-          world->reduce_scatter(rank_data(shape, world->rank(), dtype), dim, sizes);
-      const Tensor total = Tensor::from_vector(reduce_locally(shape, n, dtype, false), shape, DType::F64);
+      const Tensor got = world->reduce_scatter(rank_data(shape, world->rank(), dtype), dim, sizes);
+      const Tensor total =
+          Tensor::from_vector(reduce_locally(shape, n, dtype, false), shape, DType::F64);
       int64_t offset = 0;
-      for (int r = 0; r < world->rank(); ++r) offset += sizes[static_cast<size_t>(r)];
+      for (int r = 0; r < world->rank(); ++r)
+        offset += sizes[static_cast<size_t>(r)];
       const Tensor expected = total.narrow(dim, offset, sizes[static_cast<size_t>(world->rank())]);
       ASSERT_EQ(got.shape(), expected.shape());
       EXPECT_EQ(got.to_vector(), expected.to_vector()) << "dim " << dim << " " << dtype_name(dtype);
@@ -170,7 +179,8 @@ TEST(Collectives, AsyncReduceScatterSplitsEvenlyByDefault) {
   const Shape shape{2, 2 * n};
   WorkHandle work = world->reduce_scatter_async(rank_data(shape, world->rank(), DType::F64), 1);
   work->wait();
-  const Tensor total = Tensor::from_vector(reduce_locally(shape, n, DType::F64, false), shape, DType::F64);
+  const Tensor total =
+      Tensor::from_vector(reduce_locally(shape, n, DType::F64, false), shape, DType::F64);
   EXPECT_EQ(work->result().to_vector(), total.narrow(1, 2 * world->rank(), 2).to_vector());
   EXPECT_ERROR_CONTAINING(world->reduce_scatter(Tensor::zeros({2, 2 * n + 1}), 1),
                           {"reduce_scatter", "does not split evenly"});

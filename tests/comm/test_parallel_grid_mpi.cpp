@@ -16,7 +16,9 @@ std::vector<int64_t> members(Communicator& group, int world_rank) {
   return group.all_gather(Tensor::full({1}, world_rank, DType::I64), 0).to_vector_i64();
 }
 
-std::vector<int64_t> as_i64(const std::vector<int>& v) { return {v.begin(), v.end()}; }
+std::vector<int64_t> as_i64(const std::vector<int>& v) {
+  return {v.begin(), v.end()};
+}
 
 TEST(ParallelGridMpi, GroupsAreContiguousForTpAndStridedForDpForEveryDivisor) {
   auto world = test_world();

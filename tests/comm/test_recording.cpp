@@ -13,12 +13,12 @@ TEST(Recording, CountsCollectivesPerStepByKindAndBytes) {
   auto world = test_world();
   world->enable_recording();
   const int n = world->size();
-  world->all_reduce(Tensor::ones({3, 5}));                      // 15 f32 = 60 B
-  world->all_reduce(Tensor::ones({2}, DType::F64));             // 16 B
-  world->all_gather(Tensor::ones({2, 3}, DType::BF16), 1);      // gathered 6n bf16
-  world->broadcast(Tensor::ones({4}, DType::I64), 0);           // 32 B
+  world->all_reduce(Tensor::ones({3, 5}));                  // 15 f32 = 60 B
+  world->all_reduce(Tensor::ones({2}, DType::F64));         // 16 B
+  world->all_gather(Tensor::ones({2, 3}, DType::BF16), 1);  // gathered 6n bf16
+  world->broadcast(Tensor::ones({4}, DType::I64), 0);       // 32 B
   world->recorder()->begin_step();
-  world->reduce_scatter(Tensor::ones({2 * n}), 0);              // input 2n f32
+  world->reduce_scatter(Tensor::ones({2 * n}), 0);  // input 2n f32
   world->barrier();
 
   const CollectiveRecorder& rec = *world->recorder();
@@ -49,8 +49,8 @@ TEST(Recording, VerifyEachReportsRanksIssuingDifferentCollectivesOnEveryRank) {
                                                    "rank 0: collective #1 all_reduce(sum, f32, 6",
                                                    "rank 1: collective #1 broadcast(f32, 6"});
   } else {
-    EXPECT_ERROR_CONTAINING(world->broadcast(t, 0), {"collective mismatch", "all_reduce",
-                                                     "broadcast"});
+    EXPECT_ERROR_CONTAINING(world->broadcast(t, 0),
+                            {"collective mismatch", "all_reduce", "broadcast"});
   }
   // The ranks stay in step afterwards.
   world->barrier();
@@ -65,12 +65,11 @@ TEST(Recording, SequenceCheckNamesTheFirstDifferingCollective) {
   const Tensor local = Tensor::ones({1, 2});
   world->all_gather(local, world->rank() == 0 ? 0 : 1);
   world->all_reduce(Tensor::ones({3}));
-  EXPECT_ERROR_CONTAINING(world->check_sequence(),
-                          {"sequence mismatch", "first differ at collective #2",
-                           "rank 0: all_gather(f32, " + std::to_string(2 * world->size()) +
-                               " elements, dim 0",
-                           "rank 1: all_gather(f32, " + std::to_string(2 * world->size()) +
-                               " elements, dim 1"});
+  EXPECT_ERROR_CONTAINING(
+      world->check_sequence(),
+      {"sequence mismatch", "first differ at collective #2",
+       "rank 0: all_gather(f32, " + std::to_string(2 * world->size()) + " elements, dim 0",
+       "rank 1: all_gather(f32, " + std::to_string(2 * world->size()) + " elements, dim 1"});
   // After the report the log starts afresh and agreeing ranks pass again.
   world->all_reduce(Tensor::ones({2}));
   world->check_sequence();
@@ -83,9 +82,9 @@ TEST(Recording, SequenceCheckReportsARankThatIssuedFewerCollectives) {
   // as a rank that issued an extra barrier would, minus the hang).
   world->all_reduce(Tensor::ones({2}));
   if (world->rank() != 0) world->recorder()->record(CollectiveDesc{CollectiveKind::Barrier});
-  EXPECT_ERROR_CONTAINING(world->check_sequence(),
-                          {"first differ at collective #1", "rank 0: (none: it issued only 1",
-                           "rank 1: barrier()"});
+  EXPECT_ERROR_CONTAINING(
+      world->check_sequence(),
+      {"first differ at collective #1", "rank 0: (none: it issued only 1", "rank 1: barrier()"});
 }
 
 TEST(Recording, ACheckAgainstACollectiveIsReportedWithVerifyEach) {

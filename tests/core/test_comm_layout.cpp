@@ -24,8 +24,10 @@ TEST(GridLayout, PlacesEveryRankOfWorldsOfOneToFourForEveryDivisor) {
         const std::vector<int> tp_ranks = g.tp_group_ranks(), dp_ranks = g.dp_group_ranks();
         ASSERT_EQ(static_cast<int>(tp_ranks.size()), tp);
         ASSERT_EQ(static_cast<int>(dp_ranks.size()), world / tp);
-        for (int i = 0; i < tp; ++i) EXPECT_EQ(tp_ranks[i], g.dp_rank * tp + i);
-        for (int i = 0; i < world / tp; ++i) EXPECT_EQ(dp_ranks[i], g.tp_rank + i * tp);
+        for (int i = 0; i < tp; ++i)
+          EXPECT_EQ(tp_ranks[i], g.dp_rank * tp + i);
+        for (int i = 0; i < world / tp; ++i)
+          EXPECT_EQ(dp_ranks[i], g.tp_rank + i * tp);
         EXPECT_EQ(tp_ranks[g.tp_rank], rank);
         EXPECT_EQ(dp_ranks[g.dp_rank], rank);
       }

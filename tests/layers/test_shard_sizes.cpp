@@ -15,7 +15,9 @@ namespace {
 
 using Sizes = std::vector<int64_t>;
 
-Sizes near_even(int64_t total, int64_t world) { return shard_sizes(total, world, "", {}); }
+Sizes near_even(int64_t total, int64_t world) {
+  return shard_sizes(total, world, "", {});
+}
 
 TEST(ShardSizes, NearEvenPutsTheRemainderOnTheLowRanks) {
   EXPECT_EQ(near_even(10, 4), (Sizes{3, 3, 2, 2}));  // not torch.chunk's 3, 3, 3, 1
@@ -78,7 +80,8 @@ TEST(FusedShape, ParsesSizesInferredDimsAndTuplesWithEitherBracket) {
 }
 
 TEST(FusedShape, ParseErrorsQuoteTheText) {
-  for (const char* bad : {"(3, -2)", "(3,", "(3, -1) x", "3, -1", "(3, 0)", "(a, -1)", "((), -1)"}) {
+  for (const char* bad :
+       {"(3, -2)", "(3,", "(3, -1) x", "3, -1", "(3, 0)", "(a, -1)", "((), -1)"}) {
     try {
       parse_fused_shape(bad);
       ADD_FAILURE() << bad << " parsed";
@@ -95,12 +98,14 @@ TEST(FusedShape, InfersEqualPartsExplicitPartsAndStackedExperts) {
   EXPECT_EQ(qkv.sub_sizes, (Sizes{4, 4, 4}));
   EXPECT_TRUE(qkv.bias_partitioned);
 
-  SubParamLayout gqa = infer_subparam_layout({16, 8}, parse_fused_shape("((8, 4, 4), -1)"), 0, "qkv");
+  SubParamLayout gqa =
+      infer_subparam_layout({16, 8}, parse_fused_shape("((8, 4, 4), -1)"), 0, "qkv");
   EXPECT_EQ(gqa.logical_shape, (Shape{16, 8}));
   EXPECT_EQ(gqa.sub_sizes, (Sizes{8, 4, 4}));
 
   // E = 4 experts stacked: [4 * 6, 8] viewed as [4, 6, 8], split on dim 1; bias [4, 6] too.
-  SubParamLayout moe = infer_subparam_layout({24, 8}, parse_fused_shape("(4, -1, 8)"), 1, "experts");
+  SubParamLayout moe =
+      infer_subparam_layout({24, 8}, parse_fused_shape("(4, -1, 8)"), 1, "experts");
   EXPECT_EQ(moe.logical_shape, (Shape{4, 6, 8}));
   EXPECT_EQ(moe.partition_dim, 1);
   EXPECT_EQ(moe.sub_sizes, (Sizes{6}));
@@ -158,8 +163,8 @@ TEST(SplitPlan, EachRankTakesItsSliceOfEverySubParameterInOrder) {
 }
 
 TEST(SplitPlan, KvHeadRuleAppliesToEachSubParameter) {
-  const SubParamLayout layout =
-      infer_subparam_layout({36, 4}, parse_fused_shape("((12, 12, 12), -1)"), 0, "self_attn.qkv_proj");
+  const SubParamLayout layout = infer_subparam_layout(
+      {36, 4}, parse_fused_shape("((12, 12, 12), -1)"), 0, "self_attn.qkv_proj");
   const SplitPlan plan = make_split_plan(layout, 2, "self_attn.qkv_proj", {.num_kv_heads = 3});
   EXPECT_EQ(plan.widths, (std::vector<Sizes>{{8, 4}, {8, 4}, {8, 4}}));
   EXPECT_EQ(plan.rank_sizes(), (Sizes{24, 12}));
@@ -170,7 +175,8 @@ TEST(SplitPlan, KvHeadRuleAppliesToEachSubParameter) {
 
 TEST(SplitPlan, StackedExpertsSplitEachExpertsOutputs) {
   // 2 experts x 4 outputs, 1 input, over 2 ranks: rank 1 takes outputs 2-3 of each expert.
-  const SubParamLayout layout = infer_subparam_layout({8, 1}, parse_fused_shape("(2, -1, 1)"), 1, "experts");
+  const SubParamLayout layout =
+      infer_subparam_layout({8, 1}, parse_fused_shape("(2, -1, 1)"), 1, "experts");
   const SplitPlan plan = make_split_plan(layout, 2, "experts", {});
   EXPECT_EQ(take_shard(Tensor::arange(0.0, 8.0, 1.0, DType::F64), plan, 1).to_vector(),
             (std::vector<double>{2, 3, 6, 7}));

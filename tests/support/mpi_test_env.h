@@ -25,18 +25,18 @@ inline std::shared_ptr<MpiCommunicator> test_world() {
 
 // EXPECT_ERROR_CONTAINING(statement, {"word", ...}): `statement` throws autotp::Error and
 // its message contains every word.
-#define EXPECT_ERROR_CONTAINING(statement, ...)                                       \
-  do {                                                                                \
-    bool autotp_threw_ = false;                                                       \
-    try {                                                                             \
-      statement;                                                                      \
-    } catch (const ::autotp::Error& e) {                                              \
-      autotp_threw_ = true;                                                           \
-      const std::string autotp_msg_ = e.what();                                       \
-      for (const std::string& autotp_word_ : std::vector<std::string> __VA_ARGS__) {  \
-        EXPECT_NE(autotp_msg_.find(autotp_word_), std::string::npos)                  \
-            << "message lacks '" << autotp_word_ << "': " << autotp_msg_;             \
-      }                                                                               \
-    }                                                                                 \
-    EXPECT_TRUE(autotp_threw_) << #statement " did not throw autotp::Error";          \
+#define EXPECT_ERROR_CONTAINING(statement, ...)                                      \
+  do {                                                                               \
+    bool autotp_threw_ = false;                                                      \
+    try {                                                                            \
+      statement;                                                                     \
+    } catch (const ::autotp::Error& e) {                                             \
+      autotp_threw_ = true;                                                          \
+      const std::string autotp_msg_ = e.what();                                      \
+      for (const std::string& autotp_word_ : std::vector<std::string> __VA_ARGS__) { \
+        EXPECT_NE(autotp_msg_.find(autotp_word_), std::string::npos)                 \
+            << "message lacks '" << autotp_word_ << "': " << autotp_msg_;            \
+      }                                                                              \
+    }                                                                                \
+    EXPECT_TRUE(autotp_threw_) << #statement " did not throw autotp::Error";         \
   } while (0)

@@ -13,7 +13,9 @@ void check(cudaError_t status, const char* call) {
 }
 }  // namespace
 
-bool cuda_available() { return cuda_device_count() > 0; }
+bool cuda_available() {
+  return cuda_device_count() > 0;
+}
 
 int cuda_device_count() {
   int count = 0;

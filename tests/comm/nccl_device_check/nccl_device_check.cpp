@@ -26,7 +26,8 @@ using autotp::Tensor;
 // rank r's values: small integers, exact in every dtype.
 Tensor values(int64_t n, int rank, DType dtype, Device device) {
   std::vector<double> v(static_cast<size_t>(n));
-  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<double>((i * 3 + rank * 5) % 7) - 3.0;
+  for (size_t i = 0; i < v.size(); ++i)
+    v[i] = static_cast<double>((i * 3 + rank * 5) % 7) - 3.0;
   return Tensor::from_vector(v, {n}, dtype).to(device);
 }
 
@@ -72,11 +73,13 @@ int main(int argc, char** argv) {
     std::vector<double> expected(6, 0.0);
     for (int r = 0; r < size; ++r) {
       const std::vector<double> v = values(6, r, DType::F32, Device::cpu()).to_vector();
-      for (size_t i = 0; i < 6; ++i) expected[i] += v[i] / size;
+      for (size_t i = 0; i < 6; ++i)
+        expected[i] += v[i] / size;
     }
     bool close = true;
     const std::vector<double> got = a.to_vector();
-    for (size_t i = 0; i < 6; ++i) close = close && std::abs(got[i] - expected[i]) < 1e-6;
+    for (size_t i = 0; i < 6; ++i)
+      close = close && std::abs(got[i] - expected[i]) < 1e-6;
     check(close, "all_reduce avg f32");
   }
   {
@@ -92,15 +95,17 @@ int main(int argc, char** argv) {
     check(got.device() == plan.device && got.to_vector() == expected, "uneven all_gather f32");
     // Uneven reduce_scatter along dim 0 of a [total] vector.
     const int64_t total = static_cast<int64_t>(expected.size());
-    const Tensor piece = comm->reduce_scatter(values(total, rank, DType::F32, plan.device), 0, sizes);
+    const Tensor piece =
+        comm->reduce_scatter(values(total, rank, DType::F32, plan.device), 0, sizes);
     std::vector<double> full(static_cast<size_t>(total), 0.0);
     for (int r = 0; r < size; ++r) {
       const std::vector<double> v = values(total, r, DType::F32, Device::cpu()).to_vector();
-      for (size_t i = 0; i < full.size(); ++i) full[i] += v[i];
+      for (size_t i = 0; i < full.size(); ++i)
+        full[i] += v[i];
     }
     const int64_t offset = rank * (rank + 1) / 2;
-    check(piece.to_vector() == std::vector<double>(full.begin() + offset,
-                                                   full.begin() + offset + rank + 1),
+    check(piece.to_vector() ==
+              std::vector<double>(full.begin() + offset, full.begin() + offset + rank + 1),
           "uneven reduce_scatter f32");
   }
   {
@@ -110,7 +115,8 @@ int main(int argc, char** argv) {
           "broadcast bf16 from the last rank");
     comm->barrier();
     comm->check_sequence();
-    check(comm->recorder()->current().total_calls() == 11, "recorded " + comm->recorder()->current().str());
+    check(comm->recorder()->current().total_calls() == 11,
+          "recorded " + comm->recorder()->current().str());
   }
   {
     bool threw = false;

@@ -23,10 +23,10 @@ using testing::test_world;
 // Sharded and reference MLPs after one backward on the same data; returns the sharded one.
 std::unique_ptr<Mlp> sharded_mlp_after_backward(const std::shared_ptr<Communicator>& tp, Mlp& ref) {
   auto model = std::make_unique<Mlp>(5, 4 * tp->size(), 3, true);
-  model->replace_module("up_proj", std::make_shared<ColumnParallelLinear>(
-                                       model->child_as<Linear>("up_proj"), tp));
-  model->replace_module("down_proj", std::make_shared<RowParallelLinear>(
-                                         model->child_as<Linear>("down_proj"), tp));
+  model->replace_module(
+      "up_proj", std::make_shared<ColumnParallelLinear>(model->child_as<Linear>("up_proj"), tp));
+  model->replace_module(
+      "down_proj", std::make_shared<RowParallelLinear>(model->child_as<Linear>("down_proj"), tp));
   const Tensor x = int_tensor({3, 5}, 2);
   ops::sum(ops::mul(ref.forward(x), int_tensor({3, 3}, 5))).backward();
   ops::sum(ops::mul(model->forward(x), int_tensor({3, 3}, 5))).backward();
@@ -36,7 +36,8 @@ std::unique_ptr<Mlp> sharded_mlp_after_backward(const std::shared_ptr<Communicat
 double reference_norm(const Mlp& ref, bool inf) {
   double acc = 0.0;
   for (const Tensor& p : ref.parameters()) {
-    for (double g : p.grad().to_vector()) acc = inf ? std::max(acc, std::abs(g)) : acc + g * g;
+    for (double g : p.grad().to_vector())
+      acc = inf ? std::max(acc, std::abs(g)) : acc + g * g;
   }
   return inf ? acc : std::sqrt(acc);
 }
@@ -67,13 +68,15 @@ TEST(TpGrads, GlobalGradNormEqualsTheUnshardedNorm) {
   EXPECT_EQ(global_grad_norm(params, *tp, nullptr, inf), reference_norm(ref, true));
   // Counting replicated parameters on every rank would overcount (the rule matters).
   std::vector<GradNormParam> all_sharded = params;
-  for (auto& p : all_sharded) p.tensor_model_parallel = true;
+  for (auto& p : all_sharded)
+    p.tensor_model_parallel = true;
   EXPECT_GT(global_grad_norm(all_sharded, *tp, nullptr), expected);
 }
 
 TEST(TpGrads, GlobalGradNormSumsOverDataParallelRanksToo) {
   auto world = test_world();
-  if (world->size() % 2 != 0) GTEST_SKIP() << "needs an even world for tp x dp = 2 x " << world->size() / 2;
+  if (world->size() % 2 != 0)
+    GTEST_SKIP() << "needs an even world for tp x dp = 2 x " << world->size() / 2;
   ParallelGrid grid(world, 2);
   Mlp ref(5, 8, 3, true);
   auto model = sharded_mlp_after_backward(grid.tp(), ref);
@@ -93,7 +96,7 @@ class HeadScaled : public UnaryModule {
     register_module("o_proj", int_linear(2 * heads, 3, false, 2));
   }
   std::string type_name() const override { return "HeadScaled"; }
-  Tensor forward(const Tensor& x) override {  // x [rows, 3]
+  Tensor forward(const Tensor& x) override {                      // x [rows, 3]
     const Tensor q = child_as<UnaryModule>("q_proj").forward(x);  // [rows, 2 * local heads]
     const Tensor scaled = ops::mul(q.reshape({q.size(0), q.size(1) / 2, 2}), parameter("q_norm"));
     return child_as<UnaryModule>("o_proj").forward(scaled.reshape(q.shape()));
@@ -104,10 +107,10 @@ TEST(TpGrads, GradAllreduceCompletesThePartialGradientOfAReplicatedPerHeadWeight
   auto tp = test_world();
   const int64_t heads = 2 * tp->size();
   HeadScaled ref(heads), model(heads);
-  model.replace_module("q_proj", std::make_shared<ColumnParallelLinear>(
-                                     model.child_as<Linear>("q_proj"), tp));
-  model.replace_module("o_proj", std::make_shared<RowParallelLinear>(
-                                     model.child_as<Linear>("o_proj"), tp));
+  model.replace_module(
+      "q_proj", std::make_shared<ColumnParallelLinear>(model.child_as<Linear>("q_proj"), tp));
+  model.replace_module("o_proj",
+                       std::make_shared<RowParallelLinear>(model.child_as<Linear>("o_proj"), tp));
   const Tensor x = int_tensor({4, 3}, 1);
   ops::sum(ops::mul(ref.forward(x), int_tensor({4, 3}, 2))).backward();
   ops::sum(ops::mul(model.forward(x), int_tensor({4, 3}, 2))).backward();

@@ -70,9 +70,13 @@ void check_mlp(const MlpCase& c) {
   EXPECT_IDENTICAL(model.parameter("scale").grad(), ref.parameter("scale").grad());
 }
 
-TEST(TpMlp, ColumnThenRowEqualsTheUnshardedMlp) { check_mlp({}); }
+TEST(TpMlp, ColumnThenRowEqualsTheUnshardedMlp) {
+  check_mlp({});
+}
 
-TEST(TpMlp, WithoutBiasesEqualsTheUnshardedMlp) { check_mlp({.bias = false}); }
+TEST(TpMlp, WithoutBiasesEqualsTheUnshardedMlp) {
+  check_mlp({.bias = false});
+}
 
 TEST(TpMlp, WithOverlappedInputGradAllReduceEqualsTheUnshardedMlp) {
   check_mlp({.overlap = true});
@@ -94,8 +98,7 @@ TEST(TpMlp, TrainingModeRejectsAnUnevenSplitNamingTheLayerAndSizes) {
   EXPECT_ERROR_CONTAINING(ColumnParallelLinear(*full, tp, o),
                           {"ColumnParallelLinear 'model.layers.0.mlp.up_proj'",
                            "out_features " + std::to_string(2 * n + 1),
-                           "tensor-parallel size " + std::to_string(n), "-> 3, 2",
-                           "allow uneven"});
+                           "tensor-parallel size " + std::to_string(n), "-> 3, 2", "allow uneven"});
   const auto row_full = int_linear(2 * n + 1, 4, true, 1);
   EXPECT_ERROR_CONTAINING(RowParallelLinear(*row_full, tp, o),
                           {"RowParallelLinear", "in_features " + std::to_string(2 * n + 1)});
@@ -110,7 +113,8 @@ TEST(TpMlp, LayerCollectivesAreOneAllReduceEachWayAndRecorded) {
   auto tp = test_world();
   tp->enable_recording();
   for (bool overlap : {false, true}) {
-    const auto up = int_linear(5, 4 * tp->size(), true, 1), down = int_linear(4 * tp->size(), 3, true, 2);
+    const auto up = int_linear(5, 4 * tp->size(), true, 1),
+               down = int_linear(4 * tp->size(), 3, true, 2);
     TPLayerOptions o;
     o.overlap_comm = overlap;
     ColumnParallelLinear col(*up, tp, o);
@@ -172,12 +176,13 @@ TEST(TpMlp, RandomF64DataAgreesWithinTheF64Tolerance) {
   Mlp ref(5, 6 * tp->size(), 7, true, DType::F64), model(5, 6 * tp->size(), 7, true, DType::F64);
   for (auto* m : {&ref, &model}) {
     Generator g(5);
-    for (const auto& [name, p] : m->named_parameters()) fill_uniform(p, g, -1.0, 1.0);
+    for (const auto& [name, p] : m->named_parameters())
+      fill_uniform(p, g, -1.0, 1.0);
   }
-  model.replace_module("up_proj", std::make_shared<ColumnParallelLinear>(
-                                      model.child_as<Linear>("up_proj"), tp));
-  model.replace_module("down_proj", std::make_shared<RowParallelLinear>(
-                                        model.child_as<Linear>("down_proj"), tp));
+  model.replace_module(
+      "up_proj", std::make_shared<ColumnParallelLinear>(model.child_as<Linear>("up_proj"), tp));
+  model.replace_module(
+      "down_proj", std::make_shared<RowParallelLinear>(model.child_as<Linear>("down_proj"), tp));
   const Tensor x_ref = testing::random_f64({4, 5}, 11), x = testing::random_f64({4, 5}, 11);
   const Tensor y_ref = ref.forward(x_ref), y = model.forward(x);
   // The row all-reduce sums the partial products in another order: a tolerance, not equality.

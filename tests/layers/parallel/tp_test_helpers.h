@@ -61,12 +61,13 @@ inline ::testing::AssertionResult identical(const Tensor& actual, const Tensor& 
     return ::testing::AssertionFailure() << "undefined tensor";
   }
   if (actual.shape() != expected.shape()) {
-    return ::testing::AssertionFailure() << "shape " << shape_str(actual.shape()) << " vs "
-                                         << shape_str(expected.shape());
+    return ::testing::AssertionFailure()
+           << "shape " << shape_str(actual.shape()) << " vs " << shape_str(expected.shape());
   }
   const std::vector<double> a = actual.to_vector(), e = expected.to_vector();
   bool all_zero = true;
-  for (double v : e) all_zero = all_zero && v == 0.0;
+  for (double v : e)
+    all_zero = all_zero && v == 0.0;
   if (all_zero && !e.empty()) return ::testing::AssertionFailure() << "the reference is all zeros";
   for (size_t i = 0; i < a.size(); ++i) {
     if (a[i] != e[i]) {
