@@ -253,8 +253,10 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   }
 
   // All leading dims flattened into rows: out2 [rows, out] = x2 [rows, in] @ W^T (+ bias).
-  const Tensor x2 = x.detach().reshape({-1, in_features});
-  const int64_t rows = x2.size(0);
+  // Rows counted explicitly (not -1), so zero-width in/out features (empty TP shards) work.
+  int64_t rows = 1;
+  for (int64_t d = 0; d + 1 < x.dim(); ++d) rows *= x.size(d);
+  const Tensor x2 = x.detach().reshape({rows, in_features});
   Tensor out2 = Tensor::empty({rows, out_features}, x.dtype(), x.device());
   if (has_bias) out2.copy_(bias.detach());  // broadcast over rows; the GEMM adds onto it
   // W^T is a transposed view of the [out, in] weight: the kernel reads it with trans_b.
@@ -269,8 +271,8 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   const bool gx = x.requires_grad(), gw = weight.requires_grad();
   const bool gbias = has_bias && bias.requires_grad();
   return record_op(out, "LinearBackward", {&x, &weight, has_bias ? &bias : nullptr},
-                   [sx2, sw, x_shape, gx, gw, gbias, out_features](const Tensor& g) {
-                     const Tensor g2 = g.reshape({-1, out_features});  // [rows, out]
+                   [sx2, sw, x_shape, gx, gw, gbias, out_features, rows](const Tensor& g) {
+                     const Tensor g2 = g.reshape({rows, out_features});  // [rows, out]
                      Tensor dx, dw, db;
                      if (gx) dx = matmul(g2, sw).reshape(x_shape);  // [rows, out] @ [out, in]
                      if (gw) dw = matmul(g2.transpose(0, 1), sx2);  // [out, rows] @ [rows, in]
