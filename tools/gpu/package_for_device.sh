@@ -17,7 +17,7 @@ done
 # Shared libraries outside glibc/libstdc++ and the CUDA toolkit (which the GPU machine has).
 for exe in "$out"/bin/*; do
   ldd "$exe" | awk '/=> \// {print $3}'
-done | sort -u | grep -E 'libfmt|libyaml-cpp|libgtest|libmpi|libopen-' | while read -r lib; do
+done | sort -u | grep -E 'libfmt|libyaml-cpp|libgtest|libmpi|libopen-|libhwloc|libevent|libudev' | while read -r lib; do
   cp -L "$lib" "$out/lib/"
 done
 du -sh "$out"

@@ -8,6 +8,11 @@ results=$2
 filter=${3:-*}
 mkdir -p "$results"
 export LD_LIBRARY_PATH="$pack/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+# NCCL may come with a Python wheel rather than the toolkit: add its folder when needed.
+if ! ldconfig -p | grep -q libnccl.so.2 && [ ! -e /usr/local/cuda/lib64/libnccl.so.2 ]; then
+  nccl=$(find /usr /opt -name 'libnccl.so.2' 2>/dev/null | head -1)
+  [ -n "$nccl" ] && export LD_LIBRARY_PATH="$(dirname "$nccl"):$LD_LIBRARY_PATH"
+fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$results/device.txt"
 status=0
 for exe in "$pack"/bin/test_*; do
