@@ -56,7 +56,7 @@ ModelConfigMap model_config_map_from_yaml(const YAML::Node& node, const std::str
   for (auto it = node.begin(); it != node.end(); ++it) {
     const std::string key = it->first.Scalar();
     if (key == "path") continue;
-    const YAML::Node& v = it->second;
+    const YAML::Node v = it->second;
     if (v.IsMap()) {
       auto& inner = map.objects[key];
       for (auto jt = v.begin(); jt != v.end(); ++jt) {

@@ -18,11 +18,14 @@ std::string format_duration(double seconds) {
 }
 
 std::string format_progress_line(const ProgressLine& l) {
+  // Two decimals for ordinary norms; tiny or huge ones in scientific notation.
+  const std::string norm = l.grad_norm >= 0.01 && l.grad_norm < 1e4
+                               ? fmt::format("{:.2f}", l.grad_norm)
+                               : fmt::format("{:.2e}", l.grad_norm);
   return fmt::format(
-      "step {}/{} | loss {:.4f} | lr {:.2e} | grad norm {:.3g} | {:.0f} tok/s | elapsed {} | "
-      "eta {}",
-      l.step, l.total_steps, l.loss, l.lr, l.grad_norm, l.tokens_per_s,
-      format_duration(l.elapsed_s), format_duration(l.eta_s));
+      "step {}/{} | loss {:.4f} | lr {:.2e} | grad norm {} | {:.0f} tok/s | elapsed {} | eta {}",
+      l.step, l.total_steps, l.loss, l.lr, norm, l.tokens_per_s, format_duration(l.elapsed_s),
+      format_duration(l.eta_s));
 }
 
 std::string format_progress_bar(int64_t step, int64_t total_steps, int width) {

@@ -24,7 +24,7 @@ struct ProgressLine {
 };
 
 // "step 10/200 | loss 4.1234 | lr 3.00e-04 | grad norm 1.23 | 1234 tok/s | elapsed 0:12 |
-// eta 3:45" (one line, no newline).
+// eta 3:45" (one line, no newline); the norm with two decimals in [0.01, 1e4), else as 1.23e-05.
 std::string format_progress_line(const ProgressLine& line);
 
 // "[#########...........] 37/200" of width `width` characters between the brackets.

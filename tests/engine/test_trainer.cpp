@@ -388,6 +388,55 @@ TEST(TrainerLoss, EvaluateAveragesTheBatchLosses) {
   EXPECT_TRUE(trainer.model().is_training());
 }
 
+// ---- the shipped configs --------------------------------------------------------------------
+
+const std::string kConfigsDir = std::string(AUTOTP_TEST_DATA_DIR) + "/../../configs";
+
+TEST(ShippedConfigs, EveryConfigParsesAndNamesAModel) {
+  int count = 0;
+  for (const auto& entry : fs::directory_iterator(kConfigsDir)) {
+    if (entry.path().extension() != ".yaml") continue;
+    SCOPED_TRACE(entry.path().string());
+    const Config config = load_config_file(entry.path().string());
+    EXPECT_TRUE(config.warnings.empty()) << config.warnings.front();
+    const ModelSource source = resolve_model_source(config.model);
+    EXPECT_GT(source.config.num_hidden_layers, 0);
+    ++count;
+  }
+  EXPECT_GE(count, 3);
+}
+
+TEST(ShippedConfigs, TheGpuConfigsHaveTheRealLlamaShapes) {
+  const Config small = load_config_file(kConfigsDir + "/llama-3.2-1b.yaml");
+  const ModelConfig m1 = resolve_model_source(small.model).config;
+  EXPECT_EQ(m1.hidden_size, 2048);
+  EXPECT_EQ(m1.num_hidden_layers, 16);
+  EXPECT_EQ(m1.vocab_size, 128256);
+  EXPECT_EQ(m1.rope_scaling.rope_type, "llama3");
+  EXPECT_TRUE(m1.tie_word_embeddings);
+  EXPECT_TRUE(small.bf16);
+  EXPECT_EQ(small.tensor_parallel.autotp_size, 1);
+  const Config big = load_config_file(kConfigsDir + "/llama-3-8b.yaml");
+  const ModelConfig m8 = resolve_model_source(big.model).config;
+  EXPECT_EQ(m8.hidden_size, 4096);
+  EXPECT_EQ(m8.intermediate_size, 14336);
+  EXPECT_EQ(m8.num_hidden_layers, 32);
+  EXPECT_EQ(m8.num_key_value_heads, 8);
+  EXPECT_TRUE(big.bf16);
+  EXPECT_EQ(big.tensor_parallel.autotp_size, 8);
+}
+
+// The quick start's toy starts near the uniform loss ln 256 (its falling loss is checked by
+// the cli.tiny_llama_trains test, which runs the whole config).
+TEST(ShippedConfigs, TinyLlamaTrainsOnTheEmbeddedCorpusFromTheUniformLoss) {
+  TempDir dir("tiny");
+  ConfigLoadOptions options;
+  options.overrides = {"train.out_dir=" + dir.path()};
+  Trainer trainer(load_config_file(kConfigsDir + "/tiny-llama.yaml", options), quiet());
+  EXPECT_NE(trainer.data().source().describe().find("embedded corpus"), std::string::npos);
+  EXPECT_NEAR(trainer.step().loss, std::log(256.0), 0.1);
+}
+
 // ---- the embedded corpus ----------------------------------------------------------------------
 
 TEST(EmbeddedCorpus, IsTwentyToFortyKilobytesOfPrintableAscii) {
