@@ -1,7 +1,7 @@
 # Runs `autotp train CONFIG --out WORK_DIR --set train.steps=STEPS` and checks WORK_DIR's
 # metrics.jsonl: the last logged loss must be below MAX_FINAL_LOSS and below MAX_RATIO x the
 # first logged loss. ctest's cli.tiny_llama_trains runs it:
-#   cmake -DAUTOTP=bin/autotp -DCONFIG=configs/tiny-llama.yaml -DWORK_DIR=... -DSTEPS=60
+#   cmake -DAUTOTP=bin/autotp -DCONFIG=configs/tiny-llama.yaml -DWORK_DIR=... -DSTEPS=40
 #         -DMAX_FINAL_LOSS=3.2 -DMAX_RATIO=0.6 -P tests/check_training.cmake
 
 # A non-negative decimal ("5.518476", "3", "0.6") as an integer number of thousandths
