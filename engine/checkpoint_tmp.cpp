@@ -69,7 +69,9 @@ void load_params(CausalLM& model, const std::map<std::string, Tensor>& tensors,
   }
 }
 
-std::string step_dir_name(int64_t step) { return fmt::format("step-{:08d}", step); }
+std::string step_dir_name(int64_t step) {
+  return fmt::format("step-{:08d}", step);
+}
 
 }  // namespace
 
@@ -109,7 +111,8 @@ std::string save_training_checkpoint(const std::string& out_dir, const CausalLM&
   fs::remove_all(tmp);
   fs::create_directories(tmp);
   std::vector<std::pair<std::string, Tensor>> weights;
-  for (const auto& [name, p] : model.named_parameters()) weights.emplace_back(name, p.detach());
+  for (const auto& [name, p] : model.named_parameters())
+    weights.emplace_back(name, p.detach());
   io::save_safetensors((tmp / "model.safetensors").string(), weights);
   io::save_safetensors((tmp / "optimizer.safetensors").string(), optimizer.state_dict());
   json::Value s = json::Value::object();

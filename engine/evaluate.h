@@ -23,7 +23,7 @@ struct EvalResult {
   double loss = 0.0;        // mean over the batches (each batch's mean token loss)
   double perplexity = 0.0;  // exp(loss)
   int64_t batches = 0;
-  int64_t tokens = 0;       // tokens scored
+  int64_t tokens = 0;  // tokens scored
 };
 
 // Runs `batches` batches loader.batch(i, 0), i = 0 .. batches - 1, under NoGradGuard (the

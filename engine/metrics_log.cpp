@@ -39,8 +39,8 @@ MetricsLog::~MetricsLog() {
 
 void MetricsLog::append(const json::Value& record) {
   const std::string text = record.dump() + "\n";
-  const bool ok = std::fwrite(text.data(), 1, text.size(), file_) == text.size() &&
-                  std::fflush(file_) == 0;
+  const bool ok =
+      std::fwrite(text.data(), 1, text.size(), file_) == text.size() && std::fflush(file_) == 0;
   AUTOTP_CHECK(ok, "cannot write to metrics file '{}': {}", path_, std::strerror(errno));
 }
 

@@ -16,12 +16,17 @@ namespace fs = std::filesystem;
 
 std::string json_scalar_text(const json::Value& v) {
   switch (v.kind()) {
-    case json::Kind::Null: return "null";
-    case json::Kind::Bool: return v.as_bool() ? "true" : "false";
-    case json::Kind::Number: return v.number_text();
-    case json::Kind::String: return v.as_string();
+    case json::Kind::Null:
+      return "null";
+    case json::Kind::Bool:
+      return v.as_bool() ? "true" : "false";
+    case json::Kind::Number:
+      return v.number_text();
+    case json::Kind::String:
+      return v.as_string();
     case json::Kind::Array:
-    case json::Kind::Object: return v.dump();
+    case json::Kind::Object:
+      return v.dump();
   }
   AUTOTP_ASSERT(false, "unknown json kind");
 }
@@ -41,7 +46,8 @@ ModelConfigMap model_config_map_from_json(const json::Value& object) {
     const json::Value& v = object[key];
     if (v.is_object()) {
       auto& inner = map.objects[key];
-      for (const std::string& k : v.keys()) inner[k] = json_scalar_text(v[k]);
+      for (const std::string& k : v.keys())
+        inner[k] = json_scalar_text(v[k]);
     } else {
       map.scalars[key] = json_scalar_text(v);
     }
@@ -50,8 +56,7 @@ ModelConfigMap model_config_map_from_json(const json::Value& object) {
 }
 
 ModelConfigMap model_config_map_from_yaml(const YAML::Node& node, const std::string& where) {
-  AUTOTP_CHECK(node.IsMap(), "{}: 'model' must be a map of Hugging Face config.json fields",
-               where);
+  AUTOTP_CHECK(node.IsMap(), "{}: 'model' must be a map of Hugging Face config.json fields", where);
   ModelConfigMap map;
   for (auto it = node.begin(); it != node.end(); ++it) {
     const std::string key = it->first.Scalar();
@@ -93,7 +98,8 @@ ModelSource resolve_model_source(const ModelSection& section) {
   ModelSource source;
   if (section.path.empty()) {
     try {
-      source.config = ModelConfig::from_map(model_config_map_from_yaml(section.node, section.where));
+      source.config =
+          ModelConfig::from_map(model_config_map_from_yaml(section.node, section.where));
     } catch (const Error& e) {
       AUTOTP_FAIL("{}: model: {}", section.where, e.what());
     }
@@ -120,8 +126,8 @@ ModelSource resolve_model_source(const ModelSection& section) {
       source.weights_dir = section.path;
       source.description = fmt::format("path {} (Hugging Face weights)", section.path);
     } else {
-      source.description = fmt::format("path {} (config.json only: weights from the seed)",
-                                       section.path);
+      source.description =
+          fmt::format("path {} (config.json only: weights from the seed)", section.path);
     }
   } else {
     AUTOTP_CHECK(fs::is_regular_file(path, ec),

@@ -30,15 +30,17 @@ std::string format_progress_line(const ProgressLine& l) {
 
 std::string format_progress_bar(int64_t step, int64_t total_steps, int width) {
   const double fraction =
-      total_steps > 0 ? std::clamp(static_cast<double>(step) / static_cast<double>(total_steps),
-                                   0.0, 1.0)
-                      : 0.0;
+      total_steps > 0
+          ? std::clamp(static_cast<double>(step) / static_cast<double>(total_steps), 0.0, 1.0)
+          : 0.0;
   const int filled = static_cast<int>(fraction * width);
   return fmt::format("[{}{}] {}/{}", std::string(static_cast<size_t>(filled), '#'),
                      std::string(static_cast<size_t>(width - filled), '.'), step, total_steps);
 }
 
-bool is_terminal(std::FILE* out) { return out != nullptr && isatty(fileno(out)) == 1; }
+bool is_terminal(std::FILE* out) {
+  return out != nullptr && isatty(fileno(out)) == 1;
+}
 
 void ProgressPrinter::line(const std::string& text) {
   if (out_ == nullptr) return;

@@ -13,11 +13,11 @@ std::string format_duration(double seconds);
 
 // What one logged step reports.
 struct ProgressLine {
-  int64_t step = 0;         // optimizer steps completed
+  int64_t step = 0;  // optimizer steps completed
   int64_t total_steps = 0;
   double loss = 0.0;
   double lr = 0.0;
-  double grad_norm = 0.0;   // before clipping
+  double grad_norm = 0.0;  // before clipping
   double tokens_per_s = 0.0;
   double elapsed_s = 0.0;
   double eta_s = 0.0;

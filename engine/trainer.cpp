@@ -66,9 +66,7 @@ DataConfig resolve_data_config(const DataConfig& data, const ModelConfig& model)
 }
 
 Trainer::Trainer(Config config, TrainerOptions options)
-    : config_(std::move(config)),
-      options_(std::move(options)),
-      schedule_(config_.scheduler) {
+    : config_(std::move(config)), options_(std::move(options)), schedule_(config_.scheduler) {
   out_dir_ = options_.out_dir.empty() ? config_.train.out_dir : options_.out_dir;
   config_.train.out_dir = out_dir_;
   AUTOTP_CHECK(options_.dtype == DType::F32 || options_.dtype == DType::F64,
@@ -135,19 +133,21 @@ Trainer::Trainer(Config config, TrainerOptions options)
       try {
         const Config saved = parse_config(state.config_yaml, {}, *checkpoint + "/state.json");
         if (trajectory_yaml(saved, config_) != trajectory_yaml(config_, config_)) {
-          notes_.push_back("warning: the config differs from the checkpoint's beyond train.steps, "
-                           "logging and output keys, so the trajectory will differ from an "
-                           "uninterrupted run");
+          notes_.push_back(
+              "warning: the config differs from the checkpoint's beyond train.steps, "
+              "logging and output keys, so the trajectory will differ from an "
+              "uninterrupted run");
         }
       } catch (const Error&) {
         notes_.push_back("warning: the checkpoint's saved config could not be read back");
       }
     }
   } else if (const auto existing = latest_training_checkpoint(out_dir_)) {
-    notes_.push_back(fmt::format("warning: {} already holds checkpoints (latest {}); this fresh "
-                                 "run replaces metrics.jsonl and writes its own (use --resume to "
-                                 "continue instead)",
-                                 out_dir_, *existing));
+    notes_.push_back(
+        fmt::format("warning: {} already holds checkpoints (latest {}); this fresh "
+                    "run replaces metrics.jsonl and writes its own (use --resume to "
+                    "continue instead)",
+                    out_dir_, *existing));
   }
 }
 
@@ -215,8 +215,7 @@ void Trainer::save_checkpoint() {
 void Trainer::run() {
   const int64_t total = config_.train.steps;
   const TrainConfig& t = config_.train;
-  ProgressPrinter printer(options_.out,
-                          options_.live_progress.value_or(is_terminal(options_.out)));
+  ProgressPrinter printer(options_.out, options_.live_progress.value_or(is_terminal(options_.out)));
   if (options_.out != nullptr) {
     std::fputs(config_summary(config_).c_str(), options_.out);
   }
@@ -224,12 +223,12 @@ void Trainer::run() {
                    model_source_.config.architecture(), model_->num_parameters(),
                    dtype_name(options_.dtype), model_source_.description));
   note(fmt::format("data: {}", source_->describe()));
-  for (const std::string& n : notes_) note(n);
+  for (const std::string& n : notes_)
+    note(n);
   note(fmt::format("output: {}", out_dir_));
 
   fs::create_directories(out_dir_);
-  io::write_file_atomically((fs::path(out_dir_) / "config.yaml").string(),
-                            config_to_yaml(config_));
+  io::write_file_atomically((fs::path(out_dir_) / "config.yaml").string(), config_to_yaml(config_));
   MetricsLog metrics((fs::path(out_dir_) / "metrics.jsonl").string(), resumed_from_);
 
   const auto start = Clock::now();
@@ -242,8 +241,8 @@ void Trainer::run() {
     interval_loss += r.loss;
     interval_tokens += r.tokens;
     ++interval_steps;
-    const bool log_now = r.step == 1 || r.step % t.log_interval == 0 || r.step == total ||
-                         r.step == first + 1;
+    const bool log_now =
+        r.step == 1 || r.step % t.log_interval == 0 || r.step == total || r.step == first + 1;
     const bool eval_now = t.eval_interval > 0 && (r.step % t.eval_interval == 0 || r.step == total);
     if (log_now || eval_now) {
       const double elapsed = seconds_since(start);
@@ -256,7 +255,8 @@ void Trainer::run() {
       line.grad_norm = r.grad_norm;
       line.tokens_per_s = interval_s > 0 ? static_cast<double>(interval_tokens) / interval_s : 0.0;
       line.elapsed_s = elapsed;
-      line.eta_s = elapsed / static_cast<double>(r.step - first) * static_cast<double>(total - r.step);
+      line.eta_s =
+          elapsed / static_cast<double>(r.step - first) * static_cast<double>(total - r.step);
       std::string text = format_progress_line(line);
       json::Value record = json::Value::object();
       record.set("step", r.step)
@@ -289,10 +289,10 @@ void Trainer::run() {
   if (options_.export_hf) {
     const std::string hf = (fs::path(out_dir_) / "hf").string();
     export_hf_model(*model_, hf);
-    note(fmt::format("done: {} steps in {}; wrote {}/metrics.jsonl, {}/config.yaml and {} "
-                     "(a Hugging Face model directory)",
-                     step_ - first, format_duration(seconds_since(start)), out_dir_, out_dir_,
-                     hf));
+    note(
+        fmt::format("done: {} steps in {}; wrote {}/metrics.jsonl, {}/config.yaml and {} "
+                    "(a Hugging Face model directory)",
+                    step_ - first, format_duration(seconds_since(start)), out_dir_, out_dir_, hf));
   }
 }
 

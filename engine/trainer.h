@@ -20,26 +20,26 @@
 namespace autotp {
 
 struct TrainerOptions {
-  std::string out_dir;     // empty: config.train.out_dir
+  std::string out_dir;  // empty: config.train.out_dir
   // Continue from the latest checkpoint under resume_dir (empty: the out dir). An error when
   // there is none.
   bool resume = false;
   std::string resume_dir;
   // Parameter dtype. The trainer runs f32 on CPU; f64 serves the reference tests.
   DType dtype = DType::F32;
-  std::FILE* out = stdout;  // summary, progress and notes; nullptr: silent
+  std::FILE* out = stdout;            // summary, progress and notes; nullptr: silent
   std::optional<bool> live_progress;  // a live progress bar; default: `out` is a terminal
-  bool export_hf = true;    // write OUT/hf at the end of run()
+  bool export_hf = true;              // write OUT/hf at the end of run()
 };
 
 // What one optimizer step did.
 struct StepRecord {
-  int64_t step = 0;         // optimizer steps completed after this one (1-based)
-  double loss = 0.0;        // mean of the micro-batch losses (unscaled)
-  double lr = 0.0;          // the rate this step used
-  double grad_norm = 0.0;   // global gradient norm before clipping
-  int64_t tokens = 0;       // tokens this step trained on
-  double seconds = 0.0;     // wall time of the step
+  int64_t step = 0;        // optimizer steps completed after this one (1-based)
+  double loss = 0.0;       // mean of the micro-batch losses (unscaled)
+  double lr = 0.0;         // the rate this step used
+  double grad_norm = 0.0;  // global gradient norm before clipping
+  int64_t tokens = 0;      // tokens this step trained on
+  double seconds = 0.0;    // wall time of the step
 };
 
 // Everything is a function of the step number: batch(step, micro_step) from the data loader,

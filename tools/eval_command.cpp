@@ -61,10 +61,11 @@ LoadedModel load_model(const std::string& dir, const Config& config) {
   if (const auto latest = latest_training_checkpoint(dir)) {
     return load_checkpoint_model(*latest, config);
   }
-  AUTOTP_FAIL("eval: --model '{}' holds no model: expected a Hugging Face directory "
-              "(config.json + safetensors), a training checkpoint (state.json) or a run "
-              "directory (hf/ or checkpoints/latest)",
-              dir);
+  AUTOTP_FAIL(
+      "eval: --model '{}' holds no model: expected a Hugging Face directory "
+      "(config.json + safetensors), a training checkpoint (state.json) or a run "
+      "directory (hf/ or checkpoints/latest)",
+      dir);
 }
 
 }  // namespace

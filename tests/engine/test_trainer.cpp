@@ -48,8 +48,7 @@ class TempDir {
 Config trajectory_config(const std::string& out_dir, std::vector<std::string> extra = {}) {
   ConfigLoadOptions options;
   options.overrides = {"model.path=" + kTrajectoryDir,
-                       "data.path=" + kTrajectoryDir + "/tokens.bin",
-                       "train.out_dir=" + out_dir};
+                       "data.path=" + kTrajectoryDir + "/tokens.bin", "train.out_dir=" + out_dir};
   options.overrides.insert(options.overrides.end(), extra.begin(), extra.end());
   return load_config_file(kTrajectoryDir + "/train.yaml", options);
 }
@@ -62,7 +61,9 @@ TrainerOptions quiet(DType dtype = DType::F32) {
   return o;
 }
 
-json::Value golden() { return json::parse_file(kTrajectoryDir + "/golden.json"); }
+json::Value golden() {
+  return json::parse_file(kTrajectoryDir + "/golden.json");
+}
 
 std::string read_text(const std::string& path) {
   std::ifstream in(path);
@@ -126,7 +127,8 @@ TEST(TrainerTrajectory, DataLoaderYieldsTheGoldenScriptsWindows) {
           trainer.data().batch(static_cast<int64_t>(step), static_cast<int64_t>(micro));
       const std::vector<int64_t> inputs = batch.input_ids.to_vector_i64();
       const std::vector<int64_t> labels = batch.labels.to_vector_i64();
-      ASSERT_EQ(static_cast<int64_t>(inputs.size()), seq * static_cast<int64_t>(windows[micro].size()));
+      ASSERT_EQ(static_cast<int64_t>(inputs.size()),
+                seq * static_cast<int64_t>(windows[micro].size()));
       for (size_t row = 0; row < windows[micro].size(); ++row) {
         const json::Value& w = windows[micro][row];
         ASSERT_EQ(static_cast<int64_t>(w.size()), seq + 1);
@@ -165,7 +167,8 @@ TEST(TrainerTrajectory, LossFallsOverTheTenSteps) {
 
 std::vector<std::pair<std::string, std::vector<double>>> weights_of(CausalLM& model) {
   std::vector<std::pair<std::string, std::vector<double>>> out;
-  for (const auto& [name, p] : model.named_parameters()) out.emplace_back(name, p.to_vector());
+  for (const auto& [name, p] : model.named_parameters())
+    out.emplace_back(name, p.to_vector());
   return out;
 }
 
@@ -175,9 +178,9 @@ TEST(TrainerResume, TenStepsEqualFiveThenResumeAndFiveMoreBitForBit) {
   straight.run();
   ASSERT_EQ(straight.history().size(), 10u);
 
-  Trainer first(trajectory_config(dir.sub("split"), {"train.steps=5",
-                                                     "train.checkpoint_interval=5"}),
-                quiet());
+  Trainer first(
+      trajectory_config(dir.sub("split"), {"train.steps=5", "train.checkpoint_interval=5"}),
+      quiet());
   first.run();
   ASSERT_EQ(first.current_step(), 5);
   ASSERT_TRUE(latest_training_checkpoint(dir.sub("split")).has_value());
@@ -235,10 +238,10 @@ TEST(TrainerOutputs, MetricsConfigCheckpointsAndHfExportAreWritten) {
   TempDir dir("outputs");
   TrainerOptions options = quiet();
   options.export_hf = true;
-  Trainer trainer(trajectory_config(dir.path(), {"train.steps=4", "train.log_interval=3",
-                                                 "train.checkpoint_interval=2",
-                                                 "train.eval_interval=4"}),
-                  options);
+  Trainer trainer(
+      trajectory_config(dir.path(), {"train.steps=4", "train.log_interval=3",
+                                     "train.checkpoint_interval=2", "train.eval_interval=4"}),
+      options);
   trainer.run();
 
   // Logged: the first step, every log_interval-th, the last.
@@ -288,9 +291,9 @@ TEST(TrainerOutputs, MetricsConfigCheckpointsAndHfExportAreWritten) {
 TEST(TrainerOutputs, ANonFiniteLossStopsNamingTheStepAndKeepsTheLastGoodCheckpoint) {
   TempDir dir("nonfinite");
   // An absurd rate sends the weights to ~1e30 after one update; the logits overflow.
-  Trainer trainer(trajectory_config(dir.path(), {"optimizer.params.lr=1e35", "scheduler=",
-                                                 "gradient_clipping=0",
-                                                 "train.checkpoint_interval=1"}),
+  Trainer trainer(trajectory_config(
+                      dir.path(), {"optimizer.params.lr=1e35", "scheduler=", "gradient_clipping=0",
+                                   "train.checkpoint_interval=1"}),
                   quiet());
   const std::string message = testing::error_message([&] { trainer.run(); });
   EXPECT_NE(message.find("step 2: the "), std::string::npos) << message;
@@ -307,8 +310,7 @@ TEST(TrainerOutputs, ANonFiniteLossStopsNamingTheStepAndKeepsTheLastGoodCheckpoi
 TEST(TrainerErrors, AMisspelledConfigKeyNamesTheLineAndTheClosestKey) {
   TempDir dir("typo");
   const std::string path = dir.sub("typo.yaml");
-  std::ofstream(path) << read_text(kTrajectoryDir + "/train.yaml")
-                      << "gradient_cliping: 1.0\n";
+  std::ofstream(path) << read_text(kTrajectoryDir + "/train.yaml") << "gradient_cliping: 1.0\n";
   EXPECT_ERROR_CONTAINS(load_config_file(path), "unknown key 'gradient_cliping'");
   EXPECT_ERROR_CONTAINS(load_config_file(path), "gradient_clipping");
   EXPECT_ERROR_CONTAINS(load_config_file(path), path + " line ");
@@ -327,7 +329,8 @@ TEST(TrainerErrors, AnUnknownModelFieldNamesTheKeyAndTheSection) {
       "  intermediate_size: 32\n  num_hidden_layers: 1\n  num_attention_heads: 2\n"
       "  hidden_sise: 16\n"
       "data: {type: synthetic, seq_len: 8}\n"
-      "train: {steps: 1, out_dir: " + dir.path() + "}\n",
+      "train: {steps: 1, out_dir: " +
+          dir.path() + "}\n",
       {}, "model.yaml");
   EXPECT_ERROR_CONTAINS(Trainer(config, quiet()), "unknown key 'hidden_sise'");
   EXPECT_ERROR_CONTAINS(Trainer(config, quiet()), "model.yaml line 2");
@@ -343,16 +346,14 @@ TEST(TrainerErrors, ATokenFileWhoseSizeIsNotAMultipleOfTheWidthIsAnError) {
   TempDir dir("bad_tokens");
   const std::string tokens = dir.sub("odd.bin");
   std::ofstream(tokens, std::ios::binary) << std::string(101, '\1');
-  EXPECT_ERROR_CONTAINS(
-      Trainer(trajectory_config(dir.path(), {"data.path=" + tokens}), quiet()),
-      "has 101 bytes, not a multiple of the token width 2");
+  EXPECT_ERROR_CONTAINS(Trainer(trajectory_config(dir.path(), {"data.path=" + tokens}), quiet()),
+                        "has 101 bytes, not a multiple of the token width 2");
 }
 
 TEST(TrainerErrors, TokensBeyondTheModelVocabularyAreAnError) {
   TempDir dir("vocab");
-  EXPECT_ERROR_CONTAINS(
-      Trainer(trajectory_config(dir.path(), {"data.vocab_size=100"}), quiet()),
-      "data: vocab_size 100 exceeds the model's vocab_size 64");
+  EXPECT_ERROR_CONTAINS(Trainer(trajectory_config(dir.path(), {"data.vocab_size=100"}), quiet()),
+                        "data: vocab_size 100 exceeds the model's vocab_size 64");
 }
 
 TEST(TrainerErrors, TensorParallelismIsRefusedOnOneProcess) {
@@ -366,8 +367,7 @@ TEST(TrainerErrors, TensorParallelismIsRefusedOnOneProcess) {
 
 TEST(TrainerLoss, NextTokenLossIsTheMeanCrossEntropyWithoutAShift) {
   // logits [1, 2, 3]: row 0 = (0, 0, ln 2) with label 2, row 1 = (1, 1, 1) with label 0.
-  const Tensor logits =
-      Tensor::from_vector({0, 0, std::log(2.0), 1, 1, 1}, {1, 2, 3}, DType::F64);
+  const Tensor logits = Tensor::from_vector({0, 0, std::log(2.0), 1, 1, 1}, {1, 2, 3}, DType::F64);
   const Tensor labels = Tensor::from_vector_i64({2, 0}, {1, 2});
   const double expected = (-std::log(2.0 / 4.0) - std::log(1.0 / 3.0)) / 2.0;
   EXPECT_NEAR(next_token_loss(logits, labels).item(), expected, 1e-15);
@@ -427,7 +427,7 @@ TEST(ShippedConfigs, TheGpuConfigsHaveTheRealLlamaShapes) {
 }
 
 // The quick start's toy starts near the uniform loss ln 256 (its falling loss is checked by
-// the cli.tiny_llama_trains test, which runs the whole config).
+// the cli.tiny_llama_trains test, which runs `autotp train` on it for 40 steps).
 TEST(ShippedConfigs, TinyLlamaTrainsOnTheEmbeddedCorpusFromTheUniformLoss) {
   TempDir dir("tiny");
   ConfigLoadOptions options;

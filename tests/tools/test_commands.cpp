@@ -21,9 +21,9 @@ namespace fs = std::filesystem;
 const std::string kTrajectoryDir = std::string(AUTOTP_TEST_DATA_DIR) + "/trajectory";
 
 TEST(TrainArgs, ParsesConfigOverridesOutAndResume) {
-  const TrainArgs a = parse_train_args(
-      {"cfg.yaml", "--set", "train.steps=20", "--set=optimizer.params.lr=0.1", "--out", "runs/x",
-       "--resume"});
+  const TrainArgs a =
+      parse_train_args({"cfg.yaml", "--set", "train.steps=20", "--set=optimizer.params.lr=0.1",
+                        "--out", "runs/x", "--resume"});
   EXPECT_EQ(a.config_path, "cfg.yaml");
   EXPECT_EQ(a.overrides, (std::vector<std::string>{"train.steps=20", "optimizer.params.lr=0.1"}));
   EXPECT_EQ(a.out_dir, "runs/x");
@@ -55,8 +55,8 @@ TEST(TrainArgs, BadArgumentsGiveOneErrorWithTheUsage) {
 }
 
 TEST(EvalArgs, ParsesModelDataAndBatches) {
-  const EvalArgs a = parse_eval_args({"cfg.yaml", "--model", "runs/x", "--data=d.bin",
-                                      "--batches", "7"});
+  const EvalArgs a =
+      parse_eval_args({"cfg.yaml", "--model", "runs/x", "--data=d.bin", "--batches", "7"});
   EXPECT_EQ(a.config_path, "cfg.yaml");
   EXPECT_EQ(a.model_dir, "runs/x");
   EXPECT_EQ(a.data_path, "d.bin");
@@ -72,7 +72,8 @@ int run(std::vector<std::string> args) {
   std::vector<char*> argv;
   static std::string program = "autotp";
   argv.push_back(program.data());
-  for (std::string& a : args) argv.push_back(a.data());
+  for (std::string& a : args)
+    argv.push_back(a.data());
   return run_command_line(static_cast<int>(argv.size()), argv.data());
 }
 
@@ -89,14 +90,15 @@ TEST(Commands, HelpListsTrainEvalDemoAndVersion) {
 // `autotp train` then `autotp eval` of its outputs: the HF export and the checkpoint give the
 // same loss, and the JSON line carries it.
 TEST(Commands, TrainThenEvalTheExportAndTheCheckpoint) {
-  const fs::path out =
-      fs::temp_directory_path() / fmt::format("autotp_test_commands_{}", static_cast<long>(getpid()));
+  const fs::path out = fs::temp_directory_path() /
+                       fmt::format("autotp_test_commands_{}", static_cast<long>(getpid()));
   fs::remove_all(out);
   const std::string config = kTrajectoryDir + "/train.yaml";
   const std::vector<std::string> sets = {"--set", "model.path=" + kTrajectoryDir, "--set",
                                          "data.path=" + kTrajectoryDir + "/tokens.bin"};
-  std::vector<std::string> train = {"train", config, "--out", out.string(), "--set",
-                                    "train.steps=3", "--set", "train.checkpoint_interval=3"};
+  std::vector<std::string> train = {
+      "train", config,          "--out", out.string(),
+      "--set", "train.steps=3", "--set", "train.checkpoint_interval=3"};
   train.insert(train.end(), sets.begin(), sets.end());
   ::testing::internal::CaptureStdout();
   EXPECT_EQ(run(train), 0);
