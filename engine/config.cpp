@@ -354,8 +354,8 @@ DataConfig read_data(MapReader r, uint64_t default_seed, const ModelSection& mod
   }
   c.type = data_source_type_from_name(type);
   c.path = r.get_string("path").value_or("");
-  if (c.type != DataSourceType::Synthetic && c.path.empty()) {
-    r.fail("path", fmt::format("is required for data type '{}'", type));
+  if (c.type == DataSourceType::Tokens && c.path.empty()) {
+    r.fail("path", "is required for data type 'tokens' (a flat uint16/uint32 token file)");
   }
   if (const auto dtype = r.get_string("dtype")) {
     if (*dtype != "uint16" && *dtype != "uint32") {

@@ -75,7 +75,7 @@ std::string config_summary(const Config& c) {
   }
   const DataConfig& d = c.data;
   std::string data = fmt::format("{}", data_source_type_name(d.type));
-  if (d.type != DataSourceType::Synthetic) data += " " + d.path;
+  if (d.type != DataSourceType::Synthetic) data += " " + (d.path.empty() ? "(embedded corpus)" : d.path);
   if (d.type == DataSourceType::Tokens) data += fmt::format(" ({})", token_dtype_name(d.dtype));
   data += fmt::format(" seq_len {} seed {}", d.seq_len, d.seed);
   if (d.vocab_size > 0) data += fmt::format(" vocab_size {}", d.vocab_size);

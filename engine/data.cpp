@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "engine/embedded_corpus.h"
 #include "engine/mapped_file.h"
 #include "kernels/philox.h"
 
@@ -262,7 +263,10 @@ std::unique_ptr<TokenSource> make_token_source(const DataConfig& config) {
       return make_token_file_source(config.path, config.dtype, config.seed, min_length,
                                     config.vocab_size);
     case DataSourceType::Text:
-      AUTOTP_CHECK(!config.path.empty(), "data: type text needs data.path");
+      if (config.path.empty()) {
+        return make_text_source(std::string(embedded_corpus()), config.seed, min_length,
+                                kEmbeddedCorpusName);
+      }
       return make_text_file_source(config.path, config.seed, min_length);
   }
   AUTOTP_ASSERT(false, "unknown DataSourceType");

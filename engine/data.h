@@ -23,7 +23,7 @@ int64_t token_dtype_size(TokenDType dtype);  // 2 or 4 bytes
 // The YAML `data` section, resolved.
 struct DataConfig {
   DataSourceType type = DataSourceType::Synthetic;
-  std::string path;                  // tokens, text
+  std::string path;                  // tokens (required), text (empty: the embedded corpus)
   TokenDType dtype = TokenDType::U16;  // tokens
   int64_t seq_len = 0;               // tokens per row (S)
   uint64_t seed = 0;                 // sampling seed (and the synthetic stream's seed)
@@ -72,7 +72,8 @@ std::unique_ptr<TokenSource> make_text_source(std::string text, uint64_t seed,
 std::vector<int64_t> byte_tokenize(const std::string& text);
 std::string byte_detokenize(const std::vector<int64_t>& tokens);
 
-// The source DataConfig describes (min_length = seq_len + 1).
+// The source DataConfig describes (min_length = seq_len + 1); type text without a path reads
+// the embedded corpus (engine/embedded_corpus.h).
 std::unique_ptr<TokenSource> make_token_source(const DataConfig& config);
 
 // How a global batch is split: each optimizer step consumes G = micro_batch * grad_accum *

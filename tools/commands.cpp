@@ -6,6 +6,8 @@
 #include <vector>
 
 #include "tools/demo.h"
+#include "tools/eval_command.h"
+#include "tools/train_command.h"
 
 namespace autotp::tools {
 
@@ -14,8 +16,15 @@ void print_usage() {
   std::printf(
       "usage: autotp <command> [options]\n"
       "commands:\n"
-      "  demo     train a small byte-level language model with the autograd engine\n"
-      "  version  print the version\n");
+      "  train    train a model from a YAML config (metrics, checkpoints, Hugging Face export)\n"
+      "             %s\n"
+      "  eval     mean loss and perplexity of a trained model on the config's data\n"
+      "             %s\n"
+      "  demo     train a small byte-level MLP language model with the autograd engine\n"
+      "  version  print the version\n"
+      "  help     print this list\n"
+      "example: autotp train configs/tiny-llama.yaml --out runs/quickstart\n",
+      kTrainUsage, kEvalUsage);
 }
 }  // namespace
 
@@ -25,9 +34,10 @@ int run_command_line(int argc, char** argv) {
     return 1;
   }
   const std::string command = argv[1];
-  if (command == "demo") {
-    return run_demo(std::vector<std::string>(argv + 2, argv + argc));
-  }
+  const std::vector<std::string> args(argv + 2, argv + argc);
+  if (command == "train") return run_train(args);
+  if (command == "eval") return run_eval(args);
+  if (command == "demo") return run_demo(args);
   if (command == "version") {
     std::printf("autotp 0.1.0\n");
     return 0;

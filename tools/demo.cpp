@@ -12,6 +12,7 @@
 
 #include "core/module.h"
 #include "core/ops.h"
+#include "engine/embedded_corpus.h"
 #include "layers/embedding.h"
 #include "layers/init.h"
 #include "layers/linear.h"
@@ -187,7 +188,7 @@ std::string generate(ByteMlpLm& model, std::string prompt, int64_t length) {
 
 int run_demo(const std::vector<std::string>& args) {
   const DemoOptions options = parse_options(args);
-  const std::string_view text = demo_corpus();
+  const std::string_view text = embedded_corpus();
 
   auto model = std::make_shared<ByteMlpLm>();
   Generator init_gen(options.seed);

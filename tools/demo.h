@@ -3,7 +3,6 @@
 #pragma once
 
 #include <string>
-#include <string_view>
 #include <vector>
 
 namespace autotp::tools {
@@ -11,8 +10,5 @@ namespace autotp::tools {
 // Runs the demo with the arguments after "demo" ([--steps N] [--seed S] [--check]); returns
 // the exit code (1 when --check finds that the loss did not fall enough).
 int run_demo(const std::vector<std::string>& args);
-
-// The embedded training text (tools/demo_corpus.cpp).
-std::string_view demo_corpus();
 
 }  // namespace autotp::tools

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Quick start: installs missing packages, builds autotp into build/, and runs the main job.
-# Usage: tools/quickstart.sh [arguments for `autotp demo`]
+# Quick start: installs missing packages, builds autotp into build/, and runs the main job:
+# a tiny Llama trained on the embedded English corpus (configs/tiny-llama.yaml), writing
+# metrics, checkpoints and a Hugging Face model directory to runs/quickstart/.
+# Usage: tools/quickstart.sh [more `autotp train` arguments, e.g. --set train.steps=400]
+# (`build/bin/autotp demo` still runs the smaller MLP demo.)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -8,4 +11,4 @@ tools/scripts/install_deps.sh
 tools/scripts/configure.sh build -DCMAKE_BUILD_TYPE=Release
 cmake --build build --target autotp_cli
 echo
-exec build/bin/autotp demo "$@"
+exec build/bin/autotp train configs/tiny-llama.yaml --out runs/quickstart "$@"

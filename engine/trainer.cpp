@@ -1,0 +1,299 @@
+// Trainer: setup and validation, the step (accumulate, clip, update), the run loop with
+// progress, metrics, evaluation and checkpoints, and resuming.
+#include "engine/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+
+#include "core/error.h"
+#include "core/io/atomic_file.h"
+#include "core/ops/elementwise.h"
+#include "engine/checkpoint.h"
+#include "engine/clip.h"
+#include "engine/evaluate.h"
+#include "engine/metrics_log.h"
+#include "engine/progress.h"
+#include "models/registry.h"
+
+namespace autotp {
+
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+constexpr int64_t kTrainEvalBatches = 8;  // batches per periodic evaluation
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// The config with the keys a resumed run may change (its length, logging, output) set to
+// `like`'s, as YAML: two runs continue the same trajectory when these texts are equal.
+std::string trajectory_yaml(Config c, const Config& like) {
+  c.train.steps = like.train.steps;
+  c.train.log_interval = like.train.log_interval;
+  c.train.checkpoint_interval = like.train.checkpoint_interval;
+  c.train.eval_interval = like.train.eval_interval;
+  c.train.out_dir = like.train.out_dir;
+  c.steps_per_print = like.steps_per_print;
+  // WarmupDecayLR/WarmupCosineLR default total_num_steps to train.steps: that one stays.
+  return config_to_yaml(c);
+}
+
+}  // namespace
+
+DataConfig resolve_data_config(const DataConfig& data, const ModelConfig& model) {
+  DataConfig d = data;
+  if (d.type == DataSourceType::Text) {
+    AUTOTP_CHECK(model.vocab_size >= 256,
+                 "data: type text yields byte tokens 0..255, but the model's vocab_size is {} "
+                 "(needs >= 256)",
+                 model.vocab_size);
+  } else if (d.vocab_size == 0) {
+    d.vocab_size = model.vocab_size;
+  } else {
+    AUTOTP_CHECK(d.vocab_size <= model.vocab_size,
+                 "data: vocab_size {} exceeds the model's vocab_size {} (tokens would index past "
+                 "the embedding)",
+                 d.vocab_size, model.vocab_size);
+  }
+  AUTOTP_CHECK(d.seq_len <= model.max_position_embeddings,
+               "data: seq_len {} exceeds the model's max_position_embeddings {}", d.seq_len,
+               model.max_position_embeddings);
+  return d;
+}
+
+Trainer::Trainer(Config config, TrainerOptions options)
+    : config_(std::move(config)), options_(std::move(options)), schedule_(config_.scheduler) {
+  out_dir_ = options_.out_dir.empty() ? config_.train.out_dir : options_.out_dir;
+  config_.train.out_dir = out_dir_;
+  AUTOTP_CHECK(options_.dtype == DType::F32 || options_.dtype == DType::F64,
+               "trainer: parameters must be f32 or f64 on the CPU, got {}",
+               dtype_name(options_.dtype));
+
+  // What one process cannot do yet.
+  const TensorParallelConfig& tp = config_.tensor_parallel;
+  AUTOTP_CHECK(tp.autotp_size <= 1,
+               "tensor_parallel.autotp_size is {}: this trainer runs on one process without "
+               "tensor parallelism yet (set it to 0 or 1, e.g. --set "
+               "tensor_parallel.autotp_size=1)",
+               tp.autotp_size);
+  AUTOTP_CHECK(config_.batch.dp_size == 1,
+               "data_parallel_size is {}: this trainer runs on one process (set it to 1)",
+               config_.batch.dp_size);
+  if (config_.bf16) notes_.push_back("bf16.enabled: the CPU trainer computes in fp32");
+  if (config_.fp16.enabled) notes_.push_back("fp16.enabled: the CPU trainer computes in fp32");
+  if (config_.zero_stage > 0) {
+    notes_.push_back(fmt::format("zero_optimization.stage {}: nothing to shard on one process",
+                                 config_.zero_stage));
+  }
+
+  // Model and data are validated against each other before the model is allocated.
+  model_source_ = resolve_model_source(config_.model);
+  const DataConfig data = resolve_data_config(config_.data, model_source_.config);
+  source_ = make_token_source(data);
+  AUTOTP_CHECK(source_->vocab_size() <= model_source_.config.vocab_size,
+               "data: {} has tokens up to {}, beyond the model's vocab_size {}",
+               source_->describe(), source_->vocab_size() - 1, model_source_.config.vocab_size);
+  DataLayout layout;
+  layout.micro_batch = config_.batch.micro_batch_per_gpu;
+  layout.grad_accum = config_.batch.gradient_accumulation_steps;
+  loader_ = std::make_unique<DataLoader>(source_, data.seq_len, layout);
+  if (config_.train.eval_interval > 0) {
+    DataConfig eval_data = data;
+    eval_data.seed = data.seed + kEvalSeedOffset;
+    DataLayout eval_layout;
+    eval_layout.micro_batch = layout.micro_batch;
+    eval_loader_ = std::make_unique<DataLoader>(
+        std::shared_ptr<const TokenSource>(make_token_source(eval_data)), data.seq_len,
+        eval_layout);
+  }
+
+  model_ = build_model(model_source_, config_.train.seed, options_.dtype);
+  model_->train();
+  AdamWOptions adamw = config_.optimizer.adamw;
+  adamw.lr = schedule_.lr_for_step(0);
+  optimizer_ = std::make_unique<AdamW>(model_->named_parameters(), adamw);
+
+  if (options_.resume) {
+    const std::string from = options_.resume_dir.empty() ? out_dir_ : options_.resume_dir;
+    const std::optional<std::string> checkpoint = latest_training_checkpoint(from);
+    AUTOTP_CHECK(checkpoint.has_value(),
+                 "--resume: no checkpoint under '{}' (expected {}/checkpoints/latest; set "
+                 "train.checkpoint_interval to write checkpoints)",
+                 from, from);
+    const TrainingState state = load_training_checkpoint(*checkpoint, *model_, *optimizer_);
+    AUTOTP_CHECK(state.step >= 0, "{}: step {} is negative", *checkpoint, state.step);
+    step_ = resumed_from_ = state.step;
+    tokens_seen_ = state.tokens_seen;
+    notes_.push_back(fmt::format("resumed from {} (step {})", *checkpoint, state.step));
+    if (!state.config_yaml.empty()) {
+      try {
+        const Config saved = parse_config(state.config_yaml, {}, *checkpoint + "/state.json");
+        if (trajectory_yaml(saved, config_) != trajectory_yaml(config_, config_)) {
+          notes_.push_back(
+              "warning: the config differs from the checkpoint's beyond train.steps, "
+              "logging and output keys, so the trajectory will differ from an "
+              "uninterrupted run");
+        }
+      } catch (const Error&) {
+        notes_.push_back("warning: the checkpoint's saved config could not be read back");
+      }
+    }
+  } else if (const auto existing = latest_training_checkpoint(out_dir_)) {
+    notes_.push_back(
+        fmt::format("warning: {} already holds checkpoints (latest {}); this fresh "
+                    "run replaces metrics.jsonl and writes its own (use --resume to "
+                    "continue instead)",
+                    out_dir_, *existing));
+  }
+}
+
+void Trainer::note(const std::string& text) const {
+  if (options_.out != nullptr) {
+    std::fprintf(options_.out, "%s\n", text.c_str());
+    std::fflush(options_.out);
+  }
+}
+
+StepRecord Trainer::step() {
+  const auto start = Clock::now();
+  const int64_t n = step_;  // 0-based index of this step
+  const int64_t accumulation = config_.batch.gradient_accumulation_steps;
+  StepRecord r;
+  r.step = n + 1;
+  r.lr = schedule_.lr_for_step(n);
+  optimizer_->set_lr(r.lr);
+  optimizer_->zero_grad();
+  double loss_sum = 0.0;
+  for (int64_t m = 0; m < accumulation; ++m) {
+    const Batch batch = loader_->batch(n, m);
+    Tensor loss = next_token_loss(model_->forward(batch.input_ids), batch.labels);  // scalar
+    const double value = loss.item();
+    AUTOTP_CHECK(std::isfinite(value),
+                 "step {}: the loss is {} (micro-batch {} of {}); stopping before the update, "
+                 "no checkpoint was written for this step",
+                 n + 1, value, m + 1, accumulation);
+    loss_sum += value;
+    if (accumulation > 1) loss = ops::div(loss, static_cast<double>(accumulation));
+    loss.backward();
+    r.tokens += batch.labels.numel();
+  }
+  r.loss = loss_sum / static_cast<double>(accumulation);
+  const NamedTensors& params = optimizer_->params();
+  r.grad_norm = config_.gradient_clipping > 0.0 ? clip_grad_norm(params, config_.gradient_clipping)
+                                                : global_grad_norm(params);
+  AUTOTP_CHECK(std::isfinite(r.grad_norm),
+               "step {}: the gradient norm is {} (loss {}); stopping before the update, no "
+               "checkpoint was written for this step",
+               n + 1, r.grad_norm, r.loss);
+  optimizer_->step();
+  optimizer_->zero_grad();
+  step_ = n + 1;
+  tokens_seen_ += r.tokens;
+  r.seconds = seconds_since(start);
+  history_.push_back(r);
+  return r;
+}
+
+double Trainer::evaluate_now() {
+  AUTOTP_ASSERT(eval_loader_ != nullptr, "no evaluation loader");
+  return evaluate(*model_, *eval_loader_, kTrainEvalBatches).loss;
+}
+
+void Trainer::save_checkpoint() {
+  TrainingState state;
+  state.step = step_;
+  state.seed = config_.train.seed;
+  state.tokens_seen = tokens_seen_;
+  state.config_yaml = config_to_yaml(config_);
+  save_training_checkpoint(out_dir_, *model_, *optimizer_, state);
+}
+
+void Trainer::run() {
+  const int64_t total = config_.train.steps;
+  const TrainConfig& t = config_.train;
+  ProgressPrinter printer(options_.out, options_.live_progress.value_or(is_terminal(options_.out)));
+  if (options_.out != nullptr) {
+    std::fputs(config_summary(config_).c_str(), options_.out);
+  }
+  note(fmt::format("model: {} {} ({} parameters, {}), {}", model_source_.config.model_type,
+                   model_source_.config.architecture(), model_->num_parameters(),
+                   dtype_name(options_.dtype), model_source_.description));
+  note(fmt::format("data: {}", source_->describe()));
+  for (const std::string& n : notes_)
+    note(n);
+  note(fmt::format("output: {}", out_dir_));
+
+  fs::create_directories(out_dir_);
+  io::write_file_atomically((fs::path(out_dir_) / "config.yaml").string(), config_to_yaml(config_));
+  MetricsLog metrics((fs::path(out_dir_) / "metrics.jsonl").string(), resumed_from_);
+
+  const auto start = Clock::now();
+  const int64_t first = step_;
+  double interval_loss = 0.0;
+  int64_t interval_steps = 0, interval_tokens = 0;
+  auto interval_start = start;
+  while (step_ < total) {
+    const StepRecord r = step();
+    interval_loss += r.loss;
+    interval_tokens += r.tokens;
+    ++interval_steps;
+    const bool log_now =
+        r.step == 1 || r.step % t.log_interval == 0 || r.step == total || r.step == first + 1;
+    const bool eval_now = t.eval_interval > 0 && (r.step % t.eval_interval == 0 || r.step == total);
+    if (log_now || eval_now) {
+      const double elapsed = seconds_since(start);
+      const double interval_s = seconds_since(interval_start);
+      ProgressLine line;
+      line.step = r.step;
+      line.total_steps = total;
+      line.loss = interval_loss / static_cast<double>(interval_steps);
+      line.lr = r.lr;
+      line.grad_norm = r.grad_norm;
+      line.tokens_per_s = interval_s > 0 ? static_cast<double>(interval_tokens) / interval_s : 0.0;
+      line.elapsed_s = elapsed;
+      line.eta_s =
+          elapsed / static_cast<double>(r.step - first) * static_cast<double>(total - r.step);
+      std::string text = format_progress_line(line);
+      json::Value record = json::Value::object();
+      record.set("step", r.step)
+          .set("loss", line.loss)
+          .set("lr", line.lr)
+          .set("grad_norm", line.grad_norm)
+          .set("tokens_per_s", line.tokens_per_s)
+          .set("elapsed_s", line.elapsed_s);
+      if (eval_now) {
+        const double eval_loss = evaluate_now();
+        text += fmt::format(" | eval loss {:.4f} (ppl {:.2f})", eval_loss, std::exp(eval_loss));
+        record.set("eval_loss", eval_loss);
+      }
+      printer.line(text);
+      metrics.append(record);
+      interval_loss = 0.0;
+      interval_steps = interval_tokens = 0;
+      interval_start = Clock::now();
+    } else {
+      printer.bar(r.step, total, r.loss);
+    }
+    if (t.checkpoint_interval > 0 && (r.step % t.checkpoint_interval == 0 || r.step == total)) {
+      save_checkpoint();
+    }
+  }
+  printer.clear_bar();
+  if (step_ == first) {
+    note(fmt::format("nothing to train: the run is already at step {} of {}", step_, total));
+  }
+  if (options_.export_hf) {
+    const std::string hf = (fs::path(out_dir_) / "hf").string();
+    export_hf_model(*model_, hf);
+    note(
+        fmt::format("done: {} steps in {}; wrote {}/metrics.jsonl, {}/config.yaml and {} "
+                    "(a Hugging Face model directory)",
+                    step_ - first, format_duration(seconds_since(start)), out_dir_, out_dir_, hf));
+  }
+}
+
+}  // namespace autotp

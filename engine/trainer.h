@@ -1,0 +1,107 @@
+// The single-process trainer: a model from the config's model section, AdamW, the LR schedule,
+// gradient accumulation and clipping, progress and metrics, checkpoints, resume, HF export.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "engine/config.h"
+#include "engine/data.h"
+#include "engine/lr_schedule.h"
+#include "engine/model_source.h"
+#include "engine/optimizer.h"
+#include "models/causal_lm.h"
+
+namespace autotp {
+
+struct TrainerOptions {
+  std::string out_dir;  // empty: config.train.out_dir
+  // Continue from the latest checkpoint under resume_dir (empty: the out dir). An error when
+  // there is none.
+  bool resume = false;
+  std::string resume_dir;
+  // Parameter dtype. The trainer runs f32 on CPU; f64 serves the reference tests.
+  DType dtype = DType::F32;
+  std::FILE* out = stdout;            // summary, progress and notes; nullptr: silent
+  std::optional<bool> live_progress;  // a live progress bar; default: `out` is a terminal
+  bool export_hf = true;              // write OUT/hf at the end of run()
+};
+
+// What one optimizer step did.
+struct StepRecord {
+  int64_t step = 0;        // optimizer steps completed after this one (1-based)
+  double loss = 0.0;       // mean of the micro-batch losses (unscaled)
+  double lr = 0.0;         // the rate this step used
+  double grad_norm = 0.0;  // global gradient norm before clipping
+  int64_t tokens = 0;      // tokens this step trained on
+  double seconds = 0.0;    // wall time of the step
+};
+
+// Everything is a function of the step number: batch(step, micro_step) from the data loader,
+// lr_for_step(step) from the schedule, so a run resumed from a checkpoint (weights, optimizer
+// moments, step) continues the exact trajectory (bit for bit on CPU).
+//
+// Each step: lr = schedule.lr_for_step(n); for each of the gradient_accumulation_steps
+// micro-batches, loss_m = next_token_loss(model(inputs), labels) and backward(loss_m /
+// accumulation) so the gradients sum to the mean's; clip by global norm when
+// gradient_clipping > 0; AdamW step. A non-finite loss or gradient norm stops with an error
+// naming the step before anything is updated or saved.
+class Trainer {
+ public:
+  // Validates and builds everything (model, data, optimizer; loads the checkpoint when
+  // resuming) before training starts.
+  explicit Trainer(Config config, TrainerOptions options = {});
+
+  // Trains up to config.train.steps: prints the config summary, writes OUT/config.yaml and
+  // OUT/metrics.jsonl (one record per logged step: step, loss, lr, grad_norm, tokens_per_s,
+  // elapsed_s; eval_loss at evaluation steps), a progress line per logged step (the first, every
+  // log_interval-th and the last), an evaluation every eval_interval steps, a checkpoint
+  // every checkpoint_interval steps and at the last step, and finally OUT/hf.
+  void run();
+
+  // One optimizer step, without logging or saving.
+  StepRecord step();
+
+  int64_t current_step() const { return step_; }  // optimizer steps completed
+  int64_t total_steps() const { return config_.train.steps; }
+  bool resumed() const { return resumed_from_ > 0; }
+  CausalLM& model() { return *model_; }
+  AdamW& optimizer() { return *optimizer_; }
+  const Config& config() const { return config_; }
+  const std::string& out_dir() const { return out_dir_; }
+  const DataLoader& data() const { return *loader_; }
+  // The steps this Trainer ran, in order.
+  const std::vector<StepRecord>& history() const { return history_; }
+
+ private:
+  void note(const std::string& text) const;
+  double evaluate_now();
+  void save_checkpoint();
+
+  Config config_;
+  TrainerOptions options_;
+  std::string out_dir_;
+  ModelSource model_source_;
+  std::shared_ptr<CausalLM> model_;
+  std::unique_ptr<AdamW> optimizer_;
+  LrSchedule schedule_;
+  std::shared_ptr<const TokenSource> source_;
+  std::unique_ptr<DataLoader> loader_;
+  std::unique_ptr<DataLoader> eval_loader_;  // the evaluation stream (eval_interval > 0)
+  int64_t step_ = 0;
+  int64_t resumed_from_ = 0;
+  int64_t tokens_seen_ = 0;
+  std::vector<std::string> notes_;  // printed after the summary
+  std::vector<StepRecord> history_;
+};
+
+// The data section as the trainer uses it: data.vocab_size defaults to the model's, and the
+// source's vocabulary must fit the model's (errors name both).
+DataConfig resolve_data_config(const DataConfig& data, const ModelConfig& model);
+
+}  // namespace autotp

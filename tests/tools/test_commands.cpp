@@ -1,0 +1,130 @@
+// The train and eval subcommands: argument parsing and its errors, and end-to-end runs of
+// `autotp train` and `autotp eval` on the reference trajectory's tiny model.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/io/json.h"
+#include "tests/core/nn_test_helpers.h"
+#include "tools/commands.h"
+#include "tools/eval_command.h"
+#include "tools/train_command.h"
+
+namespace autotp::tools {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::string kTrajectoryDir = std::string(AUTOTP_TEST_DATA_DIR) + "/trajectory";
+
+TEST(TrainArgs, ParsesConfigOverridesOutAndResume) {
+  const TrainArgs a =
+      parse_train_args({"cfg.yaml", "--set", "train.steps=20", "--set=optimizer.params.lr=0.1",
+                        "--out", "runs/x", "--resume"});
+  EXPECT_EQ(a.config_path, "cfg.yaml");
+  EXPECT_EQ(a.overrides, (std::vector<std::string>{"train.steps=20", "optimizer.params.lr=0.1"}));
+  EXPECT_EQ(a.out_dir, "runs/x");
+  EXPECT_TRUE(a.resume);
+  EXPECT_EQ(a.resume_dir, "");
+}
+
+TEST(TrainArgs, ResumeTakesADirectoryUnlessTheNextArgumentIsAConfigOrAnOption) {
+  const TrainArgs a = parse_train_args({"--resume", "cfg.yaml"});
+  EXPECT_TRUE(a.resume);
+  EXPECT_EQ(a.resume_dir, "");
+  EXPECT_EQ(a.config_path, "cfg.yaml");
+  const TrainArgs b = parse_train_args({"cfg.yaml", "--resume", "runs/old", "--out", "runs/new"});
+  EXPECT_EQ(b.resume_dir, "runs/old");
+  EXPECT_EQ(b.out_dir, "runs/new");
+  const TrainArgs c = parse_train_args({"cfg.yaml", "--resume", "--set", "train.steps=3"});
+  EXPECT_EQ(c.resume_dir, "");
+  EXPECT_EQ(c.overrides.size(), 1u);
+}
+
+TEST(TrainArgs, BadArgumentsGiveOneErrorWithTheUsage) {
+  EXPECT_ERROR_CONTAINS(parse_train_args({}), "train: missing CONFIG.yaml\nusage: autotp train");
+  EXPECT_ERROR_CONTAINS(parse_train_args({"a.yaml", "--bogus"}), "unknown option '--bogus'");
+  EXPECT_ERROR_CONTAINS(parse_train_args({"a.yaml", "b.yaml"}),
+                        "one config file expected, got 'a.yaml' and 'b.yaml'");
+  EXPECT_ERROR_CONTAINS(parse_train_args({"a.yaml", "--set"}), "--set needs a value");
+  EXPECT_ERROR_CONTAINS(parse_train_args({"a.yaml", "--set", "train.steps"}),
+                        "--set expects key.path=value, got 'train.steps'");
+}
+
+TEST(EvalArgs, ParsesModelDataAndBatches) {
+  const EvalArgs a =
+      parse_eval_args({"cfg.yaml", "--model", "runs/x", "--data=d.bin", "--batches", "7"});
+  EXPECT_EQ(a.config_path, "cfg.yaml");
+  EXPECT_EQ(a.model_dir, "runs/x");
+  EXPECT_EQ(a.data_path, "d.bin");
+  EXPECT_EQ(a.batches, 7);
+  EXPECT_ERROR_CONTAINS(parse_eval_args({"cfg.yaml", "--batches", "0"}),
+                        "--batches expects an integer >= 1, got '0'");
+  EXPECT_ERROR_CONTAINS(parse_eval_args({"cfg.yaml", "--batches", "x2"}),
+                        "--batches expects an integer >= 1, got 'x2'");
+  EXPECT_ERROR_CONTAINS(parse_eval_args({"--model", "m"}), "eval: missing CONFIG.yaml");
+}
+
+int run(std::vector<std::string> args) {
+  std::vector<char*> argv;
+  static std::string program = "autotp";
+  argv.push_back(program.data());
+  for (std::string& a : args)
+    argv.push_back(a.data());
+  return run_command_line(static_cast<int>(argv.size()), argv.data());
+}
+
+TEST(Commands, HelpListsTrainEvalDemoAndVersion) {
+  ::testing::internal::CaptureStdout();
+  EXPECT_EQ(run({"help"}), 0);
+  const std::string out = ::testing::internal::GetCapturedStdout();
+  for (const char* command : {"train", "eval", "demo", "version", "help"}) {
+    EXPECT_NE(out.find(std::string("  ") + command + " "), std::string::npos) << command;
+  }
+  EXPECT_ERROR_CONTAINS(run({"trian"}), "unknown command 'trian'");
+}
+
+// `autotp train` then `autotp eval` of its outputs: the HF export and the checkpoint give the
+// same loss, and the JSON line carries it.
+TEST(Commands, TrainThenEvalTheExportAndTheCheckpoint) {
+  const fs::path out = fs::temp_directory_path() /
+                       fmt::format("autotp_test_commands_{}", static_cast<long>(getpid()));
+  fs::remove_all(out);
+  const std::string config = kTrajectoryDir + "/train.yaml";
+  const std::vector<std::string> sets = {"--set", "model.path=" + kTrajectoryDir, "--set",
+                                         "data.path=" + kTrajectoryDir + "/tokens.bin"};
+  std::vector<std::string> train = {
+      "train", config,          "--out", out.string(),
+      "--set", "train.steps=3", "--set", "train.checkpoint_interval=3"};
+  train.insert(train.end(), sets.begin(), sets.end());
+  ::testing::internal::CaptureStdout();
+  EXPECT_EQ(run(train), 0);
+  const std::string train_out = ::testing::internal::GetCapturedStdout();
+  EXPECT_NE(train_out.find("step 3/3 | loss "), std::string::npos) << train_out;
+  EXPECT_TRUE(fs::exists(out / "hf" / "config.json"));
+
+  const auto eval = [&](const std::string& model) {
+    std::vector<std::string> args = {"eval", config, "--model", model, "--batches", "2"};
+    args.insert(args.end(), sets.begin(), sets.end());
+    ::testing::internal::CaptureStdout();
+    EXPECT_EQ(run(args), 0);
+    const std::string text = ::testing::internal::GetCapturedStdout();
+    EXPECT_NE(text.find("perplexity"), std::string::npos) << text;
+    const std::string last = text.substr(text.rfind('{'));
+    return json::parse(last);
+  };
+  const json::Value from_hf = eval((out / "hf").string());
+  const json::Value from_checkpoint = eval((out / "checkpoints" / "step-00000003").string());
+  const json::Value from_run_dir = eval(out.string());
+  EXPECT_EQ(from_hf.get<double>("loss"), from_checkpoint.get<double>("loss"));
+  EXPECT_EQ(from_hf.get<double>("loss"), from_run_dir.get<double>("loss"));
+  EXPECT_NEAR(from_hf.get<double>("perplexity"), std::exp(from_hf.get<double>("loss")), 1e-9);
+  EXPECT_EQ(from_hf.get<int64_t>("tokens"), 2 * 2 * 16);
+  fs::remove_all(out);
+}
+
+}  // namespace
+}  // namespace autotp::tools
