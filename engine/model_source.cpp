@@ -2,6 +2,8 @@
 // weights detected, and the model built (loaded or initialized from the seed).
 #include "engine/model_source.h"
 
+#include "engine/hf_config.h"
+
 #include <filesystem>
 
 #include "core/error.h"
@@ -14,23 +16,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string json_scalar_text(const json::Value& v) {
-  switch (v.kind()) {
-    case json::Kind::Null:
-      return "null";
-    case json::Kind::Bool:
-      return v.as_bool() ? "true" : "false";
-    case json::Kind::Number:
-      return v.number_text();
-    case json::Kind::String:
-      return v.as_string();
-    case json::Kind::Array:
-    case json::Kind::Object:
-      return v.dump();
-  }
-  AUTOTP_ASSERT(false, "unknown json kind");
-}
-
 std::string yaml_scalar_text(const YAML::Node& v) {
   if (v.IsNull()) return "null";
   if (v.IsScalar()) return v.Scalar();
@@ -38,22 +23,6 @@ std::string yaml_scalar_text(const YAML::Node& v) {
 }
 
 }  // namespace
-
-ModelConfigMap model_config_map_from_json(const json::Value& object) {
-  AUTOTP_CHECK(object.is_object(), "{}: a model config must be a JSON object", object.source());
-  ModelConfigMap map;
-  for (const std::string& key : object.keys()) {
-    const json::Value& v = object[key];
-    if (v.is_object()) {
-      auto& inner = map.objects[key];
-      for (const std::string& k : v.keys())
-        inner[k] = json_scalar_text(v[k]);
-    } else {
-      map.scalars[key] = json_scalar_text(v);
-    }
-  }
-  return map;
-}
 
 ModelConfigMap model_config_map_from_yaml(const YAML::Node& node, const std::string& where) {
   AUTOTP_CHECK(node.IsMap(), "{}: 'model' must be a map of Hugging Face config.json fields", where);

@@ -24,9 +24,6 @@ struct ModelSource {
   std::string description;  // one line for logs: "inline config", "path runs/x/hf (weights)"
 };
 
-// config.json text values -> ModelConfigMap (numbers as written, booleans "true"/"false", null
-// "null", one level of nested objects, lists as JSON text).
-ModelConfigMap model_config_map_from_json(const json::Value& object);
 // A YAML `model` map -> ModelConfigMap (the `path` key skipped); `where` prefixes errors.
 ModelConfigMap model_config_map_from_yaml(const YAML::Node& node, const std::string& where);
 // Reads a config.json file into a ModelConfig; errors name the file.
