@@ -116,6 +116,12 @@ int cuda_device_count() {
   return count;
 }
 
+std::string cuda_device_name(int device) {
+  cudaDeviceProp prop{};
+  AUTOTP_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+  return prop.name;
+}
+
 bool cuda_available() { return cuda_device_count() > 0; }
 
 namespace cuda_memory {
@@ -168,6 +174,11 @@ void memset_zero(void* ptr, size_t bytes, int device) {
   if (bytes == 0) return;
   DeviceGuard guard(device);
   AUTOTP_CUDA_CHECK(cudaMemset(ptr, 0, bytes));
+}
+
+void synchronize(int device) {
+  DeviceGuard guard(device);
+  AUTOTP_CUDA_CHECK(cudaDeviceSynchronize());
 }
 
 }  // namespace cuda_memory

@@ -27,5 +27,7 @@ struct Device {
 bool cuda_available();
 // Number of visible CUDA devices (0 when built without CUDA).
 int cuda_device_count();
+// The device's marketing name ("NVIDIA H200"); an error when it is not visible.
+std::string cuda_device_name(int device);
 
 }  // namespace autotp

@@ -2,6 +2,8 @@
 // path lookup and replacement, modes, printing; ModuleList.
 #include "core/module.h"
 
+#include <map>
+
 #include <algorithm>
 #include <set>
 #include <tuple>
@@ -417,6 +419,28 @@ void Module::print_tree(std::string& out, int indent) const {
   out += '\n';
   out.append(static_cast<size_t>(indent), ' ');
   out += ')';
+}
+
+void Module::to(Device device, std::optional<DType> dtype) {
+  // One converted tensor per source storage+view, so tied weights stay tied.
+  std::map<const void*, Tensor> converted;
+  auto convert = [&](const Tensor& t, bool parameter) {
+    const void* key = t.defined() ? t.raw_data() : nullptr;
+    if (auto it = converted.find(key); key != nullptr && it != converted.end()) return it->second;
+    Tensor moved = t.detach().to(device);
+    if (dtype && is_floating(t.dtype())) moved = moved.to(*dtype);
+    if (moved.shares_storage(t)) moved = moved.clone();  // never alias the old leaf
+    moved = moved.detach();
+    if (parameter && t.requires_grad()) moved.set_requires_grad(true);
+    converted[key] = moved;
+    return moved;
+  };
+  std::vector<Module*> modules{this};
+  for (const auto& [path, m] : named_modules()) modules.push_back(m.get());
+  for (Module* m : modules) {
+    for (auto& entry : m->parameters_) entry.value = convert(entry.value, true);
+    for (auto& entry : m->buffers_) entry.value = convert(entry.value, false);
+  }
 }
 
 std::string Module::to_string() const {

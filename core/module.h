@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -138,6 +139,11 @@ class Module {
 
   // ---- modes and gradients -----------------------------------------------------------------
   // Sets training mode on this module and every descendant.
+  // Moves (and optionally converts) every parameter and buffer of the tree to `device`,
+  // keeping requires_grad and tied weights tied (a tensor registered under several names
+  // stays one tensor). Gradients are dropped. Parameters become new leaves.
+  void to(Device device, std::optional<DType> dtype = std::nullopt);
+
   void train(bool on = true);
   void eval() { train(false); }
   bool is_training() const { return training_; }

@@ -35,6 +35,8 @@ void release(void* ptr, int device);
 // Copies `bytes` between any two of host/device memory and waits for completion.
 void copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes);
 void memset_zero(void* ptr, size_t bytes, int device);
+// Waits until all work queued on `device` has finished (for timing and error surfacing).
+void synchronize(int device);
 }  // namespace cuda_memory
 
 }  // namespace autotp

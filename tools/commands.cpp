@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "tools/bench_command.h"
 #include "tools/demo.h"
 #include "tools/eval_command.h"
 #include "tools/train_command.h"
@@ -20,11 +21,13 @@ void print_usage() {
       "             %s\n"
       "  eval     mean loss and perplexity of a trained model on the config's data\n"
       "             %s\n"
+      "  bench    training throughput, MFU and peak memory on synthetic tokens (JSON too)\n"
+      "             %s\n"
       "  demo     train a small byte-level MLP language model with the autograd engine\n"
       "  version  print the version\n"
       "  help     print this list\n"
       "example: autotp train configs/tiny-llama.yaml --out runs/quickstart\n",
-      kTrainUsage, kEvalUsage);
+      kTrainUsage, kEvalUsage, kBenchUsage);
 }
 }  // namespace
 
@@ -37,6 +40,7 @@ int run_command_line(int argc, char** argv) {
   const std::vector<std::string> args(argv + 2, argv + argc);
   if (command == "train") return run_train(args);
   if (command == "eval") return run_eval(args);
+  if (command == "bench") return run_bench(args);
   if (command == "demo") return run_demo(args);
   if (command == "version") {
     std::printf("autotp 0.1.0\n");

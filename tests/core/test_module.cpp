@@ -397,3 +397,36 @@ TEST(ModulePrinting, ToStringShowsTheIndentedTreeWithExtraRepr) {
 
 }  // namespace
 }  // namespace autotp
+
+namespace autotp {
+namespace {
+
+// A plain container module for the conversion test.
+class Holder : public Module {
+ public:
+  std::string type_name() const override { return "Holder"; }
+};
+
+TEST(ModuleTo, ConvertsEveryTensorAndKeepsTiedWeightsTiedAndTrainable) {
+  auto root = std::make_shared<Holder>();
+  auto a = std::make_shared<Holder>();
+  auto b = std::make_shared<Holder>();
+  const Tensor shared = Tensor::from_vector({1, 2, 3}, {3});
+  a->register_parameter("weight", shared);
+  b->register_parameter("weight", shared);  // tied
+  b->register_buffer("steps", Tensor::from_vector_i64({4}, {1}));
+  root->register_module("a", a);
+  root->register_module("b", b);
+  root->to(Device::cpu(), DType::F64);
+  const Tensor wa = a->parameter("weight"), wb = b->parameter("weight");
+  EXPECT_EQ(wa.dtype(), DType::F64);
+  EXPECT_TRUE(wa.shares_storage(wb));
+  EXPECT_FALSE(wa.shares_storage(shared));
+  EXPECT_TRUE(wa.requires_grad());
+  EXPECT_EQ(wa.to_vector(), (std::vector<double>{1, 2, 3}));
+  EXPECT_EQ(b->buffer("steps").dtype(), DType::I64);  // integer buffers keep their dtype
+  EXPECT_EQ(root->named_parameters().size(), 1u);
+}
+
+}  // namespace
+}  // namespace autotp
