@@ -42,6 +42,10 @@ std::string trajectory_yaml(Config c, const Config& like) {
   c.train.eval_interval = like.train.eval_interval;
   c.train.out_dir = like.train.out_dir;
   c.steps_per_print = like.steps_per_print;
+  // Any split of the same global batch reads the same samples per step, and ZeRO changes
+  // where the optimizer state lives, not the update: a resharded resume continues the run.
+  if (c.batch.train_batch_size == like.batch.train_batch_size) c.batch = like.batch;
+  c.zero_stage = like.zero_stage;
   // WarmupDecayLR/WarmupCosineLR default total_num_steps to train.steps: that one stays.
   return config_to_yaml(c);
 }
