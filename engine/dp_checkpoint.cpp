@@ -164,7 +164,11 @@ TrainingState load_any_training_checkpoint(const std::string& checkpoint_dir, Ca
       moments.emplace_back(info.name, optimizer_state.load(info.name));
     }
     checkpoint_files::load_weights(model, weights, /*tied_lm_head_allowed=*/false);
-    adamw.load_state_dict(moments);
+    try {
+      adamw.load_state_dict(moments);
+    } catch (const Error& e) {
+      throw Error(fmt::format("{}: {}", optimizer_file.string(), e.what()));
+    }
     if (zero != nullptr) zero->load_full_state(flatten_adamw_state(adamw, layout));
     return state;
   }

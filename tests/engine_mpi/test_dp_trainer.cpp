@@ -201,7 +201,7 @@ std::unique_ptr<Trainer> run_with_checkpoints(const std::string& dir) {
   return t;
 }
 
-TEST(DataParallelCheckpoint, Zero2ResumesExactlyAtTheSameDpAndCloselyAtDpOne) {
+TEST(DataParallelCheckpoint, Zero2ResumesExactlyAtTheSameDpAndReshardsToDpOneAndBack) {
   SharedDir dir("resume");
   std::unique_ptr<Trainer> full = run_with_checkpoints(dir.sub("full"));
   // Only the step-5 checkpoint in a fresh directory.
@@ -228,13 +228,33 @@ TEST(DataParallelCheckpoint, Zero2ResumesExactlyAtTheSameDpAndCloselyAtDpOne) {
   single.resume_dir = dir.sub("half");
   Trainer one(single_config(dir.sub(fmt::format("one_{}", world()->rank()))), single);
   ASSERT_EQ(one.current_step(), 5);
+  // That single-process state saved as a plain checkpoint, to re-split over the ranks below.
+  const std::string single_dir = dir.sub("single");
+  if (world()->rank() == 0) {
+    TrainingState state;
+    state.step = one.current_step();
+    state.seed = one.config().train.seed;
+    state.config_yaml = config_to_yaml(one.config());
+    save_training_checkpoint(single_dir, one.model(), one.optimizer(), state);
+  }
+  world()->barrier();
   const std::vector<StepRecord> got1 = train(one, 5);
   expect_trajectories_close(got1, std::vector<StepRecord>(full->history().begin() + 5,
                                                           full->history().end()),
                             kF64Tolerance);
   EXPECT_LT(max_relative_weight_diff(one, *full), kF64Tolerance);
-  // and back: the single-process state re-split over the ranks continues the same run.
-  world()->barrier();
+  // And back: the single-process state re-split over the ranks (ZeRO 1 this time) continues
+  // the same run.
+  TrainerOptions split = options(true);
+  split.resume = true;
+  split.resume_dir = single_dir;
+  Trainer back(dp_config(single_dir, 1), split);
+  ASSERT_EQ(back.current_step(), 5);
+  expect_trajectories_close(train(back, 5), std::vector<StepRecord>(full->history().begin() + 5,
+                                                                    full->history().end()),
+                            kF64Tolerance);
+  EXPECT_LT(max_relative_weight_diff(back, *full), kF64Tolerance);
+  expect_same_on_every_rank(weights_hash(back));
 }
 
 TEST(DataParallelCheckpoint, InterruptedSaveIsDetectedAndThePreviousOneLoads) {
