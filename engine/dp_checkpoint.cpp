@@ -28,7 +28,8 @@ std::string partition_file(int rank, int size) {
 
 json::Value int_array(const std::vector<int64_t>& values) {
   json::Value a = json::Value::array();
-  for (int64_t v : values) a.push(v);
+  for (int64_t v : values)
+    a.push(v);
   return a;
 }
 
@@ -69,7 +70,8 @@ std::string save_dp_checkpoint(const std::string& out_dir, const CausalLM& model
                               hf_config_json(model.config(), dtype).dump(2) + "\n");
     io::save_safetensors((staged / io::kSafetensorsFileName).string(),
                          checkpoint_files::ordered_state(model), {{"format", "pt"}});
-    if (zero == nullptr) io::save_safetensors((staged / kOptimizerFile).string(), adamw.state_dict());
+    if (zero == nullptr)
+      io::save_safetensors((staged / kOptimizerFile).string(), adamw.state_dict());
   }
   world.barrier();  // every partition file is written
   if (world.rank() == 0) {

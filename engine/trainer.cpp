@@ -12,8 +12,8 @@
 #include "core/io/atomic_file.h"
 #include "core/ops/elementwise.h"
 #include "engine/checkpoint.h"
-#include "engine/dp_checkpoint.h"
 #include "engine/clip.h"
+#include "engine/dp_checkpoint.h"
 #include "engine/evaluate.h"
 #include "engine/metrics_log.h"
 #include "engine/progress.h"
@@ -274,14 +274,15 @@ void Trainer::setup_parallel() {
       if (p.tensor_model_parallel) sharded.push_back(p.param.raw_data());
     }
     for (size_t i = 0; i < params.size(); ++i) {
-      const bool is_sharded = std::find(sharded.begin(), sharded.end(),
-                                        params[i].second.raw_data()) != sharded.end();
+      const bool is_sharded =
+          std::find(sharded.begin(), sharded.end(), params[i].second.raw_data()) != sharded.end();
       norm_counts_[i] = is_sharded || grid_->tp()->rank() == 0;
     }
   }
   const int64_t item = static_cast<int64_t>(params.front().second.itemsize());
   int64_t total = 0;
-  for (const auto& [name, p] : params) total += p.numel();
+  for (const auto& [name, p] : params)
+    total += p.numel();
   const auto mib = [](int64_t bytes) { return static_cast<double>(bytes) / (1 << 20); };
   const int dp = grid_->dp()->size();
   if (config_.zero_stage > 0) {

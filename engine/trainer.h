@@ -85,7 +85,7 @@ class Trainer {
   bool resumed() const { return resumed_from_ > 0; }
   CausalLM& model() { return *model_; }
   AdamW& optimizer() { return *optimizer_; }  // unused for updates when zero() is set
-  ZeroAdamW* zero() { return zero_.get(); }    // ZeRO stage 1/2 runs only
+  ZeroAdamW* zero() { return zero_.get(); }   // ZeRO stage 1/2 runs only
   const Config& config() const { return config_; }
   const std::string& out_dir() const { return out_dir_; }
   const DataLoader& data() const { return *loader_; }

@@ -88,7 +88,8 @@ void ZeroAdamW::scale_partition_grad(double coef) {
   dispatch_float(grad_.dtype(), "clip", [&]<typename T>(TypeTag<T>) {
     T* g = grad_.data<T>();
     const T c = static_cast<T>(coef);
-    for (int64_t k = 0; k < grad_.numel(); ++k) g[k] *= c;
+    for (int64_t k = 0; k < grad_.numel(); ++k)
+      g[k] *= c;
   });
 }
 
@@ -119,7 +120,8 @@ void ZeroAdamW::step() {
 }
 
 void ZeroAdamW::zero_grad() {
-  for (const auto& [name, p] : params_) p.zero_grad();
+  for (const auto& [name, p] : params_)
+    p.zero_grad();
 }
 
 void ZeroAdamW::load_full_state(const FlatAdamWState& full) {
@@ -155,8 +157,7 @@ FlatAdamWState flatten_adamw_state(const AdamW& optimizer, const FlatParamLayout
     s.step = st.step;
     if (st.step == 0) continue;
     copy_elements(s.exp_avg, layout.offsets[i], st.exp_avg.contiguous(), 0, layout.numels[i]);
-    copy_elements(s.exp_avg_sq, layout.offsets[i], st.exp_avg_sq.contiguous(), 0,
-                  layout.numels[i]);
+    copy_elements(s.exp_avg_sq, layout.offsets[i], st.exp_avg_sq.contiguous(), 0, layout.numels[i]);
   }
   return s;
 }
@@ -169,9 +170,9 @@ NamedTensors unflatten_adamw_state(const FlatAdamWState& state, const NamedTenso
     const auto& [name, p] = params[i];
     out.emplace_back(name + ".exp_avg",
                      state.exp_avg.narrow(0, layout.offsets[i], layout.numels[i]).view(p.shape()));
-    out.emplace_back(name + ".exp_avg_sq", state.exp_avg_sq.narrow(0, layout.offsets[i],
-                                                                   layout.numels[i])
-                                               .view(p.shape()));
+    out.emplace_back(
+        name + ".exp_avg_sq",
+        state.exp_avg_sq.narrow(0, layout.offsets[i], layout.numels[i]).view(p.shape()));
     out.emplace_back(name + ".step", Tensor::from_vector_i64({state.step}, {}));
   }
   return out;

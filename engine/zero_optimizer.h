@@ -29,8 +29,8 @@ struct FlatAdamWState {
 // counts as zeros (as DeepSpeed's ZeRO does). Collective over `dp`.
 class ZeroAdamW {
  public:
-  ZeroAdamW(NamedTensors params, AdamWOptions options, int stage,
-            std::shared_ptr<Communicator> dp, int64_t bucket_bytes);
+  ZeroAdamW(NamedTensors params, AdamWOptions options, int stage, std::shared_ptr<Communicator> dp,
+            int64_t bucket_bytes);
 
   void reduce_gradients();
   // Sum of squares of this rank's gradient slice, counting parameter i only when counts[i]

@@ -29,17 +29,18 @@ void scale(const Tensor& t, double factor) {
   dispatch_float(t.dtype(), "gradient mean", [&]<typename T>(TypeTag<T>) {
     T* p = t.data<T>();
     const T f = static_cast<T>(factor);
-    for (int64_t i = 0; i < t.numel(); ++i) p[i] *= f;
+    for (int64_t i = 0; i < t.numel(); ++i)
+      p[i] *= f;
   });
 }
 
 }  // namespace
 
 std::vector<int64_t> even_partition(int64_t total, int parts) {
-  AUTOTP_CHECK(parts >= 1 && total >= 0, "even_partition: {} elements into {} parts", total,
-               parts);
+  AUTOTP_CHECK(parts >= 1 && total >= 0, "even_partition: {} elements into {} parts", total, parts);
   std::vector<int64_t> sizes(static_cast<size_t>(parts), total / parts);
-  for (int64_t r = 0; r < total % parts; ++r) sizes[static_cast<size_t>(r)] += 1;
+  for (int64_t r = 0; r < total % parts; ++r)
+    sizes[static_cast<size_t>(r)] += 1;
   return sizes;
 }
 
@@ -80,7 +81,8 @@ void gather_flat_range(const NamedTensors& params, const FlatParamLayout& layout
     AUTOTP_CHECK(source.is_contiguous() && source.dtype() == p.dtype(),
                  "data parallelism: the gradient of '{}' must be contiguous {}", params[i].first,
                  dtype_name(p.dtype()));
-    std::memcpy(to, static_cast<const char*>(source.raw_data()) + static_cast<size_t>(within) * item,
+    std::memcpy(to,
+                static_cast<const char*>(source.raw_data()) + static_cast<size_t>(within) * item,
                 static_cast<size_t>(n) * item);
   });
 }
@@ -140,15 +142,14 @@ void GradientReducer::all_reduce_mean() const {
       if (!p.grad().defined()) p.set_grad(Tensor::zeros(p.shape(), p.dtype(), p.device()));
     }
 
-    for_each_piece(layout_, b.begin, b.end,
-                   [&](size_t i, int64_t within, int64_t flat, int64_t n) {
-                     const Tensor g = params_[i].second.grad();
-                     const size_t item = g.itemsize();
-                     std::memcpy(static_cast<char*>(g.raw_data()) + static_cast<size_t>(within) * item,
-                                 static_cast<const char*>(buffers[k].raw_data()) +
-                                     static_cast<size_t>(flat - b.begin) * item,
-                                 static_cast<size_t>(n) * item);
-                   });
+    for_each_piece(layout_, b.begin, b.end, [&](size_t i, int64_t within, int64_t flat, int64_t n) {
+      const Tensor g = params_[i].second.grad();
+      const size_t item = g.itemsize();
+      std::memcpy(static_cast<char*>(g.raw_data()) + static_cast<size_t>(within) * item,
+                  static_cast<const char*>(buffers[k].raw_data()) +
+                      static_cast<size_t>(flat - b.begin) * item,
+                  static_cast<size_t>(n) * item);
+    });
   }
 }
 
@@ -172,7 +173,8 @@ void GradientReducer::reduce_scatter_mean(const Tensor& partition) const {
     buffers.push_back(pack(b));
     works.push_back(dp_->reduce_scatter_async(buffers.back(), 0, sizes, ReduceOp::Sum));
     // The bucket's gradients are in flight: free them (ZeRO 2 keeps only the partition).
-    for (size_t i = b.first; i < b.last; ++i) params_[i].second.zero_grad();
+    for (size_t i = b.first; i < b.last; ++i)
+      params_[i].second.zero_grad();
   }
   const size_t item = partition.itemsize();
   for (size_t k = 0; k < buckets_.size(); ++k) {

@@ -2,10 +2,10 @@
 // process grid under mpirun, the Trainer's run.
 #include "tools/train_command.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <algorithm>
 #include <memory>
 #include <optional>
 
@@ -117,7 +117,8 @@ int run_train(const std::vector<std::string>& args) {
     Config config = load_train_config(a, session.world_size());
     const int tp = static_cast<int>(std::max<int64_t>(1, config.tensor_parallel.autotp_size));
     TrainerOptions options = train_options(a);
-    options.grid = std::make_shared<ParallelGrid>(world, tp, static_cast<int>(config.batch.dp_size));
+    options.grid =
+        std::make_shared<ParallelGrid>(world, tp, static_cast<int>(config.batch.dp_size));
     trainer = std::make_unique<Trainer>(std::move(config), options);
   } catch (const Error& e) {
     error = e.what();
@@ -128,8 +129,8 @@ int run_train(const std::vector<std::string>& args) {
     if (errors[r].empty()) continue;
     if (rank == 0) {
       const std::string text(errors[r].begin(), errors[r].end());
-      std::fprintf(stderr, "autotp: error: %s%s\n", r == 0 ? "" : fmt::format("rank {}: ", r).c_str(),
-                   text.c_str());
+      std::fprintf(stderr, "autotp: error: %s%s\n",
+                   r == 0 ? "" : fmt::format("rank {}: ", r).c_str(), text.c_str());
     }
     return 2;
   }

@@ -43,7 +43,9 @@ std::shared_ptr<ParallelGrid> grid() {
   return g;
 }
 
-int dp_size() { return world()->size(); }
+int dp_size() {
+  return world()->size();
+}
 
 // A directory every rank names the same (rank 0's pid), created by rank 0 and removed at the end.
 class SharedDir {
@@ -106,7 +108,8 @@ TrainerOptions options(bool parallel, DType dtype = DType::F64) {
 }
 
 std::vector<StepRecord> train(Trainer& t, int64_t steps) {
-  for (int64_t i = 0; i < steps; ++i) t.step();
+  for (int64_t i = 0; i < steps; ++i)
+    t.step();
   return t.history();
 }
 
@@ -182,8 +185,7 @@ TEST(ZeroOptimizer, PartitionsStateAndGradientsOverTheRanks) {
   Trainer z2(dp_config("unused", 2), options(true));
   ASSERT_NE(z2.zero(), nullptr);
   const FlatParamLayout& l = z2.zero()->layout();
-  EXPECT_EQ(l.partition_sizes[static_cast<size_t>(world()->rank())],
-            z2.zero()->exp_avg().numel());
+  EXPECT_EQ(l.partition_sizes[static_cast<size_t>(world()->rank())], z2.zero()->exp_avg().numel());
   // 1/dp of the moments (two f64 buffers), the stage-2 gradient too; stage 1 keeps full grads.
   const int64_t mine = l.partition_sizes[static_cast<size_t>(world()->rank())];
   EXPECT_LE(mine, l.total / dp_size() + 1);
@@ -195,8 +197,8 @@ TEST(ZeroOptimizer, PartitionsStateAndGradientsOverTheRanks) {
 
 // Runs 10 steps at dp ZeRO-2 saving at 5 and 10 under `dir`, returning the trainer.
 std::unique_ptr<Trainer> run_with_checkpoints(const std::string& dir) {
-  auto t = std::make_unique<Trainer>(dp_config(dir, 2, {"train.checkpoint_interval=5"}),
-                                     options(true));
+  auto t =
+      std::make_unique<Trainer>(dp_config(dir, 2, {"train.checkpoint_interval=5"}), options(true));
   t->run();
   return t;
 }
@@ -207,8 +209,8 @@ TEST(DataParallelCheckpoint, Zero2ResumesExactlyAtTheSameDpAndReshardsToDpOneAnd
   // Only the step-5 checkpoint in a fresh directory.
   if (world()->rank() == 0) {
     fs::create_directories(dir.sub("half/checkpoints"));
-    fs::copy(dir.sub("full/checkpoints/step-00000005"),
-             dir.sub("half/checkpoints/step-00000005"), fs::copy_options::recursive);
+    fs::copy(dir.sub("full/checkpoints/step-00000005"), dir.sub("half/checkpoints/step-00000005"),
+             fs::copy_options::recursive);
   }
   world()->barrier();
   TrainerOptions resume = options(true);
@@ -239,9 +241,9 @@ TEST(DataParallelCheckpoint, Zero2ResumesExactlyAtTheSameDpAndReshardsToDpOneAnd
   }
   world()->barrier();
   const std::vector<StepRecord> got1 = train(one, 5);
-  expect_trajectories_close(got1, std::vector<StepRecord>(full->history().begin() + 5,
-                                                          full->history().end()),
-                            kF64Tolerance);
+  expect_trajectories_close(
+      got1, std::vector<StepRecord>(full->history().begin() + 5, full->history().end()),
+      kF64Tolerance);
   EXPECT_LT(max_relative_weight_diff(one, *full), kF64Tolerance);
   // And back: the single-process state re-split over the ranks (ZeRO 1 this time) continues
   // the same run.
@@ -250,9 +252,9 @@ TEST(DataParallelCheckpoint, Zero2ResumesExactlyAtTheSameDpAndReshardsToDpOneAnd
   split.resume_dir = single_dir;
   Trainer back(dp_config(single_dir, 1), split);
   ASSERT_EQ(back.current_step(), 5);
-  expect_trajectories_close(train(back, 5), std::vector<StepRecord>(full->history().begin() + 5,
-                                                                    full->history().end()),
-                            kF64Tolerance);
+  expect_trajectories_close(
+      train(back, 5), std::vector<StepRecord>(full->history().begin() + 5, full->history().end()),
+      kF64Tolerance);
   EXPECT_LT(max_relative_weight_diff(back, *full), kF64Tolerance);
   expect_same_on_every_rank(weights_hash(back));
 }
@@ -304,8 +306,8 @@ TEST(DataParallelCheckpoint, InterruptedSaveIsDetectedAndThePreviousOneLoads) {
     load_any_training_checkpoint(step5, full->model(), full->optimizer(), full->zero());
     ADD_FAILURE() << "a missing partition must be reported";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(fmt::format("ZeRO partition {} of {}", dp_size() - 1,
-                                                     dp_size())),
+    EXPECT_NE(std::string(e.what()).find(
+                  fmt::format("ZeRO partition {} of {}", dp_size() - 1, dp_size())),
               std::string::npos)
         << e.what();
   }
@@ -332,8 +334,7 @@ TEST(DataParallelConfig, BatchMathUsesTheDpSize) {
     Trainer t(other, options(true));
     ADD_FAILURE() << "dp 1 on a grid of " << dp_size();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("data_parallel_size is 1"), std::string::npos)
-        << e.what();
+    EXPECT_NE(std::string(e.what()).find("data_parallel_size is 1"), std::string::npos) << e.what();
   }
 }
 
