@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "core/io/json.h"
 #include "engine/optimizer.h"
 #include "models/causal_lm.h"
 
@@ -58,6 +59,11 @@ std::string save_training_checkpoint(const std::string& out_dir, const CausalLM&
 // A directory without a complete state.json (an interrupted save) is never returned: when
 // `latest` is missing or names one, the complete step-<N> directory with the highest N.
 std::optional<std::string> latest_training_checkpoint(const std::string& out_dir);
+
+// DIR/state.json read and checked (the format, version, step), and the JSON that
+// save_training_checkpoint writes there. Distributed saves (engine/dp_checkpoint.h) add keys.
+TrainingState read_training_state(const std::string& checkpoint_dir);
+json::Value training_state_json(const TrainingState& state);
 
 // Loads a checkpoint directory into an existing model and optimizer (shapes and names
 // checked; weights converted to the model's dtypes) and returns its TrainingState.

@@ -45,6 +45,11 @@ void check_options(const AdamWOptions& o) {
 
 }  // namespace
 
+kernels::cpu::AdamWStep adamw_step_constants(const AdamWOptions& options, int64_t t,
+                                             bool apply_weight_decay) {
+  return step_constants(options, t, apply_weight_decay);
+}
+
 bool exclude_bias_and_norm(const std::string& name) {
   const std::string bias = ".bias";
   const bool is_bias = name == "bias" || (name.size() > bias.size() &&

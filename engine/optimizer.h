@@ -12,6 +12,10 @@
 
 namespace autotp {
 
+namespace kernels::cpu {
+struct AdamWStep;
+}  // namespace kernels::cpu
+
 using NamedTensor = std::pair<std::string, Tensor>;
 using NamedTensors = std::vector<NamedTensor>;
 
@@ -83,6 +87,10 @@ class AdamW {
 
 // The update above with tensor ops (any device): param, exp_avg, exp_avg_sq updated in place
 // through copy_. `step` is the parameter's step count after incrementing (>= 1).
+// The kernel constants of step t (>= 1) as AdamW computes them (for flat ZeRO updates).
+kernels::cpu::AdamWStep adamw_step_constants(const AdamWOptions& options, int64_t t,
+                                             bool apply_weight_decay);
+
 void adamw_update_with_ops(const Tensor& param, const Tensor& exp_avg, const Tensor& exp_avg_sq,
                            const Tensor& grad, int64_t step, const AdamWOptions& options,
                            bool apply_weight_decay);

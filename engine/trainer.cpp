@@ -1,19 +1,23 @@
-// Trainer: setup and validation, the step (accumulate, clip, update), the run loop with
-// progress, metrics, evaluation and checkpoints, and resuming.
+// Trainer: setup and validation, the step (accumulate, reduce over DP, clip, update), the run
+// loop with progress, metrics, evaluation and checkpoints, and resuming.
 #include "engine/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <optional>
 
 #include "core/error.h"
 #include "core/io/atomic_file.h"
 #include "core/ops/elementwise.h"
 #include "engine/checkpoint.h"
 #include "engine/clip.h"
+#include "engine/dp_checkpoint.h"
 #include "engine/evaluate.h"
 #include "engine/metrics_log.h"
 #include "engine/progress.h"
+#include "layers/parallel/grad_norm.h"
 #include "models/registry.h"
 
 namespace autotp {
@@ -38,6 +42,10 @@ std::string trajectory_yaml(Config c, const Config& like) {
   c.train.eval_interval = like.train.eval_interval;
   c.train.out_dir = like.train.out_dir;
   c.steps_per_print = like.steps_per_print;
+  // Any split of the same global batch reads the same samples per step, and ZeRO changes
+  // where the optimizer state lives, not the update: a resharded resume continues the run.
+  if (c.batch.train_batch_size == like.batch.train_batch_size) c.batch = like.batch;
+  c.zero_stage = like.zero_stage;
   // WarmupDecayLR/WarmupCosineLR default total_num_steps to train.steps: that one stays.
   return config_to_yaml(c);
 }
@@ -73,19 +81,26 @@ Trainer::Trainer(Config config, TrainerOptions options)
                "trainer: parameters must be f32 or f64 on the CPU, got {}",
                dtype_name(options_.dtype));
 
-  // What one process cannot do yet.
-  const TensorParallelConfig& tp = config_.tensor_parallel;
-  AUTOTP_CHECK(tp.autotp_size <= 1,
-               "tensor_parallel.autotp_size is {}: this trainer runs on one process without "
-               "tensor parallelism yet (set it to 0 or 1, e.g. --set "
-               "tensor_parallel.autotp_size=1)",
-               tp.autotp_size);
-  AUTOTP_CHECK(config_.batch.dp_size == 1,
-               "data_parallel_size is {}: this trainer runs on one process (set it to 1)",
-               config_.batch.dp_size);
+  // The process grid must be the one the config describes.
+  grid_ = options_.grid;
+  const int64_t tp_config = std::max<int64_t>(1, config_.tensor_parallel.autotp_size);
+  const int64_t tp_size = grid_ ? grid_->tp()->size() : 1;
+  const int64_t dp_size = grid_ ? grid_->dp()->size() : 1;
+  const int64_t world = grid_ ? grid_->world()->size() : 1;
+  AUTOTP_CHECK(tp_config == tp_size,
+               "tensor_parallel.autotp_size is {} but this run has {} process(es) with tp = {}: "
+               "launch with mpirun -np {} (autotp_size x data_parallel_size)",
+               config_.tensor_parallel.autotp_size, world, tp_size,
+               tp_config * config_.batch.dp_size);
+  AUTOTP_CHECK(config_.batch.dp_size == dp_size,
+               "data_parallel_size is {} but this run has {} process(es): dp = world {} / "
+               "autotp_size {} = {} (launch with mpirun -np {}, or set data_parallel_size to {})",
+               config_.batch.dp_size, world, world, tp_size, dp_size,
+               config_.batch.dp_size * tp_size, dp_size);
+  if (!is_rank0()) options_.out = nullptr;  // only world rank 0 prints
   if (config_.bf16) notes_.push_back("bf16.enabled: the CPU trainer computes in fp32");
   if (config_.fp16.enabled) notes_.push_back("fp16.enabled: the CPU trainer computes in fp32");
-  if (config_.zero_stage > 0) {
+  if (config_.zero_stage > 0 && !grid_) {
     notes_.push_back(fmt::format("zero_optimization.stage {}: nothing to shard on one process",
                                  config_.zero_stage));
   }
@@ -100,6 +115,8 @@ Trainer::Trainer(Config config, TrainerOptions options)
   DataLayout layout;
   layout.micro_batch = config_.batch.micro_batch_per_gpu;
   layout.grad_accum = config_.batch.gradient_accumulation_steps;
+  layout.dp_rank = grid_ ? grid_->dp()->rank() : 0;
+  layout.dp_size = dp_size;
   loader_ = std::make_unique<DataLoader>(source_, data.seq_len, layout);
   if (config_.train.eval_interval > 0) {
     DataConfig eval_data = data;
@@ -112,10 +129,12 @@ Trainer::Trainer(Config config, TrainerOptions options)
   }
 
   model_ = build_model(model_source_, config_.train.seed, options_.dtype);
+  // (Tensor parallelism: the model is sharded here, before the optimizer sees its parameters.)
   model_->train();
   AdamWOptions adamw = config_.optimizer.adamw;
   adamw.lr = schedule_.lr_for_step(0);
   optimizer_ = std::make_unique<AdamW>(model_->named_parameters(), adamw);
+  setup_parallel();
 
   if (options_.resume) {
     const std::string from = options_.resume_dir.empty() ? out_dir_ : options_.resume_dir;
@@ -124,7 +143,16 @@ Trainer::Trainer(Config config, TrainerOptions options)
                  "--resume: no checkpoint under '{}' (expected {}/checkpoints/latest; set "
                  "train.checkpoint_interval to write checkpoints)",
                  from, from);
-    const TrainingState state = load_training_checkpoint(*checkpoint, *model_, *optimizer_);
+    for (const std::string& partial : incomplete_checkpoints(from)) {
+      if (partial > *checkpoint) {
+        notes_.push_back(fmt::format(
+            "warning: {} is an incomplete checkpoint (no state.json manifest: an interrupted "
+            "save?); it is skipped",
+            partial));
+      }
+    }
+    const TrainingState state =
+        load_any_training_checkpoint(*checkpoint, *model_, *optimizer_, zero_.get());
     AUTOTP_CHECK(state.step >= 0, "{}: step {} is negative", *checkpoint, state.step);
     step_ = resumed_from_ = state.step;
     tokens_seen_ = state.tokens_seen;
@@ -182,15 +210,27 @@ StepRecord Trainer::step() {
     r.tokens += batch.labels.numel();
   }
   r.loss = loss_sum / static_cast<double>(accumulation);
-  const NamedTensors& params = optimizer_->params();
-  r.grad_norm = config_.gradient_clipping > 0.0 ? clip_grad_norm(params, config_.gradient_clipping)
-                                                : global_grad_norm(params);
+  if (grid_ && grid_->dp()->size() > 1) {
+    const Tensor sums = Tensor::from_vector({loss_sum, static_cast<double>(r.tokens)}, {2},
+                                            DType::F64);  // [2]
+    grid_->dp()->all_reduce(sums);
+    const std::vector<double> v = sums.to_vector();
+    r.loss = v[0] / static_cast<double>(accumulation * grid_->dp()->size());
+    r.tokens = static_cast<int64_t>(v[1]);
+  }
+  r.grad_norm = reduce_and_clip();
   AUTOTP_CHECK(std::isfinite(r.grad_norm),
                "step {}: the gradient norm is {} (loss {}); stopping before the update, no "
                "checkpoint was written for this step",
                n + 1, r.grad_norm, r.loss);
-  optimizer_->step();
-  optimizer_->zero_grad();
+  if (zero_) {
+    zero_->set_lr(r.lr);
+    zero_->step();
+    zero_->zero_grad();
+  } else {
+    optimizer_->step();
+    optimizer_->zero_grad();
+  }
   step_ = n + 1;
   tokens_seen_ += r.tokens;
   r.seconds = seconds_since(start);
@@ -209,7 +249,94 @@ void Trainer::save_checkpoint() {
   state.seed = config_.train.seed;
   state.tokens_seen = tokens_seen_;
   state.config_yaml = config_to_yaml(config_);
-  save_training_checkpoint(out_dir_, *model_, *optimizer_, state);
+  if (!grid_) {
+    save_training_checkpoint(out_dir_, *model_, *optimizer_, state);
+    return;
+  }
+  AUTOTP_CHECK(grid_->tp()->size() == 1,
+               "checkpoints under tensor parallelism (tp = {}) are not supported yet",
+               grid_->tp()->size());
+  save_dp_checkpoint(out_dir_, *model_, *optimizer_, zero_.get(), state, *grid_->world());
+}
+
+bool Trainer::is_rank0() const {
+  return !grid_ || grid_->world()->rank() == 0;
+}
+
+void Trainer::setup_parallel() {
+  const NamedTensors& params = optimizer_->params();
+  norm_counts_.assign(params.size(), true);
+  if (!grid_) return;
+  if (grid_->tp()->size() > 1) {
+    // Replicated parameters count once per TP group (on TP rank 0), sharded ones everywhere.
+    std::vector<const void*> sharded;
+    for (const GradNormParam& p : classify_parameters(*model_)) {
+      if (p.tensor_model_parallel) sharded.push_back(p.param.raw_data());
+    }
+    for (size_t i = 0; i < params.size(); ++i) {
+      const bool is_sharded =
+          std::find(sharded.begin(), sharded.end(), params[i].second.raw_data()) != sharded.end();
+      norm_counts_[i] = is_sharded || grid_->tp()->rank() == 0;
+    }
+  }
+  const int64_t item = static_cast<int64_t>(params.front().second.itemsize());
+  int64_t total = 0;
+  for (const auto& [name, p] : params)
+    total += p.numel();
+  const auto mib = [](int64_t bytes) { return static_cast<double>(bytes) / (1 << 20); };
+  const int dp = grid_->dp()->size();
+  if (config_.zero_stage > 0) {
+    AdamWOptions o = optimizer_->options();
+    zero_ = std::make_unique<ZeroAdamW>(params, o, static_cast<int>(config_.zero_stage),
+                                        grid_->dp(), options_.reduce_bucket_bytes);
+    notes_.push_back(fmt::format(
+        "data parallel: dp = {}, ZeRO stage {}, {} gradient buckets; per rank: optimizer state "
+        "{:.3f} MiB, gradients {:.3f} MiB (unpartitioned: {:.3f} MiB, {:.3f} MiB)",
+        dp, config_.zero_stage, zero_->num_buckets(), mib(zero_->optimizer_state_bytes()),
+        mib(zero_->gradient_bytes()), mib(2 * total * item), mib(total * item)));
+    return;
+  }
+  if (dp > 1) {
+    reducer_ = std::make_unique<GradientReducer>(params, grid_->dp(), options_.reduce_bucket_bytes);
+  }
+  notes_.push_back(fmt::format(
+      "data parallel: dp = {}, ZeRO stage 0, {} gradient buckets; per rank: optimizer state "
+      "{:.3f} MiB, gradients {:.3f} MiB",
+      dp, reducer_ ? reducer_->num_buckets() : 0, mib(2 * total * item), mib(total * item)));
+}
+
+double Trainer::reduce_and_clip() {
+  const NamedTensors& params = optimizer_->params();
+  const double max_norm = config_.gradient_clipping;
+  if (!grid_) {
+    return max_norm > 0.0 ? clip_grad_norm(params, max_norm) : global_grad_norm(params);
+  }
+  // The squared norm of what this rank holds, summed over the groups that split it.
+  double sq = 0.0;
+  if (zero_) {
+    zero_->reduce_gradients();
+    sq = zero_->partition_grad_sq_sum(norm_counts_);
+  } else {
+    if (reducer_) reducer_->all_reduce_mean();  // now identical on every DP rank
+    for (size_t i = 0; i < params.size(); ++i) {
+      if (norm_counts_[i]) sq += grad_sq_sum({params[i]});
+    }
+  }
+  const Tensor sums = Tensor::from_vector({sq}, {1}, DType::F64);  // [1]
+  if (zero_ && grid_->dp()->size() > 1) grid_->dp()->all_reduce(sums);
+  if (grid_->tp()->size() > 1) grid_->tp()->all_reduce(sums);
+  const double norm = std::sqrt(sums.to_vector()[0]);
+  if (max_norm > 0.0 && std::isfinite(norm)) {
+    const double coef = clip_coefficient(norm, max_norm);
+    if (coef < 1.0) {
+      if (zero_) {
+        zero_->scale_partition_grad(coef);
+      } else {
+        scale_grads(params, coef);
+      }
+    }
+  }
+  return norm;
 }
 
 void Trainer::run() {
@@ -227,9 +354,13 @@ void Trainer::run() {
     note(n);
   note(fmt::format("output: {}", out_dir_));
 
-  fs::create_directories(out_dir_);
-  io::write_file_atomically((fs::path(out_dir_) / "config.yaml").string(), config_to_yaml(config_));
-  MetricsLog metrics((fs::path(out_dir_) / "metrics.jsonl").string(), resumed_from_);
+  std::optional<MetricsLog> metrics;  // world rank 0 writes files
+  if (is_rank0()) {
+    fs::create_directories(out_dir_);
+    io::write_file_atomically((fs::path(out_dir_) / "config.yaml").string(),
+                              config_to_yaml(config_));
+    metrics.emplace((fs::path(out_dir_) / "metrics.jsonl").string(), resumed_from_);
+  }
 
   const auto start = Clock::now();
   const int64_t first = step_;
@@ -271,7 +402,7 @@ void Trainer::run() {
         record.set("eval_loss", eval_loss);
       }
       printer.line(text);
-      metrics.append(record);
+      if (metrics) metrics->append(record);
       interval_loss = 0.0;
       interval_steps = interval_tokens = 0;
       interval_start = Clock::now();
@@ -286,7 +417,9 @@ void Trainer::run() {
   if (step_ == first) {
     note(fmt::format("nothing to train: the run is already at step {} of {}", step_, total));
   }
-  if (options_.export_hf) {
+  if (options_.export_hf && grid_ && grid_->tp()->size() > 1) {
+    note("HF export under tensor parallelism is not wired yet: skipped");
+  } else if (options_.export_hf && is_rank0()) {
     const std::string hf = (fs::path(out_dir_) / "hf").string();
     export_hf_model(*model_, hf);
     note(
@@ -294,6 +427,7 @@ void Trainer::run() {
                     "(a Hugging Face model directory)",
                     step_ - first, format_duration(seconds_since(start)), out_dir_, out_dir_, hf));
   }
+  if (grid_) grid_->world()->barrier();  // the export is on disk before any rank returns
 }
 
 }  // namespace autotp

@@ -1,5 +1,5 @@
-// The single-process trainer: a model from the config's model section, AdamW, the LR schedule,
-// gradient accumulation and clipping, progress and metrics, checkpoints, resume, HF export.
+// The trainer: a model from the config's model section, AdamW (or ZeRO-partitioned AdamW),
+// the LR schedule, accumulation, clipping, data parallelism, metrics, checkpoints, HF export.
 #pragma once
 
 #include <cstdint>
@@ -9,12 +9,14 @@
 #include <string>
 #include <vector>
 
+#include "core/comm/parallel_grid.h"
 #include "core/dtype.h"
 #include "engine/config.h"
 #include "engine/data.h"
 #include "engine/lr_schedule.h"
 #include "engine/model_source.h"
 #include "engine/optimizer.h"
+#include "engine/zero_optimizer.h"
 #include "models/causal_lm.h"
 
 namespace autotp {
@@ -30,15 +32,20 @@ struct TrainerOptions {
   std::FILE* out = stdout;            // summary, progress and notes; nullptr: silent
   std::optional<bool> live_progress;  // a live progress bar; default: `out` is a terminal
   bool export_hf = true;              // write OUT/hf at the end of run()
+  // The process grid (world = dp x tp) of a multi-rank run; null: one process. Its sizes must
+  // match the config's data_parallel_size and tensor_parallel.autotp_size.
+  std::shared_ptr<ParallelGrid> grid;
+  // Gradient averaging packs about this many bytes of gradients per collective.
+  int64_t reduce_bucket_bytes = 16LL << 20;
 };
 
 // What one optimizer step did.
 struct StepRecord {
   int64_t step = 0;        // optimizer steps completed after this one (1-based)
-  double loss = 0.0;       // mean of the micro-batch losses (unscaled)
+  double loss = 0.0;       // mean of the micro-batch losses (unscaled) over every DP rank
   double lr = 0.0;         // the rate this step used
   double grad_norm = 0.0;  // global gradient norm before clipping
-  int64_t tokens = 0;      // tokens this step trained on
+  int64_t tokens = 0;      // tokens this step trained on (all DP ranks)
   double seconds = 0.0;    // wall time of the step
 };
 
@@ -51,6 +58,12 @@ struct StepRecord {
 // accumulation) so the gradients sum to the mean's; clip by global norm when
 // gradient_clipping > 0; AdamW step. A non-finite loss or gradient norm stops with an error
 // naming the step before anything is updated or saved.
+//
+// With a grid: each DP rank reads its own micro-batches (DataLoader's dp_rank/dp_size), the
+// gradients are averaged over the DP group after the last micro-batch (GradientReducer, in
+// buckets; ZeRO 1/2 partition the optimizer state and gradients, ZeroAdamW), every rank
+// applies the same update, and only world rank 0 prints and writes files, except the ZeRO
+// optimizer partitions of a checkpoint, which every rank writes (engine/dp_checkpoint.h).
 class Trainer {
  public:
   // Validates and builds everything (model, data, optimizer; loads the checkpoint when
@@ -71,7 +84,8 @@ class Trainer {
   int64_t total_steps() const { return config_.train.steps; }
   bool resumed() const { return resumed_from_ > 0; }
   CausalLM& model() { return *model_; }
-  AdamW& optimizer() { return *optimizer_; }
+  AdamW& optimizer() { return *optimizer_; }  // unused for updates when zero() is set
+  ZeroAdamW* zero() { return zero_.get(); }   // ZeRO stage 1/2 runs only
   const Config& config() const { return config_; }
   const std::string& out_dir() const { return out_dir_; }
   const DataLoader& data() const { return *loader_; }
@@ -82,6 +96,9 @@ class Trainer {
   void note(const std::string& text) const;
   double evaluate_now();
   void save_checkpoint();
+  void setup_parallel();
+  double reduce_and_clip();  // DP gradient reduction, global norm, clipping; returns the norm
+  bool is_rank0() const;
 
   Config config_;
   TrainerOptions options_;
@@ -89,6 +106,10 @@ class Trainer {
   ModelSource model_source_;
   std::shared_ptr<CausalLM> model_;
   std::unique_ptr<AdamW> optimizer_;
+  std::shared_ptr<ParallelGrid> grid_;
+  std::unique_ptr<GradientReducer> reducer_;  // ZeRO 0 with dp > 1
+  std::unique_ptr<ZeroAdamW> zero_;           // ZeRO 1/2 with a grid
+  std::vector<bool> norm_counts_;  // per parameter: counted in the global norm on this rank
   LrSchedule schedule_;
   std::shared_ptr<const TokenSource> source_;
   std::unique_ptr<DataLoader> loader_;

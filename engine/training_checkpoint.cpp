@@ -104,6 +104,14 @@ std::string read_latest(const fs::path& file) {
 
 }  // namespace
 
+TrainingState read_training_state(const std::string& checkpoint_dir) {
+  return read_state(fs::path(checkpoint_dir));
+}
+
+json::Value training_state_json(const TrainingState& state) {
+  return state_json(state);
+}
+
 std::string save_training_checkpoint(const std::string& out_dir, const CausalLM& model,
                                      const AdamW& optimizer, const TrainingState& state) {
   AUTOTP_CHECK(state.step >= 0, "save_training_checkpoint: step must not be negative, got {}",

@@ -1,8 +1,17 @@
-// `autotp train`: argument parsing, config loading with --set overrides, the Trainer's run.
+// `autotp train`: argument parsing, config loading with --set overrides, the MPI session and
+// process grid under mpirun, the Trainer's run.
 #include "tools/train_command.h"
 
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <memory>
+#include <optional>
 
+#include "core/comm/mpi_communicator.h"
+#include "core/comm/mpi_session.h"
+#include "core/comm/parallel_grid.h"
 #include "core/error.h"
 #include "engine/config.h"
 #include "engine/trainer.h"
@@ -18,6 +27,38 @@ namespace {
 bool is_yaml_name(const std::string& name) {
   const std::string ext = std::filesystem::path(name).extension().string();
   return ext == ".yaml" || ext == ".yml";
+}
+
+// True when a launcher (mpirun, srun) started this process: Open MPI, MPICH/PMI and PMIx set
+// these. A plain `autotp train` runs without MPI.
+bool launched_by_mpi() {
+  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"}) {
+    if (std::getenv(name) != nullptr) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+namespace {
+
+// The config with the overrides; world_size (under mpirun) sets the data-parallel size.
+Config load_train_config(const TrainArgs& a, std::optional<int64_t> world_size) {
+  ConfigLoadOptions load;
+  load.overrides = a.overrides;
+  load.world_size = world_size;
+  return load_config_file(a.config_path, load);
+}
+
+TrainerOptions train_options(const TrainArgs& a) {
+  TrainerOptions options;
+  options.out_dir = a.out_dir;
+  options.resume = a.resume;
+  options.resume_dir = a.resume_dir;
+  if (a.resume && !a.resume_dir.empty() && a.out_dir.empty()) {
+    options.out_dir = a.resume_dir;  // continue writing where the run lives
+  }
+  return options;
 }
 
 }  // namespace
@@ -60,18 +101,44 @@ TrainArgs parse_train_args(const std::vector<std::string>& args) {
 
 int run_train(const std::vector<std::string>& args) {
   const TrainArgs a = parse_train_args(args);
-  ConfigLoadOptions load;
-  load.overrides = a.overrides;
-  Config config = load_config_file(a.config_path, load);
-  TrainerOptions options;
-  options.out_dir = a.out_dir;
-  options.resume = a.resume;
-  options.resume_dir = a.resume_dir;
-  if (a.resume && !a.resume_dir.empty() && a.out_dir.empty()) {
-    options.out_dir = a.resume_dir;  // continue writing where the run lives
+  if (!launched_by_mpi()) {
+    Trainer trainer(load_train_config(a, std::nullopt), train_options(a));
+    trainer.run();
+    return 0;
   }
-  Trainer trainer(std::move(config), options);
-  trainer.run();
+  MpiSession session;
+  const int rank = session.world_rank();
+  std::shared_ptr<Communicator> world = std::make_shared<MpiCommunicator>(MPI_COMM_WORLD);
+  // Setup has no collectives after the grid split, so every rank reports its own error and
+  // the ranks agree to stop together (one message from rank 0, a clean exit code 2).
+  std::unique_ptr<Trainer> trainer;
+  std::string error;
+  try {
+    Config config = load_train_config(a, session.world_size());
+    const int tp = static_cast<int>(std::max<int64_t>(1, config.tensor_parallel.autotp_size));
+    TrainerOptions options = train_options(a);
+    options.grid =
+        std::make_shared<ParallelGrid>(world, tp, static_cast<int>(config.batch.dp_size));
+    trainer = std::make_unique<Trainer>(std::move(config), options);
+  } catch (const Error& e) {
+    error = e.what();
+  }
+  const std::vector<std::vector<uint8_t>> errors =
+      world->exchange_bytes(std::vector<uint8_t>(error.begin(), error.end()));
+  for (size_t r = 0; r < errors.size(); ++r) {
+    if (errors[r].empty()) continue;
+    if (rank == 0) {
+      const std::string text(errors[r].begin(), errors[r].end());
+      std::fprintf(stderr, "autotp: error: %s%s\n",
+                   r == 0 ? "" : fmt::format("rank {}: ", r).c_str(), text.c_str());
+    }
+    return 2;
+  }
+  try {
+    trainer->run();
+  } catch (const Error& e) {
+    abort_job(fmt::format("error: {}", e.what()), 2);  // the other ranks may wait in a collective
+  }
   return 0;
 }
 

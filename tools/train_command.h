@@ -1,5 +1,5 @@
 // `autotp train CONFIG.yaml [--set key.path=value ...] [--out DIR] [--resume [DIR]]`: parses
-// the arguments, loads the config and runs the single-process Trainer.
+// the arguments, loads the config and runs the Trainer (data-parallel under mpirun).
 #pragma once
 
 #include <optional>

@@ -1,0 +1,68 @@
+// Data-parallel gradients over a flat parameter space: FlatParamLayout (every parameter's
+// offset, and each DP rank's contiguous partition) and GradientReducer (bucketed averaging).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "core/comm/communicator.h"
+#include "engine/optimizer.h"
+
+namespace autotp {
+
+// The parameters concatenated in order into one flat space of `total` elements; DP rank r
+// owns [partition_offsets[r], partition_offsets[r] + partition_sizes[r]): an even split, the
+// first total % dp ranks one element longer.
+struct FlatParamLayout {
+  std::vector<int64_t> offsets;  // per parameter
+  std::vector<int64_t> numels;   // per parameter
+  int64_t total = 0;
+  std::vector<int64_t> partition_offsets;  // per DP rank
+  std::vector<int64_t> partition_sizes;    // per DP rank
+
+  static FlatParamLayout build(const NamedTensors& params, int dp_size);
+  int dp_size() const { return static_cast<int>(partition_sizes.size()); }
+};
+
+// An even split of `total` into `parts` contiguous sizes (the first total % parts one longer).
+std::vector<int64_t> even_partition(int64_t total, int parts);
+
+// Averages gradients over the DP group in buckets: consecutive parameters are packed into one
+// contiguous buffer of about bucket_bytes (a larger parameter gets its own), and every
+// bucket's collective is started asynchronously before any is waited on. Reduction happens
+// after the backward pass (no overlap with backward on this CPU engine). A parameter without
+// a gradient contributes zeros. Collective over `dp`; CPU f32/f64 parameters.
+class GradientReducer {
+ public:
+  GradientReducer(NamedTensors params, std::shared_ptr<Communicator> dp, int64_t bucket_bytes);
+
+  // ZeRO 0/1: every parameter's gradient becomes the DP mean, in place (created if missing).
+  void all_reduce_mean() const;
+  // ZeRO 2: `partition` [partition_sizes[rank]] receives the DP mean of this rank's slice of
+  // the flat gradient (reduce_scatter per bucket); the parameters' gradients are dropped.
+  void reduce_scatter_mean(const Tensor& partition) const;
+
+  const FlatParamLayout& layout() const { return layout_; }
+  int64_t num_buckets() const { return static_cast<int64_t>(buckets_.size()); }
+
+ private:
+  struct Bucket {
+    size_t first = 0, last = 0;  // parameters [first, last)
+    int64_t begin = 0, end = 0;  // flat range
+  };
+  Tensor pack(const Bucket& b) const;  // [end - begin]: the bucket's gradients
+  NamedTensors params_;
+  std::shared_ptr<Communicator> dp_;
+  FlatParamLayout layout_;
+  std::vector<Bucket> buckets_;
+};
+
+// Copies flat range [begin, end) of the parameters' data (or, with `grads`, their gradients;
+// missing gradients read as zeros) into out[0, end - begin), or back from `in`.
+void gather_flat_range(const NamedTensors& params, const FlatParamLayout& layout, int64_t begin,
+                       int64_t end, void* out, bool grads);
+void scatter_flat_range(const NamedTensors& params, const FlatParamLayout& layout, int64_t begin,
+                        int64_t end, const void* in);
+
+}  // namespace autotp
