@@ -4,13 +4,16 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "core/autograd/grad_mode.h"
+#include "core/cuda_allocator.h"
 #include "core/ops.h"
 #include "engine/clip.h"
 #include "engine/data.h"
@@ -417,6 +420,83 @@ TEST(CudaTinyLlama, TenBf16MixedPrecisionStepsTrackTheF32CpuRun_CUDA) {
   ASSERT_GT(untrained, 1.0) << "the f32 run barely trained: " << trajectory_text(cpu);
   EXPECT_LT(total_distance(gpu.losses, cpu.losses), untrained / 4)
       << "CPU f32:  " << trajectory_text(cpu) << "\nGPU bf16: " << trajectory_text(gpu);
+}
+
+// ---- throughput: the number tools/gpu/prepare_gpu_machine.sh reports ---------------------------
+
+// A toy Llama (hidden 256, 4 layers, 8 heads / 4 kv heads, vocab 1024) trained for 10 timed
+// steps after 3 warm-up steps on batches of 8 x 128 tokens, in bf16 mixed precision and in f32
+// (plain AdamW), both with global-norm clipping.
+// Not a correctness check (the tests above are): it records tokens/s, step time and peak GPU
+// memory as test properties ("bench_*"), which the script copies into its summary.json.
+TEST(CudaTrainingBenchmark, ToyLlamaTokensPerSecond_CUDA) {
+  SKIP_WITHOUT_CUDA();
+  ModelConfig c;
+  c.model_type = "llama";
+  c.vocab_size = 1024;
+  c.hidden_size = 256;
+  c.intermediate_size = 688;
+  c.num_hidden_layers = 4;
+  c.num_attention_heads = 8;
+  c.num_key_value_heads = 4;
+  c.max_position_embeddings = 256;
+  c.resolve_defaults();
+  c.validate();
+  constexpr int64_t batch = 8, seq = 128, warmup = 3, timed = 10;
+  const DataLoader data(std::shared_ptr<const TokenSource>(make_synthetic_source(5, c.vocab_size)),
+                        seq, DataLayout{batch, 1, 0, 1});
+  for (DType dtype : {DType::BF16, DType::F32}) {
+    const std::string tag = dtype == DType::BF16 ? "toy_bf16" : "toy_f32";
+    const auto reference = create_model(c, /*seed=*/1);
+    auto model = create_model_uninitialized(c, dtype, kCuda);
+    {
+      NoGradGuard no_grad;
+      const NamedTensors src = reference->named_parameters(), dst = model->named_parameters();
+      for (size_t i = 0; i < dst.size(); ++i) dst[i].second.copy_(src[i].second);
+    }
+    // bf16: master weights; f32: plain AdamW on the parameters.
+    const NamedTensors params = model->named_parameters();
+    std::unique_ptr<MixedPrecisionOptimizer> mixed;
+    std::unique_ptr<AdamW> plain;
+    if (dtype == DType::BF16) {
+      mixed = std::make_unique<MixedPrecisionOptimizer>(params, training_options());
+    } else {
+      plain = std::make_unique<AdamW>(params, training_options());
+    }
+    CudaCachingAllocator::for_device(0).reset_peak();
+    std::vector<double> losses;
+    std::chrono::steady_clock::time_point start;
+    for (int64_t s = 0; s < warmup + timed; ++s) {
+      if (s == warmup) start = std::chrono::steady_clock::now();
+      const Batch b = data.batch(s, 0);
+      const Tensor logits = model->forward(b.input_ids.to(kCuda));
+      const Tensor loss = ops::cross_entropy(logits.reshape({batch * seq, c.vocab_size}),
+                                             b.labels.to(kCuda).reshape({batch * seq}));
+      loss.backward();
+      if (mixed) {
+        mixed->clip_grad_norm(kMaxGradNorm);
+        mixed->step();
+        mixed->zero_grad();
+      } else {
+        clip_grad_norm(params, kMaxGradNorm);
+        plain->step();
+        plain->zero_grad();
+      }
+      losses.push_back(loss.item());  // waits for the step's work
+    }
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double tokens_per_s = static_cast<double>(timed * batch * seq) / seconds;
+    const double peak_mib =
+        static_cast<double>(CudaCachingAllocator::for_device(0).stats().peak_bytes) / (1 << 20);
+    RecordProperty("bench_" + tag + "_tokens_per_s", std::to_string(tokens_per_s));
+    RecordProperty("bench_" + tag + "_step_ms", std::to_string(1e3 * seconds / timed));
+    RecordProperty("bench_" + tag + "_peak_gpu_mib", std::to_string(peak_mib));
+    std::printf("%s: %.0f tokens/s, %.2f ms/step, peak %.1f MiB, loss %.4f -> %.4f\n",
+                tag.c_str(), tokens_per_s, 1e3 * seconds / timed, peak_mib, losses.front(),
+                losses.back());
+    for (double l : losses) ASSERT_TRUE(std::isfinite(l)) << tag;
+  }
 }
 
 // On the CPU (it runs everywhere): f32 training drifts from the f64 trajectory by f32
