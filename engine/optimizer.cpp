@@ -94,18 +94,22 @@ void AdamW::set_model_copies(std::vector<Tensor> copies) {
 void AdamW::step() {
   check_options(options_);
   NoGradGuard no_grad;
-  // CUDA f32/f64 parameters: one multi-tensor launch per (device, dtype, copy dtype).
-  std::map<std::tuple<int, int, int>, std::vector<size_t>> fused_groups;
+  // Every gradient is checked before any parameter changes.
   std::vector<Tensor> grads(params_.size());
   for (size_t i = 0; i < params_.size(); ++i) {
-    const Tensor grad = params_[i].second.grad();
+    grads[i] = params_[i].second.grad();
+    if (grads[i].defined()) check_grad(i, grads[i]);
+  }
+  // CUDA f32/f64 parameters: one multi-tensor launch per (device, dtype, copy dtype).
+  std::map<std::tuple<int, int, int>, std::vector<size_t>> fused_groups;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const Tensor& grad = grads[i];
     if (!grad.defined()) continue;  // PyTorch skips parameters without a gradient
     if (fused_cuda_eligible(i)) {
       const Tensor& p = params_[i].second;
       const Tensor copy = model_copies_.empty() ? Tensor() : model_copies_[i];
       const int copy_dtype = copy.defined() ? static_cast<int>(copy.dtype()) : -1;
       fused_groups[{p.device().index, static_cast<int>(p.dtype()), copy_dtype}].push_back(i);
-      grads[i] = grad;
     } else {
       update(i, grad);
     }
@@ -117,7 +121,7 @@ bool AdamW::applies_decay(size_t index) const {
   return !(options_.no_weight_decay && options_.no_weight_decay(params_[index].first));
 }
 
-void AdamW::begin_update(size_t index, const Tensor& grad) {
+void AdamW::check_grad(size_t index, const Tensor& grad) const {
   const auto& [name, param] = params_[index];
   AUTOTP_CHECK(grad.shape() == param.shape(), "AdamW: gradient of '{}' has shape {}, expected {}",
                name, shape_str(grad.shape()), shape_str(param.shape()));
@@ -125,6 +129,10 @@ void AdamW::begin_update(size_t index, const Tensor& grad) {
                "AdamW: gradient of '{}' is {} on {}, parameter is {} on {}", name,
                dtype_name(grad.dtype()), grad.device().str(), dtype_name(param.dtype()),
                param.device().str());
+}
+
+void AdamW::begin_update(size_t index) {
+  const Tensor& param = params_[index].second;
   AdamWParamState& st = state_[index];
   if (!st.exp_avg.defined()) {
     st.exp_avg = Tensor::zeros(param.shape(), param.dtype(), param.device());
@@ -134,7 +142,7 @@ void AdamW::begin_update(size_t index, const Tensor& grad) {
 }
 
 void AdamW::update(size_t index, const Tensor& grad) {
-  begin_update(index, grad);
+  begin_update(index);
   const Tensor& param = params_[index].second;
   const AdamWParamState& st = state_[index];
   const bool apply_decay = applies_decay(index);
@@ -170,7 +178,7 @@ void AdamW::update_fused_cuda(const std::vector<size_t>& indices,
   std::vector<kernels::cuda::AdamWTensor> table;
   std::vector<Tensor> contiguous_grads;  // alive until the launch is enqueued
   for (size_t i : indices) {
-    begin_update(i, grads[i]);
+    begin_update(i);
     const Tensor& p = params_[i].second;
     const AdamWParamState& st = state_[i];
     const Tensor g = grads[i].contiguous();

@@ -83,8 +83,10 @@ class AdamW {
   void load_state_dict(const NamedTensors& state);
 
  private:
-  // Checks the gradient, allocates the moments on first use and advances the step count.
-  void begin_update(size_t index, const Tensor& grad);
+  // Throws when the gradient's shape, dtype or device differs from the parameter's.
+  void check_grad(size_t index, const Tensor& grad) const;
+  // Allocates the moments on first use and advances the step count.
+  void begin_update(size_t index);
   void update(size_t index, const Tensor& grad);
   // One multi-tensor CUDA launch over `indices` (same device, dtype and copy dtype).
   void update_fused_cuda(const std::vector<size_t>& indices, const std::vector<Tensor>& grads);

@@ -203,6 +203,45 @@ TEST(MixedPrecision, ScaleLossMultipliesByTheCurrentScaleOnlyWithLossScaling) {
   EXPECT_EQ(scaled.scale_loss(loss).item(), 1.5 * 65536.0);
 }
 
+// ---- AdamW's model copies and gradient checks (what the class above builds on) -------------
+
+TEST(AdamWModelCopies, ReceiveEachUpdatedParameterConvertedToTheirDtype) {
+  const NamedTensors params = make_params(DType::F32);
+  std::vector<Tensor> copies;
+  for (const auto& [name, p] : params) copies.push_back(Tensor::zeros(p.shape(), DType::BF16));
+  copies[1] = Tensor();  // no copy for this one
+  AdamW opt(params, test_options());
+  opt.set_model_copies(copies);
+  set_grads(params, 2);  // "head.weight" has no gradient at step 2
+  opt.step();
+  EXPECT_TRUE(all_close(copies[0], params[0].second.to(DType::BF16), kExact));
+  EXPECT_TRUE(all_close(copies[2], params[2].second.to(DType::BF16), kExact));
+  EXPECT_TRUE(all_close(copies[3], Tensor::zeros({2, 9}, DType::BF16), kExact))
+      << "a parameter without a gradient must leave its copy alone";
+}
+
+TEST(AdamWModelCopies, RejectsCopiesOfAnotherCountShapeOrTheParameterItself) {
+  const NamedTensors params = make_params(DType::F32);
+  AdamW opt(params, test_options());
+  EXPECT_ERROR_CONTAINS(opt.set_model_copies({Tensor::zeros({3, 5})}), "4 parameters");
+  std::vector<Tensor> copies(params.size());
+  copies[2] = Tensor::zeros({4});
+  EXPECT_ERROR_CONTAINS(opt.set_model_copies(copies), "norm.weight");
+  copies[2] = params[2].second;
+  EXPECT_ERROR_CONTAINS(opt.set_model_copies(copies), "aliases");
+}
+
+TEST(AdamW, ABadGradientIsReportedBeforeAnyParameterChanges) {
+  const NamedTensors params = make_params(DType::F32);
+  const Tensor before = params[0].second.detach().clone();
+  AdamW opt(params, test_options());
+  set_grads(params, 0);
+  params[3].second.set_grad(Tensor::zeros({2, 9}, DType::F64));  // wrong dtype, last parameter
+  EXPECT_ERROR_CONTAINS(opt.step(), "head.weight");
+  EXPECT_TRUE(all_close(params[0].second, before, kExact));
+  EXPECT_EQ(opt.state(0).step, 0);
+}
+
 // ---- loss scaler ---------------------------------------------------------------------------
 
 struct ScalerStep {

@@ -14,7 +14,8 @@
 #       (dpkg-deb -x, no root, nothing installed system-wide), configures and builds in
 #       BUILD_DIR (default DIR/build) with CMAKE_PREFIX_PATH / CMAKE_LIBRARY_PATH pointing into
 #       the prefix, runs every *_CUDA test with GoogleTest JSON output into OUT/<suite>.json and
-#       writes OUT/summary.json (device, per-suite counts, failed tests, benchmark numbers).
+#       writes OUT/summary.json (device, per-suite counts, failed and skipped tests, the benchmark
+#       numbers, and whether the bundled mpirun ran the 2-rank collectives suite).
 #       Exit status: 0 when every selected test passed.
 #   Environment (build-and-test): AUTOTP_GTEST_FILTER (default '*_CUDA*'),
 #       AUTOTP_CUDA_ARCH (default: the GPU's compute capability from nvidia-smi, else 90),
@@ -221,13 +222,25 @@ cmd_build_and_test() {
   for exe in "$build"/bin/test_*; do
     [ -x "$exe" ] && [ -f "$exe" ] || continue
     name=$(basename "$exe")
-    case "$name" in *_mpi) continue ;; esac  # MPI suites need mpirun: see the ctest line below
+    case "$name" in *_mpi) continue ;; esac  # MPI suites run under mpirun, below
     echo "== $name"
     if ! "$exe" --gtest_filter="$filter" --gtest_output="json:$out/$name.json" >"$out/$name.log" 2>&1; then
       status=1
     fi
     grep -E "^\[  (PASSED|FAILED|SKIPPED) " "$out/$name.log" | head -20 || true
   done
+  # The bundled mpirun: the collectives suite on 2 ranks (CPU tensors; reported, not counted
+  # in the exit status, which is about the GPU tests).
+  if [ -x "$build/bin/test_comm_mpi" ]; then
+    echo "== mpirun -np 2 test_comm_mpi"
+    if timeout 300 "$prefix/usr/bin/mpirun.openmpi" -np 2 --oversubscribe \
+      "$build/bin/test_comm_mpi" >"$out/mpi_smoke.log" 2>&1; then
+      echo passed >"$out/mpi_smoke.txt"
+    else
+      echo "failed (see mpi_smoke.log)" >"$out/mpi_smoke.txt"
+    fi
+    cat "$out/mpi_smoke.txt"
+  fi
   write_summary "$out" "$status"
   return $status
 }
@@ -241,6 +254,8 @@ import glob, json, os, sys
 out, status = sys.argv[1], int(sys.argv[2])
 summary = {"device": open(os.path.join(out, "device.txt")).read().strip(),
            "all_passed": status == 0, "suites": {}, "failed": [], "skipped": [], "benchmark": {}}
+smoke = os.path.join(out, "mpi_smoke.txt")
+summary["mpi_smoke"] = open(smoke).read().strip() if os.path.exists(smoke) else "not run"
 for path in sorted(glob.glob(os.path.join(out, "test_*.json"))):
     with open(path) as f:
         report = json.load(f)
@@ -265,7 +280,8 @@ for path in sorted(glob.glob(os.path.join(out, "test_*.json"))):
     summary["suites"][os.path.basename(path)[:-len(".json")]] = counts
 with open(os.path.join(out, "summary.json"), "w") as f:
     json.dump(summary, f, indent=2)
-print(json.dumps({k: summary[k] for k in ("device", "all_passed", "failed", "benchmark")}, indent=2))
+print(json.dumps({k: summary[k] for k in ("device", "all_passed", "failed", "benchmark",
+                                          "mpi_smoke")}, indent=2))
 PY
   else
     printf '{"device": "%s", "all_passed": %s}\n' "$(cat "$out/device.txt")" \
