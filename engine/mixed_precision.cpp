@@ -71,8 +71,7 @@ void DynamicLossScaler::update(bool overflow) {
 
 void DynamicLossScaler::set_state(const LossScalerState& state) {
   AUTOTP_CHECK(state.cur_scale > 0.0 && std::isfinite(state.cur_scale),
-               "loss scaler state: cur_scale must be positive and finite, got {}",
-               state.cur_scale);
+               "loss scaler state: cur_scale must be positive and finite, got {}", state.cur_scale);
   AUTOTP_CHECK(state.cur_iter >= 0 && state.last_overflow_iter >= -1 &&
                    state.last_overflow_iter < state.cur_iter,
                "loss scaler state: iteration {} with last overflow at {} is inconsistent",
@@ -115,11 +114,14 @@ NamedTensors make_masters(const NamedTensors& model_params) {
 
 std::vector<Tensor> tensors_of(const NamedTensors& named) {
   std::vector<Tensor> out;
-  for (const auto& [name, t] : named) out.push_back(t);
+  for (const auto& [name, t] : named)
+    out.push_back(t);
   return out;
 }
 
-Tensor scalar_f64(double v) { return Tensor::from_vector({v}, {}, DType::F64); }
+Tensor scalar_f64(double v) {
+  return Tensor::from_vector({v}, {}, DType::F64);
+}
 
 }  // namespace
 
@@ -166,13 +168,16 @@ bool MixedPrecisionOptimizer::step() {
     scaler_->update(overflow);
   }
   if (!overflow) adamw_.step();
-  for (const auto& [name, m] : masters_) m.zero_grad();
+  for (const auto& [name, m] : masters_)
+    m.zero_grad();
   return !overflow;
 }
 
 void MixedPrecisionOptimizer::zero_grad() {
-  for (const auto& [name, p] : model_params_) p.zero_grad();
-  for (const auto& [name, m] : masters_) m.zero_grad();
+  for (const auto& [name, p] : model_params_)
+    p.zero_grad();
+  for (const auto& [name, m] : masters_)
+    m.zero_grad();
 }
 
 namespace {
@@ -188,9 +193,8 @@ std::vector<const Tensor*> match_master_weights(const NamedTensors& masters,
   for (const auto& [name, m] : masters) {
     const auto it = by_name.find(name);
     AUTOTP_CHECK(it != by_name.end(), "master weights: no value for parameter '{}'", name);
-    AUTOTP_CHECK(it->second->shape() == m.shape(),
-                 "master weights: '{}' has shape {}, expected {}", name,
-                 shape_str(it->second->shape()), shape_str(m.shape()));
+    AUTOTP_CHECK(it->second->shape() == m.shape(), "master weights: '{}' has shape {}, expected {}",
+                 name, shape_str(it->second->shape()), shape_str(m.shape()));
     matched.push_back(it->second);
   }
   AUTOTP_CHECK(weights.size() == masters.size(),
@@ -213,7 +217,8 @@ void MixedPrecisionOptimizer::set_master_weights(const NamedTensors& weights) {
 
 NamedTensors MixedPrecisionOptimizer::state_dict() const {
   NamedTensors out = adamw_.state_dict();
-  for (const auto& [name, m] : masters_) out.emplace_back(name + ".master_weight", m);
+  for (const auto& [name, m] : masters_)
+    out.emplace_back(name + ".master_weight", m);
   if (scaler_) {
     const LossScalerState& s = scaler_->state();
     out.emplace_back("loss_scaler.cur_scale", scalar_f64(s.cur_scale));
@@ -232,8 +237,7 @@ void MixedPrecisionOptimizer::load_state_dict(const NamedTensors& state) {
   std::unordered_map<std::string, double> scaler_values;
   for (const auto& [key, value] : state) {
     if (key.size() > master_suffix.size() &&
-        key.compare(key.size() - master_suffix.size(), master_suffix.size(), master_suffix) ==
-            0) {
+        key.compare(key.size() - master_suffix.size(), master_suffix.size(), master_suffix) == 0) {
       master_weights.emplace_back(key.substr(0, key.size() - master_suffix.size()), value);
     } else if (scaler_ && key.rfind(scaler_prefix, 0) == 0) {
       AUTOTP_CHECK(value.numel() == 1, "mixed precision state: '{}' must hold one value", key);

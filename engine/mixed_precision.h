@@ -12,12 +12,12 @@ namespace autotp {
 
 // DeepSpeed's fp16 section as the scaler uses it.
 struct LossScalerOptions {
-  bool dynamic = true;               // false: a static scale (fp16.loss_scale > 0)
-  double initial_scale = 65536.0;    // 2^initial_scale_power, or the static loss_scale
-  int64_t scale_window = 1000;       // loss_scale_window
-  int64_t hysteresis = 2;            // hysteresis (DeepSpeed's delayed_shift)
+  bool dynamic = true;             // false: a static scale (fp16.loss_scale > 0)
+  double initial_scale = 65536.0;  // 2^initial_scale_power, or the static loss_scale
+  int64_t scale_window = 1000;     // loss_scale_window
+  int64_t hysteresis = 2;          // hysteresis (DeepSpeed's delayed_shift)
   bool consecutive_hysteresis = false;
-  double min_scale = 1.0;            // min_loss_scale
+  double min_scale = 1.0;  // min_loss_scale
   // DeepSpeed's raise_error_at_min_scale: an overflow while the scale already is min_scale
   // ends the run with an error instead of retrying at the same scale forever.
   bool raise_error_at_min_scale = true;

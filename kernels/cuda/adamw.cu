@@ -35,16 +35,36 @@ int64_t chunk_count(const AdamWTensor& t) {
 
 // Correctly rounded operations that nvcc never contracts into FMAs, so each line below is
 // the same IEEE operation as the CPU kernel's (built with -ffp-contract=off).
-__device__ __forceinline__ float add_rn(float a, float b) { return __fadd_rn(a, b); }
-__device__ __forceinline__ float sub_rn(float a, float b) { return __fsub_rn(a, b); }
-__device__ __forceinline__ float mul_rn(float a, float b) { return __fmul_rn(a, b); }
-__device__ __forceinline__ float div_rn(float a, float b) { return __fdiv_rn(a, b); }
-__device__ __forceinline__ float sqrt_rn(float a) { return __fsqrt_rn(a); }
-__device__ __forceinline__ double add_rn(double a, double b) { return __dadd_rn(a, b); }
-__device__ __forceinline__ double sub_rn(double a, double b) { return __dsub_rn(a, b); }
-__device__ __forceinline__ double mul_rn(double a, double b) { return __dmul_rn(a, b); }
-__device__ __forceinline__ double div_rn(double a, double b) { return __ddiv_rn(a, b); }
-__device__ __forceinline__ double sqrt_rn(double a) { return __dsqrt_rn(a); }
+__device__ __forceinline__ float add_rn(float a, float b) {
+  return __fadd_rn(a, b);
+}
+__device__ __forceinline__ float sub_rn(float a, float b) {
+  return __fsub_rn(a, b);
+}
+__device__ __forceinline__ float mul_rn(float a, float b) {
+  return __fmul_rn(a, b);
+}
+__device__ __forceinline__ float div_rn(float a, float b) {
+  return __fdiv_rn(a, b);
+}
+__device__ __forceinline__ float sqrt_rn(float a) {
+  return __fsqrt_rn(a);
+}
+__device__ __forceinline__ double add_rn(double a, double b) {
+  return __dadd_rn(a, b);
+}
+__device__ __forceinline__ double sub_rn(double a, double b) {
+  return __dsub_rn(a, b);
+}
+__device__ __forceinline__ double mul_rn(double a, double b) {
+  return __dmul_rn(a, b);
+}
+__device__ __forceinline__ double div_rn(double a, double b) {
+  return __ddiv_rn(a, b);
+}
+__device__ __forceinline__ double sqrt_rn(double a) {
+  return __dsqrt_rn(a);
+}
 
 // T: the parameter/moment/gradient type (float, double); C: the model copy's type.
 template <typename T, typename C>
@@ -169,9 +189,14 @@ void adamw_multi_tensor(int dtype, int copy_dtype, const AdamWTensor* tensors, i
     }
   };
   switch (static_cast<DTypeCode>(dtype)) {
-    case DTypeCode::F32: with_param_type(TypeTag<float>{}); return;
-    case DTypeCode::F64: with_param_type(TypeTag<double>{}); return;
-    default: throw_unsupported_dtype("adamw_multi_tensor", dtype, "f32 or f64");
+    case DTypeCode::F32:
+      with_param_type(TypeTag<float>{});
+      return;
+    case DTypeCode::F64:
+      with_param_type(TypeTag<double>{});
+      return;
+    default:
+      throw_unsupported_dtype("adamw_multi_tensor", dtype, "f32 or f64");
   }
 }
 

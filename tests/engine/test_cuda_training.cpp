@@ -38,11 +38,13 @@ const Device kCuda = Device::cuda(0);
   if (!cuda_available())    \
   GTEST_SKIP() << "no CUDA device: CUDA training is compared with the CPU on GPUs"
 
-constexpr double kF32Unit = 0x1p-24;   // unit roundoff of f32
-constexpr double kBf16Unit = 0x1p-9;   // unit roundoff of bf16
+constexpr double kF32Unit = 0x1p-24;  // unit roundoff of f32
+constexpr double kBf16Unit = 0x1p-9;  // unit roundoff of bf16
 constexpr Tolerance kExact{0.0, 0.0};
 
-Tensor host(const Tensor& t) { return t.detach().to(kCpu); }
+Tensor host(const Tensor& t) {
+  return t.detach().to(kCpu);
+}
 
 // ---- fused AdamW -----------------------------------------------------------------------------
 
@@ -52,10 +54,9 @@ struct ParamSpec {
   const char* name;
   Shape shape;
 };
-const std::vector<ParamSpec> kSpecs = {{"a.weight", {1}},           {"b.weight", {7}},
-                                       {"c.weight", {3, 5}},        {"d.bias", {8193}},
-                                       {"e.weight", {129, 131}},    {"f.weight", {8191}},
-                                       {"model.norm.weight", {33}}};
+const std::vector<ParamSpec> kSpecs = {
+    {"a.weight", {1}},        {"b.weight", {7}},    {"c.weight", {3, 5}},       {"d.bias", {8193}},
+    {"e.weight", {129, 131}}, {"f.weight", {8191}}, {"model.norm.weight", {33}}};
 
 NamedTensors make_params(DType dtype, Device device, uint64_t seed = 21) {
   NamedTensors params;
@@ -159,8 +160,8 @@ TEST(CudaAdamW, MasterWeightStepWritesTheCpuF32StepRoundedToTheModelDtype_CUDA) 
         ASSERT_TRUE(all_close(host(gpu_opt.master_params()[i].second), cpu[i].second, kExact,
                               "master " + at));
         ASSERT_EQ(model[i].second.dtype(), model_dtype);
-        ASSERT_TRUE(all_close(host(model[i].second), cpu[i].second.to(model_dtype), kExact,
-                              "model " + at));
+        ASSERT_TRUE(
+            all_close(host(model[i].second), cpu[i].second.to(model_dtype), kExact, "model " + at));
       }
     }
   }
@@ -214,9 +215,9 @@ Tensor next_token_loss(const Tensor& logits, const Tensor& labels) {
 }
 
 struct Pass {
-  Tensor logits;      // [B, S, V] f64 on the CPU
-  Tensor loss;        // [] f64 on the CPU
-  NamedTensors grads; // per parameter, f64 on the CPU
+  Tensor logits;       // [B, S, V] f64 on the CPU
+  Tensor loss;         // [] f64 on the CPU
+  NamedTensors grads;  // per parameter, f64 on the CPU
 };
 
 Pass forward_backward(DType dtype, Device device) {
@@ -236,7 +237,8 @@ Pass forward_backward(DType dtype, Device device) {
 
 double max_abs(const Tensor& t) {
   double m = 0.0;
-  for (double v : t.to_vector()) m = std::max(m, std::fabs(v));
+  for (double v : t.to_vector())
+    m = std::max(m, std::fabs(v));
   return m;
 }
 
@@ -265,8 +267,8 @@ TEST(CudaTinyLlama, ForwardAndBackwardMatchTheCpuInF64AndF32_CUDA) {
   ASSERT_EQ(gpu64.grads.size(), cpu64.grads.size());
   for (size_t i = 0; i < cpu64.grads.size(); ++i) {
     ASSERT_GT(max_abs(cpu64.grads[i].second), 0.0) << cpu64.grads[i].first << " is all zeros";
-    EXPECT_TRUE(all_close(gpu64.grads[i].second, cpu64.grads[i].second,
-                          tolerance_for(DType::F64), cpu64.grads[i].first + " grad f64"));
+    EXPECT_TRUE(all_close(gpu64.grads[i].second, cpu64.grads[i].second, tolerance_for(DType::F64),
+                          cpu64.grads[i].first + " grad f64"));
   }
 
   const double units = 56 * 7744;
@@ -276,7 +278,8 @@ TEST(CudaTinyLlama, ForwardAndBackwardMatchTheCpuInF64AndF32_CUDA) {
   EXPECT_TRUE(all_close(gpu.loss, cpu.loss, scaled_f32(cpu.loss, units), "loss f32"));
   for (size_t i = 0; i < cpu.grads.size(); ++i) {
     EXPECT_TRUE(all_close(gpu.grads[i].second, cpu.grads[i].second,
-                          scaled_f32(cpu.grads[i].second, units), cpu.grads[i].first + " grad f32"));
+                          scaled_f32(cpu.grads[i].second, units),
+                          cpu.grads[i].first + " grad f32"));
   }
 }
 
@@ -340,21 +343,24 @@ std::vector<double> untrained_losses() {
 
 double total_distance(const std::vector<double>& a, const std::vector<double>& b) {
   double d = 0.0;
-  for (size_t i = 0; i < a.size() && i < b.size(); ++i) d += std::fabs(a[i] - b[i]);
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i)
+    d += std::fabs(a[i] - b[i]);
   return d;
 }
 
 // The loss must fall well beyond the tolerance, or the comparison would prove nothing.
 void expect_learns(const Trajectory& t, double tolerance, const std::string& what) {
   ASSERT_EQ(t.losses.size(), static_cast<size_t>(kSteps));
-  for (double l : t.losses) ASSERT_TRUE(std::isfinite(l)) << what;
+  for (double l : t.losses)
+    ASSERT_TRUE(std::isfinite(l)) << what;
   EXPECT_LT(t.losses.back(), t.losses.front() - 3 * tolerance)
       << what << ": the loss fell from " << t.losses.front() << " to " << t.losses.back();
 }
 
 std::string trajectory_text(const Trajectory& t) {
   std::string s;
-  for (double l : t.losses) s += std::to_string(l) + " ";
+  for (double l : t.losses)
+    s += std::to_string(l) + " ";
   return s;
 }
 
@@ -403,7 +409,8 @@ TEST(CudaTinyLlama, TenBf16MixedPrecisionStepsTrackTheF32CpuRun_CUDA) {
     const auto exact = tiny_model(DType::F32, kCpu);
     opt.set_master_weights(exact->named_parameters());
   }
-  for (const auto& [name, p] : model->named_parameters()) ASSERT_EQ(p.dtype(), DType::BF16);
+  for (const auto& [name, p] : model->named_parameters())
+    ASSERT_EQ(p.dtype(), DType::BF16);
   const Trajectory gpu = train(*model, kCuda, [&] {
     opt.clip_grad_norm(kMaxGradNorm);
     ASSERT_TRUE(opt.step());
@@ -415,7 +422,8 @@ TEST(CudaTinyLlama, TenBf16MixedPrecisionStepsTrackTheF32CpuRun_CUDA) {
         << "step " << s << "\nCPU f32:  " << trajectory_text(cpu)
         << "\nGPU bf16: " << trajectory_text(gpu);
   }
-  for (const auto& [name, m] : opt.master_params()) ASSERT_EQ(m.dtype(), DType::F32) << name;
+  for (const auto& [name, m] : opt.master_params())
+    ASSERT_EQ(m.dtype(), DType::F32) << name;
   const double untrained = total_distance(untrained_losses(), cpu.losses);
   ASSERT_GT(untrained, 1.0) << "the f32 run barely trained: " << trajectory_text(cpu);
   EXPECT_LT(total_distance(gpu.losses, cpu.losses), untrained / 4)
@@ -452,7 +460,8 @@ TEST(CudaTrainingBenchmark, ToyLlamaTokensPerSecond_CUDA) {
     {
       NoGradGuard no_grad;
       const NamedTensors src = reference->named_parameters(), dst = model->named_parameters();
-      for (size_t i = 0; i < dst.size(); ++i) dst[i].second.copy_(src[i].second);
+      for (size_t i = 0; i < dst.size(); ++i)
+        dst[i].second.copy_(src[i].second);
     }
     // bf16: master weights; f32: plain AdamW on the parameters.
     const NamedTensors params = model->named_parameters();
@@ -492,10 +501,10 @@ TEST(CudaTrainingBenchmark, ToyLlamaTokensPerSecond_CUDA) {
     RecordProperty("bench_" + tag + "_tokens_per_s", std::to_string(tokens_per_s));
     RecordProperty("bench_" + tag + "_step_ms", std::to_string(1e3 * seconds / timed));
     RecordProperty("bench_" + tag + "_peak_gpu_mib", std::to_string(peak_mib));
-    std::printf("%s: %.0f tokens/s, %.2f ms/step, peak %.1f MiB, loss %.4f -> %.4f\n",
-                tag.c_str(), tokens_per_s, 1e3 * seconds / timed, peak_mib, losses.front(),
-                losses.back());
-    for (double l : losses) ASSERT_TRUE(std::isfinite(l)) << tag;
+    std::printf("%s: %.0f tokens/s, %.2f ms/step, peak %.1f MiB, loss %.4f -> %.4f\n", tag.c_str(),
+                tokens_per_s, 1e3 * seconds / timed, peak_mib, losses.front(), losses.back());
+    for (double l : losses)
+      ASSERT_TRUE(std::isfinite(l)) << tag;
   }
 }
 

@@ -27,10 +27,8 @@ struct ParamSpec {
   const char* name;
   Shape shape;
 };
-const std::vector<ParamSpec> kSpecs = {{"layer.weight", {3, 5}},
-                                       {"layer.bias", {7}},
-                                       {"norm.weight", {5}},
-                                       {"head.weight", {2, 9}}};
+const std::vector<ParamSpec> kSpecs = {
+    {"layer.weight", {3, 5}}, {"layer.bias", {7}}, {"norm.weight", {5}}, {"head.weight", {2, 9}}};
 
 // Leaves with fixed random values in `dtype` (values rounded to it).
 NamedTensors make_params(DType dtype, uint64_t seed = 11) {
@@ -48,12 +46,15 @@ NamedTensors make_params(DType dtype, uint64_t seed = 11) {
 Tensor grad_for(size_t i, int t, DType dtype, double times = 1.0) {
   std::vector<double> g =
       random_tensor(kSpecs[i].shape, 1000 + 37 * t + i, DType::F32, -2.0, 2.0).to_vector();
-  for (double& x : g) x *= times;
+  for (double& x : g)
+    x *= times;
   return Tensor::from_vector(g, kSpecs[i].shape, DType::F32).to(dtype);
 }
 
 // Parameter "head.weight" gets no gradient at step 2 (its step count must not advance).
-bool skipped(size_t i, int t) { return i == 3 && t == 2; }
+bool skipped(size_t i, int t) {
+  return i == 3 && t == 2;
+}
 
 void set_grads(const NamedTensors& params, int t, double times = 1.0) {
   for (size_t i = 0; i < params.size(); ++i) {
@@ -103,8 +104,8 @@ TEST(MixedPrecision, WithF32ModelParametersMatchesPlainAdamWBitExactly) {
     for (size_t i = 0; i < plain.size(); ++i) {
       const std::string what = plain[i].first + " after step " + std::to_string(t);
       EXPECT_TRUE(all_close(model[i].second, plain[i].second, kExact, "model " + what));
-      EXPECT_TRUE(all_close(opt.master_params()[i].second, plain[i].second, kExact,
-                            "master " + what));
+      EXPECT_TRUE(
+          all_close(opt.master_params()[i].second, plain[i].second, kExact, "master " + what));
       EXPECT_EQ(opt.master_params()[i].second.dtype(), DType::F32);
     }
   }
@@ -112,8 +113,7 @@ TEST(MixedPrecision, WithF32ModelParametersMatchesPlainAdamWBitExactly) {
   for (size_t i = 0; i < plain.size(); ++i) {
     EXPECT_EQ(opt.adamw().state(i).step, reference.state(i).step);
     EXPECT_TRUE(all_close(opt.adamw().state(i).exp_avg, reference.state(i).exp_avg, kExact));
-    EXPECT_TRUE(
-        all_close(opt.adamw().state(i).exp_avg_sq, reference.state(i).exp_avg_sq, kExact));
+    EXPECT_TRUE(all_close(opt.adamw().state(i).exp_avg_sq, reference.state(i).exp_avg_sq, kExact));
   }
   EXPECT_EQ(opt.adamw().state(3).step, 4);
 }
@@ -143,10 +143,10 @@ TEST(MixedPrecision, Bf16ModelParametersAreTheF32MastersRoundedAfterEveryStep) {
     for (size_t i = 0; i < model.size(); ++i) {
       const std::string what = model[i].first + " after step " + std::to_string(t);
       EXPECT_EQ(model[i].second.dtype(), DType::BF16);
-      EXPECT_TRUE(all_close(opt.master_params()[i].second, plain[i].second, kExact,
-                            "master " + what));
-      EXPECT_TRUE(all_close(model[i].second, plain[i].second.to(DType::BF16), kExact,
-                            "model " + what));
+      EXPECT_TRUE(
+          all_close(opt.master_params()[i].second, plain[i].second, kExact, "master " + what));
+      EXPECT_TRUE(
+          all_close(model[i].second, plain[i].second.to(DType::BF16), kExact, "model " + what));
       EXPECT_FALSE(model[i].second.grad().defined()) << "model gradient not dropped: " << what;
     }
   }
@@ -155,7 +155,8 @@ TEST(MixedPrecision, Bf16ModelParametersAreTheF32MastersRoundedAfterEveryStep) {
   for (size_t i = 0; i < model.size(); ++i) {
     const std::vector<double> m = opt.master_params()[i].second.to_vector();
     const std::vector<double> w = model[i].second.to_vector();
-    for (size_t k = 0; k < m.size(); ++k) master_differs |= m[k] != w[k];
+    for (size_t k = 0; k < m.size(); ++k)
+      master_differs |= m[k] != w[k];
   }
   EXPECT_TRUE(master_differs);
 }
@@ -208,7 +209,8 @@ TEST(MixedPrecision, ScaleLossMultipliesByTheCurrentScaleOnlyWithLossScaling) {
 TEST(AdamWModelCopies, ReceiveEachUpdatedParameterConvertedToTheirDtype) {
   const NamedTensors params = make_params(DType::F32);
   std::vector<Tensor> copies;
-  for (const auto& [name, p] : params) copies.push_back(Tensor::zeros(p.shape(), DType::BF16));
+  for (const auto& [name, p] : params)
+    copies.push_back(Tensor::zeros(p.shape(), DType::BF16));
   copies[1] = Tensor();  // no copy for this one
   AdamW opt(params, test_options());
   opt.set_model_copies(copies);
@@ -255,8 +257,7 @@ void expect_trace(DynamicLossScaler& scaler, const std::vector<ScalerStep>& trac
   for (size_t k = 0; k < trace.size(); ++k) {
     scaler.update(trace[k].overflow);
     EXPECT_EQ(scaler.scale(), trace[k].scale_after) << "after iteration " << k;
-    EXPECT_EQ(scaler.state().cur_hysteresis, trace[k].hysteresis_after)
-        << "after iteration " << k;
+    EXPECT_EQ(scaler.state().cur_hysteresis, trace[k].hysteresis_after) << "after iteration " << k;
   }
 }
 
@@ -271,23 +272,23 @@ TEST(DynamicLossScaler, FollowsDeepSpeedsUpdateRuleIterationByIteration) {
   o.hysteresis = 2;
   DynamicLossScaler scaler(o);
   EXPECT_EQ(scaler.scale(), 16.0);
-  expect_trace(scaler, {{false, 16, 2},   // 0: (0 - -1) % 3 = 1
-                        {false, 16, 2},   // 1: 2
-                        {false, 32, 2},   // 2: 3 -> double
-                        {false, 32, 2},   // 3
-                        {false, 32, 2},   // 4
-                        {false, 64, 2},   // 5: 6 -> double
-                        {true, 64, 1},    // 6: overflow spends hysteresis, last = 6
-                        {true, 32, 1},    // 7: hysteresis 1 -> halve, last = 7
-                        {false, 32, 1},   // 8: 1
-                        {false, 32, 1},   // 9: 2
-                        {false, 64, 2},   // 10: 3 -> double, hysteresis refilled
-                        {true, 64, 1},    // 11: last = 11
-                        {false, 64, 1},   // 12: no refill without consecutive_hysteresis
-                        {true, 32, 1},    // 13: halve, last = 13
-                        {false, 32, 1},   // 14
-                        {false, 32, 1},   // 15
-                        {false, 64, 2}}); // 16: 3 -> double
+  expect_trace(scaler, {{false, 16, 2},    // 0: (0 - -1) % 3 = 1
+                        {false, 16, 2},    // 1: 2
+                        {false, 32, 2},    // 2: 3 -> double
+                        {false, 32, 2},    // 3
+                        {false, 32, 2},    // 4
+                        {false, 64, 2},    // 5: 6 -> double
+                        {true, 64, 1},     // 6: overflow spends hysteresis, last = 6
+                        {true, 32, 1},     // 7: hysteresis 1 -> halve, last = 7
+                        {false, 32, 1},    // 8: 1
+                        {false, 32, 1},    // 9: 2
+                        {false, 64, 2},    // 10: 3 -> double, hysteresis refilled
+                        {true, 64, 1},     // 11: last = 11
+                        {false, 64, 1},    // 12: no refill without consecutive_hysteresis
+                        {true, 32, 1},     // 13: halve, last = 13
+                        {false, 32, 1},    // 14
+                        {false, 32, 1},    // 15
+                        {false, 64, 2}});  // 16: 3 -> double
   EXPECT_EQ(scaler.state().cur_iter, 17);
   EXPECT_EQ(scaler.state().last_overflow_iter, 13);
 }
@@ -299,13 +300,13 @@ TEST(DynamicLossScaler, ConsecutiveHysteresisRefillsAfterEveryCleanIteration) {
   o.hysteresis = 2;
   o.consecutive_hysteresis = true;
   DynamicLossScaler scaler(o);
-  expect_trace(scaler, {{true, 16, 1},    // 0: last = 0
-                        {false, 16, 2},   // 1: refilled; (1 - 0) % 3 = 1
-                        {true, 16, 1},    // 2: last = 2
-                        {true, 8, 1},     // 3: halve, last = 3
-                        {false, 8, 2},    // 4
-                        {false, 8, 2},    // 5
-                        {false, 16, 2}}); // 6: 3 -> double
+  expect_trace(scaler, {{true, 16, 1},     // 0: last = 0
+                        {false, 16, 2},    // 1: refilled; (1 - 0) % 3 = 1
+                        {true, 16, 1},     // 2: last = 2
+                        {true, 8, 1},      // 3: halve, last = 3
+                        {false, 8, 2},     // 4
+                        {false, 8, 2},     // 5
+                        {false, 16, 2}});  // 6: 3 -> double
 }
 
 TEST(DynamicLossScaler, DefaultSectionStartsAt2To16AndDoublesAfter1000CleanIterations) {
@@ -316,7 +317,8 @@ TEST(DynamicLossScaler, DefaultSectionStartsAt2To16AndDoublesAfter1000CleanItera
   EXPECT_EQ(o.hysteresis, 2);
   EXPECT_EQ(o.min_scale, 1.0);
   DynamicLossScaler scaler(o);
-  for (int k = 0; k < 999; ++k) scaler.update(false);
+  for (int k = 0; k < 999; ++k)
+    scaler.update(false);
   EXPECT_EQ(scaler.scale(), 65536.0);
   scaler.update(false);
   EXPECT_EQ(scaler.scale(), 131072.0);
@@ -346,7 +348,8 @@ TEST(DynamicLossScaler, AStaticLossScaleNeverChanges) {
   const LossScalerOptions o = LossScalerOptions::from_config(fp16);
   EXPECT_FALSE(o.dynamic);
   DynamicLossScaler scaler(o);
-  for (bool overflow : {true, true, false, true}) scaler.update(overflow);
+  for (bool overflow : {true, true, false, true})
+    scaler.update(overflow);
   EXPECT_EQ(scaler.scale(), 128.0);
 }
 
@@ -392,7 +395,8 @@ TEST(MixedPrecision, AnOverflowSkipsTheUpdateAndLowersTheScaleThenTrainingContin
   MixedPrecisionOptimizer opt(model, test_options(), scaling);
   const std::vector<Tensor> before = [&] {
     std::vector<Tensor> v;
-    for (const auto& [name, p] : model) v.push_back(p.detach().clone());
+    for (const auto& [name, p] : model)
+      v.push_back(p.detach().clone());
     return v;
   }();
 
@@ -446,7 +450,8 @@ TEST(MixedPrecision, StateDictRoundTripResumesBitExactlyWithMastersAndScaler) {
   const NamedTensors model_b = make_params(DType::BF16, /*seed=*/99);
   MixedPrecisionOptimizer b(model_b, test_options(), scaling);
   NamedTensors saved;
-  for (const auto& [key, value] : a.state_dict()) saved.emplace_back(key, value.clone());
+  for (const auto& [key, value] : a.state_dict())
+    saved.emplace_back(key, value.clone());
   b.load_state_dict(saved);
   EXPECT_EQ(b.loss_scale(), a.loss_scale());
   EXPECT_EQ(b.loss_scale(), 128.0);  // doubled once, at iteration 1
