@@ -15,7 +15,8 @@
 #       BUILD_DIR (default DIR/build) with CMAKE_PREFIX_PATH / CMAKE_LIBRARY_PATH pointing into
 #       the prefix, runs every *_CUDA test with GoogleTest JSON output into OUT/<suite>.json and
 #       writes OUT/summary.json (device, per-suite counts, failed and skipped tests, the benchmark
-#       numbers, and whether the bundled mpirun ran the 2-rank collectives suite).
+#       numbers, and whether the bundled mpirun ran the 2-rank collectives suite), and
+#       OUT/results.tar.gz with every log and report.
 #       Exit status: 0 when every selected test passed.
 #   Environment (build-and-test): AUTOTP_GTEST_FILTER (default '*_CUDA*'),
 #       AUTOTP_CUDA_ARCH (default: the GPU's compute capability from nvidia-smi, else 90),
@@ -50,7 +51,7 @@ BASE_PACKAGES=" libc6 libgcc-s1 libstdc++6 libgomp1 libquadmath0 libatomic1 zlib
 SKIP_PACKAGES=" libhwloc-plugins "
 
 usage() {
-  sed -n '7,23p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '/^# Usage:/,/^# What is bundled/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
   exit 2
 }
 
@@ -178,8 +179,9 @@ cmd_build_and_test() {
   local libdir=$prefix/usr/lib/$multiarch
   local mpi_root=$libdir/openmpi
   [ -e "$mpi_root/lib/libmpi.so" ] || die "the bundle has no Open MPI (expected $mpi_root/lib/libmpi.so)"
-  # Open MPI finds its plugins, help files and wrapper data relative to OPAL_PREFIX.
-  export OPAL_PREFIX=$prefix/usr
+  # Open MPI finds its plugins, help files and wrapper data relative to OPAL_PREFIX (its
+  # configuration directory is absolute, /etc/openmpi, hence OPAL_SYSCONFDIR).
+  export OPAL_PREFIX=$prefix/usr OPAL_SYSCONFDIR=$prefix/etc/openmpi
   local runtime_path="$libdir:$mpi_root/lib:$cuda/lib64"
 
   # 2. Configure and build.
@@ -202,15 +204,15 @@ cmd_build_and_test() {
   cmake -S "$src" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_CUDA_ARCHITECTURES="$arch" -DCMAKE_CUDA_COMPILER="$cuda/bin/nvcc" \
     -DCMAKE_PREFIX_PATH="$prefix/usr;$libdir/cmake" -DCMAKE_LIBRARY_PATH="$libdir" \
-    -DCMAKE_INCLUDE_PATH="$prefix/usr/include" \
-    -DMPI_CXX_COMPILER=MPI_CXX_COMPILER-NOTFOUND -DMPI_C_COMPILER=MPI_C_COMPILER-NOTFOUND \
-    -DMPI_CXX_HEADER_DIR="$mpi_root/include" -DMPI_C_HEADER_DIR="$mpi_root/include" \
-    -DMPI_CXX_LIB_NAMES=mpi -DMPI_C_LIB_NAMES=mpi -DMPI_mpi_LIBRARY="$mpi_root/lib/libmpi.so" \
+    -DMPI_CXX_COMPILER=MPI_CXX_COMPILER-NOTFOUND -DMPI_CXX_HEADER_DIR="$mpi_root/include" \
+    -DMPI_CXX_LIB_NAMES=mpi -DMPI_mpi_LIBRARY="$mpi_root/lib/libmpi.so" \
     -DMPIEXEC_EXECUTABLE="$prefix/usr/bin/mpirun.openmpi" \
     "${nccl_args[@]}" 2>&1 | tee "$out/configure.log"
   echo "== build"
-  cmake --build "$build" -j "${AUTOTP_BUILD_JOBS:-$(nproc)}" 2>&1 | tee "$out/build.log" | tail -5
-  [ "${PIPESTATUS[0]}" -eq 0 ] || die "build failed (see $out/build.log)"
+  if ! cmake --build "$build" -j "${AUTOTP_BUILD_JOBS:-$(nproc)}" 2>&1 | tee "$out/build.log" |
+    tail -5; then
+    die "build failed (see $out/build.log)"
+  fi
 
   # 3. Tests: every suite with the GPU filter, one JSON report each.
   export LD_LIBRARY_PATH="$runtime_path${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -242,6 +244,8 @@ cmd_build_and_test() {
     cat "$out/mpi_smoke.txt"
   fi
   write_summary "$out" "$status"
+  # Everything in one archive too, for transports that fetch few files.
+  tar -czf "$dir/results.tar.gz" -C "$out" . && mv "$dir/results.tar.gz" "$out/results.tar.gz"
   return $status
 }
 
