@@ -3,6 +3,8 @@
 #include "engine/optimizer.h"
 
 #include <cmath>
+#include <map>
+#include <tuple>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -10,6 +12,9 @@
 #include "core/dispatch.h"
 #include "core/ops/elementwise.h"
 #include "kernels/cpu/adamw.h"
+#ifdef AUTOTP_WITH_CUDA
+#include "kernels/cuda/adamw.h"
+#endif
 
 namespace autotp {
 
@@ -72,17 +77,56 @@ AdamW::AdamW(NamedTensors params, AdamWOptions options)
   }
 }
 
+void AdamW::set_model_copies(std::vector<Tensor> copies) {
+  AUTOTP_CHECK(copies.empty() || copies.size() == params_.size(),
+               "AdamW: {} model copies for {} parameters (expected none or one per parameter)",
+               copies.size(), params_.size());
+  for (size_t i = 0; i < copies.size(); ++i) {
+    const Tensor& c = copies[i];
+    if (!c.defined()) continue;
+    const auto& [name, p] = params_[i];
+    AUTOTP_CHECK(c.shape() == p.shape() && c.device() == p.device(),
+                 "AdamW: model copy of '{}' has shape {} on {}, expected {} on {}", name,
+                 shape_str(c.shape()), c.device().str(), shape_str(p.shape()), p.device().str());
+    AUTOTP_CHECK(is_floating(c.dtype()) && c.is_contiguous(),
+                 "AdamW: model copy of '{}' must be a contiguous floating tensor (got {})", name,
+                 dtype_name(c.dtype()));
+    AUTOTP_CHECK(!c.shares_storage(p), "AdamW: model copy of '{}' aliases the parameter", name);
+  }
+  model_copies_ = std::move(copies);
+}
+
 void AdamW::step() {
   check_options(options_);
   NoGradGuard no_grad;
+  // Every gradient is checked before any parameter changes.
+  std::vector<Tensor> grads(params_.size());
   for (size_t i = 0; i < params_.size(); ++i) {
-    const Tensor grad = params_[i].second.grad();
-    if (!grad.defined()) continue;  // PyTorch skips parameters without a gradient
-    update(i, grad);
+    grads[i] = params_[i].second.grad();
+    if (grads[i].defined()) check_grad(i, grads[i]);
   }
+  // CUDA f32/f64 parameters: one multi-tensor launch per (device, dtype, copy dtype).
+  std::map<std::tuple<int, int, int>, std::vector<size_t>> fused_groups;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const Tensor& grad = grads[i];
+    if (!grad.defined()) continue;  // PyTorch skips parameters without a gradient
+    if (fused_cuda_eligible(i)) {
+      const Tensor& p = params_[i].second;
+      const Tensor copy = model_copies_.empty() ? Tensor() : model_copies_[i];
+      const int copy_dtype = copy.defined() ? static_cast<int>(copy.dtype()) : -1;
+      fused_groups[{p.device().index, static_cast<int>(p.dtype()), copy_dtype}].push_back(i);
+    } else {
+      update(i, grad);
+    }
+  }
+  for (const auto& [key, indices] : fused_groups) update_fused_cuda(indices, grads);
 }
 
-void AdamW::update(size_t index, const Tensor& grad) {
+bool AdamW::applies_decay(size_t index) const {
+  return !(options_.no_weight_decay && options_.no_weight_decay(params_[index].first));
+}
+
+void AdamW::check_grad(size_t index, const Tensor& grad) const {
   const auto& [name, param] = params_[index];
   AUTOTP_CHECK(grad.shape() == param.shape(), "AdamW: gradient of '{}' has shape {}, expected {}",
                name, shape_str(grad.shape()), shape_str(param.shape()));
@@ -90,14 +134,24 @@ void AdamW::update(size_t index, const Tensor& grad) {
                "AdamW: gradient of '{}' is {} on {}, parameter is {} on {}", name,
                dtype_name(grad.dtype()), grad.device().str(), dtype_name(param.dtype()),
                param.device().str());
+}
+
+void AdamW::begin_update(size_t index) {
+  const Tensor& param = params_[index].second;
   AdamWParamState& st = state_[index];
   if (!st.exp_avg.defined()) {
     st.exp_avg = Tensor::zeros(param.shape(), param.dtype(), param.device());
     st.exp_avg_sq = Tensor::zeros(param.shape(), param.dtype(), param.device());
   }
   st.step += 1;
-  const bool apply_decay = !(options_.no_weight_decay && options_.no_weight_decay(name));
-  if (param.device().is_cpu()) {
+}
+
+void AdamW::update(size_t index, const Tensor& grad) {
+  begin_update(index);
+  const Tensor& param = params_[index].second;
+  const AdamWParamState& st = state_[index];
+  const bool apply_decay = applies_decay(index);
+  if (param.device().is_cpu() && (param.dtype() == DType::F32 || param.dtype() == DType::F64)) {
     const Tensor g = grad.contiguous();
     const kernels::cpu::AdamWStep constants = step_constants(options_, st.step, apply_decay);
     dispatch_float(param.dtype(), "AdamW", [&]<typename T>(TypeTag<T>) {
@@ -107,6 +161,49 @@ void AdamW::update(size_t index, const Tensor& grad) {
   } else {
     adamw_update_with_ops(param, st.exp_avg, st.exp_avg_sq, grad, st.step, options_, apply_decay);
   }
+  if (!model_copies_.empty() && model_copies_[index].defined()) model_copies_[index].copy_(param);
+}
+
+bool AdamW::fused_cuda_eligible(size_t index) const {
+#ifdef AUTOTP_WITH_CUDA
+  const Tensor& p = params_[index].second;
+  return p.device().is_cuda() && (p.dtype() == DType::F32 || p.dtype() == DType::F64);
+#else
+  (void)index;
+  return false;
+#endif
+}
+
+void AdamW::update_fused_cuda(const std::vector<size_t>& indices,
+                              const std::vector<Tensor>& grads) {
+#ifdef AUTOTP_WITH_CUDA
+  AUTOTP_ASSERT(!indices.empty(), "update_fused_cuda without parameters");
+  const Tensor& first = params_[indices[0]].second;
+  int copy_dtype = kernels::cuda::kAdamWNoCopy;
+  std::vector<kernels::cuda::AdamWTensor> table;
+  std::vector<Tensor> contiguous_grads;  // alive until the launch is enqueued
+  for (size_t i : indices) {
+    begin_update(i);
+    const Tensor& p = params_[i].second;
+    const AdamWParamState& st = state_[i];
+    const Tensor g = grads[i].contiguous();
+    contiguous_grads.push_back(g);
+    const Tensor copy = model_copies_.empty() ? Tensor() : model_copies_[i];
+    if (copy.defined()) copy_dtype = static_cast<int>(copy.dtype());
+    table.push_back({p.raw_data(), st.exp_avg.raw_data(), st.exp_avg_sq.raw_data(), g.raw_data(),
+                     copy.defined() ? copy.raw_data() : nullptr, p.numel(),
+                     step_constants(options_, st.step, applies_decay(i))});
+  }
+  const auto count = static_cast<int64_t>(table.size());
+  const int64_t bytes = kernels::cuda::adamw_workspace_bytes(table.data(), count);
+  const Tensor workspace = Tensor::empty({(bytes + 7) / 8}, DType::I64, first.device());
+  kernels::cuda::adamw_multi_tensor(static_cast<int>(first.dtype()), copy_dtype, table.data(),
+                                    count, workspace.raw_data(), workspace.numel() * 8, nullptr);
+#else
+  (void)indices;
+  (void)grads;
+  AUTOTP_FAIL("AdamW: CUDA parameters need a build with the CUDA backend");
+#endif
 }
 
 void AdamW::zero_grad() {

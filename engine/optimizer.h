@@ -52,8 +52,10 @@ struct AdamWParamState {
 //   m = lerp(m, g, 1 - beta1);  v = beta2*v + (1 - beta2)*g*g
 //   bc1 = 1 - beta1^t;  bc2 = 1 - beta2^t          (1 and 1 without bias correction)
 //   p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps)
-// CPU f32/f64 parameters go through the fused kernel kernels/cpu/adamw.h; other devices use
-// adamw_update_with_ops (the same formula as tensor ops).
+// CPU f32/f64 parameters go through the fused kernel kernels/cpu/adamw.h; CUDA f32/f64
+// parameters through one multi-tensor launch per (device, dtype) group (kernels/cuda/adamw.h,
+// bit-identical to the CPU kernel); anything else (e.g. bf16 parameters without master
+// weights) through adamw_update_with_ops (the same formula as tensor ops).
 class AdamW {
  public:
   // `params` are the trainable leaves with their (Hugging Face) names; names must be unique.
@@ -63,6 +65,13 @@ class AdamW {
   void step();
   // Drops every parameter's gradient (the next backward pass allocates fresh ones).
   void zero_grad();
+
+  // Model copies for mixed precision (engine/mixed_precision.h): after parameter i is updated,
+  // copies[i], when defined, receives its new value converted to the copy's dtype (on CUDA
+  // inside the fused kernel, so f32 master weights write their bf16 model weights in the same
+  // pass). `copies` is empty (none) or parallel to params(), each defined copy contiguous with
+  // its parameter's shape and device.
+  void set_model_copies(std::vector<Tensor> copies);
 
   double lr() const { return options_.lr; }
   void set_lr(double lr) { options_.lr = lr; }
@@ -78,10 +87,19 @@ class AdamW {
   void load_state_dict(const NamedTensors& state);
 
  private:
+  // Throws when the gradient's shape, dtype or device differs from the parameter's.
+  void check_grad(size_t index, const Tensor& grad) const;
+  // Allocates the moments on first use and advances the step count.
+  void begin_update(size_t index);
   void update(size_t index, const Tensor& grad);
+  // One multi-tensor CUDA launch over `indices` (same device, dtype and copy dtype).
+  void update_fused_cuda(const std::vector<size_t>& indices, const std::vector<Tensor>& grads);
+  bool fused_cuda_eligible(size_t index) const;
+  bool applies_decay(size_t index) const;  // false when no_weight_decay excludes its name
 
   NamedTensors params_;
   std::vector<AdamWParamState> state_;  // parallel to params_
+  std::vector<Tensor> model_copies_;    // empty, or parallel to params_ (undefined: none)
   AdamWOptions options_;
 };
 

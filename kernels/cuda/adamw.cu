@@ -1,0 +1,203 @@
+// Multi-tensor AdamW: the host splits every tensor into chunks of kAdamWChunkElements, copies
+// the tensor and chunk tables into the workspace and launches one block per chunk.
+#include "kernels/cuda/adamw.h"
+
+#include <cuda_runtime.h>
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/check.h"
+#include "kernels/cuda/launch.cuh"
+
+namespace autotp::kernels::cuda {
+
+namespace {
+
+// Block b updates elements [start, start + kAdamWChunkElements) of tensor `tensor`.
+struct AdamWChunk {
+  int64_t tensor;
+  int64_t start;
+};
+
+constexpr int kAdamWThreads = 256;
+
+// Workspace layout: the tensor table, then the chunk table at the next 16-byte boundary.
+int64_t chunk_table_offset(int64_t count) {
+  const int64_t bytes = count * static_cast<int64_t>(sizeof(AdamWTensor));
+  return (bytes + 15) / 16 * 16;
+}
+
+int64_t chunk_count(const AdamWTensor& t) {
+  return (t.numel + kAdamWChunkElements - 1) / kAdamWChunkElements;
+}
+
+// Correctly rounded operations that nvcc never contracts into FMAs, so each line below is
+// the same IEEE operation as the CPU kernel's (built with -ffp-contract=off).
+__device__ __forceinline__ float add_rn(float a, float b) {
+  return __fadd_rn(a, b);
+}
+__device__ __forceinline__ float sub_rn(float a, float b) {
+  return __fsub_rn(a, b);
+}
+__device__ __forceinline__ float mul_rn(float a, float b) {
+  return __fmul_rn(a, b);
+}
+__device__ __forceinline__ float div_rn(float a, float b) {
+  return __fdiv_rn(a, b);
+}
+__device__ __forceinline__ float sqrt_rn(float a) {
+  return __fsqrt_rn(a);
+}
+__device__ __forceinline__ double add_rn(double a, double b) {
+  return __dadd_rn(a, b);
+}
+__device__ __forceinline__ double sub_rn(double a, double b) {
+  return __dsub_rn(a, b);
+}
+__device__ __forceinline__ double mul_rn(double a, double b) {
+  return __dmul_rn(a, b);
+}
+__device__ __forceinline__ double div_rn(double a, double b) {
+  return __ddiv_rn(a, b);
+}
+__device__ __forceinline__ double sqrt_rn(double a) {
+  return __dsqrt_rn(a);
+}
+
+// T: the parameter/moment/gradient type (float, double); C: the model copy's type.
+template <typename T, typename C>
+__global__ void adamw_chunk_kernel(const AdamWTensor* tensors, const AdamWChunk* chunks) {
+  const AdamWChunk chunk = chunks[blockIdx.x];
+  const AdamWTensor& t = tensors[chunk.tensor];
+  const cpu::AdamWStep& s = t.step;
+  // The constants as the CPU kernel rounds them: differences in double, then to T.
+  const bool decay = s.weight_decay != 0.0;
+  const T decay_factor = static_cast<T>(sub_rn(1.0, mul_rn(s.lr, s.weight_decay)));
+  const T weight_decay = static_cast<T>(s.weight_decay);
+  const T lerp_weight = static_cast<T>(sub_rn(1.0, s.beta1));
+  const bool lerp_small = (lerp_weight < T(0) ? -lerp_weight : lerp_weight) < static_cast<T>(0.5);
+  const T one_minus_lerp = sub_rn(static_cast<T>(1), lerp_weight);
+  const T beta2 = static_cast<T>(s.beta2);
+  const T one_minus_beta2 = static_cast<T>(sub_rn(1.0, s.beta2));
+  const T neg_step_size = static_cast<T>(-s.step_size);
+  const T bc2_sqrt = static_cast<T>(s.bias_correction2_sqrt);
+  const T eps = static_cast<T>(s.eps);
+
+  T* param = static_cast<T*>(t.param);
+  T* exp_avg = static_cast<T*>(t.exp_avg);
+  T* exp_avg_sq = static_cast<T*>(t.exp_avg_sq);
+  const T* grad = static_cast<const T*>(t.grad);
+  C* copy = static_cast<C*>(t.model_copy);
+  const int64_t end =
+      chunk.start + kAdamWChunkElements < t.numel ? chunk.start + kAdamWChunkElements : t.numel;
+  for (int64_t i = chunk.start + threadIdx.x; i < end; i += blockDim.x) {
+    T p = param[i];
+    T g = grad[i];
+    if (decay) {
+      if (s.decoupled_weight_decay) {
+        p = mul_rn(p, decay_factor);
+      } else {
+        g = add_rn(g, mul_rn(weight_decay, p));
+      }
+    }
+    T m = exp_avg[i];
+    const T diff = sub_rn(g, m);
+    m = lerp_small ? add_rn(m, mul_rn(lerp_weight, diff)) : sub_rn(g, mul_rn(diff, one_minus_lerp));
+    T v = mul_rn(exp_avg_sq[i], beta2);
+    v = add_rn(v, mul_rn(mul_rn(one_minus_beta2, g), g));
+    const T denom = add_rn(div_rn(sqrt_rn(v), bc2_sqrt), eps);
+    p = add_rn(p, div_rn(mul_rn(neg_step_size, m), denom));
+    param[i] = p;
+    exp_avg[i] = m;
+    exp_avg_sq[i] = v;
+    if (copy != nullptr) copy[i] = convert<C>(p);
+  }
+}
+
+void check_tables(int copy_dtype, const AdamWTensor* tensors, int64_t count) {
+  if (count < 0) throw std::invalid_argument("adamw_multi_tensor: negative tensor count");
+  for (int64_t k = 0; k < count; ++k) {
+    const AdamWTensor& t = tensors[k];
+    const std::string which = "adamw_multi_tensor: tensor " + std::to_string(k);
+    if (t.numel < 0) throw std::invalid_argument(which + " has a negative numel");
+    if (t.numel == 0) continue;
+    if (t.param == nullptr || t.exp_avg == nullptr || t.exp_avg_sq == nullptr ||
+        t.grad == nullptr) {
+      throw std::invalid_argument(which + " has a null param, moment or gradient pointer");
+    }
+    if (copy_dtype == kAdamWNoCopy && t.model_copy != nullptr) {
+      throw std::invalid_argument(which + " has a model copy but the launch's copy dtype is none");
+    }
+  }
+}
+
+}  // namespace
+
+int64_t adamw_workspace_bytes(const AdamWTensor* tensors, int64_t count) {
+  int64_t chunks = 0;
+  for (int64_t k = 0; k < count; ++k) {
+    if (tensors[k].numel > 0) chunks += chunk_count(tensors[k]);
+  }
+  return chunk_table_offset(count) + chunks * static_cast<int64_t>(sizeof(AdamWChunk));
+}
+
+void adamw_multi_tensor(int dtype, int copy_dtype, const AdamWTensor* tensors, int64_t count,
+                        void* workspace, int64_t workspace_bytes, cudaStream_t stream) {
+  check_tables(copy_dtype, tensors, count);
+  std::vector<AdamWChunk> chunks;
+  for (int64_t k = 0; k < count; ++k) {
+    for (int64_t c = 0; tensors[k].numel > 0 && c < chunk_count(tensors[k]); ++c) {
+      chunks.push_back({k, c * kAdamWChunkElements});
+    }
+  }
+  if (chunks.empty()) return;
+  const int64_t needed = adamw_workspace_bytes(tensors, count);
+  if (workspace == nullptr || workspace_bytes < needed) {
+    throw std::invalid_argument("adamw_multi_tensor: workspace of " +
+                                std::to_string(workspace_bytes) + " bytes, need " +
+                                std::to_string(needed));
+  }
+  if (static_cast<int64_t>(chunks.size()) > 0x7fffffff) {
+    throw std::invalid_argument("adamw_multi_tensor: too many chunks (" +
+                                std::to_string(chunks.size()) + ") for one launch");
+  }
+  char* base = static_cast<char*>(workspace);
+  auto* device_tensors = reinterpret_cast<AdamWTensor*>(base);
+  auto* device_chunks = reinterpret_cast<AdamWChunk*>(base + chunk_table_offset(count));
+  // From pageable host memory: the copies return once the host arrays have been staged.
+  AUTOTP_CUDA_CHECK(cudaMemcpyAsync(device_tensors, tensors,
+                                    static_cast<size_t>(count) * sizeof(AdamWTensor),
+                                    cudaMemcpyHostToDevice, stream));
+  AUTOTP_CUDA_CHECK(cudaMemcpyAsync(device_chunks, chunks.data(),
+                                    chunks.size() * sizeof(AdamWChunk), cudaMemcpyHostToDevice,
+                                    stream));
+  const auto blocks = static_cast<unsigned>(chunks.size());
+  auto launch = [&]<typename T, typename C>() {
+    adamw_chunk_kernel<T, C><<<blocks, kAdamWThreads, 0, stream>>>(device_tensors, device_chunks);
+    AUTOTP_CUDA_CHECK_LAUNCH("adamw_chunk_kernel", {"tensors", count},
+                             {"chunks", static_cast<int64_t>(chunks.size())}, {"dtype", dtype},
+                             {"copy_dtype", copy_dtype});
+  };
+  auto with_param_type = [&]<typename T>(TypeTag<T>) {
+    if (copy_dtype == kAdamWNoCopy) {
+      launch.template operator()<T, T>();
+    } else {
+      dispatch_float_code(copy_dtype, "adamw_multi_tensor (model copy)",
+                          [&]<typename C>(TypeTag<C>) { launch.template operator()<T, C>(); });
+    }
+  };
+  switch (static_cast<DTypeCode>(dtype)) {
+    case DTypeCode::F32:
+      with_param_type(TypeTag<float>{});
+      return;
+    case DTypeCode::F64:
+      with_param_type(TypeTag<double>{});
+      return;
+    default:
+      throw_unsupported_dtype("adamw_multi_tensor", dtype, "f32 or f64");
+  }
+}
+
+}  // namespace autotp::kernels::cuda

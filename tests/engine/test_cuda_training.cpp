@@ -1,0 +1,527 @@
+// Training on CUDA against the CPU reference: the fused multi-tensor AdamW (f32/f64 and
+// master weights with bf16/f16 model copies), a tiny Llama's forward/backward, and 10 training
+// steps in f32 and in bf16 mixed precision. *_CUDA tests skip, saying why, without a GPU.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/autograd/grad_mode.h"
+#include "core/cuda_allocator.h"
+#include "core/ops.h"
+#include "engine/clip.h"
+#include "engine/data.h"
+#include "engine/mixed_precision.h"
+#include "engine/optimizer.h"
+#include "models/registry.h"
+#include "tests/core/nn_test_helpers.h"
+#include "tests/support/tolerances.h"
+
+namespace autotp {
+namespace {
+
+using autotp::testing::all_close;
+using autotp::testing::random_tensor;
+using autotp::testing::Tolerance;
+using autotp::testing::tolerance_for;
+
+const Device kCpu = Device::cpu();
+const Device kCuda = Device::cuda(0);
+
+#define SKIP_WITHOUT_CUDA() \
+  if (!cuda_available())    \
+  GTEST_SKIP() << "no CUDA device: CUDA training is compared with the CPU on GPUs"
+
+constexpr double kF32Unit = 0x1p-24;  // unit roundoff of f32
+constexpr double kBf16Unit = 0x1p-9;  // unit roundoff of bf16
+constexpr Tolerance kExact{0.0, 0.0};
+
+Tensor host(const Tensor& t) {
+  return t.detach().to(kCpu);
+}
+
+// ---- fused AdamW -----------------------------------------------------------------------------
+
+// Odd sizes: single elements, sizes around the 8192-element chunk, a 2-D weight spanning
+// three chunks, and a norm weight (excluded from decay).
+struct ParamSpec {
+  const char* name;
+  Shape shape;
+};
+const std::vector<ParamSpec> kSpecs = {
+    {"a.weight", {1}},        {"b.weight", {7}},    {"c.weight", {3, 5}},       {"d.bias", {8193}},
+    {"e.weight", {129, 131}}, {"f.weight", {8191}}, {"model.norm.weight", {33}}};
+
+NamedTensors make_params(DType dtype, Device device, uint64_t seed = 21) {
+  NamedTensors params;
+  for (size_t i = 0; i < kSpecs.size(); ++i) {
+    Tensor t = random_tensor(kSpecs[i].shape, seed + i, DType::F64).to(dtype).to(device).detach();
+    t.set_requires_grad(true);
+    params.emplace_back(kSpecs[i].name, t);
+  }
+  return params;
+}
+
+// Gradient of parameter i at step t (fixed values, f64 host -> dtype); "b.weight" has none
+// at step 2, so its step count lags (per-parameter bias corrections in one launch).
+void set_grads(const NamedTensors& params, int t, DType grad_dtype) {
+  for (size_t i = 0; i < params.size(); ++i) {
+    const Tensor& p = params[i].second;
+    if (i == 1 && t == 2) {
+      p.zero_grad();
+      continue;
+    }
+    const Tensor g = random_tensor(kSpecs[i].shape, 500 + 31 * t + i, DType::F64, -3.0, 3.0);
+    p.set_grad(g.to(grad_dtype).to(p.device()));
+  }
+}
+
+std::vector<AdamWOptions> option_sets() {
+  AdamWOptions adamw;  // decoupled decay, exclusion of biases and norms
+  adamw.lr = 0.01;
+  adamw.weight_decay = 0.1;
+  adamw.no_weight_decay = exclude_bias_and_norm;
+  AdamWOptions small_beta1 = adamw;  // the other lerp branch (1 - beta1 >= 0.5)
+  small_beta1.beta1 = 0.3;
+  small_beta1.beta2 = 0.9;
+  AdamWOptions adam = adamw;  // coupled (L2) decay, no bias correction
+  adam.decoupled_weight_decay = false;
+  adam.bias_correction = false;
+  adam.weight_decay = 0.05;
+  return {adamw, small_beta1, adam};
+}
+
+// The fused kernel performs the CPU kernel's IEEE operations in the same order, each
+// correctly rounded and none contracted into an FMA (and the CPU build uses
+// -ffp-contract=off), so parameters and moments must be bitwise equal: tolerance 0.
+TEST(CudaAdamW, FusedMultiTensorUpdateEqualsTheCpuKernelBitwise_CUDA) {
+  SKIP_WITHOUT_CUDA();
+  for (DType dtype : {DType::F32, DType::F64}) {
+    const std::vector<AdamWOptions> sets = option_sets();
+    for (size_t k = 0; k < sets.size(); ++k) {
+      const std::string what = std::string(dtype_name(dtype)) + ", options " + std::to_string(k);
+      const NamedTensors cpu = make_params(dtype, kCpu);
+      const NamedTensors gpu = make_params(dtype, kCuda);
+      AdamW cpu_opt(cpu, sets[k]);
+      AdamW gpu_opt(gpu, sets[k]);
+      for (int t = 0; t < 5; ++t) {
+        set_grads(cpu, t, dtype);
+        set_grads(gpu, t, dtype);
+        cpu_opt.step();
+        gpu_opt.step();
+        for (size_t i = 0; i < cpu.size(); ++i) {
+          ASSERT_TRUE(all_close(host(gpu[i].second), cpu[i].second, kExact,
+                                cpu[i].first + " after step " + std::to_string(t) + ", " + what));
+        }
+      }
+      for (size_t i = 0; i < cpu.size(); ++i) {
+        EXPECT_EQ(gpu_opt.state(i).step, cpu_opt.state(i).step) << cpu[i].first;
+        EXPECT_TRUE(all_close(host(gpu_opt.state(i).exp_avg), cpu_opt.state(i).exp_avg, kExact,
+                              cpu[i].first + ".exp_avg, " + what));
+        EXPECT_TRUE(all_close(host(gpu_opt.state(i).exp_avg_sq), cpu_opt.state(i).exp_avg_sq,
+                              kExact, cpu[i].first + ".exp_avg_sq, " + what));
+      }
+      EXPECT_EQ(gpu_opt.state(1).step, 4);
+    }
+  }
+}
+
+// Master weights on CUDA with low-precision model weights written by the same kernel: the
+// masters must equal the CPU's f32 AdamW bitwise (as above) and each model weight must be the
+// CPU master rounded to its dtype (round to nearest even on both sides): tolerance 0.
+TEST(CudaAdamW, MasterWeightStepWritesTheCpuF32StepRoundedToTheModelDtype_CUDA) {
+  SKIP_WITHOUT_CUDA();
+  for (DType model_dtype : {DType::BF16, DType::F16}) {
+    const std::string what(dtype_name(model_dtype));
+    const NamedTensors exact = make_params(DType::F32, kCpu, /*seed=*/40);
+    const NamedTensors cpu = make_params(DType::F32, kCpu, /*seed=*/40);
+    const NamedTensors model = make_params(model_dtype, kCuda, /*seed=*/40);
+    const AdamWOptions options = option_sets()[0];
+    AdamW cpu_opt(cpu, options);
+    MixedPrecisionOptimizer gpu_opt(model, options);
+    gpu_opt.set_master_weights(exact);  // f32 values that the model dtype cannot hold
+    for (int t = 0; t < 5; ++t) {
+      set_grads(model, t, model_dtype);  // low-precision gradients, as backward leaves them
+      for (size_t i = 0; i < cpu.size(); ++i) {
+        cpu[i].second.zero_grad();
+        const Tensor g = model[i].second.grad();
+        if (g.defined()) cpu[i].second.set_grad(host(g).to(DType::F32));
+      }
+      cpu_opt.step();
+      ASSERT_TRUE(gpu_opt.step());
+      for (size_t i = 0; i < cpu.size(); ++i) {
+        const std::string at = cpu[i].first + " after step " + std::to_string(t) + ", " + what;
+        ASSERT_TRUE(all_close(host(gpu_opt.master_params()[i].second), cpu[i].second, kExact,
+                              "master " + at));
+        ASSERT_EQ(model[i].second.dtype(), model_dtype);
+        ASSERT_TRUE(
+            all_close(host(model[i].second), cpu[i].second.to(model_dtype), kExact, "model " + at));
+      }
+    }
+  }
+}
+
+// ---- a tiny Llama ----------------------------------------------------------------------------
+
+constexpr int64_t kVocab = 101, kBatch = 4, kSeq = 16;
+
+ModelConfig tiny_llama() {
+  ModelConfig c;
+  c.model_type = "llama";
+  c.vocab_size = kVocab;
+  c.hidden_size = 64;
+  c.intermediate_size = 88;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.max_position_embeddings = 64;
+  c.resolve_defaults();
+  c.validate();
+  return c;
+}
+
+// The model initialized from seed 7 (in f32 on the CPU), converted to `dtype` on `device`,
+// so that every run starts from the same weights.
+std::shared_ptr<CausalLM> tiny_model(DType dtype, Device device) {
+  const auto reference = create_model(tiny_llama(), /*seed=*/7);
+  auto model = create_model_uninitialized(tiny_llama(), dtype, device);
+  const NamedTensors src = reference->named_parameters(), dst = model->named_parameters();
+  EXPECT_EQ(src.size(), dst.size());
+  NoGradGuard no_grad;
+  for (size_t i = 0; i < dst.size() && i < src.size(); ++i) {
+    EXPECT_EQ(dst[i].first, src[i].first);
+    dst[i].second.copy_(src[i].second);
+  }
+  return model;
+}
+
+// Fixed batches of the synthetic bigram stream: [kBatch, kSeq] ids and shifted labels.
+const DataLoader& loader() {
+  static const DataLoader l(std::shared_ptr<const TokenSource>(make_synthetic_source(3, kVocab)),
+                            kSeq, DataLayout{kBatch, 1, 0, 1});
+  return l;
+}
+
+// Mean next-token cross entropy of logits [B, S, V] against labels [B, S] (already shifted).
+Tensor next_token_loss(const Tensor& logits, const Tensor& labels) {
+  return ops::cross_entropy(logits.reshape({kBatch * kSeq, kVocab}),
+                            labels.to(logits.device()).reshape({kBatch * kSeq}));
+}
+
+struct Pass {
+  Tensor logits;       // [B, S, V] f64 on the CPU
+  Tensor loss;         // [] f64 on the CPU
+  NamedTensors grads;  // per parameter, f64 on the CPU
+};
+
+Pass forward_backward(DType dtype, Device device) {
+  const auto model = tiny_model(dtype, device);
+  const Batch batch = loader().batch(0, 0);
+  const Tensor logits = model->forward(batch.input_ids.to(device));
+  const Tensor loss = next_token_loss(logits, batch.labels);
+  loss.backward();
+  Pass pass{host(logits).to(DType::F64), host(loss).to(DType::F64), {}};
+  for (const auto& [name, p] : model->named_parameters()) {
+    EXPECT_TRUE(p.grad().defined()) << name;
+    pass.grads.emplace_back(name, p.grad().defined() ? host(p.grad()).to(DType::F64)
+                                                     : Tensor::zeros(p.shape(), DType::F64));
+  }
+  return pass;
+}
+
+double max_abs(const Tensor& t) {
+  double m = 0.0;
+  for (double v : t.to_vector())
+    m = std::max(m, std::fabs(v));
+  return m;
+}
+
+// Within `units` f32 unit roundoffs of the tensor's largest value (never tighter than the
+// table's f32 tolerance).
+Tolerance scaled_f32(const Tensor& expected, double units) {
+  const Tolerance table = tolerance_for(DType::F32);
+  return {std::max(table.atol, units * kF32Unit * max_abs(expected)), table.rtol};
+}
+
+// f64: both devices compute (and accumulate) in f64, so logits, loss and every gradient agree
+// to the f64 table; this checks every index and formula of the CUDA path tightly.
+// f32: first-order rounding bounds as in the op tests (tests/core/test_cuda_nn_ops.cpp): the
+// largest per-op bound is the down projection's K^2 = 88^2 = 7744 units of its output's
+// scale (attention's 4 (D^2 + S D) = 4 (16^2 + 16 * 16) = 2048 and the other GEMMs' 64^2 are
+// below it); forward and backward chain about 2 x 28 such ops (13 per decoder layer, the
+// embedding, the final norm, lm_head and the loss), so 56 x 7744 units of each tensor's
+// largest value.
+TEST(CudaTinyLlama, ForwardAndBackwardMatchTheCpuInF64AndF32_CUDA) {
+  SKIP_WITHOUT_CUDA();
+  const Pass cpu64 = forward_backward(DType::F64, kCpu);
+  const Pass gpu64 = forward_backward(DType::F64, kCuda);
+  ASSERT_TRUE(std::isfinite(cpu64.loss.item()));
+  EXPECT_TRUE(all_close(gpu64.logits, cpu64.logits, tolerance_for(DType::F64), "logits f64"));
+  EXPECT_TRUE(all_close(gpu64.loss, cpu64.loss, tolerance_for(DType::F64), "loss f64"));
+  ASSERT_EQ(gpu64.grads.size(), cpu64.grads.size());
+  for (size_t i = 0; i < cpu64.grads.size(); ++i) {
+    ASSERT_GT(max_abs(cpu64.grads[i].second), 0.0) << cpu64.grads[i].first << " is all zeros";
+    EXPECT_TRUE(all_close(gpu64.grads[i].second, cpu64.grads[i].second, tolerance_for(DType::F64),
+                          cpu64.grads[i].first + " grad f64"));
+  }
+
+  const double units = 56 * 7744;
+  const Pass cpu = forward_backward(DType::F32, kCpu);
+  const Pass gpu = forward_backward(DType::F32, kCuda);
+  EXPECT_TRUE(all_close(gpu.logits, cpu.logits, scaled_f32(cpu.logits, units), "logits f32"));
+  EXPECT_TRUE(all_close(gpu.loss, cpu.loss, scaled_f32(cpu.loss, units), "loss f32"));
+  for (size_t i = 0; i < cpu.grads.size(); ++i) {
+    EXPECT_TRUE(all_close(gpu.grads[i].second, cpu.grads[i].second,
+                          scaled_f32(cpu.grads[i].second, units),
+                          cpu.grads[i].first + " grad f32"));
+  }
+}
+
+// ---- 10 training steps -------------------------------------------------------------------------
+
+constexpr int kSteps = 10;
+constexpr double kMaxGradNorm = 1.0;
+
+AdamWOptions training_options() {
+  AdamWOptions o;
+  o.lr = 1e-2;
+  o.weight_decay = 0.01;
+  return o;
+}
+
+struct Trajectory {
+  std::vector<double> losses;          // per step, before the update
+  std::vector<double> max_abs_logits;  // per step
+};
+
+// kSteps steps on batches 0..kSteps-1: forward, loss, backward, then `update` (clipping and
+// the optimizer step, which also drops the gradients).
+Trajectory train(CausalLM& model, Device device, const std::function<void()>& update) {
+  Trajectory out;
+  for (int s = 0; s < kSteps; ++s) {
+    const Batch batch = loader().batch(s, 0);
+    const Tensor logits = model.forward(batch.input_ids.to(device));
+    const Tensor loss = next_token_loss(logits, batch.labels);
+    EXPECT_EQ(loss.dtype(), logits.dtype() == DType::BF16 ? DType::F32 : logits.dtype());
+    out.losses.push_back(loss.item());
+    out.max_abs_logits.push_back(max_abs(logits));
+    loss.backward();
+    update();
+  }
+  return out;
+}
+
+// Plain AdamW with global-norm clipping, in the model's dtype.
+Trajectory train_plain(DType dtype, Device device) {
+  const auto model = tiny_model(dtype, device);
+  const NamedTensors params = model->named_parameters();
+  AdamW opt(params, training_options());
+  return train(*model, device, [&] {
+    clip_grad_norm(params, kMaxGradNorm);
+    opt.step();
+    opt.zero_grad();
+  });
+}
+
+// The losses of the untrained model on the same batches (no update between steps).
+std::vector<double> untrained_losses() {
+  const auto model = tiny_model(DType::F32, kCpu);
+  NoGradGuard no_grad;
+  std::vector<double> losses;
+  for (int s = 0; s < kSteps; ++s) {
+    const Batch batch = loader().batch(s, 0);
+    losses.push_back(next_token_loss(model->forward(batch.input_ids), batch.labels).item());
+  }
+  return losses;
+}
+
+double total_distance(const std::vector<double>& a, const std::vector<double>& b) {
+  double d = 0.0;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i)
+    d += std::fabs(a[i] - b[i]);
+  return d;
+}
+
+// The loss must fall well beyond the tolerance, or the comparison would prove nothing.
+void expect_learns(const Trajectory& t, double tolerance, const std::string& what) {
+  ASSERT_EQ(t.losses.size(), static_cast<size_t>(kSteps));
+  for (double l : t.losses)
+    ASSERT_TRUE(std::isfinite(l)) << what;
+  EXPECT_LT(t.losses.back(), t.losses.front() - 3 * tolerance)
+      << what << ": the loss fell from " << t.losses.front() << " to " << t.losses.back();
+}
+
+std::string trajectory_text(const Trajectory& t) {
+  std::string s;
+  for (double l : t.losses)
+    s += std::to_string(l) + " ";
+  return s;
+}
+
+// f32 on both devices. The first loss differs by forward rounding only (the bound above).
+// Afterwards the trajectories separate through the updates: Adam's lr * m / (sqrt(v) + eps)
+// turns small gradient differences into weight differences of up to lr per step on
+// coordinates whose gradient is near zero. The CPU test below measures this drift between
+// f32 and f64 on the CPU (1.2e-5 at step 10; it must stay below kCpuF32Drift). The GPU's f32
+// GEMMs and reductions accumulate in f32, erring by up to about sqrt(K) ~ 9 roundings where
+// the CPU accumulates in f64 and rounds once, so its drift may be ~10x larger: the tolerance
+// is 10 * kCpuF32Drift = 1e-3 (2e-4 of the loss), far below the loss's fall of ~0.4.
+constexpr double kCpuF32Drift = 1e-4;
+constexpr double kF32LossTolerance = 10 * kCpuF32Drift;
+
+TEST(CudaTinyLlama, TenF32TrainingStepsTrackTheCpu_CUDA) {
+  SKIP_WITHOUT_CUDA();
+  const Trajectory cpu = train_plain(DType::F32, kCpu);
+  const Trajectory gpu = train_plain(DType::F32, kCuda);
+  expect_learns(cpu, kF32LossTolerance, "CPU f32");
+  for (int s = 0; s < kSteps; ++s) {
+    EXPECT_NEAR(gpu.losses[s], cpu.losses[s], kF32LossTolerance)
+        << "step " << s << "\nCPU: " << trajectory_text(cpu) << "\nGPU: " << trajectory_text(gpu);
+  }
+}
+
+// bf16 mixed precision on CUDA (bf16 weights and activations, f32 masters, moments and loss)
+// against the f32 CPU run from the same f32 weights (loaded into the masters). Every bf16
+// tensor is its f32 value rounded once (relative 2^-9). The loss moves by at most 2 max|dlogit|
+// (1-Lipschitz in the logits through both logsumexp and the target logit); a logit carries,
+// to first order, the relative roundings along its path: the bf16 weights (one per GEMM) and
+// the rounded activations, about 16 per decoder layer plus the embedding, final norm and
+// lm_head, n = 35 in all. Tolerance at step s: 2 * 35 * 2^-9 * max|logits_s| of the f32 run
+// (0.09 at init, where the logits are below 0.65); the masters keep the updates that bf16
+// cannot hold, so the trajectory adds no systematic drift beyond this per-step bound.
+// That worst case is as wide as the loss's fall over 10 steps, so the test also demands that
+// the bf16 run be 4x closer to the f32 run than the untrained model's losses are (random-sign
+// roundings give about sqrt(35) / 35 of the worst case, and max|logits| overstates the
+// typical logit ~4x, so the expected distance is ~20x below the bound).
+TEST(CudaTinyLlama, TenBf16MixedPrecisionStepsTrackTheF32CpuRun_CUDA) {
+  SKIP_WITHOUT_CUDA();
+  const Trajectory cpu = train_plain(DType::F32, kCpu);
+
+  const auto model = tiny_model(DType::BF16, kCuda);
+  MixedPrecisionOptimizer opt(model->named_parameters(), training_options());
+  {
+    const auto exact = tiny_model(DType::F32, kCpu);
+    opt.set_master_weights(exact->named_parameters());
+  }
+  for (const auto& [name, p] : model->named_parameters())
+    ASSERT_EQ(p.dtype(), DType::BF16);
+  const Trajectory gpu = train(*model, kCuda, [&] {
+    opt.clip_grad_norm(kMaxGradNorm);
+    ASSERT_TRUE(opt.step());
+    opt.zero_grad();
+  });
+  const double rounding = 2 * 35 * kBf16Unit;
+  for (int s = 0; s < kSteps; ++s) {
+    EXPECT_NEAR(gpu.losses[s], cpu.losses[s], rounding * cpu.max_abs_logits[s])
+        << "step " << s << "\nCPU f32:  " << trajectory_text(cpu)
+        << "\nGPU bf16: " << trajectory_text(gpu);
+  }
+  for (const auto& [name, m] : opt.master_params())
+    ASSERT_EQ(m.dtype(), DType::F32) << name;
+  const double untrained = total_distance(untrained_losses(), cpu.losses);
+  ASSERT_GT(untrained, 1.0) << "the f32 run barely trained: " << trajectory_text(cpu);
+  EXPECT_LT(total_distance(gpu.losses, cpu.losses), untrained / 4)
+      << "CPU f32:  " << trajectory_text(cpu) << "\nGPU bf16: " << trajectory_text(gpu);
+}
+
+// ---- throughput: the number tools/gpu/prepare_gpu_machine.sh reports ---------------------------
+
+// A toy Llama (hidden 256, 4 layers, 8 heads / 4 kv heads, vocab 1024) trained for 10 timed
+// steps after 3 warm-up steps on batches of 8 x 128 tokens, in bf16 mixed precision and in f32
+// (plain AdamW), both with global-norm clipping.
+// Not a correctness check (the tests above are): it records tokens/s, step time and peak GPU
+// memory as test properties ("bench_*"), which the script copies into its summary.json.
+TEST(CudaTrainingBenchmark, ToyLlamaTokensPerSecond_CUDA) {
+  SKIP_WITHOUT_CUDA();
+  ModelConfig c;
+  c.model_type = "llama";
+  c.vocab_size = 1024;
+  c.hidden_size = 256;
+  c.intermediate_size = 688;
+  c.num_hidden_layers = 4;
+  c.num_attention_heads = 8;
+  c.num_key_value_heads = 4;
+  c.max_position_embeddings = 256;
+  c.resolve_defaults();
+  c.validate();
+  constexpr int64_t batch = 8, seq = 128, warmup = 3, timed = 10;
+  const DataLoader data(std::shared_ptr<const TokenSource>(make_synthetic_source(5, c.vocab_size)),
+                        seq, DataLayout{batch, 1, 0, 1});
+  for (DType dtype : {DType::BF16, DType::F32}) {
+    const std::string tag = dtype == DType::BF16 ? "toy_bf16" : "toy_f32";
+    const auto reference = create_model(c, /*seed=*/1);
+    auto model = create_model_uninitialized(c, dtype, kCuda);
+    {
+      NoGradGuard no_grad;
+      const NamedTensors src = reference->named_parameters(), dst = model->named_parameters();
+      for (size_t i = 0; i < dst.size(); ++i)
+        dst[i].second.copy_(src[i].second);
+    }
+    // bf16: master weights; f32: plain AdamW on the parameters.
+    const NamedTensors params = model->named_parameters();
+    std::unique_ptr<MixedPrecisionOptimizer> mixed;
+    std::unique_ptr<AdamW> plain;
+    if (dtype == DType::BF16) {
+      mixed = std::make_unique<MixedPrecisionOptimizer>(params, training_options());
+    } else {
+      plain = std::make_unique<AdamW>(params, training_options());
+    }
+    CudaCachingAllocator::for_device(0).reset_peak();
+    std::vector<double> losses;
+    std::chrono::steady_clock::time_point start;
+    for (int64_t s = 0; s < warmup + timed; ++s) {
+      if (s == warmup) start = std::chrono::steady_clock::now();
+      const Batch b = data.batch(s, 0);
+      const Tensor logits = model->forward(b.input_ids.to(kCuda));
+      const Tensor loss = ops::cross_entropy(logits.reshape({batch * seq, c.vocab_size}),
+                                             b.labels.to(kCuda).reshape({batch * seq}));
+      loss.backward();
+      if (mixed) {
+        mixed->clip_grad_norm(kMaxGradNorm);
+        mixed->step();
+        mixed->zero_grad();
+      } else {
+        clip_grad_norm(params, kMaxGradNorm);
+        plain->step();
+        plain->zero_grad();
+      }
+      losses.push_back(loss.item());  // waits for the step's work
+    }
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double tokens_per_s = static_cast<double>(timed * batch * seq) / seconds;
+    const double peak_mib =
+        static_cast<double>(CudaCachingAllocator::for_device(0).stats().peak_bytes) / (1 << 20);
+    RecordProperty("bench_" + tag + "_tokens_per_s", std::to_string(tokens_per_s));
+    RecordProperty("bench_" + tag + "_step_ms", std::to_string(1e3 * seconds / timed));
+    RecordProperty("bench_" + tag + "_peak_gpu_mib", std::to_string(peak_mib));
+    std::printf("%s: %.0f tokens/s, %.2f ms/step, peak %.1f MiB, loss %.4f -> %.4f\n", tag.c_str(),
+                tokens_per_s, 1e3 * seconds / timed, peak_mib, losses.front(), losses.back());
+    for (double l : losses)
+      ASSERT_TRUE(std::isfinite(l)) << tag;
+  }
+}
+
+// On the CPU (it runs everywhere): f32 training drifts from the f64 trajectory by f32
+// rounding alone, the kind of drift that separates the GPU's f32 run from the CPU's
+// (measured 1.2e-5); it must stay below kCpuF32Drift while the loss falls far beyond it, and
+// the trained losses must differ clearly from the untrained model's (the bf16 test's guard).
+TEST(TinyLlamaTraining, F32StepsOnTheCpuDriftFromTheF64RunByLessThanKCpuF32Drift) {
+  const Trajectory f32 = train_plain(DType::F32, kCpu);
+  const Trajectory f64 = train_plain(DType::F64, kCpu);
+  expect_learns(f64, kCpuF32Drift, "CPU f64");
+  for (int s = 0; s < kSteps; ++s) {
+    EXPECT_NEAR(f32.losses[s], f64.losses[s], kCpuF32Drift)
+        << "step " << s << "\nf32: " << trajectory_text(f32) << "\nf64: " << trajectory_text(f64);
+  }
+  EXPECT_GT(total_distance(untrained_losses(), f32.losses), 1.0);
+}
+
+}  // namespace
+}  // namespace autotp
