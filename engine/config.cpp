@@ -43,8 +43,8 @@ const std::vector<std::string> kIgnoredZero = {
     "param_persistence_threshold", "model_persistence_threshold"};
 
 // DeepSpeed's AutoTP presets (AutoTPPresets), matched case-insensitively.
-const std::vector<std::string> kPresetModels = {"llama",       "bloom", "chatglm", "mixtral",
-                                                "deepseek_v2", "qwen2", "phi3"};
+const std::vector<std::string> kPresetModels = {"llama",   "bloom",       "chatglm", "mixtral",
+                                                "deepseek_v2", "qwen2", "phi3", "mistral"};
 
 std::string lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(),
@@ -288,7 +288,7 @@ TensorParallelConfig read_tensor_parallel(MapReader r, const YamlSource& source)
         kPresetModels.end()) {
       r.fail("preset_model",
              fmt::format("'{}' is not a known preset (closest: '{}'; known: llama, bloom, "
-                         "chatglm, mixtral, deepseek_v2, qwen2, phi3)",
+                         "chatglm, mixtral, deepseek_v2, qwen2, phi3, mistral)",
                          *preset, closest_match(c.preset_model, kPresetModels)));
     }
   }

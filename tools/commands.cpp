@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "tools/demo.h"
+#include "tools/plan_command.h"
 
 namespace autotp::tools {
 
@@ -27,6 +28,9 @@ int run_command_line(int argc, char** argv) {
   const std::string command = argv[1];
   if (command == "demo") {
     return run_demo(std::vector<std::string>(argv + 2, argv + argc));
+  }
+  if (command == "plan") {
+    return run_plan_command(std::vector<std::string>(argv + 2, argv + argc));
   }
   if (command == "version") {
     std::printf("autotp 0.1.0\n");
