@@ -79,21 +79,28 @@ std::string divisors_text(int64_t n) {
 // Problems keyed by the layer's generic path, so the repeated blocks report once.
 class ProblemList {
  public:
+  // `what` may name `path` itself: the repeated form names its generic path instead.
   void add(const std::string& path, const std::string& what) {
-    const std::string key = generic_path(path) + "\n" + what;
+    const std::string generic = generic_path(path);
+    std::string generic_what = what;
+    for (size_t at = generic_what.find(path); !path.empty() && at != std::string::npos;
+         at = generic_what.find(path, at + generic.size())) {
+      generic_what.replace(at, path.size(), generic);
+    }
+    const std::string key = generic + "\n" + generic_what;
     auto it = index_.find(key);
     if (it != index_.end()) {
       ++items_[it->second].count;
       return;
     }
     index_[key] = items_.size();
-    items_.push_back({path, what, 1});
+    items_.push_back({path, what, generic_what, 1});
   }
   std::vector<std::string> lines() const {
     std::vector<std::string> out;
     for (const Item& i : items_) {
       out.push_back(i.count > 1 ? fmt::format("{} (in {} layers): {}", generic_path(i.path),
-                                              i.count, i.what)
+                                              i.count, i.generic_what)
                                 : fmt::format("{}: {}", i.path, i.what));
     }
     return out;
@@ -101,7 +108,7 @@ class ProblemList {
 
  private:
   struct Item {
-    std::string path, what;
+    std::string path, what, generic_what;
     int64_t count;
   };
   std::vector<Item> items_;
@@ -160,6 +167,7 @@ class Planner {
     for (size_t i = 0; i < modules_.size(); ++i)
       compute_split(modules_[i], plan_.layers[i]);
     check_consistency();
+    check_siblings_alike();
     for (size_t i = 0; i < modules_.size(); ++i)
       add_params(modules_[i], plan_.layers[i]);
     mark_per_head_norms();
@@ -363,6 +371,39 @@ class Planner {
                                 kv_rule ? "num_key_value_heads" : "the size", must_divide,
                                 divisors_text(must_divide)));
         return;
+      }
+    }
+  }
+
+  // Siblings that feed the same computation must be split alike: q_proj / k_proj / v_proj
+  // (attention pairs each query head with its KV head) and gate_proj / up_proj.
+  void check_siblings_alike() {
+    const std::vector<std::vector<std::string>> groups = {{"q_proj", "k_proj", "v_proj"},
+                                                          {"gate_proj", "up_proj"}};
+    std::map<std::string, std::vector<const LayerPlan*>> by_parent;
+    for (const LayerPlan& l : plan_.layers)
+      by_parent[parent_path(l.path)].push_back(&l);
+    for (const auto& [parent, members] : by_parent) {
+      for (const std::vector<std::string>& group : groups) {
+        std::vector<const LayerPlan*> found;
+        for (const LayerPlan* l : members) {
+          if (std::find(group.begin(), group.end(), last_component(l->path)) != group.end()) {
+            found.push_back(l);
+          }
+        }
+        bool alike = true;
+        std::string detail;
+        for (const LayerPlan* l : found) {
+          alike = alike && l->action == found[0]->action;
+          detail += fmt::format("{}{} {}", detail.empty() ? "" : ", ", last_component(l->path),
+                                layer_action_name(l->action));
+        }
+        if (!alike) {
+          errors_.add(found[0]->path,
+                      fmt::format("{} must be split alike (all column, or all replicated), got {}: "
+                                  "add specs so they match the same way",
+                                  join(group), detail));
+        }
       }
     }
   }

@@ -91,6 +91,8 @@ struct TPPlan {
 //    size exceeds the KV heads (the message says so and lists the sizes that work);
 //  * in each sub-block, a row layer's input split must equal the output split of the column
 //    layers feeding it (the same total, or proportional totals such as k/v against o_proj);
+//  * q_proj / k_proj / v_proj of one attention, and gate_proj / up_proj of one MLP, must be
+//    split alike (a column q with replicated k/v would pair heads wrongly, silently);
 //  * per-head norms (q_norm / k_norm smaller than the q/k projection) beside column-split
 //    q/k projections are marked grad_allreduce even when no spec says so; a norm as wide as
 //    a column-split projection is an error (it cannot be computed on shards);

@@ -124,6 +124,9 @@ std::vector<TPLayerSpec> preset_specs(const std::string& name_in, const ModelDim
         .add(R"(.*\.mlp\.gate\.weight$)", SpecType::Skip)
         .add(R"(.*\.mlp\.shared_experts\.down_proj\.weight$)", SpecType::Row)
         .add(R"(.*\.mlp\.shared_experts\.(up|gate)_proj\.weight$)", SpecType::Column)
+        // autotp's addition: the dense MLPs of the first_k_dense_replace layers.
+        .add(R"(.*\.mlp\.down_proj\.weight$)", SpecType::Row)
+        .add(R"(.*\.mlp\.(up|gate)_proj\.weight$)", SpecType::Column)
         .build();
   }
   if (name == "phi3") {

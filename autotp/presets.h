@@ -19,6 +19,8 @@ bool is_preset_name(const std::string& name);  // case-insensitive
 // Differences from DeepSpeed (reference 4):
 //   * llama/qwen2/mistral also mark self_attn.q_norm/k_norm skip + grad_allreduce, so the
 //     qwen3 layout (per-head norms on sharded heads) trains correctly with them;
+//   * deepseek_v2 also shards the dense MLPs of its first_k_dense_replace layers (DeepSpeed's
+//     table leaves them unmatched and replicated);
 //   * the fused presets split by head counts: phi3's qkv_proj as ((q, kv, kv), -1) and
 //     chatglm's query_key_value as ((q, kv, kv), -1) with q = num_attention_heads * head_dim
 //     and kv = num_key_value_heads * head_dim, so GQA/MQA variants cut on head boundaries
