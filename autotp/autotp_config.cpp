@@ -10,9 +10,12 @@ namespace autotp {
 
 std::string plan_source_name(PlanSource source) {
   switch (source) {
-    case PlanSource::Specs: return "layer specs";
-    case PlanSource::HfTpPlan: return "HF tp_plan";
-    case PlanSource::Parser: return "parser";
+    case PlanSource::Specs:
+      return "layer specs";
+    case PlanSource::HfTpPlan:
+      return "HF tp_plan";
+    case PlanSource::Parser:
+      return "parser";
   }
   return "?";
 }
@@ -49,8 +52,8 @@ SpecSelection select_specs(const AutoTPConfig& config, const ModelDims& dims) {
     if (explicit_preset && (!config.has_partition_config || config.use_default_specs)) {
       add_preset(config.preset_model, "");
     } else if (explicit_preset) {
-      out.description += fmt::format(" (preset '{}' ignored: use_default_specs is false)",
-                                     config.preset_model);
+      out.description +=
+          fmt::format(" (preset '{}' ignored: use_default_specs is false)", config.preset_model);
     } else if (detected && config.use_default_specs) {
       add_preset(*detected, fmt::format(" (detected from model_type '{}')", dims.model_type));
     }
@@ -70,10 +73,10 @@ SpecSelection select_specs(const AutoTPConfig& config, const ModelDims& dims) {
     return out;
   }
   out.source = PlanSource::Parser;
-  out.description = dims.model_type.empty()
-                        ? std::string("automatic parser (no specs, tp_plan or preset)")
-                        : fmt::format("automatic parser (no preset for model_type '{}')",
-                                      dims.model_type);
+  out.description =
+      dims.model_type.empty()
+          ? std::string("automatic parser (no specs, tp_plan or preset)")
+          : fmt::format("automatic parser (no preset for model_type '{}')", dims.model_type);
   return out;
 }
 

@@ -11,7 +11,8 @@ namespace autotp {
 
 uint64_t batch_fingerprint(const Tensor& input_ids) {
   AUTOTP_CHECK(input_ids.defined(), "batch check: the input_ids tensor is undefined");
-  const std::string head = shape_str(input_ids.shape()) + std::string(dtype_name(input_ids.dtype()));
+  const std::string head =
+      shape_str(input_ids.shape()) + std::string(dtype_name(input_ids.dtype()));
   uint64_t h = hash_bytes(head.data(), head.size());
   if (is_floating(input_ids.dtype())) {
     const std::vector<double> v = input_ids.to_vector();

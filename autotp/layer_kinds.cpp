@@ -15,9 +15,12 @@ ModuleKind module_kind(const std::string& type_name) {
 
 std::string layer_action_name(LayerAction action) {
   switch (action) {
-    case LayerAction::Column: return "column";
-    case LayerAction::Row: return "row";
-    case LayerAction::Replicated: return "replicated";
+    case LayerAction::Column:
+      return "column";
+    case LayerAction::Row:
+      return "row";
+    case LayerAction::Replicated:
+      return "replicated";
   }
   return "?";
 }

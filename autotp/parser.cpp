@@ -22,13 +22,14 @@ std::string block_of(const std::string& path) {
 }
 
 bool is_row_name(const std::string& path) {
-  static const std::set<std::string> names = {"o_proj", "out_proj", "down_proj",
-                                              "dense_4h_to_h", "w2", "c_proj"};
+  static const std::set<std::string> names = {"o_proj",        "out_proj", "down_proj",
+                                              "dense_4h_to_h", "w2",       "c_proj"};
   const std::string last = last_component(path);
   if (names.count(last) != 0) return true;
   if (last == "dense") {
     const std::string parent = last_component(parent_path(path));
-    return parent.find("attn") != std::string::npos || parent.find("attention") != std::string::npos;
+    return parent.find("attn") != std::string::npos ||
+           parent.find("attention") != std::string::npos;
   }
   return false;
 }

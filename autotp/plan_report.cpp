@@ -7,7 +7,9 @@ namespace autotp {
 
 namespace {
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
 
 json::Value shape_json(const Shape& s) {
   json::Value a = json::Value::array();
@@ -28,8 +30,8 @@ std::string group_digits(int64_t n) {
 // "[16, 32] x4" when every rank holds the same shape, else each rank's.
 std::string shards_text(const std::vector<Shape>& shapes) {
   if (shapes.empty()) return "";
-  const bool same = std::all_of(shapes.begin(), shapes.end(),
-                                [&](const Shape& s) { return s == shapes[0]; });
+  const bool same =
+      std::all_of(shapes.begin(), shapes.end(), [&](const Shape& s) { return s == shapes[0]; });
   if (same) return fmt::format("{} x{}", shape_str(shapes[0]), shapes.size());
   std::string out;
   for (size_t r = 0; r < shapes.size(); ++r)
@@ -72,9 +74,9 @@ std::string plan_to_text(const TPPlan& plan, const std::vector<RankMemory>& memo
       "shard rules: num_key_value_heads {}, tp_grain_size {}, {}{}\n\n",
       plan.tp_size, plan.model_type, plan.selection.description, plan.rules.num_kv_heads,
       plan.rules.grain_size,
-      plan.training ? (plan.allow_uneven ? "training (uneven shards allowed)"
-                                         : "training (even shards)")
-                    : "inference (uneven shards allowed)",
+      plan.training
+          ? (plan.allow_uneven ? "training (uneven shards allowed)" : "training (even shards)")
+          : "inference (uneven shards allowed)",
       plan.overlap_comm ? ", tp_overlap_comm" : "");
   size_t width = 5;
   for (const LayerPlan& l : plan.layers)
@@ -97,10 +99,10 @@ std::string plan_to_text(const TPPlan& plan, const std::vector<RankMemory>& memo
   out += "\nper TP rank (weights, gradients, optimizer state = AdamW moments + master):\n";
   for (size_t r = 0; r < memory.size(); ++r) {
     const RankMemory& m = memory[r];
-    out += fmt::format("  rank {}: {} parameters, weights {}, gradients {}, optimizer {}, total {}\n",
-                       r, group_digits(m.parameters), format_bytes(m.weight_bytes),
-                       format_bytes(m.grad_bytes), format_bytes(m.optimizer_bytes),
-                       format_bytes(m.total_bytes()));
+    out += fmt::format(
+        "  rank {}: {} parameters, weights {}, gradients {}, optimizer {}, total {}\n", r,
+        group_digits(m.parameters), format_bytes(m.weight_bytes), format_bytes(m.grad_bytes),
+        format_bytes(m.optimizer_bytes), format_bytes(m.total_bytes()));
   }
   if (!plan.warnings.empty()) {
     out += "\nwarnings:\n";

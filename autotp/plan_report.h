@@ -22,7 +22,7 @@ struct MemoryModel {
 };
 
 struct RankMemory {
-  int64_t parameters = 0;       // elements held by the rank
+  int64_t parameters = 0;  // elements held by the rank
   int64_t weight_bytes = 0;
   int64_t grad_bytes = 0;
   int64_t optimizer_bytes = 0;  // AdamW moments (+ master weights)

@@ -265,13 +265,15 @@ class Planner {
       lp.shape.reset();
       lp.gather_output = false;
     } else if (is_lm_head(m.path) && lp.action == LayerAction::Row) {
-      errors_.add(m.path, "a row-parallel output head would need a sharded input, but it reads "
-                          "the replicated hidden state: use partition_type column with "
-                          "gather_output: true (or skip)");
+      errors_.add(m.path,
+                  "a row-parallel output head would need a sharded input, but it reads "
+                  "the replicated hidden state: use partition_type column with "
+                  "gather_output: true (or skip)");
     } else if (is_lm_head(m.path) && !lp.gather_output) {
-      errors_.add(m.path, "a column-parallel output head without gather_output leaves each rank "
-                          "a slice of the logits, but the loss needs all of them: set "
-                          "gather_output: true (or use partition_type skip)");
+      errors_.add(m.path,
+                  "a column-parallel output head without gather_output leaves each rank "
+                  "a slice of the logits, but the loss needs all of them: set "
+                  "gather_output: true (or use partition_type skip)");
     }
     return lp;
   }
@@ -303,20 +305,19 @@ class Planner {
         split.layout = plain_layout(ws, pd);
       }
     } catch (const Error& e) {
-      errors_.add(m.path, fmt::format("{} (weight {}; rule {})", e.what(), shape_str(ws),
-                                      lp.rule));
+      errors_.add(m.path, fmt::format("{} (weight {}; rule {})", e.what(), shape_str(ws), lp.rule));
       lp.action = LayerAction::Replicated;
       return;
     }
     const int64_t last = static_cast<int64_t>(split.layout.logical_shape.size()) - 1;
     if (column ? split.layout.partition_dim >= last : split.layout.partition_dim != last) {
-      errors_.add(m.path,
-                  fmt::format("a {}-parallel layer splits {}, but partition_dim is {} of the view "
-                              "{} (rule {})",
-                              layer_action_name(lp.action),
-                              column ? "an output dim (not the last)" : "the input dim (the last)",
-                              split.layout.partition_dim, shape_str(split.layout.logical_shape),
-                              lp.rule));
+      errors_.add(
+          m.path,
+          fmt::format("a {}-parallel layer splits {}, but partition_dim is {} of the view "
+                      "{} (rule {})",
+                      layer_action_name(lp.action),
+                      column ? "an output dim (not the last)" : "the input dim (the last)",
+                      split.layout.partition_dim, shape_str(split.layout.logical_shape), lp.rule));
       lp.action = LayerAction::Replicated;
       return;
     }
@@ -347,8 +348,8 @@ class Planner {
       }
       if (!idle.empty()) {
         if (kv_rule) {
-          errors_.add(m.path, fmt::format(
-                                  "ranks {} of autotp_size {} would hold no part of {}: the split "
+          errors_.add(m.path,
+                      fmt::format("ranks {} of autotp_size {} would hold no part of {}: the split "
                                   "follows whole KV heads and num_key_value_heads {} < {}. autotp "
                                   "does not leave ranks idle as DeepSpeed does; use an autotp_size "
                                   "that divides num_key_value_heads ({})",
@@ -517,9 +518,10 @@ class Planner {
       for (ParamPlan& p : plan_.params) {
         if (p.module_path != m.path || p.grad_allreduce) continue;
         p.grad_allreduce = true;
-        p.rule = fmt::format("auto: per-head norm applied to the column-split {} heads: "
-                             "replicated, gradient summed over the TP group",
-                             proj);
+        p.rule = fmt::format(
+            "auto: per-head norm applied to the column-split {} heads: "
+            "replicated, gradient summed over the TP group",
+            proj);
       }
     }
   }
@@ -548,8 +550,9 @@ class Planner {
       }
     }
     if (plan_.tp_size > 1 && plan_.sharded_layers().empty()) {
-      plan_.warnings.push_back(fmt::format(
-          "autotp_size is {} but no layer is sharded: every rank holds the whole model", plan_.tp_size));
+      plan_.warnings.push_back(
+          fmt::format("autotp_size is {} but no layer is sharded: every rank holds the whole model",
+                      plan_.tp_size));
     }
     plan_.errors = errors_.lines();
   }

@@ -42,7 +42,7 @@ struct ParamPlan {
   LayerAction action = LayerAction::Replicated;  // its layer's
   bool sharded = false;                          // tensor_model_parallel (else replicated)
   std::vector<Shape> rank_shapes;                // the shape each TP rank holds
-  bool grad_allreduce = false;  // replicated, gradient summed over the TP group
+  bool grad_allreduce = false;                   // replicated, gradient summed over the TP group
   std::string rule;
   std::string tied_to;  // the same tensor as this earlier parameter (counted once)
 };

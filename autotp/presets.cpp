@@ -42,9 +42,7 @@ class PresetBuilder {
   std::vector<TPLayerSpec> build() { return std::move(specs_); }
 
  private:
-  std::string origin() const {
-    return fmt::format("preset '{}' #{}", name_, specs_.size() + 1);
-  }
+  std::string origin() const { return fmt::format("preset '{}' #{}", name_, specs_.size() + 1); }
   std::string name_;
   std::vector<TPLayerSpec> specs_;
 };
@@ -72,9 +70,8 @@ std::vector<TPLayerSpec> llama_like(const std::string& name) {
 }  // namespace
 
 const std::vector<std::string>& preset_names() {
-  static const std::vector<std::string> names = {"llama",   "qwen2",       "mistral", "bloom",
-                                                 "chatglm", "mixtral",     "deepseek_v2",
-                                                 "phi3"};
+  static const std::vector<std::string> names = {"llama",   "qwen2",   "mistral",     "bloom",
+                                                 "chatglm", "mixtral", "deepseek_v2", "phi3"};
   return names;
 }
 
@@ -145,9 +142,11 @@ std::vector<TPLayerSpec> preset_specs(const std::string& name_in, const ModelDim
 
 std::optional<std::string> preset_for_model_type(const std::string& model_type) {
   static const std::map<std::string, std::string> table = {
-      {"llama", "llama"},     {"mistral", "mistral"}, {"qwen2", "qwen2"},
-      {"qwen3", "llama"},     {"bloom", "bloom"},     {"chatglm", "chatglm"},
-      {"mixtral", "mixtral"}, {"deepseek_v2", "deepseek_v2"}, {"phi3", "phi3"}};
+      {"llama", "llama"},     {"mistral", "mistral"},
+      {"qwen2", "qwen2"},     {"qwen3", "llama"},
+      {"bloom", "bloom"},     {"chatglm", "chatglm"},
+      {"mixtral", "mixtral"}, {"deepseek_v2", "deepseek_v2"},
+      {"phi3", "phi3"}};
   auto it = table.find(lower(model_type));
   if (it == table.end()) return std::nullopt;
   return it->second;

@@ -18,9 +18,12 @@ std::string lower(std::string s) {
 
 std::string spec_type_name(SpecType type) {
   switch (type) {
-    case SpecType::Column: return "column";
-    case SpecType::Row: return "row";
-    case SpecType::Skip: return "skip";
+    case SpecType::Column:
+      return "column";
+    case SpecType::Row:
+      return "row";
+    case SpecType::Skip:
+      return "skip";
   }
   return "?";
 }

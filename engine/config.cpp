@@ -42,8 +42,9 @@ const std::vector<std::string> kIgnoredZero = {
     "zeropp_loco_param", "max_live_parameters", "max_reuse_distance", "prefetch_bucket_size",
     "param_persistence_threshold", "model_persistence_threshold"};
 
-// DeepSpeed's AutoTP presets (AutoTPPresets), matched case-insensitively.
-const std::vector<std::string> kPresetModels = {"llama",   "bloom",       "chatglm", "mixtral",
+// DeepSpeed's AutoTP presets (AutoTPPresets) plus autotp's mistral (autotp/presets.h),
+// matched case-insensitively.
+const std::vector<std::string> kPresetModels = {"llama", "bloom", "chatglm", "mixtral",
                                                 "deepseek_v2", "qwen2", "phi3", "mistral"};
 
 std::string lower(std::string s) {

@@ -25,8 +25,7 @@ struct PlanArgs {
   std::vector<std::string> overrides;
 };
 
-const char* kUsage =
-    "usage: autotp plan CONFIG.yaml [--tp N] [--json] [--set key=value ...]";
+const char* kUsage = "usage: autotp plan CONFIG.yaml [--tp N] [--json] [--set key=value ...]";
 
 PlanArgs parse_args(const std::vector<std::string>& args) {
   PlanArgs a;

@@ -79,7 +79,9 @@ inline std::vector<ModuleShape> bloom_layout() {
   b.module({"lm_head", "Linear", {{"weight", {v, h}}}, "transformer.word_embeddings.weight"});
   return b.build();
 }
-inline ModelDims bloom_dims() { return {"bloom", 16, 4, 4, 4, true}; }
+inline ModelDims bloom_dims() {
+  return {"bloom", 16, 4, 4, 4, true};
+}
 
 // ChatGLM3 (THUDM/chatglm3-6b layout): MQA with multi_query_group_num 2, fused
 // query_key_value [H + 2*kv*d, H] with bias, packed dense_h_to_4h [2*ffn, H], output_layer.
@@ -100,7 +102,9 @@ inline std::vector<ModuleShape> chatglm_layout() {
   b.norm("transformer.encoder.final_layernorm", h).linear("transformer.output_layer", h, v, false);
   return b.build();
 }
-inline ModelDims chatglm_dims() { return {"chatglm", 32, 8, 2, 4, false}; }
+inline ModelDims chatglm_dims() {
+  return {"chatglm", 32, 8, 2, 4, false};
+}
 
 // MixtralForCausalLM: 4 experts (w1, w2, w3) and a router gate per block. H 16, 4 heads over
 // 2 KV heads of dim 4, expert width 24.
@@ -126,7 +130,9 @@ inline std::vector<ModuleShape> mixtral_layout() {
   b.norm("model.norm", h).linear("lm_head", h, v, false);
   return b.build();
 }
-inline ModelDims mixtral_dims() { return {"mixtral", 16, 4, 2, 4, false}; }
+inline ModelDims mixtral_dims() {
+  return {"mixtral", 16, 4, 2, 4, false};
+}
 
 // DeepseekV2ForCausalLM with MLA (q_lora_rank 8, kv_lora_rank 6, qk_nope 4, qk_rope 2,
 // v_head 4, 4 heads), layer 0 dense (first_k_dense_replace 1), layer 1 MoE with 4 routed
@@ -167,7 +173,9 @@ inline std::vector<ModuleShape> deepseek_v2_layout() {
   b.norm("model.norm", h).linear("lm_head", h, v, false);
   return b.build();
 }
-inline ModelDims deepseek_v2_dims() { return {"deepseek_v2", 16, 4, 4, 6, false}; }
+inline ModelDims deepseek_v2_dims() {
+  return {"deepseek_v2", 16, 4, 4, 6, false};
+}
 
 // Phi3ForCausalLM (Phi-3-medium-like GQA): o_proj registered before the fused qkv_proj
 // [q + 2*kv, H], packed gate_up_proj [2I, H]. H 32, 8 heads over 2 KV heads of dim 4, I 24.
@@ -187,6 +195,8 @@ inline std::vector<ModuleShape> phi3_layout() {
   b.norm("model.norm", h).linear("lm_head", h, v, false);
   return b.build();
 }
-inline ModelDims phi3_dims() { return {"phi3", 32, 8, 2, 4, false}; }
+inline ModelDims phi3_dims() {
+  return {"phi3", 32, 8, 2, 4, false};
+}
 
 }  // namespace autotp::testing

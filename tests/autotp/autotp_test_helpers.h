@@ -24,8 +24,7 @@ inline AutoTPConfig tp_config(int64_t tp, const std::string& preset = "") {
 
 // Every module of `plan` must appear in `expected` under its generic path
 // ("model.layers.*.mlp.down_proj") with that action, and every expected entry must occur.
-inline void expect_actions(const TPPlan& plan,
-                           const std::map<std::string, LayerAction>& expected) {
+inline void expect_actions(const TPPlan& plan, const std::map<std::string, LayerAction>& expected) {
   std::map<std::string, int> seen;
   for (const LayerPlan& l : plan.layers) {
     const std::string g = generic_path(l.path);

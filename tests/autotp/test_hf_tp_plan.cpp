@@ -80,7 +80,8 @@ TEST(HfTpPlan, Qwen3sPlanMarksItsPerHeadNormsForGradientAllReduce) {
   const ParamPlan* q_norm = plan.param("model.layers.1.self_attn.q_norm.weight");
   EXPECT_TRUE(q_norm->grad_allreduce);
   EXPECT_FALSE(q_norm->sharded);
-  EXPECT_EQ(q_norm->rule.find("base_model_tp_plan 'layers.*.self_attn.q_norm'"), 0u) << q_norm->rule;
+  EXPECT_EQ(q_norm->rule.find("base_model_tp_plan 'layers.*.self_attn.q_norm'"), 0u)
+      << q_norm->rule;
 }
 
 }  // namespace

@@ -13,7 +13,7 @@ namespace {
 TEST(LayerSpec, PatternsMatchFromTheStartOfTheNameButNotToItsEnd) {
   const TPLayerSpec spec = make_spec({"self_attn"}, SpecType::Column, "test");
   EXPECT_FALSE(spec.matches("model.layers.0.self_attn.q_proj.weight"));  // re.match semantics
-  EXPECT_TRUE(spec.matches("self_attn.q_proj.weight"));                   // open at the end
+  EXPECT_TRUE(spec.matches("self_attn.q_proj.weight"));                  // open at the end
   const TPLayerSpec anywhere = make_spec({R"(.*\.q_proj\.weight$)"}, SpecType::Column, "test");
   EXPECT_TRUE(anywhere.matches("model.layers.0.self_attn.q_proj.weight"));
   EXPECT_FALSE(anywhere.matches("model.layers.0.self_attn.q_proj.bias"));
@@ -21,8 +21,9 @@ TEST(LayerSpec, PatternsMatchFromTheStartOfTheNameButNotToItsEnd) {
 }
 
 TEST(LayerSpec, AnyOfSeveralPatternsMatchesAndDeepPathsAreSeenWhole) {
-  const TPLayerSpec spec = make_spec({R"(.*\.k_proj\.weight$)", R"(.*layers\.\d+\.self_attn\.q_proj\.weight$)"},
-                                     SpecType::Column, "test");
+  const TPLayerSpec spec =
+      make_spec({R"(.*\.k_proj\.weight$)", R"(.*layers\.\d+\.self_attn\.q_proj\.weight$)"},
+                SpecType::Column, "test");
   EXPECT_TRUE(spec.matches("model.layers.0.self_attn.k_proj.weight"));
   EXPECT_TRUE(spec.matches("outer.model.layers.12.self_attn.q_proj.weight"));
   EXPECT_FALSE(spec.matches("model.layers.x.self_attn.q_proj.weight"));
@@ -78,7 +79,8 @@ TEST(LayerSpec, InconsistentFieldsAreErrors) {
   spec.partition_dim = 2;
   EXPECT_ERROR_CONTAINS(spec.compile(), "partition_dim 2 is outside shape (3, -1)");
   spec.shape.reset();
-  EXPECT_ERROR_CONTAINS(spec.compile(), "partition_dim 2 of an unfused weight [out, in] must be 0 or 1");
+  EXPECT_ERROR_CONTAINS(spec.compile(),
+                        "partition_dim 2 of an unfused weight [out, in] must be 0 or 1");
 }
 
 TEST(LayerSpec, DescribeNamesOriginTypePatternsAndOptions) {
@@ -133,7 +135,8 @@ TEST(LayerSpecFromConfig, TheYamlSectionBecomesAnAutoTPConfig) {
   ASSERT_TRUE(c.layer_specs[0].shape.has_value());
   EXPECT_EQ(*c.layer_specs[0].shape,
             (FusedShape{FusedDim::of_parts({16, 8, 8}), FusedDim::infer()}));
-  EXPECT_EQ(c.layer_specs[0].origin, "tensor_parallel.partition_config.layer_specs[0] (cfg.yaml line 13)");
+  EXPECT_EQ(c.layer_specs[0].origin,
+            "tensor_parallel.partition_config.layer_specs[0] (cfg.yaml line 13)");
   EXPECT_TRUE(c.layer_specs[0].matches("model.layers.0.attn.qkv.weight"));
   EXPECT_EQ(c.layer_specs[1].type, SpecType::Row);
   EXPECT_TRUE(c.layer_specs[1].applies_to("qwen2"));

@@ -101,26 +101,28 @@ TEST(Planner, AnUntiedHeadMayBeColumnWithGatheredOutput) {
 
 TEST(Planner, AHeadSplitWithoutGatherOrByRowsIsAnError) {
   const ModelConfig cfg = testing::toy_config("llama");
-  const TPPlan column = make_plan(
-      module_shapes(cfg), with_specs(2, {spec(R"(lm_head\.weight$)", SpecType::Column)}),
-      model_dims(cfg));
-  EXPECT_NE(all_text(column.errors).find("lm_head: a column-parallel output head without "
-                                         "gather_output leaves each rank a slice of the logits"),
+  const TPPlan column =
+      make_plan(module_shapes(cfg), with_specs(2, {spec(R"(lm_head\.weight$)", SpecType::Column)}),
+                model_dims(cfg));
+  EXPECT_NE(all_text(column.errors)
+                .find("lm_head: a column-parallel output head without "
+                      "gather_output leaves each rank a slice of the logits"),
             std::string::npos)
       << all_text(column.errors);
-  const TPPlan row = make_plan(module_shapes(cfg),
-                               with_specs(2, {spec(R"(lm_head\.weight$)", SpecType::Row)}),
-                               model_dims(cfg));
-  EXPECT_NE(all_text(row.errors).find("lm_head: a row-parallel output head would need a sharded "
-                                      "input"),
+  const TPPlan row =
+      make_plan(module_shapes(cfg), with_specs(2, {spec(R"(lm_head\.weight$)", SpecType::Row)}),
+                model_dims(cfg));
+  EXPECT_NE(all_text(row.errors)
+                .find("lm_head: a row-parallel output head would need a sharded "
+                      "input"),
             std::string::npos);
 }
 
 TEST(Planner, ATiedHeadStaysReplicatedAndTiedWithAWarning) {
   std::vector<ModuleShape> layout = testing::bloom_layout();
-  const TPPlan plan =
-      make_plan(layout, with_specs(2, {spec(R"(lm_head\.weight$)", SpecType::Column, true)}, "bloom"),
-                testing::bloom_dims());
+  const TPPlan plan = make_plan(
+      layout, with_specs(2, {spec(R"(lm_head\.weight$)", SpecType::Column, true)}, "bloom"),
+      testing::bloom_dims());
   ASSERT_TRUE(plan.valid()) << all_text(plan.errors);
   EXPECT_EQ(plan.layer("lm_head")->action, LayerAction::Replicated);
   EXPECT_NE(all_text(plan.warnings)
@@ -135,14 +137,15 @@ TEST(Planner, SplittingAnEmbeddingOrANonLinearModuleIsAnError) {
   const TPPlan emb = make_plan(
       module_shapes(cfg), with_specs(2, {spec(R"(.*embed_tokens\.weight$)", SpecType::Column)}),
       model_dims(cfg));
-  EXPECT_NE(all_text(emb.errors).find("model.embed_tokens: is an embedding but test spec splits "
-                                      "it: vocab-parallel embeddings are not implemented"),
+  EXPECT_NE(all_text(emb.errors)
+                .find("model.embed_tokens: is an embedding but test spec splits "
+                      "it: vocab-parallel embeddings are not implemented"),
             std::string::npos)
       << all_text(emb.errors);
-  const TPPlan gate = make_plan(testing::deepseek_v2_layout(),
-                                with_specs(2, {spec(R"(.*mlp\.gate\.weight$)", SpecType::Column)},
-                                           "deepseek_v2"),
-                                testing::deepseek_v2_dims());
+  const TPPlan gate =
+      make_plan(testing::deepseek_v2_layout(),
+                with_specs(2, {spec(R"(.*mlp\.gate\.weight$)", SpecType::Column)}, "deepseek_v2"),
+                testing::deepseek_v2_dims());
   EXPECT_NE(all_text(gate.errors).find("model.layers.1.mlp.gate: is a MoEGate, not a Linear"),
             std::string::npos)
       << all_text(gate.errors);
@@ -153,9 +156,10 @@ TEST(Planner, AColumnLayerMustSplitLikeTheRowLayerItFeeds) {
   // by KV groups 24/12/12 the other.
   testing::LayoutBuilder b;
   b.linear("blk.0.ffn.up_proj", 8, 48, false).linear("blk.0.ffn.out", 48, 8, false);
-  AutoTPConfig c = with_specs(3, {spec(R"(.*up_proj\.weight$)", SpecType::Column),
-                                  spec(R"(.*out\.weight$)", SpecType::Row)},
-                              "");
+  AutoTPConfig c = with_specs(
+      3,
+      {spec(R"(.*up_proj\.weight$)", SpecType::Column), spec(R"(.*out\.weight$)", SpecType::Row)},
+      "");
   c.allow_uneven = true;
   const TPPlan plan = make_plan(b.build(), c, ModelDims{"", 8, 4, 4, 2, false});
   EXPECT_NE(all_text(plan.errors)
@@ -167,8 +171,9 @@ TEST(Planner, AColumnLayerMustSplitLikeTheRowLayerItFeeds) {
 
 TEST(Planner, PerHeadNormsBesideSplitHeadsGetGradientAllReduceWithoutASpec) {
   const ModelConfig cfg = testing::toy_config("qwen3");
-  AutoTPConfig c = with_specs(2, {spec(R"(.*\.self_attn\.[qkv]_proj\.weight$)", SpecType::Column),
-                                  spec(R"(.*\.self_attn\.o_proj\.weight$)", SpecType::Row)},
+  AutoTPConfig c = with_specs(2,
+                              {spec(R"(.*\.self_attn\.[qkv]_proj\.weight$)", SpecType::Column),
+                               spec(R"(.*\.self_attn\.o_proj\.weight$)", SpecType::Row)},
                               "");
   c.use_default_specs = false;
   const TPPlan plan = make_plan(module_shapes(cfg), c, model_dims(cfg));
@@ -176,11 +181,13 @@ TEST(Planner, PerHeadNormsBesideSplitHeadsGetGradientAllReduceWithoutASpec) {
   EXPECT_EQ(plan.grad_allreduce_params().size(), 4u);
   EXPECT_EQ(plan.param("model.layers.0.self_attn.q_norm.weight")->rule.rfind("auto:", 0), 0u);
   // Without split heads nothing needs it.
-  AutoTPConfig mlp_only = with_specs(2, {spec(R"(.*\.mlp\.(gate|up)_proj\.weight$)", SpecType::Column),
-                                         spec(R"(.*\.mlp\.down_proj\.weight$)", SpecType::Row)},
+  AutoTPConfig mlp_only = with_specs(2,
+                                     {spec(R"(.*\.mlp\.(gate|up)_proj\.weight$)", SpecType::Column),
+                                      spec(R"(.*\.mlp\.down_proj\.weight$)", SpecType::Row)},
                                      "");
   mlp_only.use_default_specs = false;
-  EXPECT_TRUE(make_plan(module_shapes(cfg), mlp_only, model_dims(cfg)).grad_allreduce_params().empty());
+  EXPECT_TRUE(
+      make_plan(module_shapes(cfg), mlp_only, model_dims(cfg)).grad_allreduce_params().empty());
 }
 
 TEST(Planner, ANormOverAWholeSplitProjectionIsAnError) {
@@ -190,26 +197,29 @@ TEST(Planner, ANormOverAWholeSplitProjectionIsAnError) {
       .linear("layers.0.attn.o_proj", 8, 8, false);
   AutoTPConfig c = tp_config(2);
   const TPPlan plan = make_plan(b.build(), c, ModelDims{});
-  EXPECT_NE(all_text(plan.errors).find("layers.0.attn.q_norm: normalizes the whole q_proj output "
-                                       "(8 features), which is column-split"),
+  EXPECT_NE(all_text(plan.errors)
+                .find("layers.0.attn.q_norm: normalizes the whole q_proj output "
+                      "(8 features), which is column-split"),
             std::string::npos)
       << all_text(plan.errors);
 }
 
 TEST(Planner, ABadFusedShapeIsAnErrorNamingTheLayerAndRule) {
-  const TPPlan plan = make_plan(testing::phi3_layout(),
-                                with_specs(2, {[] {
-                                             TPLayerSpec s;
-                                             s.patterns = {R"(.*qkv_proj\.weight$)"};
-                                             s.shape = FusedShape{FusedDim::of(5), FusedDim::infer()};
-                                             s.origin = "five";
-                                             s.compile();
-                                             return s;
-                                           }()},
-                                           "phi3"),
-                                testing::phi3_dims());
+  const TPPlan plan =
+      make_plan(testing::phi3_layout(),
+                with_specs(2, {[] {
+                             TPLayerSpec s;
+                             s.patterns = {R"(.*qkv_proj\.weight$)"};
+                             s.shape = FusedShape{FusedDim::of(5), FusedDim::infer()};
+                             s.origin = "five";
+                             s.compile();
+                             return s;
+                           }()},
+                           "phi3"),
+                testing::phi3_dims());
   const std::string text = all_text(plan.errors);
-  EXPECT_NE(text.find("model.layers.*.self_attn.qkv_proj (in 2 layers):"), std::string::npos) << text;
+  EXPECT_NE(text.find("model.layers.*.self_attn.qkv_proj (in 2 layers):"), std::string::npos)
+      << text;
   EXPECT_NE(text.find("rule five column"), std::string::npos) << text;
 }
 

@@ -17,18 +17,17 @@ using testing::tp_config;
 constexpr LayerAction C = LayerAction::Column, R = LayerAction::Row, X = LayerAction::Replicated;
 
 std::map<std::string, LayerAction> llama_expectations(bool qk_norm, bool tied) {
-  std::map<std::string, LayerAction> e = {
-      {"model.embed_tokens", X},
-      {"model.layers.*.self_attn.q_proj", C},
-      {"model.layers.*.self_attn.k_proj", C},
-      {"model.layers.*.self_attn.v_proj", C},
-      {"model.layers.*.self_attn.o_proj", R},
-      {"model.layers.*.mlp.gate_proj", C},
-      {"model.layers.*.mlp.up_proj", C},
-      {"model.layers.*.mlp.down_proj", R},
-      {"model.layers.*.input_layernorm", X},
-      {"model.layers.*.post_attention_layernorm", X},
-      {"model.norm", X}};
+  std::map<std::string, LayerAction> e = {{"model.embed_tokens", X},
+                                          {"model.layers.*.self_attn.q_proj", C},
+                                          {"model.layers.*.self_attn.k_proj", C},
+                                          {"model.layers.*.self_attn.v_proj", C},
+                                          {"model.layers.*.self_attn.o_proj", R},
+                                          {"model.layers.*.mlp.gate_proj", C},
+                                          {"model.layers.*.mlp.up_proj", C},
+                                          {"model.layers.*.mlp.down_proj", R},
+                                          {"model.layers.*.input_layernorm", X},
+                                          {"model.layers.*.post_attention_layernorm", X},
+                                          {"model.norm", X}};
   if (qk_norm) {
     e["model.layers.*.self_attn.q_norm"] = X;
     e["model.layers.*.self_attn.k_norm"] = X;
@@ -64,9 +63,10 @@ TEST_P(LlamaFamilyPreset, ShardsAttentionAndMlpByTheLlamaRules) {
   }
   const std::vector<std::string> ga = plan.grad_allreduce_params();
   if (type == "qwen3") {
-    EXPECT_EQ(ga, (std::vector<std::string>{
-                      "model.layers.0.self_attn.q_norm.weight", "model.layers.0.self_attn.k_norm.weight",
-                      "model.layers.1.self_attn.q_norm.weight", "model.layers.1.self_attn.k_norm.weight"}));
+    EXPECT_EQ(ga, (std::vector<std::string>{"model.layers.0.self_attn.q_norm.weight",
+                                            "model.layers.0.self_attn.k_norm.weight",
+                                            "model.layers.1.self_attn.q_norm.weight",
+                                            "model.layers.1.self_attn.k_norm.weight"}));
     EXPECT_NE(plan.param(a + "q_norm.weight")->rule.find("preset 'llama' #5"), std::string::npos);
   } else {
     EXPECT_TRUE(ga.empty());
@@ -90,7 +90,8 @@ TEST(Preset, LlamaRulesAreDeepSpeedsPatternsInOrder) {
 }
 
 TEST(Preset, BloomSplitsTheInterleavedQkvPlainlyAndKeepsTheTiedHeadReplicated) {
-  const TPPlan plan = make_plan(testing::bloom_layout(), tp_config(2, "bloom"), testing::bloom_dims());
+  const TPPlan plan =
+      make_plan(testing::bloom_layout(), tp_config(2, "bloom"), testing::bloom_dims());
   ASSERT_TRUE(plan.valid()) << testing::all_text(plan.errors);
   EXPECT_TRUE(plan.unmatched.empty());
   expect_actions(plan, {{"transformer.word_embeddings", X},
@@ -169,7 +170,8 @@ TEST(Preset, MixtralShardsExpertsAndSkipsTheRouter) {
                         {"model.layers.*.post_attention_layernorm", X},
                         {"model.norm", X},
                         {"lm_head", X}});
-  EXPECT_NE(plan.layer("model.layers.0.block_sparse_moe.gate")->rule.find("skip"), std::string::npos);
+  EXPECT_NE(plan.layer("model.layers.0.block_sparse_moe.gate")->rule.find("skip"),
+            std::string::npos);
   const std::string x = "model.layers.1.block_sparse_moe.experts.3.";
   EXPECT_EQ(rank_shapes(plan, x + "w1.weight"), same_on(2, {12, 16}));
   EXPECT_EQ(rank_shapes(plan, x + "w2.weight"), same_on(2, {16, 12}));
@@ -211,8 +213,10 @@ TEST(Preset, DeepseekV2SkipsMlaDownProjectionsAndTheRouter) {
   EXPECT_EQ(rank_shapes(plan, a + "kv_b_proj.weight"), same_on(2, {16, 6}));
   EXPECT_EQ(rank_shapes(plan, a + "o_proj.weight"), same_on(2, {16, 8}));
   EXPECT_EQ(rank_shapes(plan, "model.layers.0.mlp.down_proj.weight"), same_on(2, {16, 12}));
-  EXPECT_EQ(rank_shapes(plan, "model.layers.1.mlp.experts.2.down_proj.weight"), same_on(2, {16, 4}));
-  EXPECT_EQ(rank_shapes(plan, "model.layers.1.mlp.shared_experts.up_proj.weight"), same_on(2, {8, 16}));
+  EXPECT_EQ(rank_shapes(plan, "model.layers.1.mlp.experts.2.down_proj.weight"),
+            same_on(2, {16, 4}));
+  EXPECT_EQ(rank_shapes(plan, "model.layers.1.mlp.shared_experts.up_proj.weight"),
+            same_on(2, {8, 16}));
 }
 
 TEST(Preset, Phi3SplitsItsGqaQkvByHeadCounts) {

@@ -66,8 +66,9 @@ TEST(SpecSelection, UseDefaultSpecsFalseIgnoresThePresetAndWarnsAboutUnmatchedLa
   c.layer_specs = {custom({R"(.*\.mlp\.(gate|up)_proj\.weight$)"}, SpecType::Column, "cols"),
                    custom({R"(.*\.mlp\.down_proj\.weight$)"}, SpecType::Row, "rows")};
   const TPPlan plan = make_plan(module_shapes(kLlama), c, kLlamaDims);
-  EXPECT_EQ(plan.selection.description,
-            "partition_config.layer_specs (2) (preset 'llama' ignored: use_default_specs is false)");
+  EXPECT_EQ(
+      plan.selection.description,
+      "partition_config.layer_specs (2) (preset 'llama' ignored: use_default_specs is false)");
   ASSERT_TRUE(plan.valid()) << testing::all_text(plan.errors);
   EXPECT_EQ(action_of(plan, kQ), LayerAction::Replicated);
   EXPECT_EQ(action_of(plan, "model.layers.0.mlp.up_proj"), LayerAction::Column);
@@ -110,8 +111,9 @@ TEST(SpecSelection, TheFirstMatchingSpecWins) {
   EXPECT_EQ(action_of(plan, kQ), LayerAction::Replicated);
   EXPECT_EQ(plan.layer(kQ)->rule.rfind("first", 0), 0u);
   // The second never matched anything: a warning says so.
-  EXPECT_NE(testing::all_text(plan.warnings).find("second column `.*\\.q_proj\\.weight$` matched "
-                                                  "no parameter"),
+  EXPECT_NE(testing::all_text(plan.warnings)
+                .find("second column `.*\\.q_proj\\.weight$` matched "
+                      "no parameter"),
             std::string::npos)
       << testing::all_text(plan.warnings);
 }

@@ -3,11 +3,11 @@
 // memory with bf16 + ZeRO, and bad command lines.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <unistd.h>
 
 #include "core/io/json.h"
 #include "tests/core/nn_test_helpers.h"
@@ -72,8 +72,9 @@ train: {steps: 10}
 // Llama-3-8B per TP rank at TP=4: embeddings and lm_head replicated (2 * 128256 * 4096),
 // 65 norms of 4096, and a quarter of each layer's q, k, v, o (4096 * (4096 + 2 * 1024 + 4096))
 // and MLP (3 * 4096 * 14336).
-constexpr int64_t kRankParams = 2 * 128256 * 4096LL + 65 * 4096LL +
-                                32 * (4096LL * (4096 + 1024 + 1024 + 4096) + 3 * 4096LL * 14336) / 4;
+constexpr int64_t kRankParams =
+    2 * 128256 * 4096LL + 65 * 4096LL +
+    32 * (4096LL * (4096 + 1024 + 1024 + 4096) + 3 * 4096LL * 14336) / 4;
 
 TEST_F(PlanCommand, PlansAnEightBillionParameterModelWithoutAllocatingIt) {
   const std::string cfg = write("llama8b.yaml", kLlama8B);
@@ -87,8 +88,8 @@ TEST_F(PlanCommand, PlansAnEightBillionParameterModelWithoutAllocatingIt) {
             std::string::npos)
       << out;
   EXPECT_NE(out.find("model.layers.31.self_attn.k_proj"), std::string::npos);
-  EXPECT_NE(out.find("[256, 4096] x4"), std::string::npos);    // k_proj: 2 of 8 KV heads
-  EXPECT_NE(out.find("[4096, 3584] x4"), std::string::npos);   // down_proj: 14336 / 4
+  EXPECT_NE(out.find("[256, 4096] x4"), std::string::npos);   // k_proj: 2 of 8 KV heads
+  EXPECT_NE(out.find("[4096, 3584] x4"), std::string::npos);  // down_proj: 14336 / 4
   EXPECT_EQ(kRankParams, 2795769856);  // written out with thousands separators below
   EXPECT_NE(out.find("rank 3: 2,795,769,856 parameters, weights 5.2 GiB, gradients 5.2 GiB, "
                      "optimizer 15.6 GiB, total 26.0 GiB"),
@@ -110,7 +111,8 @@ TEST_F(PlanCommand, PrintsOneJsonDocumentWithShardsPerRankAndMemory) {
   ASSERT_EQ(q["shards"].size(), 4u);
   EXPECT_EQ(q["shards"][3][0].as_int64(), 1024);
   EXPECT_EQ(q["shards"][3][1].as_int64(), 4096);
-  EXPECT_EQ(q.get<std::string>("rule"), "preset 'llama' #2 column `.*\\.self_attn\\.[qkv]_proj\\.weight$`");
+  EXPECT_EQ(q.get<std::string>("rule"),
+            "preset 'llama' #2 column `.*\\.self_attn\\.[qkv]_proj\\.weight$`");
   EXPECT_EQ(doc["parameters"]["lm_head.weight"].get<std::string>("partition"), "replicated");
   const json::Value& rank = doc["ranks"][0];
   EXPECT_EQ(rank.get<int64_t>("parameters"), kRankParams);

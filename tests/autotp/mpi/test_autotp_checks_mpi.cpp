@@ -3,8 +3,8 @@
 // run (gathered) equal to the unsharded run's.
 #include <gtest/gtest.h>
 
-#include <filesystem>
 #include <unistd.h>
+#include <filesystem>
 
 #include "autotp/batch_check.h"
 #include "engine/checkpoint.h"
@@ -31,8 +31,9 @@ TEST(AutoTPChecks, TheBatchCheckPassesForEqualBatchesAndNamesTheFixOtherwise) {
                            "shard the data loader by data-parallel rank (world rank / tp_size), "
                            "not by world rank"});
   // A different shape is caught too.
-  EXPECT_ERROR_CONTAINING(check_tp_batch_consistency(token_batch(37, 4, tp->rank() == 0 ? 2 : 3), *tp),
-                          {"got a different batch"});
+  EXPECT_ERROR_CONTAINING(
+      check_tp_batch_consistency(token_batch(37, 4, tp->rank() == 0 ? 2 : 3), *tp),
+      {"got a different batch"});
 }
 
 TEST(AutoTPChecks, MoreRanksThanKvHeadsIsAnErrorThatSaysAutotpDoesNotIdleRanks) {
@@ -44,9 +45,9 @@ TEST(AutoTPChecks, MoreRanksThanKvHeadsIsAnErrorThatSaysAutotpDoesNotIdleRanks) 
     EXPECT_NO_THROW(shard(*model, tp));
     return;
   }
-  EXPECT_ERROR_CONTAINING(shard(*model, tp),
-                          {"num_key_value_heads 2 <", "autotp does not leave ranks idle as "
-                                                      "DeepSpeed does"});
+  EXPECT_ERROR_CONTAINING(shard(*model, tp), {"num_key_value_heads 2 <",
+                                              "autotp does not leave ranks idle as "
+                                              "DeepSpeed does"});
   EXPECT_EQ(model->get_submodule("model.layers.0.self_attn.k_proj")->type_name(), "Linear");
 }
 
@@ -57,8 +58,9 @@ TEST(AutoTPChecks, UnevenShardsInTrainingFailOnEveryRankBeforeAnythingIsReplaced
   AutoTPConfig c;
   c.tp_size = 3;
   EXPECT_ERROR_CONTAINING(apply_autotp(*model, c, model_dims(model->config()), tp, {false}),
-                          {"does not split evenly over autotp_size 3", "divides "
-                                                                       "num_key_value_heads 4"});
+                          {"does not split evenly over autotp_size 3",
+                           "divides "
+                           "num_key_value_heads 4"});
 }
 
 TEST(AutoTPChecks, AGroupSizeThatDiffersFromAutotpSizeIsAnError) {

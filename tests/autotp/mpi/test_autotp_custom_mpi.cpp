@@ -30,8 +30,8 @@ class TinyFfn : public UnaryModule {
   std::string type_name() const override { return "TinyFfn"; }
   Tensor forward(const Tensor& x) override {  // x [..., hidden]
     const Tensor a = ops::silu(child_as<UnaryModule>("expand").forward(x));
-    return child_as<UnaryModule>("contract").forward(
-        ops::mul(a, child_as<UnaryModule>("gate_lin").forward(x)));
+    return child_as<UnaryModule>("contract")
+        .forward(ops::mul(a, child_as<UnaryModule>("gate_lin").forward(x)));
   }
 };
 

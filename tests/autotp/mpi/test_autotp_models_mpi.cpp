@@ -45,8 +45,7 @@ TEST_P(AutoTPModel, ReplacesEveryAttentionAndMlpLinearKeepingHfNames) {
                         cfg.model_type == "qwen3" ? "llama" : cfg.model_type, cfg.model_type));
   EXPECT_EQ(model->get_submodule("model.layers.1.self_attn.q_proj")->type_name(),
             "ColumnParallelLinear");
-  EXPECT_EQ(model->get_submodule("model.layers.1.mlp.down_proj")->type_name(),
-            "RowParallelLinear");
+  EXPECT_EQ(model->get_submodule("model.layers.1.mlp.down_proj")->type_name(), "RowParallelLinear");
   EXPECT_EQ(model->get_submodule("model.embed_tokens")->type_name(), "Embedding");
   if (!cfg.tie_word_embeddings) {
     EXPECT_EQ(model->get_submodule("lm_head")->type_name(), "Linear");
@@ -166,13 +165,13 @@ TEST_P(AutoTPModel, OneStepIssuesTwoAllReducesPerLayerForwardAndFiveBackward) {
 const std::vector<ModelCase> kCases = {{"llama", false}, {"qwen2", false}, {"qwen3", true}};
 
 INSTANTIATE_TEST_SUITE_P(Toys, AutoTPModel, ::testing::ValuesIn(kCases), case_name);
-INSTANTIATE_TEST_SUITE_P(
-    Toys, AutoTPTraining, ::testing::Combine(::testing::ValuesIn(kCases), ::testing::Bool()),
-    [](const ::testing::TestParamInfo<std::tuple<ModelCase, bool>>& info) {
-      const ModelCase& mc = std::get<0>(info.param);
-      return mc.type + (mc.tied ? "_tied" : "") +
-             (std::get<1>(info.param) ? "_overlap" : "_plain");
-    });
+INSTANTIATE_TEST_SUITE_P(Toys, AutoTPTraining,
+                         ::testing::Combine(::testing::ValuesIn(kCases), ::testing::Bool()),
+                         [](const ::testing::TestParamInfo<std::tuple<ModelCase, bool>>& info) {
+                           const ModelCase& mc = std::get<0>(info.param);
+                           return mc.type + (mc.tied ? "_tied" : "") +
+                                  (std::get<1>(info.param) ? "_overlap" : "_plain");
+                         });
 
 TEST(AutoTPHead, AnUntiedHeadSplitByColumnsWithGatheredLogitsEqualsTheUnshardedModel) {
   auto tp = test_world();
