@@ -42,9 +42,10 @@ const std::vector<std::string> kIgnoredZero = {
     "zeropp_loco_param", "max_live_parameters", "max_reuse_distance", "prefetch_bucket_size",
     "param_persistence_threshold", "model_persistence_threshold"};
 
-// DeepSpeed's AutoTP presets (AutoTPPresets), matched case-insensitively.
-const std::vector<std::string> kPresetModels = {"llama",       "bloom", "chatglm", "mixtral",
-                                                "deepseek_v2", "qwen2", "phi3"};
+// DeepSpeed's AutoTP presets (AutoTPPresets) plus autotp's mistral (autotp/presets.h),
+// matched case-insensitively.
+const std::vector<std::string> kPresetModels = {"llama", "bloom", "chatglm", "mixtral",
+                                                "deepseek_v2", "qwen2", "phi3", "mistral"};
 
 std::string lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(),
@@ -288,7 +289,7 @@ TensorParallelConfig read_tensor_parallel(MapReader r, const YamlSource& source)
         kPresetModels.end()) {
       r.fail("preset_model",
              fmt::format("'{}' is not a known preset (closest: '{}'; known: llama, bloom, "
-                         "chatglm, mixtral, deepseek_v2, qwen2, phi3)",
+                         "chatglm, mixtral, deepseek_v2, qwen2, phi3, mistral)",
                          *preset, closest_match(c.preset_model, kPresetModels)));
     }
   }

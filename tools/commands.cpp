@@ -9,6 +9,7 @@
 #include "tools/demo.h"
 #include "tools/eval_command.h"
 #include "tools/train_command.h"
+#include "tools/plan_command.h"
 
 namespace autotp::tools {
 
@@ -23,6 +24,8 @@ void print_usage() {
       "             %s\n"
       "  bench    training throughput, MFU and peak memory on synthetic tokens (JSON too)\n"
       "             %s\n"
+      "  plan     the AutoTP sharding plan of a config: rule, partition and shard shapes per\n"
+      "           Linear, per-rank memory (--tp N, --json)\n"
       "  demo     train a small byte-level MLP language model with the autograd engine\n"
       "  version  print the version\n"
       "  help     print this list\n"
@@ -42,6 +45,7 @@ int run_command_line(int argc, char** argv) {
   if (command == "eval") return run_eval(args);
   if (command == "bench") return run_bench(args);
   if (command == "demo") return run_demo(args);
+  if (command == "plan") return run_plan_command(args);
   if (command == "version") {
     std::printf("autotp 0.1.0\n");
     return 0;
