@@ -2,6 +2,10 @@
 // loop with progress, metrics, evaluation and checkpoints, and resuming.
 #include "engine/trainer.h"
 
+#include "autotp/apply_autotp.h"
+#include "autotp/batch_check.h"
+#include "autotp/from_engine_config.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -129,7 +133,18 @@ Trainer::Trainer(Config config, TrainerOptions options)
   }
 
   model_ = build_model(model_source_, config_.train.seed, options_.dtype);
-  // (Tensor parallelism: the model is sharded here, before the optimizer sees its parameters.)
+  // Tensor parallelism: every rank built the full model from the same seed (or checkpoint);
+  // the AutoTP pass keeps this rank's shards, before the optimizer sees the parameters.
+  if (grid_ && grid_->tp()->size() > 1) {
+    AutoTPConfig tp_config = autotp_config_from(config_.tensor_parallel);
+    tp_config.training = true;
+    ApplyOptions apply;
+    apply.print_warnings = is_rank0();
+    AutoTPResult sharded = apply_autotp(*model_, tp_config, *grid_, apply);
+    tp_grad_allreduce_ = sharded.grad_allreduce;
+    notes_.push_back(fmt::format("tensor parallelism: {} Linear layers sharded over tp = {}",
+                                 sharded.replaced_layers, grid_->tp()->size()));
+  }
   model_->train();
   AdamWOptions adamw = config_.optimizer.adamw;
   adamw.lr = schedule_.lr_for_step(0);
@@ -198,6 +213,10 @@ StepRecord Trainer::step() {
   double loss_sum = 0.0;
   for (int64_t m = 0; m < accumulation; ++m) {
     const Batch batch = loader_->batch(n, m);
+    // Every TP rank of a replica must train on the same batch: checked once, cheaply.
+    if (grid_ && grid_->tp()->size() > 1 && history_.empty() && m == 0) {
+      check_tp_batch_consistency(batch.input_ids, *grid_->tp());
+    }
     Tensor loss = next_token_loss(model_->forward(batch.input_ids), batch.labels);  // scalar
     const double value = loss.item();
     AUTOTP_CHECK(std::isfinite(value),
@@ -218,6 +237,7 @@ StepRecord Trainer::step() {
     r.loss = v[0] / static_cast<double>(accumulation * grid_->dp()->size());
     r.tokens = static_cast<int64_t>(v[1]);
   }
+  if (tp_grad_allreduce_) tp_grad_allreduce_->all_reduce_grads();
   r.grad_norm = reduce_and_clip();
   AUTOTP_CHECK(std::isfinite(r.grad_norm),
                "step {}: the gradient norm is {} (loss {}); stopping before the update, no "
@@ -253,9 +273,12 @@ void Trainer::save_checkpoint() {
     save_training_checkpoint(out_dir_, *model_, *optimizer_, state);
     return;
   }
-  AUTOTP_CHECK(grid_->tp()->size() == 1,
-               "checkpoints under tensor parallelism (tp = {}) are not supported yet",
-               grid_->tp()->size());
+  if (grid_->tp()->size() > 1) {
+    note(fmt::format("step {}: checkpoints under tensor parallelism (tp = {}) are not wired "
+                     "yet: no checkpoint written",
+                     step_, grid_->tp()->size()));
+    return;
+  }
   save_dp_checkpoint(out_dir_, *model_, *optimizer_, zero_.get(), state, *grid_->world());
 }
 

@@ -16,6 +16,7 @@
 #include "engine/lr_schedule.h"
 #include "engine/model_source.h"
 #include "engine/optimizer.h"
+#include "layers/parallel/grad_norm.h"
 #include "engine/zero_optimizer.h"
 #include "models/causal_lm.h"
 
@@ -109,6 +110,9 @@ class Trainer {
   std::shared_ptr<ParallelGrid> grid_;
   std::unique_ptr<GradientReducer> reducer_;  // ZeRO 0 with dp > 1
   std::unique_ptr<ZeroAdamW> zero_;           // ZeRO 1/2 with a grid
+  // AutoTP (tp > 1): the replicated parameters whose gradients are summed over the TP group
+  // after every backward (e.g. Qwen3's per-head norms); null when there are none.
+  std::shared_ptr<ReplicatedGradAllreduce> tp_grad_allreduce_;
   std::vector<bool> norm_counts_;  // per parameter: counted in the global norm on this rank
   LrSchedule schedule_;
   std::shared_ptr<const TokenSource> source_;
