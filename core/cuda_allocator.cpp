@@ -37,7 +37,8 @@ CudaCachingAllocator::CudaCachingAllocator(int device, std::unique_ptr<RawDevice
 CudaCachingAllocator::~CudaCachingAllocator() {
   std::lock_guard<std::mutex> lock(mutex_);
   release_cached_locked();
-  for (const auto& [ptr, size] : live_) raw_->free(ptr);
+  for (const auto& [ptr, size] : live_)
+    raw_->free(ptr);
 }
 
 size_t CudaCachingAllocator::round_size(size_t bytes) {
@@ -138,8 +139,7 @@ CudaCachingAllocator& CudaCachingAllocator::for_device(int device) {
                device);
 #else
   AUTOTP_CHECK(count > 0,
-               "cuda:{} was requested but this autotp was built without the CUDA backend",
-               device);
+               "cuda:{} was requested but this autotp was built without the CUDA backend", device);
 #endif
   AUTOTP_CHECK(device >= 0 && device < count,
                "cuda:{} was requested but only {} CUDA device(s) are visible (cuda:0 to cuda:{})",

@@ -14,8 +14,8 @@ constexpr bool same_code(DType dtype, DTypeCode code) {
 
 static_assert(same_code(DType::F32, DTypeCode::F32) && same_code(DType::F64, DTypeCode::F64) &&
                   same_code(DType::BF16, DTypeCode::BF16) &&
-                  same_code(DType::F16, DTypeCode::F16) &&
-                  same_code(DType::I32, DTypeCode::I32) && same_code(DType::I64, DTypeCode::I64),
+                  same_code(DType::F16, DTypeCode::F16) && same_code(DType::I32, DTypeCode::I32) &&
+                  same_code(DType::I64, DTypeCode::I64),
               "kernels::cuda::DTypeCode must mirror autotp::DType");
 
 }  // namespace autotp

@@ -57,8 +57,7 @@ class CudaDeviceMemory final : public RawDeviceMemory {
       return nullptr;
     }
     if (error != cudaSuccess) {
-      kernels::cuda::detail::throw_cuda_error(error, "cudaMalloc(&ptr, bytes)", __FILE__,
-                                              __LINE__);
+      kernels::cuda::detail::throw_cuda_error(error, "cudaMalloc(&ptr, bytes)", __FILE__, __LINE__);
     }
     return ptr;
   }
@@ -122,7 +121,9 @@ std::string cuda_device_name(int device) {
   return prop.name;
 }
 
-bool cuda_available() { return cuda_device_count() > 0; }
+bool cuda_available() {
+  return cuda_device_count() > 0;
+}
 
 namespace cuda_memory {
 
@@ -136,8 +137,7 @@ void release(void* ptr, int device) {
   try {
     CudaCachingAllocator::for_device(device).release(ptr);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "autotp: releasing CUDA memory on cuda:%d failed: %s\n", device,
-                 e.what());
+    std::fprintf(stderr, "autotp: releasing CUDA memory on cuda:%d failed: %s\n", device, e.what());
   }
 }
 

@@ -14,17 +14,33 @@ namespace {
 }
 }  // namespace
 
-bool cuda_available() { return false; }
-int cuda_device_count() { return 0; }
-std::string cuda_device_name(int) { no_cuda(); }
-std::unique_ptr<RawDeviceMemory> make_cuda_device_memory(int) { no_cuda(); }
+bool cuda_available() {
+  return false;
+}
+int cuda_device_count() {
+  return 0;
+}
+std::string cuda_device_name(int) {
+  no_cuda();
+}
+std::unique_ptr<RawDeviceMemory> make_cuda_device_memory(int) {
+  no_cuda();
+}
 
 namespace cuda_memory {
-void* allocate(size_t, int) { no_cuda(); }
+void* allocate(size_t, int) {
+  no_cuda();
+}
 void release(void*, int) {}
-void copy(void*, Device, const void*, Device, size_t) { no_cuda(); }
-void memset_zero(void*, size_t, int) { no_cuda(); }
-void synchronize(int) { no_cuda(); }
+void copy(void*, Device, const void*, Device, size_t) {
+  no_cuda();
+}
+void memset_zero(void*, size_t, int) {
+  no_cuda();
+}
+void synchronize(int) {
+  no_cuda();
+}
 }  // namespace cuda_memory
 
 }  // namespace autotp

@@ -15,12 +15,18 @@ struct TypeTag {
 template <typename Fn>
 decltype(auto) dispatch_any(DType dtype, Fn&& fn) {
   switch (dtype) {
-    case DType::F32: return fn(TypeTag<float>{});
-    case DType::F64: return fn(TypeTag<double>{});
-    case DType::BF16: return fn(TypeTag<BFloat16>{});
-    case DType::F16: return fn(TypeTag<Float16>{});
-    case DType::I32: return fn(TypeTag<int32_t>{});
-    case DType::I64: return fn(TypeTag<int64_t>{});
+    case DType::F32:
+      return fn(TypeTag<float>{});
+    case DType::F64:
+      return fn(TypeTag<double>{});
+    case DType::BF16:
+      return fn(TypeTag<BFloat16>{});
+    case DType::F16:
+      return fn(TypeTag<Float16>{});
+    case DType::I32:
+      return fn(TypeTag<int32_t>{});
+    case DType::I64:
+      return fn(TypeTag<int64_t>{});
   }
   AUTOTP_ASSERT(false, "unknown dtype");
 }
@@ -30,8 +36,10 @@ decltype(auto) dispatch_any(DType dtype, Fn&& fn) {
 template <typename Fn>
 decltype(auto) dispatch_float(DType dtype, const char* op, Fn&& fn) {
   switch (dtype) {
-    case DType::F32: return fn(TypeTag<float>{});
-    case DType::F64: return fn(TypeTag<double>{});
+    case DType::F32:
+      return fn(TypeTag<float>{});
+    case DType::F64:
+      return fn(TypeTag<double>{});
     default:
       AUTOTP_FAIL("{}: dtype {} is not supported here (expected f32 or f64)", op,
                   dtype_name(dtype));

@@ -9,9 +9,10 @@ void throw_error(const char* /*file*/, int /*line*/, const std::string& message)
 }
 
 void throw_internal(const char* file, int line, const char* condition, const std::string& message) {
-  throw InternalError(fmt::format("autotp internal error (a bug, please report it) at {}:{}: "
-                                  "'{}' failed: {}",
-                                  file, line, condition, message));
+  throw InternalError(
+      fmt::format("autotp internal error (a bug, please report it) at {}:{}: "
+                  "'{}' failed: {}",
+                  file, line, condition, message));
 }
 
 }  // namespace autotp::detail

@@ -30,20 +30,20 @@ namespace detail {
 }  // namespace autotp
 
 // AUTOTP_CHECK(cond, "fmt {}", args...): user-facing precondition, throws autotp::Error.
-#define AUTOTP_CHECK(cond, ...)                                               \
-  do {                                                                        \
-    if (!(cond)) {                                                            \
+#define AUTOTP_CHECK(cond, ...)                                                    \
+  do {                                                                             \
+    if (!(cond)) {                                                                 \
       ::autotp::detail::throw_error(__FILE__, __LINE__, fmt::format(__VA_ARGS__)); \
-    }                                                                         \
+    }                                                                              \
   } while (0)
 
 // AUTOTP_FAIL("fmt {}", args...): unconditional user-facing error.
 #define AUTOTP_FAIL(...) ::autotp::detail::throw_error(__FILE__, __LINE__, fmt::format(__VA_ARGS__))
 
 // AUTOTP_ASSERT(cond, "fmt", args...): internal invariant (kept in release builds).
-#define AUTOTP_ASSERT(cond, ...)                                                    \
-  do {                                                                              \
-    if (!(cond)) {                                                                  \
+#define AUTOTP_ASSERT(cond, ...)                                                             \
+  do {                                                                                       \
+    if (!(cond)) {                                                                           \
       ::autotp::detail::throw_internal(__FILE__, __LINE__, #cond, fmt::format(__VA_ARGS__)); \
-    }                                                                               \
+    }                                                                                        \
   } while (0)

@@ -73,7 +73,8 @@ std::string Module::path() const {
   }
   std::reverse(parts.begin(), parts.end());
   std::string out;
-  for (const std::string& p : parts) out = join_name(out, p);
+  for (const std::string& p : parts)
+    out = join_name(out, p);
   return out;
 }
 
@@ -92,15 +93,15 @@ void Module::check_new_name(const std::string& name, const char* what) const {
                         : has_buffer(name)  ? "a buffer"
                         : has_child(name)   ? "a child module"
                                             : nullptr;
-  AUTOTP_CHECK(used_by == nullptr, "{}: name '{}' is already used by {} of {}", what, name,
-               used_by, describe());
+  AUTOTP_CHECK(used_by == nullptr, "{}: name '{}' is already used by {} of {}", what, name, used_by,
+               describe());
 }
 
 void Module::check_tensor(const std::string& name, const Tensor& value, const char* what) const {
   AUTOTP_CHECK(value.defined(), "{}: tensor for '{}' in {} is undefined", what, name, describe());
   AUTOTP_CHECK(value.is_leaf(),
-               "{}: tensor for '{}' in {} is the output of {}, not a leaf; detach() it first",
-               what, name, describe(), value.grad_fn()->name());
+               "{}: tensor for '{}' in {} is the output of {}, not a leaf; detach() it first", what,
+               name, describe(), value.grad_fn()->name());
 }
 
 Tensor Module::register_parameter(const std::string& name, Tensor value) {
@@ -147,7 +148,8 @@ Tensor Module::parameter(const std::string& name) const {
   auto it = find_entry(parameters_, name);
   if (it == parameters_.end()) {
     std::vector<std::string> names;
-    for (const auto& e : parameters_) names.push_back(e.name);
+    for (const auto& e : parameters_)
+      names.push_back(e.name);
     AUTOTP_FAIL("{} has no parameter '{}' (parameters: {})", describe(), name,
                 names.empty() ? "none" : join_list(names));
   }
@@ -158,7 +160,8 @@ Tensor Module::buffer(const std::string& name) const {
   auto it = find_entry(buffers_, name);
   if (it == buffers_.end()) {
     std::vector<std::string> names;
-    for (const auto& e : buffers_) names.push_back(e.name);
+    for (const auto& e : buffers_)
+      names.push_back(e.name);
     AUTOTP_FAIL("{} has no buffer '{}' (buffers: {})", describe(), name,
                 names.empty() ? "none" : join_list(names));
   }
@@ -180,7 +183,8 @@ void Module::set_buffer(const std::string& name, Tensor value) {
 
 std::string Module::list_children() const {
   std::vector<std::string> names;
-  for (const auto& e : children_) names.push_back(e.name);
+  for (const auto& e : children_)
+    names.push_back(e.name);
   return names.empty() ? "none" : join_list(names);
 }
 
@@ -191,7 +195,9 @@ std::shared_ptr<Module> Module::child_ptr(const std::string& name) const {
   return it->value;
 }
 
-Module& Module::child(const std::string& name) const { return *child_ptr(name); }
+Module& Module::child(const std::string& name) const {
+  return *child_ptr(name);
+}
 
 void Module::throw_wrong_child_type(const std::string& name, const Module& actual) const {
   AUTOTP_FAIL("child '{}' of {} is a {}, which does not provide the interface the caller needs",
@@ -200,7 +206,8 @@ void Module::throw_wrong_child_type(const std::string& name, const Module& actua
 
 std::vector<std::pair<std::string, std::shared_ptr<Module>>> Module::named_children() const {
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> out;
-  for (const auto& e : children_) out.emplace_back(e.name, e.value);
+  for (const auto& e : children_)
+    out.emplace_back(e.name, e.value);
   return out;
 }
 
@@ -211,7 +218,8 @@ void Module::collect_tensors(bool parameters, const std::string& prefix,
   for (const auto& e : parameters ? parameters_ : buffers_) {
     out.emplace_back(join_name(prefix, e.name), e.value);
   }
-  for (const auto& c : children_) c.value->collect_tensors(parameters, join_name(prefix, c.name), out);
+  for (const auto& c : children_)
+    c.value->collect_tensors(parameters, join_name(prefix, c.name), out);
 }
 
 void Module::collect_modules(
@@ -244,7 +252,8 @@ std::vector<std::pair<std::string, Tensor>> Module::named_parameters() const {
 
 std::vector<Tensor> Module::parameters() const {
   std::vector<Tensor> out;
-  for (auto& [name, t] : named_parameters()) out.push_back(t);
+  for (auto& [name, t] : named_parameters())
+    out.push_back(t);
   return out;
 }
 
@@ -267,7 +276,8 @@ std::vector<std::pair<std::string, std::shared_ptr<Module>>> Module::named_modul
 
 int64_t Module::num_parameters() const {
   int64_t n = 0;
-  for (const auto& [name, t] : named_parameters()) n += t.numel();
+  for (const auto& [name, t] : named_parameters())
+    n += t.numel();
   return n;
 }
 
@@ -278,7 +288,8 @@ StateDict Module::state_dict() const {
   collect_tensors(true, "", all);
   collect_tensors(false, "", all);
   StateDict out;
-  for (const auto& [name, t] : all) out.emplace(name, t.detach());
+  for (const auto& [name, t] : all)
+    out.emplace(name, t.detach());
   return out;
 }
 
@@ -313,7 +324,8 @@ LoadStateDictResult Module::load_state_dict(const StateDict& state, bool strict)
   }
 
   std::string problems;
-  for (const std::string& m : mismatches) problems += "\n  " + m;
+  for (const std::string& m : mismatches)
+    problems += "\n  " + m;
   if (strict && !result.missing_keys.empty()) {
     problems += fmt::format("\n  missing keys ({}): {}", result.missing_keys.size(),
                             join_list(result.missing_keys));
@@ -343,10 +355,11 @@ std::shared_ptr<Module> Module::get_submodule(const std::string& path) const {
   std::string walked;
   for (const std::string& part : split_path(path)) {
     auto it = find_entry(current->children_, part);
-    AUTOTP_CHECK(it != current->children_.end(),
-                 "no module '{}' in {}: {} has no child '{}' (children: {})", path, describe(),
-                 walked.empty() ? std::string("it") : fmt::format("'{}' ({})", walked, current->type_name()),
-                 part, current->list_children());
+    AUTOTP_CHECK(
+        it != current->children_.end(), "no module '{}' in {}: {} has no child '{}' (children: {})",
+        path, describe(),
+        walked.empty() ? std::string("it") : fmt::format("'{}' ({})", walked, current->type_name()),
+        part, current->list_children());
     found = it->value;
     current = found.get();
     walked = join_name(walked, part);
@@ -389,11 +402,13 @@ std::shared_ptr<Module> Module::replace_module(const std::string& path,
 
 void Module::train(bool on) {
   training_ = on;
-  for (auto& c : children_) c.value->train(on);
+  for (auto& c : children_)
+    c.value->train(on);
 }
 
 void Module::zero_grad() {
-  for (auto& [name, t] : named_parameters()) t.zero_grad();
+  for (auto& [name, t] : named_parameters())
+    t.zero_grad();
 }
 
 // ---- printing -------------------------------------------------------------------------------
@@ -436,10 +451,13 @@ void Module::to(Device device, std::optional<DType> dtype) {
     return moved;
   };
   std::vector<Module*> modules{this};
-  for (const auto& [path, m] : named_modules()) modules.push_back(m.get());
+  for (const auto& [path, m] : named_modules())
+    modules.push_back(m.get());
   for (Module* m : modules) {
-    for (auto& entry : m->parameters_) entry.value = convert(entry.value, true);
-    for (auto& entry : m->buffers_) entry.value = convert(entry.value, false);
+    for (auto& entry : m->parameters_)
+      entry.value = convert(entry.value, true);
+    for (auto& entry : m->buffers_)
+      entry.value = convert(entry.value, false);
   }
 }
 
@@ -452,7 +470,8 @@ std::string Module::to_string() const {
 // ---- ModuleList ---------------------------------------------------------------------------
 
 ModuleList::ModuleList(std::vector<std::shared_ptr<Module>> modules) {
-  for (auto& m : modules) push_back(std::move(m));
+  for (auto& m : modules)
+    push_back(std::move(m));
 }
 
 void ModuleList::push_back(std::shared_ptr<Module> module) {
@@ -461,12 +480,14 @@ void ModuleList::push_back(std::shared_ptr<Module> module) {
 }
 
 void ModuleList::check_index(int64_t index) const {
-  AUTOTP_CHECK(index >= 0 && index < size_, "index {} out of range for {} of size {}", index,
-               path().empty() ? std::string("a ModuleList") : fmt::format("ModuleList '{}'", path()),
-               size_);
+  AUTOTP_CHECK(
+      index >= 0 && index < size_, "index {} out of range for {} of size {}", index,
+      path().empty() ? std::string("a ModuleList") : fmt::format("ModuleList '{}'", path()), size_);
 }
 
-Module& ModuleList::operator[](int64_t index) const { return *ptr(index); }
+Module& ModuleList::operator[](int64_t index) const {
+  return *ptr(index);
+}
 
 std::shared_ptr<Module> ModuleList::ptr(int64_t index) const {
   check_index(index);

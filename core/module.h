@@ -178,9 +178,9 @@ class Module {
                        std::vector<std::pair<std::string, Tensor>>& out) const;
   void print_tree(std::string& out, int indent) const;
 
-  std::vector<Entry<Tensor>> parameters_;                  // registration order
-  std::vector<Entry<Tensor>> buffers_;                     // registration order
-  std::vector<Entry<std::shared_ptr<Module>>> children_;   // registration order
+  std::vector<Entry<Tensor>> parameters_;                 // registration order
+  std::vector<Entry<Tensor>> buffers_;                    // registration order
+  std::vector<Entry<std::shared_ptr<Module>>> children_;  // registration order
   bool training_ = true;
   // The module that last registered this one, and the name it used (for paths in messages);
   // cleared when that parent is destroyed or replaces this module.

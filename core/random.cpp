@@ -25,7 +25,7 @@ T next_below(T x) {
   } else if constexpr (kIsHalfType<T>) {  // bf16 / f16: sign-magnitude bits
     const float f = static_cast<float>(x);
     T out = x;
-    out.bits = f > 0.0f ? static_cast<uint16_t>(x.bits - 1)
+    out.bits = f > 0.0f   ? static_cast<uint16_t>(x.bits - 1)
                : f < 0.0f ? static_cast<uint16_t>(x.bits + 1)
                           : static_cast<uint16_t>(0x8001);  // below zero: -smallest subnormal
     return out;

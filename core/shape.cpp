@@ -11,7 +11,8 @@ namespace autotp {
 
 int64_t shape_numel(const Shape& shape) {
   int64_t n = 1;
-  for (int64_t s : shape) n *= s;
+  for (int64_t s : shape)
+    n *= s;
   return n;
 }
 
@@ -25,7 +26,9 @@ Strides contiguous_strides(const Shape& shape) {
   return strides;
 }
 
-std::string shape_str(const Shape& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
+std::string shape_str(const Shape& shape) {
+  return fmt::format("[{}]", fmt::join(shape, ", "));
+}
 
 int64_t wrap_dim(int64_t dim, int64_t ndim, const char* what) {
   const int64_t wrapped = dim < 0 ? dim + ndim : dim;

@@ -57,7 +57,8 @@ Tensor Tensor::arange(double start, double end, double step, DType dtype, Device
   const double span = (end - start) / step;
   const int64_t n = span > 0 ? static_cast<int64_t>(std::ceil(span)) : 0;
   std::vector<double> values(n);
-  for (int64_t i = 0; i < n; ++i) values[i] = start + step * static_cast<double>(i);
+  for (int64_t i = 0; i < n; ++i)
+    values[i] = start + step * static_cast<double>(i);
   return from_vector(values, {n}, dtype, device);
 }
 
@@ -70,7 +71,8 @@ Tensor Tensor::from_vector(const std::vector<double>& values, const Shape& shape
   Tensor host = empty(shape, dtype, Device::cpu());
   dispatch_any(dtype, [&]<typename T>(TypeTag<T>) {
     T* out = host.data<T>();
-    for (size_t i = 0; i < values.size(); ++i) out[i] = convert_value<T>(values[i]);
+    for (size_t i = 0; i < values.size(); ++i)
+      out[i] = convert_value<T>(values[i]);
   });
   return device.is_cpu() ? host : host.to(device);
 }
@@ -84,14 +86,17 @@ Tensor Tensor::from_vector_i64(const std::vector<int64_t>& values, const Shape& 
   Tensor host = empty(shape, dtype, Device::cpu());
   dispatch_any(dtype, [&]<typename T>(TypeTag<T>) {
     T* out = host.data<T>();
-    for (size_t i = 0; i < values.size(); ++i) out[i] = convert_value<T>(values[i]);
+    for (size_t i = 0; i < values.size(); ++i)
+      out[i] = convert_value<T>(values[i]);
   });
   return device.is_cpu() ? host : host.to(device);
 }
 
 // ---- metadata ----------------------------------------------------------------
 
-int64_t Tensor::size(int64_t d) const { return shape_[wrap_dim(d, dim(), "Tensor::size")]; }
+int64_t Tensor::size(int64_t d) const {
+  return shape_[wrap_dim(d, dim(), "Tensor::size")];
+}
 
 bool Tensor::is_contiguous() const {
   int64_t expected = 1;
@@ -225,9 +230,8 @@ Tensor Tensor::permute(const std::vector<int64_t>& dims) const {
     new_strides[i] = strides_[d];
   }
   Tensor out = make_view_of(*this, new_shape, new_strides, offset_);
-  return record_op(out, "PermuteBackward", {this}, [inverse](const Tensor& g) {
-    return std::vector<Tensor>{g.permute(inverse)};
-  });
+  return record_op(out, "PermuteBackward", {this},
+                   [inverse](const Tensor& g) { return std::vector<Tensor>{g.permute(inverse)}; });
 }
 
 Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
@@ -241,11 +245,12 @@ Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
   Tensor out = make_view_of(*this, new_shape, strides_, offset_ + start * strides_[d]);
   const Shape in_shape = shape_;
   const DType dt = dtype_;
-  return record_op(out, "NarrowBackward", {this}, [in_shape, d, start, length, dt](const Tensor& g) {
-    Tensor full = Tensor::zeros(in_shape, g.dtype(), g.device());
-    full.narrow(d, start, length).copy_(g);
-    return std::vector<Tensor>{full};
-  });
+  return record_op(out, "NarrowBackward", {this},
+                   [in_shape, d, start, length, dt](const Tensor& g) {
+                     Tensor full = Tensor::zeros(in_shape, g.dtype(), g.device());
+                     full.narrow(d, start, length).copy_(g);
+                     return std::vector<Tensor>{full};
+                   });
 }
 
 Tensor Tensor::select(int64_t d, int64_t index) const {
@@ -287,8 +292,8 @@ Tensor Tensor::expand(const Shape& requested) const {
     const int64_t cur = shape_[i - lead];
     const int64_t want = requested[i] == -1 ? cur : requested[i];
     AUTOTP_CHECK(want >= 0 && (want == cur || cur == 1),
-                 "expand: cannot expand shape {} to {} (dim {})",
-                 shape_str(shape_), shape_str(requested), i);
+                 "expand: cannot expand shape {} to {} (dim {})", shape_str(shape_),
+                 shape_str(requested), i);
     new_shape[i] = want;
     new_strides[i] = (cur == 1 && want != 1) ? 0 : strides_[i - lead];
   }
@@ -348,7 +353,9 @@ void Tensor::copy_(const Tensor& src) const {
   ops::copy_into(*this, src);
 }
 
-void Tensor::fill_(double value) const { ops::fill(*this, value); }
+void Tensor::fill_(double value) const {
+  ops::fill(*this, value);
+}
 
 // ---- host access -----------------------------------------------------------
 
@@ -357,7 +364,8 @@ std::vector<double> Tensor::to_vector() const {
   std::vector<double> values(static_cast<size_t>(numel()));
   dispatch_any(dtype_, [&]<typename T>(TypeTag<T>) {
     const T* p = host.data<T>();
-    for (size_t i = 0; i < values.size(); ++i) values[i] = convert_value<double>(p[i]);
+    for (size_t i = 0; i < values.size(); ++i)
+      values[i] = convert_value<double>(p[i]);
   });
   return values;
 }
@@ -367,7 +375,8 @@ std::vector<int64_t> Tensor::to_vector_i64() const {
   std::vector<int64_t> values(static_cast<size_t>(numel()));
   dispatch_any(dtype_, [&]<typename T>(TypeTag<T>) {
     const T* p = host.data<T>();
-    for (size_t i = 0; i < values.size(); ++i) values[i] = convert_value<int64_t>(p[i]);
+    for (size_t i = 0; i < values.size(); ++i)
+      values[i] = convert_value<int64_t>(p[i]);
   });
   return values;
 }
@@ -386,7 +395,8 @@ AutogradMeta& Tensor::ensure_autograd_meta() {
 }
 
 Tensor& Tensor::set_requires_grad(bool requires_grad) {
-  AUTOTP_CHECK(is_leaf(), "set_requires_grad: only leaf tensors can be marked (this one comes from {})",
+  AUTOTP_CHECK(is_leaf(),
+               "set_requires_grad: only leaf tensors can be marked (this one comes from {})",
                meta_->grad_fn->name());
   AUTOTP_CHECK(!requires_grad || is_floating(dtype_),
                "set_requires_grad: a {} tensor cannot require a gradient (floating dtypes only)",
@@ -395,13 +405,15 @@ Tensor& Tensor::set_requires_grad(bool requires_grad) {
   return *this;
 }
 
-Tensor Tensor::grad() const { return meta_ && meta_->grad ? *meta_->grad : Tensor(); }
+Tensor Tensor::grad() const {
+  return meta_ && meta_->grad ? *meta_->grad : Tensor();
+}
 
 void Tensor::set_grad(const Tensor& grad) const {
   AUTOTP_CHECK(meta_ != nullptr, "set_grad: tensor does not track gradients");
   AUTOTP_CHECK(!grad.defined() || grad.shape() == shape_,
-               "set_grad: gradient shape {} does not match tensor shape {}", shape_str(grad.shape()),
-               shape_str(shape_));
+               "set_grad: gradient shape {} does not match tensor shape {}",
+               shape_str(grad.shape()), shape_str(shape_));
   meta_->grad = grad.defined() ? std::make_shared<Tensor>(grad) : nullptr;
 }
 
@@ -444,9 +456,9 @@ void format_values(std::string& out, const std::vector<double>& values, const Sh
 
 std::string Tensor::str() const {
   if (!defined()) return "Tensor(undefined)";
-  std::string out = fmt::format("Tensor(dtype={}, shape={}, device={}{})\n", dtype_name(dtype_),
-                                shape_str(shape_), device().str(),
-                                requires_grad() ? ", requires_grad" : "");
+  std::string out =
+      fmt::format("Tensor(dtype={}, shape={}, device={}{})\n", dtype_name(dtype_),
+                  shape_str(shape_), device().str(), requires_grad() ? ", requires_grad" : "");
   const std::vector<double> values = to_vector();
   if (dim() == 0) {
     out += fmt::format("{:.4g}", values[0]);
@@ -456,6 +468,8 @@ std::string Tensor::str() const {
   return out;
 }
 
-std::ostream& operator<<(std::ostream& os, const Tensor& t) { return os << t.str(); }
+std::ostream& operator<<(std::ostream& os, const Tensor& t) {
+  return os << t.str();
+}
 
 }  // namespace autotp

@@ -22,9 +22,9 @@ class Tensor;
 // Autograd state of one tensor, shared by its copies (not by its views or detach()).
 struct AutogradMeta {
   bool requires_grad = false;
-  std::shared_ptr<Tensor> grad;            // accumulated gradient of a leaf
-  std::shared_ptr<Node> grad_fn;           // the op that produced this tensor (null for leaves)
-  std::weak_ptr<Node> grad_accumulator;    // the AccumulateGrad node of a leaf, while a graph uses it
+  std::shared_ptr<Tensor> grad;          // accumulated gradient of a leaf
+  std::shared_ptr<Node> grad_fn;         // the op that produced this tensor (null for leaves)
+  std::weak_ptr<Node> grad_accumulator;  // the AccumulateGrad node of a leaf, while a graph uses it
 };
 
 class Tensor {

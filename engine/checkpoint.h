@@ -40,10 +40,10 @@ void export_hf_model(const CausalLM& model, const std::string& dir,
 
 // Everything besides weights and optimizer state that resuming needs.
 struct TrainingState {
-  int64_t step = 0;        // optimizer steps completed
-  uint64_t seed = 0;       // the run's seed (data and init are pure functions of seed + step)
+  int64_t step = 0;   // optimizer steps completed
+  uint64_t seed = 0;  // the run's seed (data and init are pure functions of seed + step)
   int64_t tokens_seen = 0;
-  std::string config_yaml; // the resolved config the run was started with
+  std::string config_yaml;  // the resolved config the run was started with
 };
 
 // Writes OUT_DIR/checkpoints/step-<NNNNNNNN>/ (config.json + model.safetensors, so the

@@ -33,7 +33,9 @@ double grad_sq_sum(const NamedTensors& params) {
   return total;
 }
 
-double global_grad_norm(const NamedTensors& params) { return std::sqrt(grad_sq_sum(params)); }
+double global_grad_norm(const NamedTensors& params) {
+  return std::sqrt(grad_sq_sum(params));
+}
 
 double clip_coefficient(double total_norm, double max_norm) {
   const double coef = max_norm / (total_norm + 1e-6);

@@ -16,36 +16,94 @@ namespace autotp {
 namespace {
 
 // Top-level DeepSpeed keys that autotp accepts and ignores (with a warning).
-const std::vector<std::string> kIgnoredTopLevel = {
-    "wall_clock_breakdown", "memory_breakdown", "prescale_gradients",
-    "gradient_predivide_factor", "sparse_gradients", "communication_data_type",
-    "seq_parallel_communication_data_type", "amp", "activation_checkpointing", "flops_profiler",
-    "tensorboard", "wandb", "csv_monitor", "comet", "comms_logger", "aio", "elasticity",
-    "autotuning", "pipeline", "checkpoint", "data_efficiency", "curriculum_learning",
-    "compression_training", "zero_allow_untested_optimizer", "zero_force_ds_cpu_optimizer",
-    "dump_state", "disable_allgather", "sparse_attention", "eigenvalue",
-    "progressive_layer_drop", "dataloader_drop_last", "use_data_before_expert_parallelism",
-    "torch_autocast", "compile", "nebula", "weight_quantization", "hybrid_engine", "timers",
-    "graph_harvesting", "data_types", "sequence_parallel_size", "fp32_allreduce",
-    "gradient_accumulation_dtype", "quantize_training", "load_universal_checkpoint"};
+const std::vector<std::string> kIgnoredTopLevel = {"wall_clock_breakdown",
+                                                   "memory_breakdown",
+                                                   "prescale_gradients",
+                                                   "gradient_predivide_factor",
+                                                   "sparse_gradients",
+                                                   "communication_data_type",
+                                                   "seq_parallel_communication_data_type",
+                                                   "amp",
+                                                   "activation_checkpointing",
+                                                   "flops_profiler",
+                                                   "tensorboard",
+                                                   "wandb",
+                                                   "csv_monitor",
+                                                   "comet",
+                                                   "comms_logger",
+                                                   "aio",
+                                                   "elasticity",
+                                                   "autotuning",
+                                                   "pipeline",
+                                                   "checkpoint",
+                                                   "data_efficiency",
+                                                   "curriculum_learning",
+                                                   "compression_training",
+                                                   "zero_allow_untested_optimizer",
+                                                   "zero_force_ds_cpu_optimizer",
+                                                   "dump_state",
+                                                   "disable_allgather",
+                                                   "sparse_attention",
+                                                   "eigenvalue",
+                                                   "progressive_layer_drop",
+                                                   "dataloader_drop_last",
+                                                   "use_data_before_expert_parallelism",
+                                                   "torch_autocast",
+                                                   "compile",
+                                                   "nebula",
+                                                   "weight_quantization",
+                                                   "hybrid_engine",
+                                                   "timers",
+                                                   "graph_harvesting",
+                                                   "data_types",
+                                                   "sequence_parallel_size",
+                                                   "fp32_allreduce",
+                                                   "gradient_accumulation_dtype",
+                                                   "quantize_training",
+                                                   "load_universal_checkpoint"};
 
-const std::vector<std::string> kIgnoredZero = {
-    "offload_optimizer", "offload_param", "contiguous_gradients", "overlap_comm",
-    "reduce_scatter", "reduce_bucket_size", "allgather_partitions", "allgather_bucket_size",
-    "round_robin_gradients", "sub_group_size", "elastic_checkpoint", "load_from_fp32_weights",
-    "cpu_offload", "cpu_offload_params", "cpu_offload_use_pin_memory", "ignore_unused_parameters",
-    "legacy_stage1", "zero_hpz_partition_size", "zero_quantized_weights",
-    "zero_quantized_nontrainable_weights", "zero_quantized_gradients",
-    "memory_efficient_linear", "use_multi_rank_bucket_allreduce", "gather_16bit_weights_on_model_save",
-    "module_granularity_threshold", "log_trace_cache_warnings", "pipeline_loading_checkpoint",
-    "override_module_apply", "use_all_reduce_for_fetch_params", "stage3_*", "mics_*",
-    "zeropp_loco_param", "max_live_parameters", "max_reuse_distance", "prefetch_bucket_size",
-    "param_persistence_threshold", "model_persistence_threshold"};
+const std::vector<std::string> kIgnoredZero = {"offload_optimizer",
+                                               "offload_param",
+                                               "contiguous_gradients",
+                                               "overlap_comm",
+                                               "reduce_scatter",
+                                               "reduce_bucket_size",
+                                               "allgather_partitions",
+                                               "allgather_bucket_size",
+                                               "round_robin_gradients",
+                                               "sub_group_size",
+                                               "elastic_checkpoint",
+                                               "load_from_fp32_weights",
+                                               "cpu_offload",
+                                               "cpu_offload_params",
+                                               "cpu_offload_use_pin_memory",
+                                               "ignore_unused_parameters",
+                                               "legacy_stage1",
+                                               "zero_hpz_partition_size",
+                                               "zero_quantized_weights",
+                                               "zero_quantized_nontrainable_weights",
+                                               "zero_quantized_gradients",
+                                               "memory_efficient_linear",
+                                               "use_multi_rank_bucket_allreduce",
+                                               "gather_16bit_weights_on_model_save",
+                                               "module_granularity_threshold",
+                                               "log_trace_cache_warnings",
+                                               "pipeline_loading_checkpoint",
+                                               "override_module_apply",
+                                               "use_all_reduce_for_fetch_params",
+                                               "stage3_*",
+                                               "mics_*",
+                                               "zeropp_loco_param",
+                                               "max_live_parameters",
+                                               "max_reuse_distance",
+                                               "prefetch_bucket_size",
+                                               "param_persistence_threshold",
+                                               "model_persistence_threshold"};
 
 // DeepSpeed's AutoTP presets (AutoTPPresets) plus autotp's mistral (autotp/presets.h),
 // matched case-insensitively.
-const std::vector<std::string> kPresetModels = {"llama", "bloom", "chatglm", "mixtral",
-                                                "deepseek_v2", "qwen2", "phi3", "mistral"};
+const std::vector<std::string> kPresetModels = {"llama",       "bloom", "chatglm", "mixtral",
+                                                "deepseek_v2", "qwen2", "phi3",    "mistral"};
 
 std::string lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(),
@@ -139,8 +197,9 @@ LrScheduleConfig read_scheduler(MapReader r, double optimizer_lr, int64_t train_
   c.base_lr = optimizer_lr;
   const std::optional<std::string> type = r.get_string("type");
   if (!type) {
-    r.fail("type", "is required in the scheduler section (WarmupLR, WarmupDecayLR or "
-                   "WarmupCosineLR; omit the section for a constant rate)");
+    r.fail("type",
+           "is required in the scheduler section (WarmupLR, WarmupDecayLR or "
+           "WarmupCosineLR; omit the section for a constant rate)");
   }
   if (*type == "WarmupLR" || *type == "WarmupDecayLR" || *type == "WarmupCosineLR") {
     c.type = lr_schedule_type_from_name(*type);
@@ -149,11 +208,11 @@ LrScheduleConfig read_scheduler(MapReader r, double optimizer_lr, int64_t train_
                                "(supported: WarmupLR, WarmupDecayLR, WarmupCosineLR)",
                                *type));
   } else {
-    r.fail("type", fmt::format("'{}' is not a known scheduler (closest: '{}'; supported: "
-                               "WarmupLR, WarmupDecayLR, WarmupCosineLR)",
-                               *type,
-                               closest_match(*type, {"WarmupLR", "WarmupDecayLR",
-                                                     "WarmupCosineLR"})));
+    r.fail(
+        "type",
+        fmt::format("'{}' is not a known scheduler (closest: '{}'; supported: "
+                    "WarmupLR, WarmupDecayLR, WarmupCosineLR)",
+                    *type, closest_match(*type, {"WarmupLR", "WarmupDecayLR", "WarmupCosineLR"})));
   }
   MapReader p = r.get_map("params");
   c.warmup_num_steps = int_at_least(p, "warmup_num_steps", 1000, 1);
@@ -168,9 +227,8 @@ LrScheduleConfig read_scheduler(MapReader r, double optimizer_lr, int64_t train_
     // Absent: DeepSpeed's default (WarmupLR: the optimizer lr; WarmupDecayLR: 0.001).
     // "auto": the optimizer lr, as the Hugging Face integration fills it.
     const double absent_max = c.type == LrScheduleType::WarmupLR ? optimizer_lr : 1e-3;
-    c.warmup_max_lr = float_in(p, "warmup_max_lr", p.is_auto("warmup_max_lr") ? optimizer_lr
-                                                                              : absent_max,
-                               0.0, HUGE_VAL);
+    c.warmup_max_lr = float_in(
+        p, "warmup_max_lr", p.is_auto("warmup_max_lr") ? optimizer_lr : absent_max, 0.0, HUGE_VAL);
   }
   if (c.type == LrScheduleType::WarmupDecayLR || c.type == LrScheduleType::WarmupCosineLR) {
     // Absent or "auto": the run's length, train.steps.
@@ -188,7 +246,7 @@ LrScheduleConfig read_scheduler(MapReader r, double optimizer_lr, int64_t train_
 }
 
 std::optional<std::vector<std::vector<int64_t>>> read_spec_shape(MapReader& r,
-                                                                std::vector<bool>& nested) {
+                                                                 std::vector<bool>& nested) {
   const YAML::Node node = r.get_node("shape");
   if (!node.IsDefined() || node.IsNull()) return std::nullopt;
   const char* expected =
@@ -226,8 +284,9 @@ LayerSpecConfig read_layer_spec(MapReader r) {
   s.where = r.where();
   const auto patterns = r.get_string_list("patterns");
   if (!patterns || patterns->empty()) {
-    r.fail("patterns", "is required: a list of regular expressions matched against "
-                       "parameter names such as 'model.layers.0.self_attn.q_proj.weight'");
+    r.fail("patterns",
+           "is required: a list of regular expressions matched against "
+           "parameter names such as 'model.layers.0.self_attn.q_proj.weight'");
   }
   s.patterns = *patterns;
   if (const auto type = r.get_string("partition_type")) {
@@ -242,12 +301,13 @@ LayerSpecConfig read_layer_spec(MapReader r) {
     r.fail("partition_dim", fmt::format("must be >= 0, got {}", *s.partition_dim));
   }
   if (s.partition_dim && s.shape && *s.partition_dim >= static_cast<int64_t>(s.shape->size())) {
-    r.fail("partition_dim", fmt::format("is {} but shape has {} entries", *s.partition_dim,
-                                        s.shape->size()));
+    r.fail("partition_dim",
+           fmt::format("is {} but shape has {} entries", *s.partition_dim, s.shape->size()));
   }
   if (const auto types = r.get_string_list("model_types")) {
     std::vector<std::string> lowered;
-    for (const std::string& t : *types) lowered.push_back(lower(t));
+    for (const std::string& t : *types)
+      lowered.push_back(lower(t));
     s.model_types = lowered;
   }
   s.gather_output = bool_or(r, "gather_output", false);
@@ -298,8 +358,8 @@ TensorParallelConfig read_tensor_parallel(MapReader r, const YamlSource& source)
     std::string name = *dtype;
     if (name.rfind("torch.", 0) == 0) name = name.substr(6);
     if (name != "float16" && name != "fp16" && name != "half" && name != "bfloat16" &&
-        name != "bf16" && name != "float32" && name != "fp32" && name != "float" &&
-        name != "f16" && name != "f32") {
+        name != "bf16" && name != "float32" && name != "fp32" && name != "float" && name != "f16" &&
+        name != "f32") {
       r.fail("dtype", fmt::format("must be float16, bfloat16 or float32, got '{}'", *dtype));
     }
     c.dtype = dtype_from_name(name);
@@ -317,8 +377,8 @@ TensorParallelConfig read_tensor_parallel(MapReader r, const YamlSource& source)
   c.tp_size = int_at_least(sub, "tp_size", 1, 1);
   c.tp_grain_size = int_at_least(sub, "tp_grain_size", 1, 1);
   if (c.tp_size != 1 && c.tp_size != c.autotp_size) {
-    sub.fail("tp_size", fmt::format("must be 1 or equal to autotp_size ({}), got {}",
-                                    c.autotp_size, c.tp_size));
+    sub.fail("tp_size", fmt::format("must be 1 or equal to autotp_size ({}), got {}", c.autotp_size,
+                                    c.tp_size));
   }
   sub.ignore({"mpu", "tp_group"});
   sub.finish();
@@ -334,8 +394,9 @@ ModelSection read_model(MapReader& root) {
   const YAML::Node node = root.get_node("model");
   if (!node.IsDefined() || node.IsNull()) return m;
   if (!node.IsMap()) {
-    root.fail("model", "must be a map: Hugging Face config.json fields, or 'path:' to a "
-                       "config.json or a checkpoint directory");
+    root.fail("model",
+              "must be a map: Hugging Face config.json fields, or 'path:' to a "
+              "config.json or a checkpoint directory");
   }
   m.node = node;
   if (const YAML::Node path = node["path"]; path.IsDefined()) {
@@ -411,8 +472,9 @@ BatchConfig resolve_batch_sizes(std::optional<int64_t> train_batch_size,
   check_positive(train_batch_size, "train_batch_size");
   check_positive(micro_batch_per_gpu, "train_micro_batch_size_per_gpu");
   check_positive(gradient_accumulation_steps, "gradient_accumulation_steps");
-  const char* rule = "train_batch_size = train_micro_batch_size_per_gpu x "
-                     "gradient_accumulation_steps x data-parallel size";
+  const char* rule =
+      "train_batch_size = train_micro_batch_size_per_gpu x "
+      "gradient_accumulation_steps x data-parallel size";
   BatchConfig b;
   b.dp_size = dp_size;
   const auto& tbs = train_batch_size;
@@ -428,8 +490,9 @@ BatchConfig resolve_batch_sizes(std::optional<int64_t> train_batch_size,
     return total / known;
   };
   if (tbs && micro && accum) {
-    AUTOTP_CHECK(*tbs == *micro * *accum * dp_size, "batch sizes: {} does not hold: {} != {} x {} x {} = {}",
-                 rule, *tbs, *micro, *accum, dp_size, *micro * *accum * dp_size);
+    AUTOTP_CHECK(*tbs == *micro * *accum * dp_size,
+                 "batch sizes: {} does not hold: {} != {} x {} x {} = {}", rule, *tbs, *micro,
+                 *accum, dp_size, *micro * *accum * dp_size);
     b.train_batch_size = *tbs;
     b.micro_batch_per_gpu = *micro;
     b.gradient_accumulation_steps = *accum;
@@ -444,11 +507,10 @@ BatchConfig resolve_batch_sizes(std::optional<int64_t> train_batch_size,
   } else if (tbs && accum) {
     b.train_batch_size = *tbs;
     b.gradient_accumulation_steps = *accum;
-    b.micro_batch_per_gpu =
-        divide(*tbs, *accum * dp_size,
-               fmt::format("gradient_accumulation_steps x data-parallel size = {} x {}", *accum,
-                           dp_size),
-               "train_micro_batch_size_per_gpu");
+    b.micro_batch_per_gpu = divide(
+        *tbs, *accum * dp_size,
+        fmt::format("gradient_accumulation_steps x data-parallel size = {} x {}", *accum, dp_size),
+        "train_micro_batch_size_per_gpu");
   } else if (micro) {
     b.micro_batch_per_gpu = *micro;
     b.gradient_accumulation_steps = accum.value_or(1);
@@ -456,13 +518,13 @@ BatchConfig resolve_batch_sizes(std::optional<int64_t> train_batch_size,
   } else if (tbs) {
     b.train_batch_size = *tbs;
     b.gradient_accumulation_steps = 1;
-    b.micro_batch_per_gpu =
-        divide(*tbs, dp_size, fmt::format("the data-parallel size {}", dp_size),
-               "train_micro_batch_size_per_gpu");
+    b.micro_batch_per_gpu = divide(*tbs, dp_size, fmt::format("the data-parallel size {}", dp_size),
+                                   "train_micro_batch_size_per_gpu");
   } else {
-    AUTOTP_FAIL("batch sizes: give train_batch_size or train_micro_batch_size_per_gpu (or "
-                "both); {}",
-                rule);
+    AUTOTP_FAIL(
+        "batch sizes: give train_batch_size or train_micro_batch_size_per_gpu (or "
+        "both); {}",
+        rule);
   }
   return b;
 }
@@ -497,8 +559,8 @@ Config config_from_yaml(YAML::Node root, const ConfigLoadOptions& options,
     MapReader zero = r.get_map("zero_optimization");
     cfg.zero_stage = int_at_least(zero, "stage", 0, 0);
     if (cfg.zero_stage > 2) {
-      zero.fail("stage", fmt::format("is {}, but autotp implements ZeRO stages 0, 1 and 2",
-                                     cfg.zero_stage));
+      zero.fail("stage",
+                fmt::format("is {}, but autotp implements ZeRO stages 0, 1 and 2", cfg.zero_stage));
     }
     zero.ignore(kIgnoredZero);
     zero.finish();
@@ -521,7 +583,8 @@ Config config_from_yaml(YAML::Node root, const ConfigLoadOptions& options,
   // Batch sizes on the data-parallel size.
   const int64_t tp = std::max<int64_t>(1, cfg.tensor_parallel.autotp_size);
   const std::optional<int64_t> dp_key = r.get_int("data_parallel_size");
-  if (dp_key && *dp_key < 1) r.fail("data_parallel_size", fmt::format("must be >= 1, got {}", *dp_key));
+  if (dp_key && *dp_key < 1)
+    r.fail("data_parallel_size", fmt::format("must be >= 1, got {}", *dp_key));
   int64_t dp = dp_key.value_or(1);
   if (options.world_size) {
     const int64_t world = *options.world_size;
@@ -529,9 +592,8 @@ Config config_from_yaml(YAML::Node root, const ConfigLoadOptions& options,
                  "{}: the world size {} is not divisible by tensor_parallel.autotp_size {}",
                  r.where("tensor_parallel"), world, tp);
     if (dp_key && *dp_key != world / tp) {
-      r.fail("data_parallel_size",
-             fmt::format("is {}, but world size {} / autotp_size {} gives {}", *dp_key, world, tp,
-                         world / tp));
+      r.fail("data_parallel_size", fmt::format("is {}, but world size {} / autotp_size {} gives {}",
+                                               *dp_key, world, tp, world / tp));
     }
     dp = world / tp;
   }

@@ -56,9 +56,9 @@ struct OptimizerConfig {
 // AutoTP spec code). Each shape entry is an int (size, or -1) or one nested list of ints.
 struct LayerSpecConfig {
   std::vector<std::string> patterns;
-  std::string partition_type = "column";  // lower-cased: row | column | skip
+  std::string partition_type = "column";                   // lower-cased: row | column | skip
   std::optional<std::vector<std::vector<int64_t>>> shape;  // entry = {n} or the nested list
-  std::vector<bool> shape_nested;                           // parallel to *shape
+  std::vector<bool> shape_nested;                          // parallel to *shape
   std::optional<int64_t> partition_dim;
   std::optional<std::vector<std::string>> model_types;
   bool gather_output = false;
@@ -74,32 +74,32 @@ struct PartitionConfig {
 
 // DeepSpeed's tensor_parallel section (TPTrainingConfig), raw.
 struct TensorParallelConfig {
-  int64_t autotp_size = 0;           // 0 disables AutoTP
-  std::string preset_model;          // lower-cased; empty when unset
+  int64_t autotp_size = 0;   // 0 disables AutoTP
+  std::string preset_model;  // lower-cased; empty when unset
   bool tp_overlap_comm = false;
-  DType dtype = DType::F16;          // DeepSpeed's default float16; checked for conflicts only
+  DType dtype = DType::F16;  // DeepSpeed's default float16; checked for conflicts only
   bool keep_module_on_host = false;
   std::optional<PartitionConfig> partition_config;
-  int64_t tp_size = 1;               // tp.tp_size: 1 or autotp_size
-  int64_t tp_grain_size = 1;         // tp.tp_grain_size
+  int64_t tp_size = 1;        // tp.tp_size: 1 or autotp_size
+  int64_t tp_grain_size = 1;  // tp.tp_grain_size
 };
 
 // autotp's `model` section, kept as YAML for the model registry: either inline Hugging Face
 // config.json fields, or `path:` to a config.json or a checkpoint directory.
 struct ModelSection {
-  YAML::Node node;   // the whole section as written (with its line marks); null when absent
-  std::string path;  // model.path when given
-  std::string where; // location of the section, for the registry's messages
+  YAML::Node node;    // the whole section as written (with its line marks); null when absent
+  std::string path;   // model.path when given
+  std::string where;  // location of the section, for the registry's messages
   bool present() const { return node.IsMap(); }
 };
 
 struct TrainConfig {
-  int64_t steps = 0;               // required, >= 1
-  uint64_t seed = 1234;            // default: the top-level seed
-  int64_t log_interval = 10;       // default: steps_per_print
-  int64_t checkpoint_interval = 0; // 0: no periodic checkpoints
+  int64_t steps = 0;                // required, >= 1
+  uint64_t seed = 1234;             // default: the top-level seed
+  int64_t log_interval = 10;        // default: steps_per_print
+  int64_t checkpoint_interval = 0;  // 0: no periodic checkpoints
   std::string out_dir = "runs/autotp";
-  int64_t eval_interval = 0;       // 0: no periodic evaluation
+  int64_t eval_interval = 0;  // 0: no periodic evaluation
 };
 
 struct Config {
@@ -108,8 +108,8 @@ struct Config {
   bool bf16 = false;
   Fp16Config fp16;
   OptimizerConfig optimizer;
-  LrScheduleConfig scheduler;      // type Constant when the section is absent
-  int64_t zero_stage = 0;          // 0, 1 or 2
+  LrScheduleConfig scheduler;  // type Constant when the section is absent
+  int64_t zero_stage = 0;      // 0, 1 or 2
   int64_t steps_per_print = 10;
   uint64_t seed = 1234;
   TensorParallelConfig tensor_parallel;

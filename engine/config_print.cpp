@@ -10,9 +10,9 @@ std::string config_summary(const Config& c) {
   const auto line = [&s](const std::string& key, const std::string& value) {
     s += fmt::format("  {:<22} {}\n", key + ":", value);
   };
-  s += fmt::format("config {}{}\n", c.source,
-                   c.overrides.empty() ? "" : " (with --set overrides)");
-  for (const std::string& o : c.overrides) line("--set", o);
+  s += fmt::format("config {}{}\n", c.source, c.overrides.empty() ? "" : " (with --set overrides)");
+  for (const std::string& o : c.overrides)
+    line("--set", o);
   line("batch", fmt::format("train_batch_size {} = micro {} x accumulation {} x data-parallel {}",
                             c.batch.train_batch_size, c.batch.micro_batch_per_gpu,
                             c.batch.gradient_accumulation_steps, c.batch.dp_size));
@@ -28,9 +28,9 @@ std::string config_summary(const Config& c) {
       line("scheduler", fmt::format("constant lr {}", l.base_lr));
       break;
     case LrScheduleType::WarmupLR:
-      line("scheduler", fmt::format("WarmupLR {} -> {} over {} steps ({})", l.warmup_min_lr,
-                                    l.warmup_max_lr, l.warmup_num_steps,
-                                    warmup_type_name(l.warmup_type)));
+      line("scheduler",
+           fmt::format("WarmupLR {} -> {} over {} steps ({})", l.warmup_min_lr, l.warmup_max_lr,
+                       l.warmup_num_steps, warmup_type_name(l.warmup_type)));
       break;
     case LrScheduleType::WarmupDecayLR:
       line("scheduler", fmt::format("WarmupDecayLR {} -> {} over {} steps ({}), linear decay to "
@@ -41,12 +41,12 @@ std::string config_summary(const Config& c) {
     case LrScheduleType::WarmupCosineLR:
       line("scheduler", fmt::format("WarmupCosineLR peak {} warmup {} steps ({}, from ratio {}), "
                                     "cosine to ratio {} at step {}",
-                                    l.base_lr, l.warmup_num_steps,
-                                    warmup_type_name(l.warmup_type), l.warmup_min_ratio,
-                                    l.cos_min_ratio, l.total_num_steps));
+                                    l.base_lr, l.warmup_num_steps, warmup_type_name(l.warmup_type),
+                                    l.warmup_min_ratio, l.cos_min_ratio, l.total_num_steps));
       break;
   }
-  line("gradient_clipping", c.gradient_clipping > 0 ? fmt::format("{}", c.gradient_clipping) : "off");
+  line("gradient_clipping",
+       c.gradient_clipping > 0 ? fmt::format("{}", c.gradient_clipping) : "off");
   line("zero_optimization", fmt::format("stage {}", c.zero_stage));
   const TensorParallelConfig& tp = c.tensor_parallel;
   if (tp.autotp_size > 0) {
@@ -75,19 +75,21 @@ std::string config_summary(const Config& c) {
   }
   const DataConfig& d = c.data;
   std::string data = fmt::format("{}", data_source_type_name(d.type));
-  if (d.type != DataSourceType::Synthetic) data += " " + (d.path.empty() ? "(embedded corpus)" : d.path);
+  if (d.type != DataSourceType::Synthetic)
+    data += " " + (d.path.empty() ? "(embedded corpus)" : d.path);
   if (d.type == DataSourceType::Tokens) data += fmt::format(" ({})", token_dtype_name(d.dtype));
   data += fmt::format(" seq_len {} seed {}", d.seq_len, d.seed);
   if (d.vocab_size > 0) data += fmt::format(" vocab_size {}", d.vocab_size);
   line("data", data);
   const TrainConfig& t = c.train;
-  line("train", fmt::format("steps {} seed {} log every {} checkpoint every {} eval every {} "
-                            "out_dir {}",
-                            t.steps, t.seed, t.log_interval,
-                            t.checkpoint_interval > 0 ? std::to_string(t.checkpoint_interval) : "-",
-                            t.eval_interval > 0 ? std::to_string(t.eval_interval) : "-",
-                            t.out_dir));
-  for (const std::string& w : c.warnings) s += "  warning: " + w + "\n";
+  line("train",
+       fmt::format("steps {} seed {} log every {} checkpoint every {} eval every {} "
+                   "out_dir {}",
+                   t.steps, t.seed, t.log_interval,
+                   t.checkpoint_interval > 0 ? std::to_string(t.checkpoint_interval) : "-",
+                   t.eval_interval > 0 ? std::to_string(t.eval_interval) : "-", t.out_dir));
+  for (const std::string& w : c.warnings)
+    s += "  warning: " + w + "\n";
   return s;
 }
 
@@ -103,8 +105,8 @@ std::string config_to_yaml(const Config& c) {
   e << YAML::Key << "gradient_clipping" << YAML::Value << c.gradient_clipping;
   e << YAML::Key << "steps_per_print" << YAML::Value << c.steps_per_print;
   e << YAML::Key << "seed" << YAML::Value << c.seed;
-  e << YAML::Key << "bf16" << YAML::Value << YAML::BeginMap << YAML::Key << "enabled"
-    << YAML::Value << c.bf16 << YAML::EndMap;
+  e << YAML::Key << "bf16" << YAML::Value << YAML::BeginMap << YAML::Key << "enabled" << YAML::Value
+    << c.bf16 << YAML::EndMap;
   e << YAML::Key << "fp16" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "enabled" << YAML::Value << c.fp16.enabled;
   e << YAML::Key << "loss_scale" << YAML::Value << c.fp16.loss_scale;
@@ -166,7 +168,8 @@ std::string config_to_yaml(const Config& c) {
     for (const LayerSpecConfig& s : pc.layer_specs) {
       e << YAML::BeginMap;
       e << YAML::Key << "patterns" << YAML::Value << YAML::BeginSeq;
-      for (const std::string& p : s.patterns) e << YAML::SingleQuoted << p;
+      for (const std::string& p : s.patterns)
+        e << YAML::SingleQuoted << p;
       e << YAML::EndSeq;
       e << YAML::Key << "partition_type" << YAML::Value << s.partition_type;
       if (s.shape) {
@@ -174,7 +177,8 @@ std::string config_to_yaml(const Config& c) {
         for (size_t i = 0; i < s.shape->size(); ++i) {
           if (s.shape_nested[i]) {
             e << YAML::Flow << YAML::BeginSeq;
-            for (int64_t v : (*s.shape)[i]) e << v;
+            for (int64_t v : (*s.shape)[i])
+              e << v;
             e << YAML::EndSeq;
           } else {
             e << (*s.shape)[i][0];

@@ -32,8 +32,7 @@ constexpr double kSyntheticNoise = 0.1;
 class SyntheticSource final : public TokenSource {
  public:
   SyntheticSource(uint64_t seed, int64_t vocab_size) : seed_(seed), vocab_(vocab_size) {
-    AUTOTP_CHECK(vocab_size >= 2, "data: synthetic data needs vocab_size >= 2, got {}",
-                 vocab_size);
+    AUTOTP_CHECK(vocab_size >= 2, "data: synthetic data needs vocab_size >= 2, got {}", vocab_size);
     next_.resize(static_cast<size_t>(vocab_size));
     std::iota(next_.begin(), next_.end(), int64_t{0});
     // Fisher-Yates shuffle driven by Philox.
@@ -81,9 +80,10 @@ class FlatSource final : public TokenSource {
         seed_(seed),
         vocab_(vocab_size),
         description_(std::move(description)) {
-    const uint8_t* base = std::holds_alternative<MappedFile>(storage_)
-                              ? std::get<MappedFile>(storage_).data()
-                              : reinterpret_cast<const uint8_t*>(std::get<std::string>(storage_).data());
+    const uint8_t* base =
+        std::holds_alternative<MappedFile>(storage_)
+            ? std::get<MappedFile>(storage_).data()
+            : reinterpret_cast<const uint8_t*>(std::get<std::string>(storage_).data());
     const size_t size = std::holds_alternative<MappedFile>(storage_)
                             ? std::get<MappedFile>(storage_).size()
                             : std::get<std::string>(storage_).size();
@@ -116,7 +116,8 @@ class FlatSource final : public TokenSource {
   int64_t token_at(int64_t i) const {
     const uint8_t* p = tokens_ + i * width_;
     switch (width_) {
-      case 1: return p[0];
+      case 1:
+        return p[0];
       case 2: {
         uint16_t v;
         std::memcpy(&v, p, 2);
@@ -154,9 +155,12 @@ DataSourceType data_source_type_from_name(const std::string& name) {
 
 const char* data_source_type_name(DataSourceType type) {
   switch (type) {
-    case DataSourceType::Synthetic: return "synthetic";
-    case DataSourceType::Tokens: return "tokens";
-    case DataSourceType::Text: return "text";
+    case DataSourceType::Synthetic:
+      return "synthetic";
+    case DataSourceType::Tokens:
+      return "tokens";
+    case DataSourceType::Text:
+      return "text";
   }
   AUTOTP_ASSERT(false, "unknown DataSourceType");
 }
@@ -171,7 +175,9 @@ const char* token_dtype_name(TokenDType dtype) {
   return dtype == TokenDType::U16 ? "uint16" : "uint32";
 }
 
-int64_t token_dtype_size(TokenDType dtype) { return dtype == TokenDType::U16 ? 2 : 4; }
+int64_t token_dtype_size(TokenDType dtype) {
+  return dtype == TokenDType::U16 ? 2 : 4;
+}
 
 std::unique_ptr<TokenSource> make_synthetic_source(uint64_t seed, int64_t vocab_size) {
   return std::make_unique<SyntheticSource>(seed, vocab_size);
@@ -222,23 +228,23 @@ std::unique_ptr<TokenSource> make_token_file_source(const std::string& path, Tok
 std::unique_ptr<TokenSource> make_text_file_source(const std::string& path, uint64_t seed,
                                                    int64_t min_length) {
   MappedFile file(path);
-  std::string description = fmt::format("text file '{}' ({} bytes, byte tokens)", path,
-                                        file.size());
+  std::string description =
+      fmt::format("text file '{}' ({} bytes, byte tokens)", path, file.size());
   return std::make_unique<FlatSource>(std::move(file), 0, 1, seed, min_length, 256,
                                       std::move(description));
 }
 
-std::unique_ptr<TokenSource> make_text_source(std::string text, uint64_t seed,
-                                              int64_t min_length, std::string name) {
-  std::string description =
-      fmt::format("{} ({} bytes, byte tokens)", name, text.size());
+std::unique_ptr<TokenSource> make_text_source(std::string text, uint64_t seed, int64_t min_length,
+                                              std::string name) {
+  std::string description = fmt::format("{} ({} bytes, byte tokens)", name, text.size());
   return std::make_unique<FlatSource>(std::move(text), 0, 1, seed, min_length, 256,
                                       std::move(description));
 }
 
 std::vector<int64_t> byte_tokenize(const std::string& text) {
   std::vector<int64_t> tokens(text.size());
-  for (size_t i = 0; i < text.size(); ++i) tokens[i] = static_cast<unsigned char>(text[i]);
+  for (size_t i = 0; i < text.size(); ++i)
+    tokens[i] = static_cast<unsigned char>(text[i]);
   return tokens;
 }
 
@@ -292,7 +298,9 @@ uint64_t DataLoader::sample_index(int64_t step, int64_t micro_step, int64_t row)
   AUTOTP_ASSERT(row >= 0 && row < layout_.micro_batch, "row {} out of range", row);
   const auto u = [](int64_t v) { return static_cast<uint64_t>(v); };
   return ((u(step) * u(layout_.grad_accum) + u(micro_step)) * u(layout_.dp_size) +
-          u(layout_.dp_rank)) * u(layout_.micro_batch) + u(row);
+          u(layout_.dp_rank)) *
+             u(layout_.micro_batch) +
+         u(row);
 }
 
 Batch DataLoader::batch(int64_t step, int64_t micro_step) const {

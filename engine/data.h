@@ -23,10 +23,10 @@ int64_t token_dtype_size(TokenDType dtype);  // 2 or 4 bytes
 // The YAML `data` section, resolved.
 struct DataConfig {
   DataSourceType type = DataSourceType::Synthetic;
-  std::string path;                  // tokens (required), text (empty: the embedded corpus)
+  std::string path;                    // tokens (required), text (empty: the embedded corpus)
   TokenDType dtype = TokenDType::U16;  // tokens
-  int64_t seq_len = 0;               // tokens per row (S)
-  uint64_t seed = 0;                 // sampling seed (and the synthetic stream's seed)
+  int64_t seq_len = 0;                 // tokens per row (S)
+  uint64_t seed = 0;                   // sampling seed (and the synthetic stream's seed)
   // synthetic: the token range [0, vocab_size) (required, >= 2). tokens: when > 0, every
   // token read is checked to be < vocab_size. text: ignored (byte tokens, vocabulary 256).
   int64_t vocab_size = 0;
@@ -65,8 +65,8 @@ std::unique_ptr<TokenSource> make_token_file_source(const std::string& path, Tok
 // sampled as for token files.
 std::unique_ptr<TokenSource> make_text_file_source(const std::string& path, uint64_t seed,
                                                    int64_t min_length);
-std::unique_ptr<TokenSource> make_text_source(std::string text, uint64_t seed,
-                                              int64_t min_length, std::string name = "text");
+std::unique_ptr<TokenSource> make_text_source(std::string text, uint64_t seed, int64_t min_length,
+                                              std::string name = "text");
 
 // The byte-level tokenizer itself: one token per byte (0..255), and back.
 std::vector<int64_t> byte_tokenize(const std::string& text);

@@ -441,11 +441,12 @@ If they spread out in every direction, it is not, and an honest forecast says so
 Learning to read these numbers is a small but useful skill. A thirty percent chance is
 not a promise of a dry day, and an eighty percent chance is not a promise of rain. Both
 are advice about whether the umbrella is worth carrying.
-)corpus"
-    ;
+)corpus";
 
 }  // namespace
 
-std::string_view embedded_corpus() { return kCorpus; }
+std::string_view embedded_corpus() {
+  return kCorpus;
+}
 
 }  // namespace autotp

@@ -14,17 +14,22 @@ LrScheduleType lr_schedule_type_from_name(const std::string& name) {
   if (name == "WarmupDecayLR") return LrScheduleType::WarmupDecayLR;
   if (name == "WarmupCosineLR") return LrScheduleType::WarmupCosineLR;
   if (name == "Constant") return LrScheduleType::Constant;
-  AUTOTP_FAIL("scheduler type '{}' is not supported (supported: WarmupLR, WarmupDecayLR, "
-              "WarmupCosineLR; omit the scheduler section for a constant rate)",
-              name);
+  AUTOTP_FAIL(
+      "scheduler type '{}' is not supported (supported: WarmupLR, WarmupDecayLR, "
+      "WarmupCosineLR; omit the scheduler section for a constant rate)",
+      name);
 }
 
 const char* lr_schedule_type_name(LrScheduleType type) {
   switch (type) {
-    case LrScheduleType::Constant: return "Constant";
-    case LrScheduleType::WarmupLR: return "WarmupLR";
-    case LrScheduleType::WarmupDecayLR: return "WarmupDecayLR";
-    case LrScheduleType::WarmupCosineLR: return "WarmupCosineLR";
+    case LrScheduleType::Constant:
+      return "Constant";
+    case LrScheduleType::WarmupLR:
+      return "WarmupLR";
+    case LrScheduleType::WarmupDecayLR:
+      return "WarmupDecayLR";
+    case LrScheduleType::WarmupCosineLR:
+      return "WarmupCosineLR";
   }
   AUTOTP_ASSERT(false, "unknown LrScheduleType");
 }

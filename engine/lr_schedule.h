@@ -12,16 +12,16 @@ enum class WarmupType { Log, Linear };
 
 // "WarmupLR" -> LrScheduleType::WarmupLR, ...; throws listing the supported names otherwise.
 LrScheduleType lr_schedule_type_from_name(const std::string& name);
-const char* lr_schedule_type_name(LrScheduleType type);  // "Constant" for Constant
+const char* lr_schedule_type_name(LrScheduleType type);     // "Constant" for Constant
 WarmupType warmup_type_from_name(const std::string& name);  // "log" | "linear"
 const char* warmup_type_name(WarmupType type);
 
 // The scheduler's parameters as DeepSpeed names them, already resolved (no "auto").
 struct LrScheduleConfig {
   LrScheduleType type = LrScheduleType::Constant;
-  double base_lr = 1e-3;          // optimizer.params.lr: the Constant rate, WarmupCosineLR's peak
-  double warmup_min_lr = 0.0;     // WarmupLR, WarmupDecayLR
-  double warmup_max_lr = 1e-3;    // WarmupLR (DeepSpeed default: the optimizer lr), WarmupDecayLR
+  double base_lr = 1e-3;        // optimizer.params.lr: the Constant rate, WarmupCosineLR's peak
+  double warmup_min_lr = 0.0;   // WarmupLR, WarmupDecayLR
+  double warmup_max_lr = 1e-3;  // WarmupLR (DeepSpeed default: the optimizer lr), WarmupDecayLR
   int64_t warmup_num_steps = 1000;
   WarmupType warmup_type = WarmupType::Log;
   int64_t total_num_steps = 0;    // WarmupDecayLR, WarmupCosineLR

@@ -35,12 +35,13 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
   void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
   const int err = errno;
   ::close(fd);  // the mapping stays valid after close
-  AUTOTP_CHECK(p != MAP_FAILED, "cannot map '{}' ({} bytes): {}", path, size_,
-               std::strerror(err));
+  AUTOTP_CHECK(p != MAP_FAILED, "cannot map '{}' ({} bytes): {}", path, size_, std::strerror(err));
   data_ = static_cast<const uint8_t*>(p);
 }
 
-MappedFile::~MappedFile() { release(); }
+MappedFile::~MappedFile() {
+  release();
+}
 
 MappedFile::MappedFile(MappedFile&& other) noexcept
     : path_(std::move(other.path_)),

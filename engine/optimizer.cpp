@@ -39,13 +39,10 @@ kernels::cpu::AdamWStep step_constants(const AdamWOptions& o, int64_t t, bool ap
 
 void check_options(const AdamWOptions& o) {
   AUTOTP_CHECK(o.lr >= 0.0 && std::isfinite(o.lr), "AdamW: lr must be >= 0, got {}", o.lr);
-  AUTOTP_CHECK(o.beta1 >= 0.0 && o.beta1 < 1.0, "AdamW: beta1 must be in [0, 1), got {}",
-               o.beta1);
-  AUTOTP_CHECK(o.beta2 >= 0.0 && o.beta2 < 1.0, "AdamW: beta2 must be in [0, 1), got {}",
-               o.beta2);
+  AUTOTP_CHECK(o.beta1 >= 0.0 && o.beta1 < 1.0, "AdamW: beta1 must be in [0, 1), got {}", o.beta1);
+  AUTOTP_CHECK(o.beta2 >= 0.0 && o.beta2 < 1.0, "AdamW: beta2 must be in [0, 1), got {}", o.beta2);
   AUTOTP_CHECK(o.eps >= 0.0, "AdamW: eps must be >= 0, got {}", o.eps);
-  AUTOTP_CHECK(o.weight_decay >= 0.0, "AdamW: weight_decay must be >= 0, got {}",
-               o.weight_decay);
+  AUTOTP_CHECK(o.weight_decay >= 0.0, "AdamW: weight_decay must be >= 0, got {}", o.weight_decay);
 }
 
 }  // namespace
@@ -57,9 +54,9 @@ kernels::cpu::AdamWStep adamw_step_constants(const AdamWOptions& options, int64_
 
 bool exclude_bias_and_norm(const std::string& name) {
   const std::string bias = ".bias";
-  const bool is_bias = name == "bias" || (name.size() > bias.size() &&
-                                          name.compare(name.size() - bias.size(), bias.size(),
-                                                       bias) == 0);
+  const bool is_bias =
+      name == "bias" || (name.size() > bias.size() &&
+                         name.compare(name.size() - bias.size(), bias.size(), bias) == 0);
   return is_bias || name.find("norm") != std::string::npos;
 }
 
@@ -119,7 +116,8 @@ void AdamW::step() {
       update(i, grad);
     }
   }
-  for (const auto& [key, indices] : fused_groups) update_fused_cuda(indices, grads);
+  for (const auto& [key, indices] : fused_groups)
+    update_fused_cuda(indices, grads);
 }
 
 bool AdamW::applies_decay(size_t index) const {
@@ -207,7 +205,8 @@ void AdamW::update_fused_cuda(const std::vector<size_t>& indices,
 }
 
 void AdamW::zero_grad() {
-  for (const auto& [name, p] : params_) p.zero_grad();
+  for (const auto& [name, p] : params_)
+    p.zero_grad();
 }
 
 NamedTensors AdamW::state_dict() const {
@@ -225,7 +224,8 @@ NamedTensors AdamW::state_dict() const {
 
 void AdamW::load_state_dict(const NamedTensors& state) {
   std::unordered_map<std::string, size_t> index_of;
-  for (size_t i = 0; i < params_.size(); ++i) index_of.emplace(params_[i].first, i);
+  for (size_t i = 0; i < params_.size(); ++i)
+    index_of.emplace(params_[i].first, i);
   std::vector<AdamWParamState> loaded(params_.size());
   std::vector<int> parts(params_.size(), 0);
   for (const auto& [key, value] : state) {
@@ -251,8 +251,10 @@ void AdamW::load_state_dict(const NamedTensors& state) {
       buffer.copy_(value);
       (field == "exp_avg" ? st.exp_avg : st.exp_avg_sq) = buffer;
     } else {
-      AUTOTP_FAIL("AdamW state: unknown field '{}' in key '{}' (expected exp_avg, exp_avg_sq "
-                  "or step)", field, key);
+      AUTOTP_FAIL(
+          "AdamW state: unknown field '{}' in key '{}' (expected exp_avg, exp_avg_sq "
+          "or step)",
+          field, key);
     }
     ++parts[it->second];
   }

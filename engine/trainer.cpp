@@ -274,9 +274,10 @@ void Trainer::save_checkpoint() {
     return;
   }
   if (grid_->tp()->size() > 1) {
-    note(fmt::format("step {}: checkpoints under tensor parallelism (tp = {}) are not wired "
-                     "yet: no checkpoint written",
-                     step_, grid_->tp()->size()));
+    note(
+        fmt::format("step {}: checkpoints under tensor parallelism (tp = {}) are not wired "
+                    "yet: no checkpoint written",
+                    step_, grid_->tp()->size()));
     return;
   }
   save_dp_checkpoint(out_dir_, *model_, *optimizer_, zero_.get(), state, *grid_->world());

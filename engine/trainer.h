@@ -16,8 +16,8 @@
 #include "engine/lr_schedule.h"
 #include "engine/model_source.h"
 #include "engine/optimizer.h"
-#include "layers/parallel/grad_norm.h"
 #include "engine/zero_optimizer.h"
+#include "layers/parallel/grad_norm.h"
 #include "models/causal_lm.h"
 
 namespace autotp {

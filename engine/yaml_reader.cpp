@@ -13,7 +13,8 @@ namespace autotp {
 
 size_t edit_distance(const std::string& a, const std::string& b) {
   std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t j = 0; j <= b.size(); ++j)
+    prev[j] = j;
   for (size_t i = 1; i <= a.size(); ++i) {
     cur[0] = i;
     for (size_t j = 1; j <= b.size(); ++j) {
@@ -44,9 +45,13 @@ std::string join_path(const std::string& path, const std::string& key) {
   return path.empty() ? key : path + "." + key;
 }
 
-bool is_auto_node(const YAML::Node& n) { return n.IsScalar() && n.Scalar() == "auto"; }
+bool is_auto_node(const YAML::Node& n) {
+  return n.IsScalar() && n.Scalar() == "auto";
+}
 
-bool is_absent(const YAML::Node& n) { return !n.IsDefined() || n.IsNull() || is_auto_node(n); }
+bool is_absent(const YAML::Node& n) {
+  return !n.IsDefined() || n.IsNull() || is_auto_node(n);
+}
 
 std::string describe_node(const YAML::Node& n) {
   if (n.IsScalar()) return "'" + n.Scalar() + "'";
@@ -90,8 +95,9 @@ MapReader::MapReader(const YAML::Node& node, std::string path, const YamlSource&
     }
     const std::string key = key_node.Scalar();
     if (const Entry* previous = find(key)) {
-      AUTOTP_FAIL("{}: key '{}' appears twice (first at {})", where_node(join_path(path_, key), key_node),
-                  join_path(path_, key), where_node(join_path(path_, key), previous->key_node));
+      AUTOTP_FAIL("{}: key '{}' appears twice (first at {})",
+                  where_node(join_path(path_, key), key_node), join_path(path_, key),
+                  where_node(join_path(path_, key), previous->key_node));
     }
     entries_.push_back(Entry{key, key_node, it->second});
   }
@@ -110,7 +116,9 @@ const MapReader::Entry* MapReader::lookup(const std::string& key) {
   return e != nullptr && !is_absent(e->value) ? e : nullptr;
 }
 
-bool MapReader::present(const std::string& key) { return lookup(key) != nullptr; }
+bool MapReader::present(const std::string& key) {
+  return lookup(key) != nullptr;
+}
 
 bool MapReader::is_auto(const std::string& key) const {
   const Entry* e = find(key);
@@ -135,7 +143,9 @@ std::string MapReader::where() const {
   return self_.IsDefined() ? where_node(path_, self_) : source_->name;
 }
 
-std::string MapReader::full_key(const std::string& key) const { return join_path(path_, key); }
+std::string MapReader::full_key(const std::string& key) const {
+  return join_path(path_, key);
+}
 
 void MapReader::fail(const std::string& key, const std::string& message) const {
   AUTOTP_FAIL("{}: '{}' {}", where(key), full_key(key), message);
@@ -258,9 +268,9 @@ void MapReader::finish() {
       suggestion = ignored_suggestion;
     }
     AUTOTP_FAIL("{}: unknown key '{}'{}", where_node(full, e.key_node), full,
-                suggestion.empty() ? std::string(" (this section takes no keys)")
-                                   : fmt::format(" (closest known key: '{}')",
-                                                 join_path(path_, suggestion)));
+                suggestion.empty()
+                    ? std::string(" (this section takes no keys)")
+                    : fmt::format(" (closest known key: '{}')", join_path(path_, suggestion)));
   }
 }
 
@@ -274,12 +284,14 @@ std::string apply_override(YAML::Node& root, const std::string& assignment) {
   size_t start = 0;
   while (true) {
     const size_t dot = path.find('.', start);
-    segments.push_back(path.substr(start, dot == std::string::npos ? std::string::npos : dot - start));
+    segments.push_back(
+        path.substr(start, dot == std::string::npos ? std::string::npos : dot - start));
     if (dot == std::string::npos) break;
     start = dot + 1;
   }
   for (const std::string& s : segments) {
-    AUTOTP_CHECK(!s.empty(), "--set '{}': the key path '{}' has an empty segment", assignment, path);
+    AUTOTP_CHECK(!s.empty(), "--set '{}': the key path '{}' has an empty segment", assignment,
+                 path);
   }
   YAML::Node value;
   try {

@@ -15,8 +15,8 @@ namespace autotp {
 // Where the YAML came from, for messages: the file name, which dotted paths --set wrote, and
 // where warnings go.
 struct YamlSource {
-  std::string name = "config";            // file path or "<string>"
-  std::set<std::string> overridden;       // dotted paths given with --set
+  std::string name = "config";       // file path or "<string>"
+  std::set<std::string> overridden;  // dotted paths given with --set
   std::vector<std::string>* warnings = nullptr;
 };
 
@@ -56,7 +56,7 @@ class MapReader {
 
   // "config.yaml line 12" (the key's line), or "--set train.steps" for an overridden key.
   std::string where(const std::string& key) const;
-  std::string where() const;  // of the map itself
+  std::string where() const;                           // of the map itself
   std::string full_key(const std::string& key) const;  // "optimizer.params.lr"
   const std::string& path() const { return path_; }
   // Throws "<where>: '<full key>' <message>".

@@ -25,17 +25,36 @@ enum class BinaryOp : uint8_t { Add, Sub, Mul, Div };
 
 // `scalar` is the op's parameter where it has one (AddScalar, MulScalar, DivScalar, Pow).
 enum class UnaryOp : uint8_t {
-  Neg, Exp, Log, Sqrt, Rsqrt, Tanh, Sigmoid, Silu, GeluTanh, GeluErf, Relu,
-  AddScalar, MulScalar, DivScalar, Pow, ScalarSub, ScalarDiv  // ScalarSub: s - x, ScalarDiv: s / x
+  Neg,
+  Exp,
+  Log,
+  Sqrt,
+  Rsqrt,
+  Tanh,
+  Sigmoid,
+  Silu,
+  GeluTanh,
+  GeluErf,
+  Relu,
+  AddScalar,
+  MulScalar,
+  DivScalar,
+  Pow,
+  ScalarSub,
+  ScalarDiv  // ScalarSub: s - x, ScalarDiv: s / x
 };
 
 template <typename T>
 AUTOTP_HD inline T apply_binary(BinaryOp op, T a, T b) {
   switch (op) {
-    case BinaryOp::Add: return a + b;
-    case BinaryOp::Sub: return a - b;
-    case BinaryOp::Mul: return a * b;
-    case BinaryOp::Div: return a / b;
+    case BinaryOp::Add:
+      return a + b;
+    case BinaryOp::Sub:
+      return a - b;
+    case BinaryOp::Mul:
+      return a * b;
+    case BinaryOp::Div:
+      return a / b;
   }
   return T(0);
 }
@@ -47,26 +66,42 @@ constexpr double kGeluTanhCubic = 0.044715;
 template <typename T>
 AUTOTP_HD inline T apply_unary(UnaryOp op, T x, T s) {
   switch (op) {
-    case UnaryOp::Neg: return -x;
-    case UnaryOp::Exp: return exp(x);
-    case UnaryOp::Log: return log(x);
-    case UnaryOp::Sqrt: return sqrt(x);
-    case UnaryOp::Rsqrt: return T(1) / sqrt(x);
-    case UnaryOp::Tanh: return tanh(x);
-    case UnaryOp::Sigmoid: return T(1) / (T(1) + exp(-x));
-    case UnaryOp::Silu: return x / (T(1) + exp(-x));
+    case UnaryOp::Neg:
+      return -x;
+    case UnaryOp::Exp:
+      return exp(x);
+    case UnaryOp::Log:
+      return log(x);
+    case UnaryOp::Sqrt:
+      return sqrt(x);
+    case UnaryOp::Rsqrt:
+      return T(1) / sqrt(x);
+    case UnaryOp::Tanh:
+      return tanh(x);
+    case UnaryOp::Sigmoid:
+      return T(1) / (T(1) + exp(-x));
+    case UnaryOp::Silu:
+      return x / (T(1) + exp(-x));
     case UnaryOp::GeluTanh: {
       const T inner = T(kGeluTanhScale) * (x + T(kGeluTanhCubic) * x * x * x);
       return T(0.5) * x * (T(1) + tanh(inner));
     }
-    case UnaryOp::GeluErf: return T(0.5) * x * (T(1) + erf(x * T(0.7071067811865476)));
-    case UnaryOp::Relu: return x > T(0) ? x : T(0);
-    case UnaryOp::AddScalar: return x + s;
-    case UnaryOp::MulScalar: return x * s;
-    case UnaryOp::DivScalar: return x / s;
-    case UnaryOp::Pow: return pow(x, s);
-    case UnaryOp::ScalarSub: return s - x;
-    case UnaryOp::ScalarDiv: return s / x;
+    case UnaryOp::GeluErf:
+      return T(0.5) * x * (T(1) + erf(x * T(0.7071067811865476)));
+    case UnaryOp::Relu:
+      return x > T(0) ? x : T(0);
+    case UnaryOp::AddScalar:
+      return x + s;
+    case UnaryOp::MulScalar:
+      return x * s;
+    case UnaryOp::DivScalar:
+      return x / s;
+    case UnaryOp::Pow:
+      return pow(x, s);
+    case UnaryOp::ScalarSub:
+      return s - x;
+    case UnaryOp::ScalarDiv:
+      return s / x;
   }
   return T(0);
 }
@@ -91,8 +126,10 @@ AUTOTP_HD inline T activation_derivative(UnaryOp op, T x) {
       const T pdf = exp(T(-0.5) * x * x) * T(0.3989422804014327);
       return cdf + x * pdf;
     }
-    case UnaryOp::Relu: return x > T(0) ? T(1) : T(0);
-    default: return T(0);
+    case UnaryOp::Relu:
+      return x > T(0) ? T(1) : T(0);
+    default:
+      return T(0);
   }
 }
 

@@ -84,8 +84,9 @@ AUTOTP_HOST_DEVICE inline double div_rn(double a, double b) {
 }
 
 // log(u) for u in (0, 1] from basic operations only (libm's log differs between the host and
-// CUDA in the last bit), within 3 ulp (tests/kernels/test_philox_math.cpp). u = f * 2^e with f in [sqrt(1/2), sqrt(2)),
-// log(f) = 2 atanh(s) = 2 (s + s^3/3 + ... + s^23/23), s = (f - 1) / (f + 1), |s| < 0.1716.
+// CUDA in the last bit), within 3 ulp (tests/kernels/test_philox_math.cpp). u = f * 2^e with f in
+// [sqrt(1/2), sqrt(2)), log(f) = 2 atanh(s) = 2 (s + s^3/3 + ... + s^23/23), s = (f - 1) / (f + 1),
+// |s| < 0.1716.
 AUTOTP_HOST_DEVICE inline double log_portable(double u) {
   int e = 0;
   double f = frexp(u, &e);  // exact: f in [0.5, 1)
@@ -95,12 +96,14 @@ AUTOTP_HOST_DEVICE inline double log_portable(double u) {
   }
   const double s = div_rn(sub_rn(f, 1.0), add_rn(f, 1.0));
   const double s2 = mul_rn(s, s);
-  constexpr double kInverseOdd[] = {  // 1/23, 1/21, ..., 1/3
+  constexpr double kInverseOdd[] = {
+      // 1/23, 1/21, ..., 1/3
       0x1.642c8590b2164p-5, 0x1.8618618618618p-5, 0x1.af286bca1af28p-5, 0x1.e1e1e1e1e1e1ep-5,
       0x1.1111111111111p-4, 0x1.3b13b13b13b14p-4, 0x1.745d1745d1746p-4, 0x1.c71c71c71c71cp-4,
       0x1.2492492492492p-3, 0x1.999999999999ap-3, 0x1.5555555555555p-2};
   double series = kInverseOdd[0];
-  for (int i = 1; i < 11; ++i) series = add_rn(kInverseOdd[i], mul_rn(s2, series));
+  for (int i = 1; i < 11; ++i)
+    series = add_rn(kInverseOdd[i], mul_rn(s2, series));
   series = add_rn(1.0, mul_rn(s2, series));
   const double log_f = mul_rn(mul_rn(2.0, s), series);
   // e * log(2) in two parts (fdlibm's split: e * kLn2Hi is exact for |e| < 2^20).
@@ -114,26 +117,29 @@ AUTOTP_HOST_DEVICE inline double log_portable(double u) {
 // x = 2 pi r (|x| <= pi/4) through x^18 / x^19.
 AUTOTP_HOST_DEVICE inline double cos_two_pi_portable(double u) {
   const double quarter_turns = floor(add_rn(mul_rn(u, 4.0), 0.5));  // exact for u = k / 2^32
-  const double r = sub_rn(u, mul_rn(quarter_turns, 0.25));            // exact
-  const double x = mul_rn(r, 0x1.921fb54442d18p+2);                   // 2 pi r
+  const double r = sub_rn(u, mul_rn(quarter_turns, 0.25));          // exact
+  const double x = mul_rn(r, 0x1.921fb54442d18p+2);                 // 2 pi r
   const double x2 = mul_rn(x, x);
   const int quadrant = static_cast<int>(quarter_turns) & 3;
   if (quadrant == 0 || quadrant == 2) {
-    constexpr double kCos[] = {  // (-1)^k / (2k)! for k = 9 down to 1
-        -0x1.6827863b97d97p-53, 0x1.ae7f3e733b81fp-45, -0x1.93974a8c07c9dp-37,
+    constexpr double kCos[] = {
+        // (-1)^k / (2k)! for k = 9 down to 1
+        -0x1.6827863b97d97p-53, 0x1.ae7f3e733b81fp-45,  -0x1.93974a8c07c9dp-37,
         0x1.1eed8eff8d898p-29,  -0x1.27e4fb7789f5cp-22, 0x1.a01a01a01a01ap-16,
         -0x1.6c16c16c16c17p-10, 0x1.5555555555555p-5,   -0x1.0000000000000p-1};
     double p = kCos[0];
-    for (int i = 1; i < 9; ++i) p = add_rn(kCos[i], mul_rn(x2, p));
+    for (int i = 1; i < 9; ++i)
+      p = add_rn(kCos[i], mul_rn(x2, p));
     const double c = add_rn(1.0, mul_rn(x2, p));
     return quadrant == 0 ? c : -c;
   }
-  constexpr double kSin[] = {  // (-1)^k / (2k+1)! for k = 9 down to 1
-      -0x1.2f49b46814157p-57, 0x1.952c77030ad4ap-49, -0x1.ae7f3e733b81fp-41,
-      0x1.6124613a86d09p-33,  -0x1.ae64567f544e4p-26, 0x1.71de3a556c734p-19,
-      -0x1.a01a01a01a01ap-13, 0x1.1111111111111p-7,   -0x1.5555555555555p-3};
+  constexpr double kSin[] = {// (-1)^k / (2k+1)! for k = 9 down to 1
+                             -0x1.2f49b46814157p-57, 0x1.952c77030ad4ap-49,  -0x1.ae7f3e733b81fp-41,
+                             0x1.6124613a86d09p-33,  -0x1.ae64567f544e4p-26, 0x1.71de3a556c734p-19,
+                             -0x1.a01a01a01a01ap-13, 0x1.1111111111111p-7,   -0x1.5555555555555p-3};
   double q = kSin[0];
-  for (int i = 1; i < 9; ++i) q = add_rn(kSin[i], mul_rn(x2, q));
+  for (int i = 1; i < 9; ++i)
+    q = add_rn(kSin[i], mul_rn(x2, q));
   const double s = add_rn(x, mul_rn(mul_rn(x, x2), q));
   return quadrant == 1 ? -s : s;  // cos(pi/2 + x) = -sin x, cos(3 pi/2 + x) = sin x
 }

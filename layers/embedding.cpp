@@ -18,6 +18,8 @@ std::string Embedding::extra_repr() const {
   return fmt::format("num_embeddings={}, embedding_dim={}", num_embeddings(), embedding_dim());
 }
 
-Tensor Embedding::forward(const Tensor& ids) { return ops::embedding(weight(), ids); }
+Tensor Embedding::forward(const Tensor& ids) {
+  return ops::embedding(weight(), ids);
+}
 
 }  // namespace autotp

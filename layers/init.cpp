@@ -49,14 +49,19 @@ void uniform_(const Tensor& t, double lo, double hi, Generator& gen) {
   fill_via_contiguous(t, [&](const Tensor& c) { fill_uniform(c, gen, lo, hi); });
 }
 
-void zeros_(const Tensor& t) { t.fill_(0.0); }
-void ones_(const Tensor& t) { t.fill_(1.0); }
+void zeros_(const Tensor& t) {
+  t.fill_(0.0);
+}
+void ones_(const Tensor& t) {
+  t.fill_(1.0);
+}
 
 void init_weights_hf(Module& root, Generator& gen, double initializer_range) {
   AUTOTP_CHECK(initializer_range >= 0.0, "init_weights_hf: initializer_range ({}) is negative",
                initializer_range);
   init_one(root, gen, initializer_range);
-  for (auto& [name, module] : root.named_modules()) init_one(*module, gen, initializer_range);
+  for (auto& [name, module] : root.named_modules())
+    init_one(*module, gen, initializer_range);
 }
 
 }  // namespace autotp::init

@@ -17,7 +17,9 @@ std::string LayerNorm::extra_repr() const {
   return fmt::format("dim={}, eps={}, bias={}", dim(), eps_, has_bias());
 }
 
-Tensor LayerNorm::bias() const { return has_bias() ? parameter("bias") : Tensor(); }
+Tensor LayerNorm::bias() const {
+  return has_bias() ? parameter("bias") : Tensor();
+}
 
 Tensor LayerNorm::forward(const Tensor& x) {
   const Tensor w = weight();

@@ -22,7 +22,7 @@ class LayerNorm : public UnaryModule {
   Tensor forward(const Tensor& x) override;
 
   Tensor weight() const { return parameter("weight"); }  // [dim]
-  Tensor bias() const;                                    // [dim], or undefined
+  Tensor bias() const;                                   // [dim], or undefined
   bool has_bias() const { return has_parameter("bias"); }
   int64_t dim() const { return weight().size(0); }
   double eps() const { return eps_; }

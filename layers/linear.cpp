@@ -19,7 +19,9 @@ std::string Linear::extra_repr() const {
                      has_bias());
 }
 
-Tensor Linear::bias() const { return has_bias() ? parameter("bias") : Tensor(); }
+Tensor Linear::bias() const {
+  return has_bias() ? parameter("bias") : Tensor();
+}
 
 Tensor Linear::forward(const Tensor& x) {
   const Tensor w = weight();

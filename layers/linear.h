@@ -24,7 +24,7 @@ class Linear : public UnaryModule {
 
   // Registry lookups (never cached, so set_parameter/replacement are always seen).
   Tensor weight() const { return parameter("weight"); }  // [out_features, in_features]
-  Tensor bias() const;                                    // [out_features], or undefined
+  Tensor bias() const;                                   // [out_features], or undefined
   bool has_bias() const { return has_parameter("bias"); }
   int64_t in_features() const { return weight().size(1); }
   int64_t out_features() const { return weight().size(0); }

@@ -12,7 +12,9 @@ RMSNorm::RMSNorm(int64_t dim, double eps, DType dtype, Device device) : eps_(eps
   register_parameter("weight", Tensor::ones({dim}, dtype, device));
 }
 
-std::string RMSNorm::extra_repr() const { return fmt::format("dim={}, eps={}", dim(), eps_); }
+std::string RMSNorm::extra_repr() const {
+  return fmt::format("dim={}, eps={}", dim(), eps_);
+}
 
 Tensor RMSNorm::forward(const Tensor& x) {
   const Tensor w = weight();

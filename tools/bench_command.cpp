@@ -167,7 +167,8 @@ int run_bench(const std::vector<std::string>& raw_args) {
   const double peak = use_cuda ? dense_bf16_peak_flops(device_name).value_or(0.0) : 0.0;
   int64_t peak_memory = 0;
 #ifdef AUTOTP_WITH_CUDA
-  if (use_cuda) peak_memory = static_cast<int64_t>(CudaCachingAllocator::for_device(0).stats().peak_bytes);
+  if (use_cuda)
+    peak_memory = static_cast<int64_t>(CudaCachingAllocator::for_device(0).stats().peak_bytes);
 #endif
 
   std::printf("device        %s\n", device_name.c_str());
@@ -187,7 +188,8 @@ int run_bench(const std::vector<std::string>& raw_args) {
   } else {
     std::printf("mfu           n/a (no dense bf16 peak known for %s)\n", device_name.c_str());
   }
-  if (use_cuda) std::printf("peak memory   %.2f GiB\n", static_cast<double>(peak_memory) / (1 << 30));
+  if (use_cuda)
+    std::printf("peak memory   %.2f GiB\n", static_cast<double>(peak_memory) / (1 << 30));
   std::printf("last loss     %.4f\n", last_loss);
 
   json::Value out = json::Value::object();

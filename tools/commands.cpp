@@ -8,8 +8,8 @@
 #include "tools/bench_command.h"
 #include "tools/demo.h"
 #include "tools/eval_command.h"
-#include "tools/train_command.h"
 #include "tools/plan_command.h"
+#include "tools/train_command.h"
 
 namespace autotp::tools {
 

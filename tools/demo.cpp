@@ -21,14 +21,14 @@ namespace autotp::tools {
 
 namespace {
 
-constexpr int64_t kVocab = 256;      // one token per byte value
-constexpr int64_t kContext = 8;      // bytes of context per prediction
+constexpr int64_t kVocab = 256;  // one token per byte value
+constexpr int64_t kContext = 8;  // bytes of context per prediction
 constexpr int64_t kEmbedDim = 32;
 constexpr int64_t kHidden = 128;
 constexpr int64_t kBatch = 32;
 constexpr double kLearningRate = 1e-2;
-constexpr double kInitStd = 0.02;    // HF initializer_range
-constexpr int64_t kLogEvery = 10;   // log interval; longer runs stretch it to ~25 lines
+constexpr double kInitStd = 0.02;     // HF initializer_range
+constexpr int64_t kLogEvery = 10;     // log interval; longer runs stretch it to ~25 lines
 constexpr int64_t kFinalWindow = 10;  // steps averaged into the final loss
 constexpr double kCheckRatio = 0.8;   // --check: final loss must be below this x first loss
 
@@ -60,12 +60,15 @@ DemoOptions parse_options(const std::vector<std::string>& args) {
     } else if (arg == "--steps" || arg == "--seed") {
       AUTOTP_CHECK(i + 1 < args.size(), "demo: {} needs a value", arg);
       const int64_t value = parse_int(arg, args[++i], arg == "--steps" ? 1 : 0);
-      if (arg == "--steps") options.steps = value;
-      else options.seed = static_cast<uint64_t>(value);
+      if (arg == "--steps")
+        options.steps = value;
+      else
+        options.seed = static_cast<uint64_t>(value);
     } else {
-      AUTOTP_FAIL("demo: unknown argument '{}' (usage: autotp demo [--steps N] [--seed S] "
-                  "[--check])",
-                  arg);
+      AUTOTP_FAIL(
+          "demo: unknown argument '{}' (usage: autotp demo [--steps N] [--seed S] "
+          "[--check])",
+          arg);
     }
   }
   AUTOTP_CHECK(!options.check || options.steps >= kFinalWindow,
@@ -88,8 +91,8 @@ class ByteMlpLm : public Module {
   // ids [B, kContext] (i64) -> logits [B, kVocab]
   Tensor forward(const Tensor& ids) {
     const int64_t batch = ids.size(0);
-    const Tensor embedded = child_as<UnaryModule>("embed_tokens").forward(ids);  // [B, C, E]
-    const Tensor flat = embedded.reshape({batch, kContext * kEmbedDim});         // [B, C*E]
+    const Tensor embedded = child_as<UnaryModule>("embed_tokens").forward(ids);       // [B, C, E]
+    const Tensor flat = embedded.reshape({batch, kContext * kEmbedDim});              // [B, C*E]
     const Tensor hidden = ops::tanh(child_as<UnaryModule>("up_proj").forward(flat));  // [B, H]
     return child_as<UnaryModule>("lm_head").forward(hidden);                          // [B, V]
   }
@@ -205,9 +208,8 @@ int run_demo(const std::vector<std::string>& args) {
       "parameters: %lld   steps: %lld   seed: %llu\n\n",
       text.size(), static_cast<long long>(kContext), static_cast<long long>(kBatch),
       static_cast<long long>(kEmbedDim), static_cast<long long>(kHidden), kLearningRate,
-      std::log(256.0), model->to_string().c_str(),
-      static_cast<long long>(model->num_parameters()), static_cast<long long>(options.steps),
-      static_cast<unsigned long long>(options.seed));
+      std::log(256.0), model->to_string().c_str(), static_cast<long long>(model->num_parameters()),
+      static_cast<long long>(options.steps), static_cast<unsigned long long>(options.seed));
 
   // Every kLogEvery steps, or a multiple of it that keeps long runs to about 25 lines.
   const int64_t log_every =
@@ -240,11 +242,13 @@ int run_demo(const std::vector<std::string>& args) {
 
   const size_t window = std::min<size_t>(static_cast<size_t>(kFinalWindow), losses.size());
   double final_loss = 0.0;
-  for (size_t i = losses.size() - window; i < losses.size(); ++i) final_loss += losses[i];
+  for (size_t i = losses.size() - window; i < losses.size(); ++i)
+    final_loss += losses[i];
   final_loss /= static_cast<double>(window);
-  std::printf("\ninitial loss %.4f (uniform guess: %.4f)\nfinal loss   %.4f (mean of the last %zu "
-              "steps)\n",
-              losses.front(), std::log(256.0), final_loss, window);
+  std::printf(
+      "\ninitial loss %.4f (uniform guess: %.4f)\nfinal loss   %.4f (mean of the last %zu "
+      "steps)\n",
+      losses.front(), std::log(256.0), final_loss, window);
   model->eval();
   std::printf("sample (greedy): \"%s\"\n",
               generate(*model, std::string(text.substr(1, kContext * 2)), 48).c_str());

@@ -13,13 +13,13 @@ FlopCount training_flops_per_token(const ModelConfig& config, int64_t params, in
   const double heads = static_cast<double>(config.num_attention_heads);
   const double head_dim = static_cast<double>(config.head_dim);
   c.attention_flops_per_token = 12.0 * layers * heads * head_dim * static_cast<double>(seq_len);
-  c.flops_per_token = 6.0 * static_cast<double>(c.non_embedding_params) +
-                      c.attention_flops_per_token;
+  c.flops_per_token =
+      6.0 * static_cast<double>(c.non_embedding_params) + c.attention_flops_per_token;
   c.formula = fmt::format(
       "6 N + 12 L H Q T = 6 x {} + 12 x {} x {} x {} x {} = {:.4g} FLOP/token "
       "(N: parameters without the input embedding)",
-      c.non_embedding_params, config.num_hidden_layers, config.num_attention_heads,
-      config.head_dim, seq_len, c.flops_per_token);
+      c.non_embedding_params, config.num_hidden_layers, config.num_attention_heads, config.head_dim,
+      seq_len, c.flops_per_token);
   return c;
 }
 

@@ -14,8 +14,8 @@ struct FlopCount {
   int64_t params = 0;                // every parameter
   int64_t non_embedding_params = 0;  // params minus the input embedding matrix
   double attention_flops_per_token = 0.0;
-  double flops_per_token = 0.0;      // 6 N + attention term (forward + backward)
-  std::string formula;               // the formula with the numbers filled in
+  double flops_per_token = 0.0;  // 6 N + attention term (forward + backward)
+  std::string formula;           // the formula with the numbers filled in
 };
 
 // N = non-embedding parameters (an untied lm_head counts; the input embedding does not).

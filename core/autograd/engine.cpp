@@ -37,14 +37,19 @@ Node::~Node() {
     std::shared_ptr<Node> node = std::move(edges.back());
     edges.pop_back();
     if (node && node.use_count() == 1) {
-      for (auto& edge : node->next) edges.push_back(std::move(edge));
+      for (auto& edge : node->next)
+        edges.push_back(std::move(edge));
       node->next.clear();
     }
   }
 }
 
-bool GradMode::enabled() { return grad_mode_enabled; }
-void GradMode::set_enabled(bool enabled) { grad_mode_enabled = enabled; }
+bool GradMode::enabled() {
+  return grad_mode_enabled;
+}
+void GradMode::set_enabled(bool enabled) {
+  grad_mode_enabled = enabled;
+}
 
 bool needs_grad(const std::vector<const Tensor*>& inputs) {
   if (!GradMode::enabled()) return false;
@@ -59,7 +64,8 @@ Tensor record_op(Tensor output, const char* name, std::vector<const Tensor*> inp
   if (!needs_grad(inputs)) return output;
   auto node = std::make_shared<FunctionNode>(name, std::move(backward));
   node->next.reserve(inputs.size());
-  for (const Tensor* t : inputs) node->next.push_back(t ? gradient_edge(*t) : nullptr);
+  for (const Tensor* t : inputs)
+    node->next.push_back(t ? gradient_edge(*t) : nullptr);
   AutogradMeta& meta = output.ensure_autograd_meta();
   meta.requires_grad = true;
   meta.grad_fn = std::move(node);
@@ -89,7 +95,9 @@ Tensor sum_to_shape(const Tensor& grad, const Shape& shape) {
   return reduced.reshape(shape);
 }
 
-void Tensor::backward() const { backward(Tensor(), false); }
+void Tensor::backward() const {
+  backward(Tensor(), false);
+}
 
 void Tensor::backward(const Tensor& grad_output, bool retain_graph) const {
   AUTOTP_CHECK(requires_grad(),
@@ -102,7 +110,8 @@ void Tensor::backward(const Tensor& grad_output, bool retain_graph) const {
                  shape_str(shape()));
     seed = Tensor::ones(shape(), dtype(), device());
   }
-  AUTOTP_CHECK(seed.shape() == shape(), "backward: gradient shape {} does not match output shape {}",
+  AUTOTP_CHECK(seed.shape() == shape(),
+               "backward: gradient shape {} does not match output shape {}",
                shape_str(seed.shape()), shape_str(shape()));
   NoGradGuard no_grad;
 

@@ -53,9 +53,8 @@ void fill(const Tensor& dst, double value) {
   if (dst.numel() == 0) return;
   // Fill a one-element source and broadcast-copy it: works for every view and device.
   Tensor scalar = Tensor::empty({}, dst.dtype(), Device::cpu());
-  dispatch_any(dst.dtype(), [&]<typename T>(TypeTag<T>) {
-    *scalar.data<T>() = convert_value<T>(value);
-  });
+  dispatch_any(dst.dtype(),
+               [&]<typename T>(TypeTag<T>) { *scalar.data<T>() = convert_value<T>(value); });
   if (dst.device().is_cpu()) {
     copy_into(dst, scalar);
   } else {

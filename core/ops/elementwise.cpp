@@ -19,10 +19,14 @@ namespace {
 
 const char* binary_name(BinaryOp op) {
   switch (op) {
-    case BinaryOp::Add: return "add";
-    case BinaryOp::Sub: return "sub";
-    case BinaryOp::Mul: return "mul";
-    case BinaryOp::Div: return "div";
+    case BinaryOp::Add:
+      return "add";
+    case BinaryOp::Sub:
+      return "sub";
+    case BinaryOp::Mul:
+      return "mul";
+    case BinaryOp::Div:
+      return "div";
   }
   return "binary";
 }
@@ -145,7 +149,9 @@ Tensor add(const Tensor& a, double s) {
                    [](const Tensor& g) { return std::vector<Tensor>{g}; });
 }
 
-Tensor sub(const Tensor& a, double s) { return add(a, -s); }
+Tensor sub(const Tensor& a, double s) {
+  return add(a, -s);
+}
 
 Tensor mul(const Tensor& a, double s) {
   Tensor out = unary_forward(UnaryOp::MulScalar, a, s, "mul");
@@ -247,8 +253,12 @@ Tensor activation(UnaryOp op, const Tensor& x, const char* name, const char* bac
 }
 }  // namespace
 
-Tensor relu(const Tensor& x) { return activation(UnaryOp::Relu, x, "relu", "ReluBackward"); }
-Tensor silu(const Tensor& x) { return activation(UnaryOp::Silu, x, "silu", "SiluBackward"); }
+Tensor relu(const Tensor& x) {
+  return activation(UnaryOp::Relu, x, "relu", "ReluBackward");
+}
+Tensor silu(const Tensor& x) {
+  return activation(UnaryOp::Silu, x, "silu", "SiluBackward");
+}
 
 Tensor gelu(const Tensor& x, GeluApproximation approximation) {
   return approximation == GeluApproximation::Tanh

@@ -36,17 +36,43 @@ Tensor gelu(const Tensor& x, GeluApproximation approximation = GeluApproximation
 }  // namespace autotp::ops
 
 namespace autotp {
-inline Tensor operator+(const Tensor& a, const Tensor& b) { return ops::add(a, b); }
-inline Tensor operator-(const Tensor& a, const Tensor& b) { return ops::sub(a, b); }
-inline Tensor operator*(const Tensor& a, const Tensor& b) { return ops::mul(a, b); }
-inline Tensor operator/(const Tensor& a, const Tensor& b) { return ops::div(a, b); }
-inline Tensor operator+(const Tensor& a, double s) { return ops::add(a, s); }
-inline Tensor operator-(const Tensor& a, double s) { return ops::sub(a, s); }
-inline Tensor operator*(const Tensor& a, double s) { return ops::mul(a, s); }
-inline Tensor operator/(const Tensor& a, double s) { return ops::div(a, s); }
-inline Tensor operator+(double s, const Tensor& a) { return ops::add(a, s); }
-inline Tensor operator-(double s, const Tensor& a) { return ops::rsub(s, a); }
-inline Tensor operator*(double s, const Tensor& a) { return ops::mul(a, s); }
-inline Tensor operator/(double s, const Tensor& a) { return ops::rdiv(s, a); }
-inline Tensor operator-(const Tensor& a) { return ops::neg(a); }
+inline Tensor operator+(const Tensor& a, const Tensor& b) {
+  return ops::add(a, b);
+}
+inline Tensor operator-(const Tensor& a, const Tensor& b) {
+  return ops::sub(a, b);
+}
+inline Tensor operator*(const Tensor& a, const Tensor& b) {
+  return ops::mul(a, b);
+}
+inline Tensor operator/(const Tensor& a, const Tensor& b) {
+  return ops::div(a, b);
+}
+inline Tensor operator+(const Tensor& a, double s) {
+  return ops::add(a, s);
+}
+inline Tensor operator-(const Tensor& a, double s) {
+  return ops::sub(a, s);
+}
+inline Tensor operator*(const Tensor& a, double s) {
+  return ops::mul(a, s);
+}
+inline Tensor operator/(const Tensor& a, double s) {
+  return ops::div(a, s);
+}
+inline Tensor operator+(double s, const Tensor& a) {
+  return ops::add(a, s);
+}
+inline Tensor operator-(double s, const Tensor& a) {
+  return ops::rsub(s, a);
+}
+inline Tensor operator*(double s, const Tensor& a) {
+  return ops::mul(a, s);
+}
+inline Tensor operator/(double s, const Tensor& a) {
+  return ops::rdiv(s, a);
+}
+inline Tensor operator-(const Tensor& a) {
+  return ops::neg(a);
+}
 }  // namespace autotp

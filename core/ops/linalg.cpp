@@ -255,7 +255,8 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   // All leading dims flattened into rows: out2 [rows, out] = x2 [rows, in] @ W^T (+ bias).
   // Rows counted explicitly (not -1), so zero-width in/out features (empty TP shards) work.
   int64_t rows = 1;
-  for (int64_t d = 0; d + 1 < x.dim(); ++d) rows *= x.size(d);
+  for (int64_t d = 0; d + 1 < x.dim(); ++d)
+    rows *= x.size(d);
   const Tensor x2 = x.detach().reshape({rows, in_features});
   Tensor out2 = Tensor::empty({rows, out_features}, x.dtype(), x.device());
   if (has_bias) out2.copy_(bias.detach());  // broadcast over rows; the GEMM adds onto it

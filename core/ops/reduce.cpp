@@ -22,9 +22,12 @@ struct AxisSplit {
 AxisSplit split_at(const Shape& shape, int64_t dim) {
   AxisSplit s;
   for (int64_t d = 0; d < static_cast<int64_t>(shape.size()); ++d) {
-    if (d < dim) s.outer *= shape[d];
-    else if (d == dim) s.n = shape[d];
-    else s.inner *= shape[d];
+    if (d < dim)
+      s.outer *= shape[d];
+    else if (d == dim)
+      s.n = shape[d];
+    else
+      s.inner *= shape[d];
   }
   return s;
 }
@@ -69,8 +72,10 @@ Shape reduced_shape(const Shape& shape, const std::vector<int64_t>& dims, bool k
   Shape out;
   for (int64_t d = 0; d < static_cast<int64_t>(shape.size()); ++d) {
     const bool reduced = std::find(dims.begin(), dims.end(), d) != dims.end();
-    if (!reduced) out.push_back(shape[d]);
-    else if (keepdim) out.push_back(1);
+    if (!reduced)
+      out.push_back(shape[d]);
+    else if (keepdim)
+      out.push_back(1);
   }
   return out;
 }
@@ -83,7 +88,8 @@ Tensor sum(const Tensor& x, const std::vector<int64_t>& dims_in, bool keepdim) {
   // With no dim to reduce (a 0-dim x, or dims = {}) the result is still a new tensor, never
   // an alias of x's storage.
   Tensor out = dims.empty() ? x.detach().clone() : x.detach();
-  for (int64_t d : dims) out = sum_one_dim(out, d);
+  for (int64_t d : dims)
+    out = sum_one_dim(out, d);
   out = out.reshape(reduced_shape(x.shape(), dims, keepdim)).detach();
   const Shape in_shape = x.shape();
   const Shape kept_shape = reduced_shape(x.shape(), dims, true);
@@ -94,14 +100,16 @@ Tensor sum(const Tensor& x, const std::vector<int64_t>& dims_in, bool keepdim) {
 
 Tensor sum(const Tensor& x) {
   std::vector<int64_t> all(static_cast<size_t>(x.dim()));
-  for (int64_t d = 0; d < x.dim(); ++d) all[d] = d;
+  for (int64_t d = 0; d < x.dim(); ++d)
+    all[d] = d;
   return sum(x, all, false);
 }
 
 Tensor mean(const Tensor& x, const std::vector<int64_t>& dims_in, bool keepdim) {
   const std::vector<int64_t> dims = normalize_dims(dims_in, x.dim(), "mean");
   int64_t count = 1;
-  for (int64_t d : dims) count *= x.shape()[d];
+  for (int64_t d : dims)
+    count *= x.shape()[d];
   AUTOTP_CHECK(count > 0, "mean: reducing over an empty dim of shape {}", shape_str(x.shape()));
   return div(sum(x, dims, keepdim), static_cast<double>(count));
 }
@@ -128,8 +136,8 @@ std::pair<Tensor, Tensor> max_with_index(const Tensor& x, int64_t dim) {
     });
   } else {
 #ifdef AUTOTP_WITH_CUDA
-    kernels::cuda::max_axis(static_cast<int>(x.dtype()), values.raw_data(),
-                            index.data<int64_t>(), in.raw_data(), s.outer, s.n, s.inner, nullptr);
+    kernels::cuda::max_axis(static_cast<int>(x.dtype()), values.raw_data(), index.data<int64_t>(),
+                            in.raw_data(), s.outer, s.n, s.inner, nullptr);
 #else
     AUTOTP_FAIL("max: CUDA tensors need a build with the CUDA backend");
 #endif

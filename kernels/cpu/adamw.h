@@ -14,9 +14,9 @@ struct AdamWStep {
   double beta2;
   double eps;
   double weight_decay;
-  bool decoupled_weight_decay;  // true: AdamW (p *= 1 - lr*wd); false: Adam (g += wd*p)
-  double step_size;             // lr / (1 - beta1^t), or lr without bias correction
-  double bias_correction2_sqrt; // sqrt(1 - beta2^t), or 1 without bias correction
+  bool decoupled_weight_decay;   // true: AdamW (p *= 1 - lr*wd); false: Adam (g += wd*p)
+  double step_size;              // lr / (1 - beta1^t), or lr without bias correction
+  double bias_correction2_sqrt;  // sqrt(1 - beta2^t), or 1 without bias correction
 };
 
 // For i in [0, n), in this order (T = float or double):

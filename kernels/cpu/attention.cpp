@@ -12,12 +12,15 @@ namespace {
 template <typename T>
 double dot(const T* a, const T* b, int64_t dim) {
   double acc = 0.0;
-  for (int64_t d = 0; d < dim; ++d) acc += static_cast<double>(a[d]) * static_cast<double>(b[d]);
+  for (int64_t d = 0; d < dim; ++d)
+    acc += static_cast<double>(a[d]) * static_cast<double>(b[d]);
   return acc;
 }
 
 // Number of keys query row i may attend to.
-int64_t visible_keys(int64_t i, int64_t seq, bool causal) { return causal ? i + 1 : seq; }
+int64_t visible_keys(int64_t i, int64_t seq, bool causal) {
+  return causal ? i + 1 : seq;
+}
 
 }  // namespace
 
@@ -41,16 +44,19 @@ void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, int64
           m = std::fmax(m, s[j]);
         }
         double sum = 0.0;
-        for (int64_t j = 0; j < n; ++j) sum += std::exp(s[j] - m);
+        for (int64_t j = 0; j < n; ++j)
+          sum += std::exp(s[j] - m);
         const double row_lse = m + std::log(sum);
         std::fill(acc.begin(), acc.end(), 0.0);
         for (int64_t j = 0; j < n; ++j) {
           const double p = std::exp(s[j] - row_lse);
           const T* vj = v + (kv_head + j) * dim;
-          for (int64_t d = 0; d < dim; ++d) acc[d] += p * static_cast<double>(vj[d]);
+          for (int64_t d = 0; d < dim; ++d)
+            acc[d] += p * static_cast<double>(vj[d]);
         }
         T* oi = out + (q_head + i) * dim;
-        for (int64_t d = 0; d < dim; ++d) oi[d] = static_cast<T>(acc[d]);
+        for (int64_t d = 0; d < dim; ++d)
+          oi[d] = static_cast<T>(acc[d]);
         lse[q_head + i] = static_cast<T>(row_lse);
       }
     }
@@ -94,7 +100,8 @@ void attention_backward(T* dq, T* dk, T* dv, const T* q, const T* k, const T* v,
           }
         }
         T* dqi = dq + (q_head + i) * dim;
-        for (int64_t d = 0; d < dim; ++d) dqi[d] = static_cast<T>(scale * dq_acc[d]);
+        for (int64_t d = 0; d < dim; ++d)
+          dqi[d] = static_cast<T>(scale * dq_acc[d]);
       }
     }
   }
@@ -104,11 +111,11 @@ void attention_backward(T* dq, T* dk, T* dv, const T* q, const T* k, const T* v,
   }
 }
 
-#define AUTOTP_INSTANTIATE(T)                                                                  \
-  template void attention_forward<T>(T*, T*, const T*, const T*, const T*, int64_t, int64_t,   \
-                                     int64_t, int64_t, int64_t, double, bool);                 \
-  template void attention_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,       \
-                                      const T*, int64_t, int64_t, int64_t, int64_t, int64_t,    \
+#define AUTOTP_INSTANTIATE(T)                                                                \
+  template void attention_forward<T>(T*, T*, const T*, const T*, const T*, int64_t, int64_t, \
+                                     int64_t, int64_t, int64_t, double, bool);               \
+  template void attention_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,    \
+                                      const T*, int64_t, int64_t, int64_t, int64_t, int64_t, \
                                       double, bool);
 AUTOTP_INSTANTIATE(float)
 AUTOTP_INSTANTIATE(double)

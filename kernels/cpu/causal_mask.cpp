@@ -9,7 +9,8 @@ void causal_mask_fill(T* out, const T* x, int64_t batch, int64_t sq, int64_t sk,
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t i = 0; i < sq; ++i) {
       const int64_t row = (b * sq + i) * sk;
-      for (int64_t j = 0; j < sk; ++j) out[row + j] = j <= i + offset ? x[row + j] : value;
+      for (int64_t j = 0; j < sk; ++j)
+        out[row + j] = j <= i + offset ? x[row + j] : value;
     }
   }
 }

@@ -15,7 +15,8 @@ template <typename Dst, typename Src>
 void strided_copy(Dst* dst, const int64_t* dst_strides, const Src* src, const int64_t* src_strides,
                   const int64_t* shape, int ndim) {
   int64_t total = 1;
-  for (int d = 0; d < ndim; ++d) total *= shape[d];
+  for (int d = 0; d < ndim; ++d)
+    total *= shape[d];
   if (total == 0) return;
   if (ndim == 0) {
     *dst = convert_value<Dst>(*src);
@@ -28,7 +29,8 @@ void strided_copy(Dst* dst, const int64_t* dst_strides, const Src* src, const in
   const int64_t ds = dst_strides[last], ss = src_strides[last];
   int64_t dst_off = 0, src_off = 0;
   for (int64_t done = 0; done < total; done += inner) {
-    for (int64_t i = 0; i < inner; ++i) dst[dst_off + i * ds] = convert_value<Dst>(src[src_off + i * ss]);
+    for (int64_t i = 0; i < inner; ++i)
+      dst[dst_off + i * ds] = convert_value<Dst>(src[src_off + i * ss]);
     for (int d = last - 1; d >= 0; --d) {
       dst_off += dst_strides[d];
       src_off += src_strides[d];
@@ -42,7 +44,8 @@ void strided_copy(Dst* dst, const int64_t* dst_strides, const Src* src, const in
 
 template <typename T>
 void fill(T* dst, int64_t n, T value) {
-  for (int64_t i = 0; i < n; ++i) dst[i] = value;
+  for (int64_t i = 0; i < n; ++i)
+    dst[i] = value;
 }
 
 }  // namespace autotp::kernels::cpu

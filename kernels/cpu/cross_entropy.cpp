@@ -11,16 +11,19 @@ namespace {
 template <typename T>
 double log_sum_exp(const T* x, int64_t classes) {
   double m = static_cast<double>(x[0]);
-  for (int64_t c = 1; c < classes; ++c) m = std::fmax(m, static_cast<double>(x[c]));
+  for (int64_t c = 1; c < classes; ++c)
+    m = std::fmax(m, static_cast<double>(x[c]));
   double sum = 0.0;
-  for (int64_t c = 0; c < classes; ++c) sum += std::exp(static_cast<double>(x[c]) - m);
+  for (int64_t c = 0; c < classes; ++c)
+    sum += std::exp(static_cast<double>(x[c]) - m);
   return m + std::log(sum);
 }
 
 template <typename Index>
 int64_t count_targets(const Index* targets, int64_t rows, int64_t ignore_index) {
   int64_t count = 0;
-  for (int64_t r = 0; r < rows; ++r) count += static_cast<int64_t>(targets[r]) != ignore_index;
+  for (int64_t r = 0; r < rows; ++r)
+    count += static_cast<int64_t>(targets[r]) != ignore_index;
   return count;
 }
 
@@ -51,7 +54,8 @@ void cross_entropy_backward(T* dlogits, const T* logits, const Index* targets, c
     const T* x = logits + r * classes;
     T* dx = dlogits + r * classes;
     if (t == ignore_index) {
-      for (int64_t c = 0; c < classes; ++c) dx[c] = T(0);
+      for (int64_t c = 0; c < classes; ++c)
+        dx[c] = T(0);
       continue;
     }
     const double lse = log_sum_exp(x, classes);
@@ -62,11 +66,11 @@ void cross_entropy_backward(T* dlogits, const T* logits, const Index* targets, c
   }
 }
 
-#define AUTOTP_INSTANTIATE(T, Index)                                                       \
-  template void cross_entropy_forward<T, Index>(T*, const T*, const Index*, int64_t, int64_t, \
-                                                int64_t);                                  \
-  template void cross_entropy_backward<T, Index>(T*, const T*, const Index*, const T*,       \
-                                                 int64_t, int64_t, int64_t);
+#define AUTOTP_INSTANTIATE(T, Index)                                                            \
+  template void cross_entropy_forward<T, Index>(T*, const T*, const Index*, int64_t, int64_t,   \
+                                                int64_t);                                       \
+  template void cross_entropy_backward<T, Index>(T*, const T*, const Index*, const T*, int64_t, \
+                                                 int64_t, int64_t);
 AUTOTP_INSTANTIATE(float, int32_t)
 AUTOTP_INSTANTIATE(float, int64_t)
 AUTOTP_INSTANTIATE(double, int32_t)

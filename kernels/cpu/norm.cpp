@@ -22,7 +22,8 @@ void rms_norm_forward(T* y, T* rstd, const T* x, const T* weight, int64_t rows, 
     const T* xr = x + r * dim;
     T* yr = y + r * dim;
     double sum_sq = 0.0;
-    for (int64_t j = 0; j < dim; ++j) sum_sq += static_cast<double>(xr[j]) * static_cast<double>(xr[j]);
+    for (int64_t j = 0; j < dim; ++j)
+      sum_sq += static_cast<double>(xr[j]) * static_cast<double>(xr[j]);
     const double rs = 1.0 / std::sqrt(sum_sq / static_cast<double>(dim) + eps);
     rstd[r] = static_cast<T>(rs);
     for (int64_t j = 0; j < dim; ++j) {
@@ -32,8 +33,8 @@ void rms_norm_forward(T* y, T* rstd, const T* x, const T* weight, int64_t rows, 
 }
 
 template <typename T>
-void rms_norm_backward(T* dx, T* dweight, const T* x, const T* weight, const T* rstd,
-                       const T* dy, int64_t rows, int64_t dim) {
+void rms_norm_backward(T* dx, T* dweight, const T* x, const T* weight, const T* rstd, const T* dy,
+                       int64_t rows, int64_t dim) {
   std::vector<double> dw(dweight ? static_cast<size_t>(dim) : 0, 0.0);
   for (int64_t r = 0; r < rows; ++r) {
     const T* xr = x + r * dim;
@@ -53,7 +54,8 @@ void rms_norm_backward(T* dx, T* dweight, const T* x, const T* weight, const T* 
     }
   }
   if (dweight) {
-    for (int64_t j = 0; j < dim; ++j) dweight[j] = static_cast<T>(dw[j]);
+    for (int64_t j = 0; j < dim; ++j)
+      dweight[j] = static_cast<T>(dw[j]);
   }
 }
 
@@ -64,7 +66,8 @@ void layer_norm_forward(T* y, T* mean, T* rstd, const T* x, const T* weight, con
     const T* xr = x + r * dim;
     T* yr = y + r * dim;
     double mu = 0.0;
-    for (int64_t j = 0; j < dim; ++j) mu += static_cast<double>(xr[j]);
+    for (int64_t j = 0; j < dim; ++j)
+      mu += static_cast<double>(xr[j]);
     mu /= static_cast<double>(dim);
     double var = 0.0;
     for (int64_t j = 0; j < dim; ++j) {
@@ -84,8 +87,8 @@ void layer_norm_forward(T* y, T* mean, T* rstd, const T* x, const T* weight, con
 }
 
 template <typename T>
-void layer_norm_backward(T* dx, T* dweight, T* dbias, const T* x, const T* weight,
-                         const T* mean, const T* rstd, const T* dy, int64_t rows, int64_t dim) {
+void layer_norm_backward(T* dx, T* dweight, T* dbias, const T* x, const T* weight, const T* mean,
+                         const T* rstd, const T* dy, int64_t rows, int64_t dim) {
   std::vector<double> dw(dweight ? static_cast<size_t>(dim) : 0, 0.0);
   std::vector<double> db(dbias ? static_cast<size_t>(dim) : 0, 0.0);
   const double n = static_cast<double>(dim);
@@ -118,13 +121,13 @@ void layer_norm_backward(T* dx, T* dweight, T* dbias, const T* x, const T* weigh
   }
 }
 
-#define AUTOTP_INSTANTIATE(T)                                                                 \
-  template void rms_norm_forward<T>(T*, T*, const T*, const T*, int64_t, int64_t, double);    \
-  template void rms_norm_backward<T>(T*, T*, const T*, const T*, const T*, const T*, int64_t,  \
-                                     int64_t);                                                \
-  template void layer_norm_forward<T>(T*, T*, T*, const T*, const T*, const T*, int64_t,      \
-                                      int64_t, double);                                       \
-  template void layer_norm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,     \
+#define AUTOTP_INSTANTIATE(T)                                                                     \
+  template void rms_norm_forward<T>(T*, T*, const T*, const T*, int64_t, int64_t, double);        \
+  template void rms_norm_backward<T>(T*, T*, const T*, const T*, const T*, const T*, int64_t,     \
+                                     int64_t);                                                    \
+  template void layer_norm_forward<T>(T*, T*, T*, const T*, const T*, const T*, int64_t, int64_t, \
+                                      double);                                                    \
+  template void layer_norm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,        \
                                        const T*, int64_t, int64_t);
 AUTOTP_INSTANTIATE(float)
 AUTOTP_INSTANTIATE(double)

@@ -16,8 +16,8 @@ void rms_norm_forward(T* y, T* rstd, const T* x, const T* weight, int64_t rows, 
 // dweight[j] = sum_r dy[r, j] * x[r, j] * rstd[r] (rows summed in order: deterministic).
 // dweight may be null (not wanted); weight may be null (treated as ones).
 template <typename T>
-void rms_norm_backward(T* dx, T* dweight, const T* x, const T* weight, const T* rstd,
-                       const T* dy, int64_t rows, int64_t dim);
+void rms_norm_backward(T* dx, T* dweight, const T* x, const T* weight, const T* rstd, const T* dy,
+                       int64_t rows, int64_t dim);
 
 // y = (x - mean) * rstd * weight + bias with rstd = 1 / sqrt(var + eps) (biased variance).
 // weight and bias may be null. mean and rstd [rows] are saved for backward.
@@ -29,7 +29,7 @@ void layer_norm_forward(T* y, T* mean, T* rstd, const T* x, const T* weight, con
 // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), dweight = sum_r dy * xhat,
 // dbias = sum_r dy (rows summed in order). dweight/dbias may be null; weight may be null.
 template <typename T>
-void layer_norm_backward(T* dx, T* dweight, T* dbias, const T* x, const T* weight,
-                         const T* mean, const T* rstd, const T* dy, int64_t rows, int64_t dim);
+void layer_norm_backward(T* dx, T* dweight, T* dbias, const T* x, const T* weight, const T* mean,
+                         const T* rstd, const T* dy, int64_t rows, int64_t dim);
 
 }  // namespace autotp::kernels::cpu

@@ -14,9 +14,11 @@ void sum_axis(T* out, const T* x, int64_t outer, int64_t n, int64_t inner) {
     const T* block = x + o * n * inner;
     for (int64_t k = 0; k < n; ++k) {
       const T* row = block + k * inner;
-      for (int64_t i = 0; i < inner; ++i) acc[i] += static_cast<double>(row[i]);
+      for (int64_t i = 0; i < inner; ++i)
+        acc[i] += static_cast<double>(row[i]);
     }
-    for (int64_t i = 0; i < inner; ++i) out[o * inner + i] = static_cast<T>(acc[i]);
+    for (int64_t i = 0; i < inner; ++i)
+      out[o * inner + i] = static_cast<T>(acc[i]);
   }
 }
 

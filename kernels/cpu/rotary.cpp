@@ -12,8 +12,10 @@ void rotary_forward(T* out, const T* x, const T* cos, const T* sin, int64_t rows
     const T* c = cos + (r % table_rows) * dim;
     const T* s = sin + (r % table_rows) * dim;
     T* o = out + r * dim;
-    for (int64_t j = 0; j < half; ++j) o[j] = xr[j] * c[j] - xr[j + half] * s[j];
-    for (int64_t j = half; j < dim; ++j) o[j] = xr[j] * c[j] + xr[j - half] * s[j];
+    for (int64_t j = 0; j < half; ++j)
+      o[j] = xr[j] * c[j] - xr[j + half] * s[j];
+    for (int64_t j = half; j < dim; ++j)
+      o[j] = xr[j] * c[j] + xr[j - half] * s[j];
   }
 }
 
@@ -26,12 +28,14 @@ void rotary_backward(T* dx, const T* cos, const T* sin, const T* dy, int64_t row
     const T* c = cos + (r % table_rows) * dim;
     const T* s = sin + (r % table_rows) * dim;
     T* d = dx + r * dim;
-    for (int64_t j = 0; j < half; ++j) d[j] = g[j] * c[j] + g[j + half] * s[j + half];
-    for (int64_t j = half; j < dim; ++j) d[j] = g[j] * c[j] - g[j - half] * s[j - half];
+    for (int64_t j = 0; j < half; ++j)
+      d[j] = g[j] * c[j] + g[j + half] * s[j + half];
+    for (int64_t j = half; j < dim; ++j)
+      d[j] = g[j] * c[j] - g[j - half] * s[j - half];
   }
 }
 
-#define AUTOTP_INSTANTIATE(T)                                                                \
+#define AUTOTP_INSTANTIATE(T)                                                                   \
   template void rotary_forward<T>(T*, const T*, const T*, const T*, int64_t, int64_t, int64_t); \
   template void rotary_backward<T>(T*, const T*, const T*, const T*, int64_t, int64_t, int64_t);
 AUTOTP_INSTANTIATE(float)

@@ -11,9 +11,11 @@ namespace {
 template <typename T>
 void row_max_and_log_sum(const T* x, int64_t n, double* max_out, double* log_sum_out) {
   double m = static_cast<double>(x[0]);
-  for (int64_t k = 1; k < n; ++k) m = std::fmax(m, static_cast<double>(x[k]));
+  for (int64_t k = 1; k < n; ++k)
+    m = std::fmax(m, static_cast<double>(x[k]));
   double sum = 0.0;
-  for (int64_t k = 0; k < n; ++k) sum += std::exp(static_cast<double>(x[k]) - m);
+  for (int64_t k = 0; k < n; ++k)
+    sum += std::exp(static_cast<double>(x[k]) - m);
   *max_out = m;
   *log_sum_out = std::log(sum);
 }
@@ -42,7 +44,8 @@ void log_softmax_forward(T* y, const T* x, int64_t rows, int64_t n) {
     T* yr = y + r * n;
     double m = 0.0, log_sum = 0.0;
     row_max_and_log_sum(xr, n, &m, &log_sum);
-    for (int64_t k = 0; k < n; ++k) yr[k] = static_cast<T>(static_cast<double>(xr[k]) - m - log_sum);
+    for (int64_t k = 0; k < n; ++k)
+      yr[k] = static_cast<T>(static_cast<double>(xr[k]) - m - log_sum);
   }
 }
 
@@ -53,7 +56,8 @@ void softmax_backward(T* dx, const T* y, const T* dy, int64_t rows, int64_t n) {
     const T* dyr = dy + r * n;
     T* dxr = dx + r * n;
     double dot = 0.0;
-    for (int64_t k = 0; k < n; ++k) dot += static_cast<double>(dyr[k]) * static_cast<double>(yr[k]);
+    for (int64_t k = 0; k < n; ++k)
+      dot += static_cast<double>(dyr[k]) * static_cast<double>(yr[k]);
     for (int64_t k = 0; k < n; ++k) {
       dxr[k] = static_cast<T>(static_cast<double>(yr[k]) * (static_cast<double>(dyr[k]) - dot));
     }
@@ -67,18 +71,19 @@ void log_softmax_backward(T* dx, const T* y, const T* dy, int64_t rows, int64_t 
     const T* dyr = dy + r * n;
     T* dxr = dx + r * n;
     double sum = 0.0;
-    for (int64_t k = 0; k < n; ++k) sum += static_cast<double>(dyr[k]);
+    for (int64_t k = 0; k < n; ++k)
+      sum += static_cast<double>(dyr[k]);
     for (int64_t k = 0; k < n; ++k) {
-      dxr[k] = static_cast<T>(static_cast<double>(dyr[k]) -
-                              std::exp(static_cast<double>(yr[k])) * sum);
+      dxr[k] =
+          static_cast<T>(static_cast<double>(dyr[k]) - std::exp(static_cast<double>(yr[k])) * sum);
     }
   }
 }
 
-#define AUTOTP_INSTANTIATE(T)                                                    \
-  template void softmax_forward<T>(T*, const T*, int64_t, int64_t);              \
-  template void log_softmax_forward<T>(T*, const T*, int64_t, int64_t);          \
-  template void softmax_backward<T>(T*, const T*, const T*, int64_t, int64_t);   \
+#define AUTOTP_INSTANTIATE(T)                                                  \
+  template void softmax_forward<T>(T*, const T*, int64_t, int64_t);            \
+  template void log_softmax_forward<T>(T*, const T*, int64_t, int64_t);        \
+  template void softmax_backward<T>(T*, const T*, const T*, int64_t, int64_t); \
   template void log_softmax_backward<T>(T*, const T*, const T*, int64_t, int64_t);
 AUTOTP_INSTANTIATE(float)
 AUTOTP_INSTANTIATE(double)

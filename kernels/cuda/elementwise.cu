@@ -30,8 +30,7 @@ __global__ void unary_kernel(UnaryOp op, T* out, const T* x, ComputeType<T> scal
 }
 
 template <typename T>
-__global__ void activation_backward_kernel(UnaryOp op, T* dx, const T* x, const T* dy,
-                                           int64_t n) {
+__global__ void activation_backward_kernel(UnaryOp op, T* dx, const T* x, const T* dy, int64_t n) {
   using C = ComputeType<T>;
   for (int64_t i = global_thread_index(); i < n; i += grid_thread_count()) {
     dx[i] = convert<T>(widen(dy[i]) * activation_derivative<C>(op, widen(x[i])));
@@ -59,15 +58,14 @@ void unary(UnaryOp op, int dtype, void* out, const void* x, double scalar, int64
   if (n == 0) return;
   dispatch_float_code(dtype, "unary", [&]<typename T>(TypeTag<T>) {
     unary_kernel<T><<<blocks_for(n), kThreadsPerBlock, 0, stream>>>(
-        op, static_cast<T*>(out), static_cast<const T*>(x), static_cast<ComputeType<T>>(scalar),
-        n);
+        op, static_cast<T*>(out), static_cast<const T*>(x), static_cast<ComputeType<T>>(scalar), n);
     AUTOTP_CUDA_CHECK_LAUNCH("unary_kernel", {"op", static_cast<int64_t>(op)}, {"n", n},
                              {"dtype", dtype});
   });
 }
 
-void activation_backward(UnaryOp op, int dtype, void* dx, const void* x, const void* dy,
-                         int64_t n, cudaStream_t stream) {
+void activation_backward(UnaryOp op, int dtype, void* dx, const void* x, const void* dy, int64_t n,
+                         cudaStream_t stream) {
   if (n == 0) return;
   dispatch_float_code(dtype, "activation_backward", [&]<typename T>(TypeTag<T>) {
     activation_backward_kernel<T><<<blocks_for(n), kThreadsPerBlock, 0, stream>>>(

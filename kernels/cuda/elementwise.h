@@ -23,7 +23,7 @@ void unary(UnaryOp op, int dtype, void* out, const void* x, double scalar, int64
            cudaStream_t stream);
 
 // dx[i] = dy[i] * op'(x[i]) for Silu, GeluTanh, GeluErf, Relu; n contiguous elements.
-void activation_backward(UnaryOp op, int dtype, void* dx, const void* x, const void* dy,
-                         int64_t n, cudaStream_t stream);
+void activation_backward(UnaryOp op, int dtype, void* dx, const void* x, const void* dy, int64_t n,
+                         cudaStream_t stream);
 
 }  // namespace autotp::kernels::cuda

@@ -64,11 +64,20 @@ __device__ __forceinline__ Dst convert(Src v) {
 template <typename Fn>
 void dispatch_float_code(int dtype, const char* kernel, Fn&& fn) {
   switch (static_cast<DTypeCode>(dtype)) {
-    case DTypeCode::F32: fn(TypeTag<float>{}); return;
-    case DTypeCode::F64: fn(TypeTag<double>{}); return;
-    case DTypeCode::BF16: fn(TypeTag<bf16>{}); return;
-    case DTypeCode::F16: fn(TypeTag<f16>{}); return;
-    default: throw_unsupported_dtype(kernel, dtype, "f32, f64, bf16 or f16");
+    case DTypeCode::F32:
+      fn(TypeTag<float>{});
+      return;
+    case DTypeCode::F64:
+      fn(TypeTag<double>{});
+      return;
+    case DTypeCode::BF16:
+      fn(TypeTag<bf16>{});
+      return;
+    case DTypeCode::F16:
+      fn(TypeTag<f16>{});
+      return;
+    default:
+      throw_unsupported_dtype(kernel, dtype, "f32, f64, bf16 or f16");
   }
 }
 
@@ -76,12 +85,24 @@ void dispatch_float_code(int dtype, const char* kernel, Fn&& fn) {
 template <typename Fn>
 void dispatch_any_code(int dtype, const char* kernel, Fn&& fn) {
   switch (static_cast<DTypeCode>(dtype)) {
-    case DTypeCode::F32: fn(TypeTag<float>{}); return;
-    case DTypeCode::F64: fn(TypeTag<double>{}); return;
-    case DTypeCode::BF16: fn(TypeTag<bf16>{}); return;
-    case DTypeCode::F16: fn(TypeTag<f16>{}); return;
-    case DTypeCode::I32: fn(TypeTag<int32_t>{}); return;
-    case DTypeCode::I64: fn(TypeTag<int64_t>{}); return;
+    case DTypeCode::F32:
+      fn(TypeTag<float>{});
+      return;
+    case DTypeCode::F64:
+      fn(TypeTag<double>{});
+      return;
+    case DTypeCode::BF16:
+      fn(TypeTag<bf16>{});
+      return;
+    case DTypeCode::F16:
+      fn(TypeTag<f16>{});
+      return;
+    case DTypeCode::I32:
+      fn(TypeTag<int32_t>{});
+      return;
+    case DTypeCode::I64:
+      fn(TypeTag<int64_t>{});
+      return;
   }
   throw_unsupported_dtype(kernel, dtype, "f32, f64, bf16, f16, i32 or i64");
 }

@@ -22,7 +22,7 @@ __device__ __forceinline__ T next_below(T x) {
     } else {
       bits = __half_as_ushort(x);
     }
-    bits = f > 0.0f ? static_cast<unsigned short>(bits - 1)
+    bits = f > 0.0f   ? static_cast<unsigned short>(bits - 1)
            : f < 0.0f ? static_cast<unsigned short>(bits + 1)
                       : static_cast<unsigned short>(0x8001);
     if constexpr (std::is_same_v<T, bf16>) {
@@ -34,8 +34,8 @@ __device__ __forceinline__ T next_below(T x) {
 }
 
 template <typename T>
-__global__ void fill_random_kernel(T* data, int64_t n, uint64_t seed, uint64_t offset,
-                                   bool normal, double a, double b) {
+__global__ void fill_random_kernel(T* data, int64_t n, uint64_t seed, uint64_t offset, bool normal,
+                                   double a, double b) {
   for (int64_t i = global_thread_index(); i < n; i += grid_thread_count()) {
     const uint64_t counter = offset + static_cast<uint64_t>(i);
     const double value =

@@ -70,7 +70,8 @@ __global__ void reduce_rows_kernel(Reducer reducer, const T* x, int64_t outer, i
   for (int64_t row = blockIdx.x; row < outer; row += gridDim.x) {
     const T* in = x + row * n;
     State state = Reducer::identity();
-    for (int64_t k = threadIdx.x; k < n; k += blockDim.x) Reducer::add(state, in[k], k);
+    for (int64_t k = threadIdx.x; k < n; k += blockDim.x)
+      Reducer::add(state, in[k], k);
     partial[threadIdx.x] = state;
     __syncthreads();
     for (unsigned stride = blockDim.x / 2; stride > 0; stride /= 2) {
@@ -96,13 +97,15 @@ __global__ void reduce_columns_kernel(Reducer reducer, const T* x, int64_t outer
     State state = Reducer::identity();
     if (i < inner) {
       const T* column = x + o * n * inner + i;
-      for (int64_t k = threadIdx.y; k < n; k += kTileRows) Reducer::add(state, column[k * inner], k);
+      for (int64_t k = threadIdx.y; k < n; k += kTileRows)
+        Reducer::add(state, column[k * inner], k);
     }
     partial[threadIdx.y][threadIdx.x] = state;
     __syncthreads();
     if (threadIdx.y == 0 && i < inner) {
       State total = partial[0][threadIdx.x];
-      for (int r = 1; r < kTileRows; ++r) Reducer::merge(total, partial[r][threadIdx.x]);
+      for (int r = 1; r < kTileRows; ++r)
+        Reducer::merge(total, partial[r][threadIdx.x]);
       reducer.store(o * inner + i, total);
     }
     __syncthreads();
@@ -111,8 +114,8 @@ __global__ void reduce_columns_kernel(Reducer reducer, const T* x, int64_t outer
 
 // `op` names the reduction in launch errors ("sum_axis: reduce_rows_kernel").
 template <typename T, typename Reducer>
-void launch_reduce(const char* op, int dtype, Reducer reducer, const T* x, int64_t outer,
-                   int64_t n, int64_t inner, cudaStream_t stream) {
+void launch_reduce(const char* op, int dtype, Reducer reducer, const T* x, int64_t outer, int64_t n,
+                   int64_t inner, cudaStream_t stream) {
   if (outer == 0 || inner == 0) return;  // no outputs
   if (inner == 1) {
     const int threads = n >= kThreadsPerBlock ? kThreadsPerBlock : 32;
@@ -121,8 +124,8 @@ void launch_reduce(const char* op, int dtype, Reducer reducer, const T* x, int64
   } else {
     const int64_t tiles = outer * ((inner + kTileWidth - 1) / kTileWidth);
     const auto blocks = static_cast<unsigned>(std::min<int64_t>(tiles, kMaxBlocks));
-    reduce_columns_kernel<T, Reducer><<<blocks, dim3(kTileWidth, kTileRows), 0, stream>>>(
-        reducer, x, outer, n, inner);
+    reduce_columns_kernel<T, Reducer>
+        <<<blocks, dim3(kTileWidth, kTileRows), 0, stream>>>(reducer, x, outer, n, inner);
   }
   const std::string kernel =
       std::string(op) + (inner == 1 ? ": reduce_rows_kernel" : ": reduce_columns_kernel");
@@ -135,8 +138,8 @@ void launch_reduce(const char* op, int dtype, Reducer reducer, const T* x, int64
 void sum_axis(int dtype, void* out, const void* x, int64_t outer, int64_t n, int64_t inner,
               cudaStream_t stream) {
   dispatch_float_code(dtype, "sum_axis", [&]<typename T>(TypeTag<T>) {
-    launch_reduce("sum_axis", dtype, SumReducer<T>{static_cast<T*>(out)},
-                  static_cast<const T*>(x), outer, n, inner, stream);
+    launch_reduce("sum_axis", dtype, SumReducer<T>{static_cast<T*>(out)}, static_cast<const T*>(x),
+                  outer, n, inner, stream);
   });
 }
 

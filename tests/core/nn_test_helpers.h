@@ -30,9 +30,9 @@ std::string error_message(Fn&& fn) {
 }  // namespace autotp::testing
 
 // Expects `stmt` to throw autotp::Error whose message contains `needle`.
-#define EXPECT_ERROR_CONTAINS(stmt, needle)                                                  \
-  do {                                                                                       \
-    const std::string autotp_msg_ = ::autotp::testing::error_message([&] { (void)(stmt); }); \
-    EXPECT_NE(autotp_msg_.find(needle), std::string::npos)                                   \
+#define EXPECT_ERROR_CONTAINS(stmt, needle)                                                     \
+  do {                                                                                          \
+    const std::string autotp_msg_ = ::autotp::testing::error_message([&] { (void)(stmt); });    \
+    EXPECT_NE(autotp_msg_.find(needle), std::string::npos)                                      \
         << "expected an autotp::Error mentioning \"" << (needle) << "\", got: " << autotp_msg_; \
   } while (0)

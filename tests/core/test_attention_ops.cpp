@@ -91,7 +91,8 @@ struct HeadLayout {
 
 TEST(ScaledDotProductAttention, MatchesExplicitLoopsForMhaGqaAndMqa) {
   const int64_t b = 2, s = 5, d = 3;
-  for (HeadLayout heads : {HeadLayout{3, 3}, HeadLayout{6, 2}, HeadLayout{6, 3}, HeadLayout{3, 1}}) {
+  for (HeadLayout heads :
+       {HeadLayout{3, 3}, HeadLayout{6, 2}, HeadLayout{6, 3}, HeadLayout{3, 1}}) {
     for (bool causal : {true, false}) {
       for (DType dtype : {DType::F32, DType::F64}) {
         const Tensor q = random_tensor({b, heads.hq, s, d}, 100, dtype, -2.0, 2.0);
@@ -156,7 +157,8 @@ TEST(ScaledDotProductAttention, GqaGradientsEqualMhaWithRepeatedKeysAndValues) {
   Tensor q1 = random_tensor({b, hq, s, d}, 114), k1 = random_tensor({b, hkv, s, d}, 115),
          v1 = random_tensor({b, hkv, s, d}, 116);
   Tensor q2 = q1.clone(), k2 = k1.clone(), v2 = v1.clone();
-  for (Tensor* t : {&q1, &k1, &v1, &q2, &k2, &v2}) t->set_requires_grad(true);
+  for (Tensor* t : {&q1, &k1, &v1, &q2, &k2, &v2})
+    t->set_requires_grad(true);
   const Tensor out_gqa = ops::scaled_dot_product_attention(q1, k1, v1, true);
   // Repeat each kv head `group` times: [b, hkv, s, d] -> [b, hkv, group, s, d] -> [b, hq, s, d].
   auto repeat = [&](const Tensor& t) {
@@ -179,9 +181,9 @@ TEST(ScaledDotProductAttention, RejectsIndivisibleHeadsAndMismatchedShapes) {
   const Tensor q6 = Tensor::zeros({1, 6, 3, 4});
   EXPECT_ERROR_CONTAINS(ops::scaled_dot_product_attention(q6, kv, Tensor::zeros({1, 2, 3, 2})),
                         "[1, 2, 3, 2]");
-  EXPECT_ERROR_CONTAINS(
-      ops::scaled_dot_product_attention(q6, Tensor::zeros({1, 2, 5, 4}), Tensor::zeros({1, 2, 5, 4})),
-      "[1, 2, 5, 4]");
+  EXPECT_ERROR_CONTAINS(ops::scaled_dot_product_attention(q6, Tensor::zeros({1, 2, 5, 4}),
+                                                          Tensor::zeros({1, 2, 5, 4})),
+                        "[1, 2, 5, 4]");
   EXPECT_ERROR_CONTAINS(ops::scaled_dot_product_attention(Tensor::zeros({6, 3, 4}), kv, kv),
                         "[6, 3, 4]");
   EXPECT_ERROR_CONTAINS(ops::scaled_dot_product_attention(q6, kv.to(DType::F64), kv), "f64");

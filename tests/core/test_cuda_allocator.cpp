@@ -127,7 +127,7 @@ TEST(CudaCachingAllocator, ReleaseCachedReturnsOnlyFreeBlocksToTheDevice) {
 TEST(CudaCachingAllocator, OnOutOfMemoryReturnsTheCacheAndRetriesOnce) {
   FakeSetup fake(4096);
   void* a = fake.allocator.allocate(2048);
-  fake.allocator.release(a);                 // 2048 cached, device full to 2048 of 4096
+  fake.allocator.release(a);                // 2048 cached, device full to 2048 of 4096
   void* b = fake.allocator.allocate(3072);  // fails at first, fits after the cache is freed
   ASSERT_NE(b, nullptr);
   const CudaCachingAllocator::Stats s = fake.allocator.stats();

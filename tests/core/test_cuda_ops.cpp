@@ -28,7 +28,9 @@ const Device kCuda = Device::cuda(0);
 // Element counts for the elementwise tests: odd, and none a multiple of a block size.
 const std::vector<int64_t> kSizes = {1, 7, 33, 1000003};
 
-std::string shape_name(const Shape& shape) { return shape_str(shape); }
+std::string shape_name(const Shape& shape) {
+  return shape_str(shape);
+}
 
 // ---- inputs (CPU f32) --------------------------------------------------------
 
@@ -43,7 +45,8 @@ Tensor uniform_cpu(const Shape& shape, uint64_t seed, double lo, double hi) {
 // below 256), so the CUDA results can be held to the CPU's without accumulation-order slack.
 Tensor integers_cpu(const Shape& shape, uint64_t seed, int lo, int hi) {
   std::vector<double> v = uniform_cpu(shape, seed, 0.0, 1.0).to_vector();
-  for (double& x : v) x = lo + std::floor(x * (hi - lo + 1));
+  for (double& x : v)
+    x = lo + std::floor(x * (hi - lo + 1));
   return Tensor::from_vector(v, shape);
 }
 
@@ -51,12 +54,15 @@ Tensor integers_cpu(const Shape& shape, uint64_t seed, int lo, int hi) {
 Tensor power_of_two_divisors_cpu(const Shape& shape, uint64_t seed) {
   static const double kDivisors[] = {-4, -2, -1, 1, 2, 4};
   std::vector<double> v = uniform_cpu(shape, seed, 0.0, 1.0).to_vector();
-  for (double& x : v) x = kDivisors[static_cast<int>(x * 6)];
+  for (double& x : v)
+    x = kDivisors[static_cast<int>(x * 6)];
   return Tensor::from_vector(v, shape);
 }
 
 // The f32 values a bf16 tensor holds: the inputs of the bf16 reference.
-Tensor round_to_bf16(const Tensor& x) { return x.to(DType::BF16).to(DType::F32); }
+Tensor round_to_bf16(const Tensor& x) {
+  return x.to(DType::BF16).to(DType::F32);
+}
 
 // ---- comparison --------------------------------------------------------------
 
@@ -72,16 +78,17 @@ Tensor round_to_bf16(const Tensor& x) { return x.to(DType::BF16).to(DType::F32);
     const bool same = std::isnan(a[i]) ? std::isnan(e[i]) : a[i] == e[i];
     if (!same) {
       return ::testing::AssertionFailure()
-             << what << ": element " << i << " is " << fmt::format("{:.17g}", a[i])
-             << ", expected " << fmt::format("{:.17g}", e[i]) << " (shape "
-             << shape_str(actual.shape()) << ")";
+             << what << ": element " << i << " is " << fmt::format("{:.17g}", a[i]) << ", expected "
+             << fmt::format("{:.17g}", e[i]) << " (shape " << shape_str(actual.shape()) << ")";
     }
   }
   return ::testing::AssertionSuccess();
 }
 
 // f32 CPU copy of a tensor from any device and dtype.
-Tensor host_f32(const Tensor& t) { return t.detach().to(kCpu).to(DType::F32); }
+Tensor host_f32(const Tensor& t) {
+  return t.detach().to(kCpu).to(DType::F32);
+}
 
 // ---- running one graph on a device --------------------------------------------
 
@@ -130,7 +137,8 @@ void expect_cuda_matches_cpu(const std::string& what, const GraphFn& fn,
   }
   if (!bf16) return;
   std::vector<Tensor> rounded;
-  for (const Tensor& in : inputs) rounded.push_back(round_to_bf16(in));
+  for (const Tensor& in : inputs)
+    rounded.push_back(round_to_bf16(in));
   const Outcome reference = run_graph(fn, rounded, round_to_bf16(grad_out), DType::F32, kCpu);
   const Outcome gpu16 = run_graph(fn, inputs, grad_out, DType::BF16, kCuda);
   const Tolerance tol16 = tolerance_for(DType::BF16);
@@ -184,34 +192,37 @@ std::vector<UnaryCase> unary_cases() {
 }
 
 TEST(CudaElementwise, UnaryOpsMatchTheCpuForwardAndBackward_CUDA) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
+  if (!cuda_available())
+    GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
   uint64_t seed = 100;
   for (const UnaryCase& c : unary_cases()) {
     for (int64_t n : kSizes) {
       const Tensor x = uniform_cpu({n}, ++seed, c.lo, c.hi);
       const Tensor gy = uniform_cpu({n}, ++seed, 0.5, 1.5);
-      expect_cuda_matches_cpu(std::string(c.name) + " n=" + std::to_string(n),
-                              [&](const std::vector<Tensor>& in) { return c.fn(in[0]); }, {x}, gy,
-                              /*bf16=*/true, c.bf16_grads);
+      expect_cuda_matches_cpu(
+          std::string(c.name) + " n=" + std::to_string(n),
+          [&](const std::vector<Tensor>& in) { return c.fn(in[0]); }, {x}, gy,
+          /*bf16=*/true, c.bf16_grads);
     }
   }
 }
 
 TEST(CudaElementwise, UnaryOpsReadNonContiguousViews_CUDA) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
+  if (!cuda_available())
+    GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
   const Tensor x = uniform_cpu({7, 33}, 7, 0.5, 2.0);
   const Tensor gy = uniform_cpu({33, 7}, 8, -1.0, 1.0);
   for (const UnaryCase& c : unary_cases()) {
-    expect_cuda_matches_cpu(std::string(c.name) + " of a transpose",
-                            [&](const std::vector<Tensor>& in) {
-                              return c.fn(in[0].transpose(0, 1));
-                            },
-                            {x}, gy, /*bf16=*/false, false);
+    expect_cuda_matches_cpu(
+        std::string(c.name) + " of a transpose",
+        [&](const std::vector<Tensor>& in) { return c.fn(in[0].transpose(0, 1)); }, {x}, gy,
+        /*bf16=*/false, false);
   }
 }
 
 TEST(CudaElementwise, UnaryOpsRunInF16WithinOneRounding_CUDA) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
+  if (!cuda_available())
+    GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
   // f16 computes in f32 and rounds once on store: within the f16 tolerance of the CPU f32
   // result on the f16-rounded inputs.
   uint64_t seed = 150;
@@ -241,13 +252,14 @@ const std::vector<BinaryCase> kBinaryCases = {
 };
 
 TEST(CudaElementwise, BroadcastBinaryOpsMatchTheCpuForwardAndBackward_CUDA) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
+  if (!cuda_available())
+    GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
   // Integer operands (divisors powers of two): the broadcast gradients are sums of exact terms,
   // so f32 on CUDA must equal the CPU and bf16 may differ by its one final rounding.
   const std::vector<std::pair<Shape, Shape>> shapes = {
-      {{7}, {7}},         {{33, 7}, {7}},           {{3, 1, 5}, {4, 1}},
-      {{33, 1}, {1, 7}},  {{}, {5, 3}},             {{1}, {1000003}},
-      {{1000003}, {1}},   {{1000003}, {1000003}},   {{2, 1, 3, 1, 5}, {1, 4, 1, 6, 1}},
+      {{7}, {7}},        {{33, 7}, {7}},         {{3, 1, 5}, {4, 1}},
+      {{33, 1}, {1, 7}}, {{}, {5, 3}},           {{1}, {1000003}},
+      {{1000003}, {1}},  {{1000003}, {1000003}}, {{2, 1, 3, 1, 5}, {1, 4, 1, 6, 1}},
   };
   uint64_t seed = 200;
   for (const BinaryCase& c : kBinaryCases) {
@@ -265,7 +277,8 @@ TEST(CudaElementwise, BroadcastBinaryOpsMatchTheCpuForwardAndBackward_CUDA) {
 }
 
 TEST(CudaElementwise, BinaryOpsOnRandomValuesMatchTheCpu_CUDA) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
+  if (!cuda_available())
+    GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
   // Same shapes, so no gradient is a sum: at most 3 bf16 roundings per gradient (div's).
   uint64_t seed = 300;
   for (const BinaryCase& c : kBinaryCases) {
@@ -273,32 +286,35 @@ TEST(CudaElementwise, BinaryOpsOnRandomValuesMatchTheCpu_CUDA) {
       const Tensor a = uniform_cpu({n}, ++seed, -2.0, 2.0);
       const Tensor b = uniform_cpu({n}, ++seed, 0.5, 2.0);
       const Tensor gy = uniform_cpu({n}, ++seed, -1.0, 1.0);
-      expect_cuda_matches_cpu(std::string(c.name) + " n=" + std::to_string(n),
-                              [&](const std::vector<Tensor>& in) { return c.fn(in[0], in[1]); },
-                              {a, b}, gy, /*bf16=*/true, /*bf16_grads=*/true);
+      expect_cuda_matches_cpu(
+          std::string(c.name) + " n=" + std::to_string(n),
+          [&](const std::vector<Tensor>& in) { return c.fn(in[0], in[1]); }, {a, b}, gy,
+          /*bf16=*/true, /*bf16_grads=*/true);
     }
   }
 }
 
 TEST(CudaElementwise, BinaryOpsReadStridedAndBroadcastViews_CUDA) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
+  if (!cuda_available())
+    GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
   const Tensor a = integers_cpu({7, 33}, 1, -3, 3);
   const Tensor b = integers_cpu({5, 33, 2}, 2, -3, 3);
   const Tensor gy = integers_cpu({33, 7}, 3, -3, 3);
   for (const BinaryCase& c : kBinaryCases) {
     if (std::string(c.name) == "div") continue;  // b holds zeros
-    expect_cuda_matches_cpu(std::string(c.name) + " of a transpose and a narrowed select",
-                            [&](const std::vector<Tensor>& in) {
-                              // [33, 7] strided with [33, 1] from a select of a narrow
-                              return c.fn(in[0].transpose(0, 1),
-                                          in[1].narrow(0, 1, 3).select(0, 2).narrow(1, 1, 1));
-                            },
-                            {a, b}, gy, /*bf16=*/true, /*bf16_grads=*/true);
+    expect_cuda_matches_cpu(
+        std::string(c.name) + " of a transpose and a narrowed select",
+        [&](const std::vector<Tensor>& in) {
+          // [33, 7] strided with [33, 1] from a select of a narrow
+          return c.fn(in[0].transpose(0, 1), in[1].narrow(0, 1, 3).select(0, 2).narrow(1, 1, 1));
+        },
+        {a, b}, gy, /*bf16=*/true, /*bf16_grads=*/true);
   }
 }
 
 TEST(CudaElementwise, IntegerTensorsAreRejectedWithTheDTypeNamed_CUDA) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
+  if (!cuda_available())
+    GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
   const Tensor a = Tensor::arange(5, DType::I64, kCuda);
   try {
     ops::add(a, a);
@@ -309,7 +325,8 @@ TEST(CudaElementwise, IntegerTensorsAreRejectedWithTheDTypeNamed_CUDA) {
 }
 
 TEST(CudaElementwise, AComposedGraphGivesTheCpuLeafGradients_CUDA) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
+  if (!cuda_available())
+    GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
   const Tensor a = uniform_cpu({5, 7}, 11, -1.0, 1.0);
   const Tensor b = uniform_cpu({7}, 12, -1.0, 1.0);
   const Tensor c = uniform_cpu({5, 1}, 13, 0.5, 1.5);
@@ -327,7 +344,8 @@ TEST(CudaElementwise, AComposedGraphGivesTheCpuLeafGradients_CUDA) {
 }
 
 TEST(CudaElementwise, AGraphCrossingDevicesBackpropagatesToCpuLeaves_CUDA) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
+  if (!cuda_available())
+    GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
   const Tensor x = uniform_cpu({3, 7}, 21, -1.0, 1.0);
   auto run = [&](Device middle) {
     Tensor leaf = x.detach().clone();
@@ -351,13 +369,14 @@ struct ReduceShape {
 };
 
 const std::vector<ReduceShape> kReduceShapes = {
-    {{1}, {0}},          {{7}, {0}},           {{33, 7}, {0}},         {{33, 7}, {1}},
-    {{33, 7}, {0, 1}},   {{5, 7, 33}, {1}},    {{5, 7, 33}, {0, 2}},   {{5, 7, 33}, {-1}},
-    {{1000003}, {0}},    {{3, 333337}, {1}},   {{333337, 3}, {0}},     {{2, 1000003, 1}, {1}},
+    {{1}, {0}},        {{7}, {0}},         {{33, 7}, {0}},       {{33, 7}, {1}},
+    {{33, 7}, {0, 1}}, {{5, 7, 33}, {1}},  {{5, 7, 33}, {0, 2}}, {{5, 7, 33}, {-1}},
+    {{1000003}, {0}},  {{3, 333337}, {1}}, {{333337, 3}, {0}},   {{2, 1000003, 1}, {1}},
 };
 
 TEST(CudaReduce, SumAndMeanMatchTheCpuForwardAndBackward_CUDA) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
+  if (!cuda_available())
+    GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
   // Integer inputs: every partial sum is exact in f32, whatever order CUDA adds in.
   uint64_t seed = 400;
   for (const ReduceShape& r : kReduceShapes) {
@@ -366,29 +385,31 @@ TEST(CudaReduce, SumAndMeanMatchTheCpuForwardAndBackward_CUDA) {
       const std::vector<int64_t> dims = r.dims;
       const Shape out_shape = ops::sum(x, dims, keepdim).shape();
       const Tensor gy = integers_cpu(out_shape, ++seed, -3, 3);
-      const std::string where = shape_name(r.shape) + " dims " + shape_name(dims) +
-                                (keepdim ? " keepdim" : "");
+      const std::string where =
+          shape_name(r.shape) + " dims " + shape_name(dims) + (keepdim ? " keepdim" : "");
       expect_cuda_matches_cpu(
           "sum " + where,
           [&](const std::vector<Tensor>& in) { return ops::sum(in[0], dims, keepdim); }, {x}, gy,
           /*bf16=*/true, /*bf16_grads=*/true);
       expect_cuda_matches_cpu(
           "mean " + where,
-          [&](const std::vector<Tensor>& in) { return ops::mean(in[0], dims, keepdim); }, {x},
-          gy, /*bf16=*/true, /*bf16_grads=*/true);
+          [&](const std::vector<Tensor>& in) { return ops::mean(in[0], dims, keepdim); }, {x}, gy,
+          /*bf16=*/true, /*bf16_grads=*/true);
     }
   }
   const Tensor x = integers_cpu({5, 7, 33}, 499, -3, 3);
   const Tensor one = Tensor::ones({});
-  expect_cuda_matches_cpu("sum of all", [](const std::vector<Tensor>& in) { return ops::sum(in[0]); },
-                          {x}, one, true, true);
-  expect_cuda_matches_cpu("mean of all",
-                          [](const std::vector<Tensor>& in) { return ops::mean(in[0]); }, {x},
-                          one, true, true);
+  expect_cuda_matches_cpu(
+      "sum of all", [](const std::vector<Tensor>& in) { return ops::sum(in[0]); }, {x}, one, true,
+      true);
+  expect_cuda_matches_cpu(
+      "mean of all", [](const std::vector<Tensor>& in) { return ops::mean(in[0]); }, {x}, one, true,
+      true);
 }
 
 TEST(CudaReduce, SumOfRandomValuesIsWithinTheF32Tolerance_CUDA) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
+  if (!cuda_available())
+    GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
   // Positive terms, at most 33 per sum: f32 accumulation is within 33 * 2^-24 relative.
   const Tensor x = uniform_cpu({5, 7, 33}, 31, 0.5, 1.5);
   for (int64_t dim : {0, 1, 2}) {
@@ -400,7 +421,8 @@ TEST(CudaReduce, SumOfRandomValuesIsWithinTheF32Tolerance_CUDA) {
 }
 
 TEST(CudaReduce, MaxAndArgmaxMatchTheCpuExactly_CUDA) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
+  if (!cuda_available())
+    GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
   uint64_t seed = 500;
   for (const ReduceShape& r : kReduceShapes) {
     if (r.dims.size() != 1) continue;
@@ -413,8 +435,8 @@ TEST(CudaReduce, MaxAndArgmaxMatchTheCpuExactly_CUDA) {
         const std::string where = std::string(dtype_name(dtype)) + " " + shape_name(r.shape) +
                                   " dim " + std::to_string(dim) + (keepdim ? " keepdim" : "");
         const Tensor xc = x.to(dtype).to(kCuda);
-        EXPECT_TRUE(identical(ops::max(xc, dim, keepdim), ops::max(x, dim, keepdim),
-                              "max " + where));
+        EXPECT_TRUE(
+            identical(ops::max(xc, dim, keepdim), ops::max(x, dim, keepdim), "max " + where));
         const Tensor index = ops::argmax(xc, dim, keepdim);
         EXPECT_EQ(index.dtype(), DType::I64);
         EXPECT_EQ(index.to_vector_i64(), ops::argmax(x, dim, keepdim).to_vector_i64())
@@ -427,7 +449,8 @@ TEST(CudaReduce, MaxAndArgmaxMatchTheCpuExactly_CUDA) {
 }
 
 TEST(CudaReduce, MaxGradientReachesTheFirstMaximum_CUDA) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
+  if (!cuda_available())
+    GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
   // Integers in [-2, 2] make many ties; the gradient goes to the first maximum on both.
   uint64_t seed = 600;
   for (const ReduceShape& r : kReduceShapes) {
@@ -445,9 +468,11 @@ TEST(CudaReduce, MaxGradientReachesTheFirstMaximum_CUDA) {
 }
 
 TEST(CudaReduce, MaxPropagatesTheFirstNaNLikeTheCpu_CUDA) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
+  if (!cuda_available())
+    GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
   std::vector<double> v(3 * 300);
-  for (size_t i = 0; i < v.size(); ++i) v[i] = std::sin(static_cast<double>(i));
+  for (size_t i = 0; i < v.size(); ++i)
+    v[i] = std::sin(static_cast<double>(i));
   v[1 * 300 + 17] = NAN;  // row 1: NaN at 17 and 250
   v[1 * 300 + 250] = NAN;
   v[2 * 300 + 299] = NAN;  // row 2: NaN last
@@ -457,9 +482,8 @@ TEST(CudaReduce, MaxPropagatesTheFirstNaNLikeTheCpu_CUDA) {
     EXPECT_TRUE(identical(ops::max(xc, dim), ops::max(x, dim), "max dim " + std::to_string(dim)));
     EXPECT_EQ(ops::argmax(xc, dim).to_vector_i64(), ops::argmax(x, dim).to_vector_i64());
   }
-  EXPECT_EQ(ops::argmax(x.to(kCuda), 1).to_vector_i64(), (std::vector<int64_t>{
-                                                             ops::argmax(x, 1).to_vector_i64()[0],
-                                                             17, 299}));
+  EXPECT_EQ(ops::argmax(x.to(kCuda), 1).to_vector_i64(),
+            (std::vector<int64_t>{ops::argmax(x, 1).to_vector_i64()[0], 17, 299}));
 }
 
 // ---- copies and conversions ------------------------------------------------------
@@ -470,11 +494,12 @@ const std::vector<DType> kAllDTypes = {DType::F32, DType::F64, DType::BF16,
 // Values that exercise rounding, truncation, ties, f16 overflow and f64 -> bf16 double rounding
 // (1 + 2^-8 + 2^-30 rounds to the bf16 tie 1 + 2^-8 in f32, then to even: 1).
 const std::vector<double> kConversionValues = {
-    0.0,    -0.0,    0.5,      -2.5,      3.14159265358979, -300.7,    1e5,
-    65519,  65520,   123456.789, 16777217, -0.49,           1.0 + 0x1p-8 + 0x1p-30, 7.0};
+    0.0,   -0.0,       0.5,      -2.5,  3.14159265358979,       -300.7, 1e5, 65519,
+    65520, 123456.789, 16777217, -0.49, 1.0 + 0x1p-8 + 0x1p-30, 7.0};
 
 TEST(CudaCopy, ToDeviceRoundTripsEveryDTypeExactly_CUDA) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
+  if (!cuda_available())
+    GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
   for (DType dtype : kAllDTypes) {
     const Tensor x = Tensor::from_vector(kConversionValues, {2, 7}, dtype);
     const Tensor on_gpu = x.to(kCuda);
@@ -487,7 +512,8 @@ TEST(CudaCopy, ToDeviceRoundTripsEveryDTypeExactly_CUDA) {
 }
 
 TEST(CudaCopy, ToDTypeOnCudaConvertsLikeTheCpuForEveryPair_CUDA) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
+  if (!cuda_available())
+    GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
   for (DType from : kAllDTypes) {
     const Tensor x = Tensor::from_vector(kConversionValues, {14}, from);
     for (DType to : kAllDTypes) {
@@ -504,15 +530,22 @@ TEST(CudaCopy, ToDTypeOnCudaConvertsLikeTheCpuForEveryPair_CUDA) {
 }
 
 TEST(CudaCopy, ContiguousOfViewsMatchesTheCpu_CUDA) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
+  if (!cuda_available())
+    GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
   const Tensor x = uniform_cpu({3, 5, 7}, 41, -100.0, 100.0);
   const Tensor big = uniform_cpu({1000003 + 10}, 42, -1.0, 1.0);
   const std::vector<std::pair<std::string, std::function<Tensor(const Tensor&)>>> views = {
-      {"permute", [](const Tensor& t) { return t.permute({2, 0, 1}); }},
+      {"permute",
+       [](const Tensor& t) {
+         return t.permute({2, 0, 1});
+       }},
       {"transpose", [](const Tensor& t) { return t.transpose(0, 2); }},
       {"narrow", [](const Tensor& t) { return t.narrow(2, 1, 5); }},
       {"select", [](const Tensor& t) { return t.select(1, 3); }},
-      {"expand", [](const Tensor& t) { return t.select(2, 0).unsqueeze(0).expand({4, 3, 5}); }},
+      {"expand",
+       [](const Tensor& t) {
+         return t.select(2, 0).unsqueeze(0).expand({4, 3, 5});
+       }},
       {"0-dim", [](const Tensor& t) { return t.select(0, 1).select(0, 2).select(0, 3); }},
   };
   for (const auto& [name, view] : views) {
@@ -522,8 +555,8 @@ TEST(CudaCopy, ContiguousOfViewsMatchesTheCpu_CUDA) {
       if (name != "0-dim") {
         EXPECT_FALSE(gpu.is_contiguous()) << name;
       }
-      EXPECT_TRUE(identical(gpu.contiguous(), cpu.contiguous(), name + " " +
-                                                                std::string(dtype_name(dtype))));
+      EXPECT_TRUE(identical(gpu.contiguous(), cpu.contiguous(),
+                            name + " " + std::string(dtype_name(dtype))));
     }
   }
   const Tensor narrowed = big.to(kCuda).narrow(0, 10, 1000003);
@@ -531,25 +564,27 @@ TEST(CudaCopy, ContiguousOfViewsMatchesTheCpu_CUDA) {
 }
 
 TEST(CudaCopy, CopyIntoCudaViewsBroadcastsAndConverts_CUDA) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
+  if (!cuda_available())
+    GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
   const Tensor row = Tensor::from_vector({1.5, -2.25, 3.0}, {3}, DType::F64);
   Tensor cpu = Tensor::zeros({5, 7}, DType::BF16);
   Tensor gpu = Tensor::zeros({5, 7}, DType::BF16, kCuda);
   cpu.narrow(1, 2, 3).copy_(row);
-  gpu.narrow(1, 2, 3).copy_(row);          // from the CPU, broadcast over 5 rows
-  gpu.select(0, 4).fill_(-7.0);            // a strided fill
+  gpu.narrow(1, 2, 3).copy_(row);  // from the CPU, broadcast over 5 rows
+  gpu.select(0, 4).fill_(-7.0);    // a strided fill
   cpu.select(0, 4).fill_(-7.0);
   gpu.transpose(0, 1).narrow(0, 0, 1).copy_(row.to(kCuda).narrow(0, 0, 1).expand({1, 5}));
   cpu.transpose(0, 1).narrow(0, 0, 1).copy_(row.narrow(0, 0, 1).expand({1, 5}));
   EXPECT_TRUE(identical(gpu, cpu, "copied and filled views"));
-  EXPECT_TRUE(identical(Tensor::full({33}, 2.5, DType::F16, kCuda), Tensor::full({33}, 2.5, DType::F16),
-                        "full f16"));
+  EXPECT_TRUE(identical(Tensor::full({33}, 2.5, DType::F16, kCuda),
+                        Tensor::full({33}, 2.5, DType::F16), "full f16"));
   EXPECT_TRUE(identical(Tensor::arange(0.0, 7.0, 0.5, DType::F32, kCuda),
                         Tensor::arange(0.0, 7.0, 0.5), "arange"));
 }
 
 TEST(CudaCopy, ToDeviceAndToDTypeCarryGradients_CUDA) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
+  if (!cuda_available())
+    GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
   Tensor x = uniform_cpu({7}, 51, -1.0, 1.0);
   x.set_requires_grad(true);
   const Tensor w = uniform_cpu({7}, 52, -1.0, 1.0);
@@ -562,7 +597,8 @@ TEST(CudaCopy, ToDeviceAndToDTypeCarryGradients_CUDA) {
 }
 
 TEST(CudaCopy, ViewsThatKeepMoreThanEightDimsAreRejected_CUDA) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
+  if (!cuda_available())
+    GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
   const Tensor x = Tensor::zeros(Shape(9, 2), DType::F32, kCuda);
   const Tensor reversed = x.permute({8, 7, 6, 5, 4, 3, 2, 1, 0});  // no two dims merge
   try {
@@ -572,12 +608,13 @@ TEST(CudaCopy, ViewsThatKeepMoreThanEightDimsAreRejected_CUDA) {
     EXPECT_NE(std::string(e.what()).find("at most 8"), std::string::npos) << e.what();
   }
   // Nine dims that merge are fine.
-  EXPECT_TRUE(identical(x.narrow(8, 0, 1).contiguous(), Tensor::zeros(Shape{2, 2, 2, 2, 2, 2, 2, 2, 1}),
-                        "narrowed 9-dim"));
+  EXPECT_TRUE(identical(x.narrow(8, 0, 1).contiguous(),
+                        Tensor::zeros(Shape{2, 2, 2, 2, 2, 2, 2, 2, 1}), "narrowed 9-dim"));
 }
 
 TEST(CudaCopy, AFailedCudaCallNamesTheCallAndTheDevice_CUDA) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
+  if (!cuda_available())
+    GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
   try {
     cuda_memory::memset_zero(reinterpret_cast<void*>(0x1000), 16, 999);  // no device 999
     FAIL() << "expected an error";
@@ -596,7 +633,8 @@ TEST(CudaCopy, AFailedCudaCallNamesTheCallAndTheDevice_CUDA) {
 // ---- random fills ----------------------------------------------------------------
 
 TEST(CudaRandom, FillsEqualTheCpuFillsBitForBit_CUDA) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
+  if (!cuda_available())
+    GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
   const uint64_t offsets[] = {0, 12345, (uint64_t(1) << 32) - 3};  // the last crosses 2^32
   for (DType dtype : {DType::F64, DType::F32, DType::BF16, DType::F16}) {
     for (int64_t n : {int64_t(1), int64_t(7), int64_t(1000003)}) {
@@ -622,7 +660,8 @@ TEST(CudaRandom, FillsEqualTheCpuFillsBitForBit_CUDA) {
 }
 
 TEST(CudaRandom, GeneratorDrawsOnCudaMatchTheCpu_CUDA) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
+  if (!cuda_available())
+    GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
   Generator cpu_gen(5), gpu_gen(5);
   const Tensor a = rand({33, 7}, cpu_gen);
   const Tensor b = randn({1000003}, cpu_gen, DType::BF16);
@@ -636,7 +675,8 @@ TEST(CudaRandom, GeneratorDrawsOnCudaMatchTheCpu_CUDA) {
 // ---- the caching allocator -------------------------------------------------------
 
 TEST(CudaAllocator, PeakGrowsAndAFreedBlockIsReusedWithoutCudaMalloc_CUDA) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
+  if (!cuda_available())
+    GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
   CudaCachingAllocator& allocator = CudaCachingAllocator::for_device(0);
   allocator.release_cached();
   allocator.reset_peak();
@@ -675,7 +715,8 @@ TEST(CudaAllocator, PeakGrowsAndAFreedBlockIsReusedWithoutCudaMalloc_CUDA) {
 }
 
 TEST(CudaAllocator, OutOfMemoryNamesTheRequestedSize_CUDA) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
+  if (!cuda_available())
+    GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
   try {
     Tensor::empty({int64_t(1) << 48}, DType::F32, kCuda);  // 1 PiB
     FAIL() << "expected an out-of-memory error";

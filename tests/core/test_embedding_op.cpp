@@ -23,7 +23,8 @@ TEST(Embedding, LooksUpTheRowOfEveryIdKeepingTheIdsShape) {
     ASSERT_EQ(out.shape(), (Shape{2, 3, 3}));
     std::vector<double> expected;
     for (int64_t id : ids) {
-      for (int64_t j = 0; j < 3; ++j) expected.push_back(w[id * 3 + j]);
+      for (int64_t j = 0; j < 3; ++j)
+        expected.push_back(w[id * 3 + j]);
     }
     EXPECT_EQ(out.to_vector(), expected);  // a gather copies values exactly
   }
@@ -43,7 +44,8 @@ TEST(Embedding, BackwardScatterAddsRowsOfRepeatedIds) {
   const std::vector<double> gv = g.to_vector();
   std::vector<double> expected(10, 0.0);
   for (size_t i = 0; i < ids.size(); ++i) {
-    for (int64_t j = 0; j < 2; ++j) expected[ids[i] * 2 + j] += gv[i * 2 + j];
+    for (int64_t j = 0; j < 2; ++j)
+      expected[ids[i] * 2 + j] += gv[i * 2 + j];
   }
   EXPECT_ALL_CLOSE(weight.grad(), Tensor::from_vector(expected, {5, 2}, DType::F64),
                    testing::tolerance_for(DType::F64));

@@ -55,7 +55,8 @@ class Block : public UnaryModule {
   }
   std::string type_name() const override { return "Block"; }
   Tensor forward(const Tensor& x) override {
-    return child_as<UnaryModule>("mlp").forward(child_as<UnaryModule>("input_layernorm").forward(x));
+    return child_as<UnaryModule>("mlp").forward(
+        child_as<UnaryModule>("input_layernorm").forward(x));
   }
 };
 
@@ -74,7 +75,8 @@ class Model : public UnaryModule {
   ModuleList& layers() const { return child_as<ModuleList>("layers"); }
   Tensor forward(const Tensor& x) override {
     Tensor h = child_as<UnaryModule>("embed_tokens").forward(x);
-    for (int64_t i = 0; i < layers().size(); ++i) h = layers().at<UnaryModule>(i).forward(h);
+    for (int64_t i = 0; i < layers().size(); ++i)
+      h = layers().at<UnaryModule>(i).forward(h);
     return h;
   }
 };
@@ -94,7 +96,8 @@ class CausalLm : public UnaryModule {
 
 std::vector<std::string> names_of(const auto& named) {
   std::vector<std::string> out;
-  for (const auto& [name, value] : named) out.push_back(name);
+  for (const auto& [name, value] : named)
+    out.push_back(name);
   return out;
 }
 
@@ -153,13 +156,15 @@ TEST(ModuleNames, NamedModulesListsEveryDescendantPreOrderWithPaths) {
   EXPECT_EQ(names_of(modules), expected);
   EXPECT_EQ(modules[2].second->type_name(), "ModuleList");
   // Each module knows its own path from the root.
-  for (const auto& [name, module] : modules) EXPECT_EQ(module->path(), name);
+  for (const auto& [name, module] : modules)
+    EXPECT_EQ(module->path(), name);
   EXPECT_EQ(lm.path(), "");
 }
 
 TEST(ModuleNames, FloatingParametersRequireGradAndIntegerOnesDoNot) {
   CausalLm lm(3, 1);
-  for (const auto& [name, t] : lm.named_parameters()) EXPECT_TRUE(t.requires_grad()) << name;
+  for (const auto& [name, t] : lm.named_parameters())
+    EXPECT_TRUE(t.requires_grad()) << name;
   Scale s(2, 1.0);
   EXPECT_FALSE(s.register_parameter("count", Tensor::arange(2)).requires_grad());
   EXPECT_FALSE(lm.named_buffers()[0].second.requires_grad());
@@ -176,8 +181,9 @@ TEST(ModuleRegistration, RejectsEmptyDottedAndDuplicateNamesNamingTheModulePath)
                           {"'up_proj'", "already used by a child module", "model.layers.1.mlp"});
   // Uniqueness spans parameters, buffers and children.
   Module& up = *lm.get_submodule("model.layers.1.mlp.up_proj");
-  expect_error_mentioning([&] { up.register_buffer("weight", Tensor::zeros({1})); },
-                          {"'weight'", "already used by a parameter", "model.layers.1.mlp.up_proj"});
+  expect_error_mentioning(
+      [&] { up.register_buffer("weight", Tensor::zeros({1})); },
+      {"'weight'", "already used by a parameter", "model.layers.1.mlp.up_proj"});
   expect_error_mentioning([&] { lm.register_module("model", std::make_shared<Scale>(3, 1.0)); },
                           {"'model'", "CausalLm (root module)"});
   // A rejected registration leaves the tree as it was.
@@ -247,7 +253,8 @@ TEST(ModuleStateDict, RoundTripCopiesValuesInPlaceWithoutAliasing) {
 TEST(ModuleStateDict, ShapeMismatchNamesTheKeyAndBothShapesAndLoadsNothing) {
   CausalLm small(3, 1), big(4, 1);
   StateDict sd = big.state_dict();
-  for (auto& [name, t] : sd) t.fill_(5.0);
+  for (auto& [name, t] : sd)
+    t.fill_(5.0);
   expect_error_mentioning([&] { small.load_state_dict(sd); },
                           {"'lm_head.weight'", "shape mismatch", "module has [3]", "dict has [4]"});
   // Nothing was copied, not even keys that were checked before the bad one.
@@ -275,7 +282,8 @@ TEST(ModuleStateDict, StrictLoadReportsMissingAndUnexpectedKeysTogether) {
                           {"missing keys (2)", "lm_head.weight", "model.position_ids",
                            "unexpected keys (1)", "lm_head.bias"});
   // Non-strict loads the rest and reports what it skipped.
-  for (auto& [name, t] : sd) t = Tensor::full(t.shape(), 4.0, t.dtype());
+  for (auto& [name, t] : sd)
+    t = Tensor::full(t.shape(), 4.0, t.dtype());
   const LoadStateDictResult result = lm.load_state_dict(sd, /*strict=*/false);
   EXPECT_EQ(result.missing_keys,
             (std::vector<std::string>{"lm_head.weight", "model.position_ids"}));
@@ -305,8 +313,7 @@ TEST(ModuleReplace, NamedParametersStateDictAndForwardSeeTheNewModule) {
   EXPECT_EQ(std::find(names.begin(), names.end(), "model.layers.1.mlp.up_proj.weight"),
             names.end());
   EXPECT_EQ(lm->state_dict().count("model.layers.1.mlp.up_proj.bias"), 1u);
-  EXPECT_EQ(lm->get_submodule("model.layers.1.mlp.up_proj")->path(),
-            "model.layers.1.mlp.up_proj");
+  EXPECT_EQ(lm->get_submodule("model.layers.1.mlp.up_proj")->path(), "model.layers.1.mlp.up_proj");
   EXPECT_NE(lm->get_submodule("model.layers.1.mlp")->to_string().find("(up_proj): Shift()"),
             std::string::npos);
 
@@ -341,14 +348,17 @@ TEST(ModuleModes, TrainAndEvalReachEveryDescendantAndReplacementsInheritTheMode)
   EXPECT_TRUE(lm.is_training());
   lm.eval();
   EXPECT_FALSE(lm.is_training());
-  for (const auto& [name, m] : lm.named_modules()) EXPECT_FALSE(m->is_training()) << name;
+  for (const auto& [name, m] : lm.named_modules())
+    EXPECT_FALSE(m->is_training()) << name;
   lm.replace_module("model.layers.1", std::make_shared<Block>(3, 1.0, 1.0, 1.0));
-  for (const auto& [name, m] : lm.named_modules()) EXPECT_FALSE(m->is_training()) << name;
+  for (const auto& [name, m] : lm.named_modules())
+    EXPECT_FALSE(m->is_training()) << name;
   lm.get_submodule("model.layers")->train();
   EXPECT_FALSE(lm.get_submodule("model")->is_training());
   EXPECT_TRUE(lm.get_submodule("model.layers.1.mlp.down_proj")->is_training());
   lm.train();
-  for (const auto& [name, m] : lm.named_modules()) EXPECT_TRUE(m->is_training()) << name;
+  for (const auto& [name, m] : lm.named_modules())
+    EXPECT_TRUE(m->is_training()) << name;
 }
 
 TEST(ModuleGradients, ZeroGradDropsEveryParameterGradient) {
@@ -361,7 +371,8 @@ TEST(ModuleGradients, ZeroGradDropsEveryParameterGradient) {
   EXPECT_EQ(lm.get_submodule("lm_head")->parameter("weight").grad().to_vector(),
             (std::vector<double>{6.0, 12.0, 18.0}));
   lm.zero_grad();
-  for (const auto& [name, t] : lm.named_parameters()) EXPECT_FALSE(t.grad().defined()) << name;
+  for (const auto& [name, t] : lm.named_parameters())
+    EXPECT_FALSE(t.grad().defined()) << name;
 }
 
 TEST(ModuleTying, ATensorRegisteredTwiceIsOneParameterButTwoStateDictKeys) {

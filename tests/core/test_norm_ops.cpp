@@ -21,7 +21,8 @@ std::vector<double> reference_rms_norm(const std::vector<double>& x, const std::
   std::vector<double> y(x.size());
   for (int64_t r = 0; r < rows; ++r) {
     double ms = 0.0;
-    for (int64_t j = 0; j < dim; ++j) ms += x[r * dim + j] * x[r * dim + j];
+    for (int64_t j = 0; j < dim; ++j)
+      ms += x[r * dim + j] * x[r * dim + j];
     ms /= static_cast<double>(dim);
     for (int64_t j = 0; j < dim; ++j) {
       y[r * dim + j] = x[r * dim + j] / std::sqrt(ms + eps) * (w.empty() ? 1.0 : w[j]);
@@ -31,16 +32,17 @@ std::vector<double> reference_rms_norm(const std::vector<double>& x, const std::
 }
 
 // torch.nn.LayerNorm on [rows, dim] with biased variance; empty w / b mean ones / zeros.
-std::vector<double> reference_layer_norm(const std::vector<double>& x,
-                                         const std::vector<double>& w,
+std::vector<double> reference_layer_norm(const std::vector<double>& x, const std::vector<double>& w,
                                          const std::vector<double>& b, int64_t rows, int64_t dim,
                                          double eps) {
   std::vector<double> y(x.size());
   for (int64_t r = 0; r < rows; ++r) {
     double mean = 0.0, var = 0.0;
-    for (int64_t j = 0; j < dim; ++j) mean += x[r * dim + j];
+    for (int64_t j = 0; j < dim; ++j)
+      mean += x[r * dim + j];
     mean /= static_cast<double>(dim);
-    for (int64_t j = 0; j < dim; ++j) var += (x[r * dim + j] - mean) * (x[r * dim + j] - mean);
+    for (int64_t j = 0; j < dim; ++j)
+      var += (x[r * dim + j] - mean) * (x[r * dim + j] - mean);
     var /= static_cast<double>(dim);
     for (int64_t j = 0; j < dim; ++j) {
       y[r * dim + j] = (x[r * dim + j] - mean) / std::sqrt(var + eps) * (w.empty() ? 1.0 : w[j]) +
@@ -55,14 +57,15 @@ TEST(RmsNorm, MatchesTheLlamaRmsNormFormulaWithAndWithoutWeight) {
     const Tensor x = random_tensor({2, 3, 7}, 40, dtype, -2.0, 2.0);
     const Tensor w = random_tensor({7}, 41, dtype, 0.5, 1.5);
     const double eps = 1e-5;
-    EXPECT_ALL_CLOSE(ops::rms_norm(x, w, eps),
-                     Tensor::from_vector(reference_rms_norm(x.to_vector(), w.to_vector(), 6, 7, eps),
-                                         {2, 3, 7}, dtype),
-                     testing::tolerance_for(dtype));
-    EXPECT_ALL_CLOSE(ops::rms_norm(x, Tensor(), eps),
-                     Tensor::from_vector(reference_rms_norm(x.to_vector(), {}, 6, 7, eps),
-                                         {2, 3, 7}, dtype),
-                     testing::tolerance_for(dtype));
+    EXPECT_ALL_CLOSE(
+        ops::rms_norm(x, w, eps),
+        Tensor::from_vector(reference_rms_norm(x.to_vector(), w.to_vector(), 6, 7, eps), {2, 3, 7},
+                            dtype),
+        testing::tolerance_for(dtype));
+    EXPECT_ALL_CLOSE(
+        ops::rms_norm(x, Tensor(), eps),
+        Tensor::from_vector(reference_rms_norm(x.to_vector(), {}, 6, 7, eps), {2, 3, 7}, dtype),
+        testing::tolerance_for(dtype));
   }
 }
 
@@ -106,9 +109,9 @@ TEST(LayerNorm, MatchesTheFormulaForEveryWeightBiasCombination) {
     for (bool with_w : {false, true}) {
       for (bool with_b : {false, true}) {
         const Tensor y = ops::layer_norm(x, with_w ? w : Tensor(), with_b ? b : Tensor(), eps);
-        const std::vector<double> expected = reference_layer_norm(
-            x.to_vector(), with_w ? w.to_vector() : std::vector<double>{},
-            with_b ? b.to_vector() : std::vector<double>{}, 3, 7, eps);
+        const std::vector<double> expected =
+            reference_layer_norm(x.to_vector(), with_w ? w.to_vector() : std::vector<double>{},
+                                 with_b ? b.to_vector() : std::vector<double>{}, 3, 7, eps);
         EXPECT_ALL_CLOSE(y, Tensor::from_vector(expected, {3, 7}, dtype),
                          testing::tolerance_for(dtype))
             << "weight " << with_w << ", bias " << with_b << ", dtype " << dtype_name(dtype);

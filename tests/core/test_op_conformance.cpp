@@ -30,9 +30,15 @@ struct OpCase {
   std::function<Tensor(const std::vector<Tensor>&)> fn;
 };
 
-InputSpec f(Shape shape) { return {std::move(shape)}; }
-InputSpec positive(Shape shape) { return {std::move(shape), 0, 0.5, 2.0}; }
-InputSpec ids(Shape shape, int64_t range) { return {std::move(shape), range}; }
+InputSpec f(Shape shape) {
+  return {std::move(shape)};
+}
+InputSpec positive(Shape shape) {
+  return {std::move(shape), 0, 0.5, 2.0};
+}
+InputSpec ids(Shape shape, int64_t range) {
+  return {std::move(shape), range};
+}
 
 std::vector<OpCase> conformance_table() {
   using V = const std::vector<Tensor>&;
@@ -56,14 +62,18 @@ std::vector<OpCase> conformance_table() {
       {"sigmoid", {f({3, 5})}, [](V x) { return ops::sigmoid(x[0]); }},
       {"silu", {f({3, 5})}, [](V x) { return ops::silu(x[0]); }},
       {"gelu erf", {f({3, 5})}, [](V x) { return ops::gelu(x[0]); }},
-      {"gelu tanh",
-       {f({3, 5})},
-       [](V x) { return ops::gelu(x[0], ops::GeluApproximation::Tanh); }},
-      {"sum dims", {f({3, 4, 5})}, [](V x) { return ops::sum(x[0], {0, 2}); }},
+      {"gelu tanh", {f({3, 5})}, [](V x) { return ops::gelu(x[0], ops::GeluApproximation::Tanh); }},
+      {"sum dims",
+       {f({3, 4, 5})},
+       [](V x) {
+         return ops::sum(x[0], {0, 2});
+       }},
       {"mean keepdim", {f({3, 4, 5})}, [](V x) { return ops::mean(x[0], {-1}, true); }},
       {"max dim", {f({3, 7})}, [](V x) { return ops::max(x[0], 1); }},
       {"matmul batched", {f({2, 3, 5}), f({2, 5, 4})}, [](V x) { return ops::matmul(x[0], x[1]); }},
-      {"matmul broadcast b", {f({2, 3, 5}), f({5, 7})}, [](V x) { return ops::matmul(x[0], x[1]); }},
+      {"matmul broadcast b",
+       {f({2, 3, 5}), f({5, 7})},
+       [](V x) { return ops::matmul(x[0], x[1]); }},
       {"matmul transposed view",
        {f({5, 3}), f({4, 5})},
        [](V x) { return ops::matmul(x[0].transpose(0, 1), x[1].transpose(0, 1)); }},
@@ -93,15 +103,25 @@ std::vector<OpCase> conformance_table() {
       {"attention non-causal",
        {f({1, 2, 3, 4}), f({1, 2, 3, 4}), f({1, 2, 3, 4})},
        [](V x) { return ops::scaled_dot_product_attention(x[0], x[1], x[2], false); }},
-      {"cat", {f({2, 3}), f({2, 4})}, [](V x) { return ops::cat({x[0], x[1]}, 1); }},
+      {"cat",
+       {f({2, 3}), f({2, 4})},
+       [](V x) {
+         return ops::cat({x[0], x[1]}, 1);
+       }},
       {"chunk", {f({7, 3})}, [](V x) { return ops::chunk(x[0], 3, 0)[1]; }},
-      {"split sizes", {f({3, 7})}, [](V x) { return ops::split(x[0], {2, 5}, 1)[1]; }},
+      {"split sizes",
+       {f({3, 7})},
+       [](V x) {
+         return ops::split(x[0], {2, 5}, 1)[1];
+       }},
       {"index_select",
        {f({5, 3}), ids({4}, 5)},
        [](V x) { return ops::index_select(x[0], 0, x[1]); }},
       {"views: permute/narrow/expand/reshape",
        {f({2, 3, 1})},
-       [](V x) { return x[0].permute({2, 0, 1}).narrow(2, 1, 2).expand({4, 2, 2}).reshape({8, 2}); }},
+       [](V x) {
+         return x[0].permute({2, 0, 1}).narrow(2, 1, 2).expand({4, 2, 2}).reshape({8, 2});
+       }},
       {"to(f64) and back",  // exact both ways; on CUDA f32 rows it casts f32 -> f64 -> f32
        {f({3, 2})},
        [](V x) { return ops::mul(x[0].to(DType::F64).to(x[0].dtype()), 2.0); }},
@@ -114,7 +134,8 @@ std::vector<Tensor> make_inputs(const OpCase& row, DType dtype, Device device) {
   uint64_t seed = 100;
   for (const InputSpec& spec : row.inputs) {
     if (spec.index_range > 0) {
-      const Tensor u = random_f64(spec.shape, seed++, false, 0.0, static_cast<double>(spec.index_range));
+      const Tensor u =
+          random_f64(spec.shape, seed++, false, 0.0, static_cast<double>(spec.index_range));
       inputs.push_back(u.to(DType::I64).to(device));
     } else {
       Tensor t = random_f64(spec.shape, seed++, false, spec.lo, spec.hi).to(dtype).to(device);

@@ -156,9 +156,9 @@ TEST(ApplyRotary, GradientMatchesFiniteDifferences) {
 TEST(ApplyRotary, RejectsOddHeadDimsMismatchedTablesAndTablesNeedingGrad) {
   const Tensor x = Tensor::zeros({1, 2, 5, 4});
   const Tensor table = Tensor::zeros({5, 4});
-  EXPECT_ERROR_CONTAINS(ops::apply_rotary(Tensor::zeros({1, 2, 5, 3}), Tensor::zeros({5, 3}),
-                                          Tensor::zeros({5, 3})),
-                        "head dim 3");
+  EXPECT_ERROR_CONTAINS(
+      ops::apply_rotary(Tensor::zeros({1, 2, 5, 3}), Tensor::zeros({5, 3}), Tensor::zeros({5, 3})),
+      "head dim 3");
   EXPECT_ERROR_CONTAINS(ops::apply_rotary(x, Tensor::zeros({4, 4}), Tensor::zeros({4, 4})),
                         "[4, 4]");
   EXPECT_ERROR_CONTAINS(ops::apply_rotary(x, table, Tensor::zeros({5, 2})), "[5, 2]");

@@ -21,7 +21,8 @@ std::vector<double> reference_softmax_rows(const std::vector<double>& x, int64_t
   std::vector<double> y(x.size());
   for (int64_t r = 0; r < rows; ++r) {
     double sum = 0.0;
-    for (int64_t k = 0; k < n; ++k) sum += std::exp(x[r * n + k]);
+    for (int64_t k = 0; k < n; ++k)
+      sum += std::exp(x[r * n + k]);
     for (int64_t k = 0; k < n; ++k) {
       y[r * n + k] = log ? x[r * n + k] - std::log(sum) : std::exp(x[r * n + k]) / sum;
     }
@@ -51,44 +52,41 @@ TEST(Softmax, OverTheFirstDimNormalizesColumns) {
 }
 
 TEST(Softmax, IsStableForLargeLogits) {
-  const Tensor x = Tensor::from_vector({1000.0, 1001.0, 1002.0, -1000.0, -1001.0, -1002.0},
-                                       {2, 3}, DType::F32);
+  const Tensor x =
+      Tensor::from_vector({1000.0, 1001.0, 1002.0, -1000.0, -1001.0, -1002.0}, {2, 3}, DType::F32);
   // Shift invariance: softmax(c + [0, 1, 2]) = e^[0, 1, 2] / (1 + e + e^2).
   const double z = 1.0 + std::exp(1.0) + std::exp(2.0);
   const double zn = 1.0 + std::exp(-1.0) + std::exp(-2.0);
-  const Tensor expected = Tensor::from_vector(
-      {1.0 / z, std::exp(1.0) / z, std::exp(2.0) / z, 1.0 / zn, std::exp(-1.0) / zn,
-       std::exp(-2.0) / zn},
-      {2, 3}, DType::F32);
+  const Tensor expected = Tensor::from_vector({1.0 / z, std::exp(1.0) / z, std::exp(2.0) / z,
+                                               1.0 / zn, std::exp(-1.0) / zn, std::exp(-2.0) / zn},
+                                              {2, 3}, DType::F32);
   EXPECT_ALL_CLOSE(ops::softmax(x, 1), expected, testing::tolerance_for(DType::F32));
-  const Tensor expected_log = Tensor::from_vector(
-      {-std::log(z), 1.0 - std::log(z), 2.0 - std::log(z), -std::log(zn), -1.0 - std::log(zn),
-       -2.0 - std::log(zn)},
-      {2, 3}, DType::F32);
+  const Tensor expected_log =
+      Tensor::from_vector({-std::log(z), 1.0 - std::log(z), 2.0 - std::log(z), -std::log(zn),
+                           -1.0 - std::log(zn), -2.0 - std::log(zn)},
+                          {2, 3}, DType::F32);
   EXPECT_ALL_CLOSE(ops::log_softmax(x, 1), expected_log, testing::tolerance_for(DType::F32));
 }
 
 TEST(LogSoftmax, MatchesXMinusLogSumExpOverAMiddleDim) {
   const Tensor x = random_tensor({2, 5, 3}, 13, DType::F64, -2.0, 2.0);
   const Tensor moved = x.transpose(1, 2).contiguous();  // [2, 3, 5]
-  const Tensor expected =
-      Tensor::from_vector(reference_softmax_rows(moved.to_vector(), 6, 5, true), {2, 3, 5},
-                          DType::F64)
-          .transpose(1, 2)
-          .contiguous();
+  const Tensor expected = Tensor::from_vector(reference_softmax_rows(moved.to_vector(), 6, 5, true),
+                                              {2, 3, 5}, DType::F64)
+                              .transpose(1, 2)
+                              .contiguous();
   EXPECT_ALL_CLOSE(ops::log_softmax(x, 1), expected, testing::tolerance_for(DType::F64));
 }
 
 TEST(Softmax, GradientsMatchFiniteDifferencesOverEveryDim) {
   for (int64_t dim : {0, 1, -1}) {
-    const Tensor x = testing::random_f64({3, 5, 2}, 20 + static_cast<uint64_t>(dim + 1), true,
-                                         -2.0, 2.0);
+    const Tensor x =
+        testing::random_f64({3, 5, 2}, 20 + static_cast<uint64_t>(dim + 1), true, -2.0, 2.0);
     EXPECT_GRADCHECK([dim](const std::vector<Tensor>& in) { return ops::softmax(in[0], dim); },
                      std::vector<Tensor>{x})
         << "dim " << dim;
-    EXPECT_GRADCHECK(
-        [dim](const std::vector<Tensor>& in) { return ops::log_softmax(in[0], dim); },
-        std::vector<Tensor>{x})
+    EXPECT_GRADCHECK([dim](const std::vector<Tensor>& in) { return ops::log_softmax(in[0], dim); },
+                     std::vector<Tensor>{x})
         << "dim " << dim;
   }
 }
@@ -113,7 +111,8 @@ double reference_cross_entropy(const std::vector<double>& logits, const std::vec
   for (size_t r = 0; r < t.size(); ++r) {
     if (t[r] == ignore_index) continue;
     double sum = 0.0;
-    for (int64_t c = 0; c < classes; ++c) sum += std::exp(logits[r * classes + c]);
+    for (int64_t c = 0; c < classes; ++c)
+      sum += std::exp(logits[r * classes + c]);
     total += -(logits[r * classes + t[r]] - std::log(sum));
     ++count;
   }
@@ -149,9 +148,8 @@ TEST(CrossEntropy, GradientsMatchFiniteDifferencesWithIgnoredRows) {
   const Tensor logits = testing::random_f64({5, 3}, 32, true, -2.0, 2.0);
   for (DType index_dtype : {DType::I64, DType::I32}) {
     const Tensor t = Tensor::from_vector_i64({1, -100, 2, 0, -100}, {5}, index_dtype);
-    EXPECT_GRADCHECK(
-        [t](const std::vector<Tensor>& in) { return ops::cross_entropy(in[0], t); },
-        std::vector<Tensor>{logits});
+    EXPECT_GRADCHECK([t](const std::vector<Tensor>& in) { return ops::cross_entropy(in[0], t); },
+                     std::vector<Tensor>{logits});
   }
 }
 
@@ -186,10 +184,9 @@ TEST(CrossEntropy, RejectsOutOfRangeTargetsAndBadShapesNamingThem) {
                         "target 7 at row 2");
   EXPECT_ERROR_CONTAINS(ops::cross_entropy(logits, Tensor::from_vector_i64({-1, 1, 2}, {3})),
                         "target -1 at row 0");
-  EXPECT_ERROR_CONTAINS(ops::cross_entropy(logits, Tensor::from_vector_i64({0, 1}, {2})),
-                        "[2]");
-  EXPECT_ERROR_CONTAINS(ops::cross_entropy(Tensor::zeros({3, 7, 1}), Tensor::zeros({3}, DType::I64)),
-                        "[3, 7, 1]");
+  EXPECT_ERROR_CONTAINS(ops::cross_entropy(logits, Tensor::from_vector_i64({0, 1}, {2})), "[2]");
+  EXPECT_ERROR_CONTAINS(
+      ops::cross_entropy(Tensor::zeros({3, 7, 1}), Tensor::zeros({3}, DType::I64)), "[3, 7, 1]");
   EXPECT_ERROR_CONTAINS(ops::cross_entropy(logits, Tensor::zeros({3}, DType::F32)), "i64 or i32");
 }
 

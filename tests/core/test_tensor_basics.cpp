@@ -9,7 +9,8 @@ namespace {
 
 Tensor iota(const Shape& shape, DType dtype = DType::F32) {
   std::vector<double> v(shape_numel(shape));
-  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<double>(i);
+  for (size_t i = 0; i < v.size(); ++i)
+    v[i] = static_cast<double>(i);
   return Tensor::from_vector(v, shape, dtype);
 }
 

@@ -30,7 +30,9 @@ std::vector<GoldenParam> golden_params() {
           {"s", {2}, g::k_s_init, g::k_s_target, &g::k_s_offset[0][0]}};
 }
 
-std::vector<double> span(const double* p, int64_t n) { return std::vector<double>(p, p + n); }
+std::vector<double> span(const double* p, int64_t n) {
+  return std::vector<double>(p, p + n);
+}
 
 NamedTensors make_params(DType dtype) {
   NamedTensors params;
@@ -133,12 +135,14 @@ TEST(AdamW, StateDictHoldsTheMomentsAndPerParameterStepCounts) {
     opt.step();
   }
   std::map<std::string, Tensor> state;
-  for (const auto& [k, v] : opt.state_dict()) state[k] = v;
+  for (const auto& [k, v] : opt.state_dict())
+    state[k] = v;
   EXPECT_EQ(state.size(), 9u);
   const auto expect_state = [&](const std::string& name, const double* m, const double* v,
                                 int64_t step, const Shape& shape) {
     const int64_t n = shape_numel(shape);
-    EXPECT_ALL_CLOSE(state.at(name + ".exp_avg"), Tensor::from_vector(span(m, n), shape, DType::F64),
+    EXPECT_ALL_CLOSE(state.at(name + ".exp_avg"),
+                     Tensor::from_vector(span(m, n), shape, DType::F64),
                      testing::tolerance_for(DType::F64));
     EXPECT_ALL_CLOSE(state.at(name + ".exp_avg_sq"),
                      Tensor::from_vector(span(v, n), shape, DType::F64),
@@ -170,7 +174,8 @@ TEST(AdamW, ResumingFromTheStateDictContinuesBitExactly) {
   }
   // A "checkpoint": copies of the weights and the optimizer state, loaded into fresh objects.
   NamedTensors saved_state;
-  for (const auto& [k, v] : first_opt.state_dict()) saved_state.emplace_back(k, v.clone());
+  for (const auto& [k, v] : first_opt.state_dict())
+    saved_state.emplace_back(k, v.clone());
   NamedTensors resumed;
   for (const auto& [k, v] : first) {
     Tensor copy = v.detach().clone();
@@ -238,7 +243,8 @@ TEST(AdamW, WeightDecayExclusionSkipsBiasesAndNorms) {
     AdamW opt(params, options);
     opt.step();
     std::vector<double> firsts;
-    for (const auto& [n, t] : params) firsts.push_back(t.to_vector()[0]);
+    for (const auto& [n, t] : params)
+      firsts.push_back(t.to_vector()[0]);
     return firsts;
   };
   const double decayed = static_cast<double>(2.0f * static_cast<float>(1.0 - 0.1 * 0.1));

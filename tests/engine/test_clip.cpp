@@ -35,7 +35,8 @@ TEST(GradNorm, MatchesANaiveDoubleSumOnRandomF32Gradients) {
     Tensor p = Tensor::zeros(g.shape()).set_requires_grad(true);
     p.set_grad(g.transpose(0, 1).contiguous().transpose(0, 1));  // a strided gradient
     params.emplace_back("p" + std::to_string(k), p);
-    for (double v : g.to_vector()) naive += v * v;
+    for (double v : g.to_vector())
+      naive += v * v;
   }
   ASSERT_GT(naive, 0.0);
   EXPECT_NEAR(global_grad_norm(params), std::sqrt(naive), 1e-12 * std::sqrt(naive));

@@ -92,9 +92,10 @@ ConfigLoadOptions overrides(std::vector<std::string> assignments) {
   return o;
 }
 
-const char* kMinimal = "train_micro_batch_size_per_gpu: 2\n"
-                       "data: {seq_len: 16, vocab_size: 50}\n"
-                       "train: {steps: 3}\n";
+const char* kMinimal =
+    "train_micro_batch_size_per_gpu: 2\n"
+    "data: {seq_len: 16, vocab_size: 50}\n"
+    "train: {steps: 3}\n";
 
 TEST(Config, AFullConfigParsesIntoTypedFields) {
   const Config c = parse(kFullConfig, world(4));
@@ -129,8 +130,8 @@ TEST(Config, AFullConfigParsesIntoTypedFields) {
   const auto& specs = tp.partition_config->layer_specs;
   ASSERT_EQ(specs.size(), 3u);
   EXPECT_FALSE(tp.partition_config->use_default_specs);
-  EXPECT_EQ(specs[0].patterns, (std::vector<std::string>{".*\\.q_proj\\.weight$",
-                                                          ".*\\.k_proj\\.weight$"}));
+  EXPECT_EQ(specs[0].patterns,
+            (std::vector<std::string>{".*\\.q_proj\\.weight$", ".*\\.k_proj\\.weight$"}));
   EXPECT_EQ(specs[1].partition_type, "column");
   ASSERT_TRUE(specs[1].shape.has_value());
   EXPECT_EQ(*specs[1].shape, (std::vector<std::vector<int64_t>>{{3}, {-1}}));
@@ -145,7 +146,7 @@ TEST(Config, AFullConfigParsesIntoTypedFields) {
   EXPECT_EQ(c.data.dtype, TokenDType::U32);
   EXPECT_EQ(c.data.seq_len, 128);
   EXPECT_EQ(c.data.vocab_size, 256);  // from the inline model
-  EXPECT_EQ(c.data.seed, 7u);        // train.seed, which defaults to the top-level seed
+  EXPECT_EQ(c.data.seed, 7u);         // train.seed, which defaults to the top-level seed
   EXPECT_EQ(c.train.steps, 50);
   EXPECT_EQ(c.train.checkpoint_interval, 25);
   EXPECT_EQ(c.train.out_dir, "runs/test");
@@ -180,8 +181,8 @@ TEST(Config, AutoMeansTheDefault) {
                          "total_num_steps: auto, warmup_num_steps: 1}}\n");
   EXPECT_EQ(c.batch.gradient_accumulation_steps, 1);
   EXPECT_EQ(c.optimizer.adamw.weight_decay, 0.0);
-  EXPECT_EQ(c.scheduler.warmup_max_lr, 0.02);   // auto: the optimizer lr
-  EXPECT_EQ(c.scheduler.total_num_steps, 3);    // auto: train.steps
+  EXPECT_EQ(c.scheduler.warmup_max_lr, 0.02);  // auto: the optimizer lr
+  EXPECT_EQ(c.scheduler.total_num_steps, 3);   // auto: train.steps
   // Absent, WarmupDecayLR's DeepSpeed default is 0.001 while WarmupLR's is the optimizer lr.
   const Config decay = parse(std::string(kMinimal) +
                              "optimizer: {type: Adam, params: {lr: 0.02}}\n"
@@ -206,17 +207,18 @@ TEST(Config, ATypoIsAnErrorWithItsLineAndTheClosestKey) {
   const std::string text = std::string(kMinimal) + "optimzer:\n  type: AdamW\n";
   EXPECT_ERROR_CONTAINS(parse(text), "test.yaml line 4: unknown key 'optimzer'");
   EXPECT_ERROR_CONTAINS(parse(text), "closest known key: 'optimizer'");
-  const std::string nested = std::string(kMinimal) +
-                             "optimizer:\n  type: AdamW\n  params:\n    lr: 0.1\n    betass: [0.9, 0.9]\n";
+  const std::string nested =
+      std::string(kMinimal) +
+      "optimizer:\n  type: AdamW\n  params:\n    lr: 0.1\n    betass: [0.9, 0.9]\n";
   EXPECT_ERROR_CONTAINS(parse(nested), "test.yaml line 8: unknown key 'optimizer.params.betass'");
   EXPECT_ERROR_CONTAINS(parse(nested), "closest known key: 'optimizer.params.betas'");
   EXPECT_ERROR_CONTAINS(parse(std::string(kMinimal) + "train_batch_sise: 2\n"),
                         "closest known key: 'train_batch_size'");
-  EXPECT_ERROR_CONTAINS(parse(std::string(kMinimal) +
-                              "tensor_parallel:\n  partition_config:\n    layer_specs:\n"
-                              "      - patterns: [a]\n        partition_typ: row\n"),
-                        "line 8: unknown key 'tensor_parallel.partition_config.layer_specs.0."
-                        "partition_typ'");
+  EXPECT_ERROR_CONTAINS(
+      parse(std::string(kMinimal) + "tensor_parallel:\n  partition_config:\n    layer_specs:\n"
+                                    "      - patterns: [a]\n        partition_typ: row\n"),
+      "line 8: unknown key 'tensor_parallel.partition_config.layer_specs.0."
+      "partition_typ'");
 }
 
 TEST(Config, AWrongTypeNamesTheKeyItsLineAndTheExpectedType) {
@@ -247,14 +249,14 @@ TEST(Config, BadValuesAreErrorsNamingTheKey) {
   EXPECT_ERROR_CONTAINS(parse(std::string(kMinimal) + "scheduler: {type: WarmupCosineLR, "
                                                       "params: {warmup_max_lr: 0.1}}\n"),
                         "unknown key 'scheduler.params.warmup_max_lr'");
-  EXPECT_ERROR_CONTAINS(parse(std::string(kMinimal) +
-                              "scheduler: {type: WarmupLR, params: {warmup_type: cosine}}\n"),
-                        "'scheduler.params.warmup_type' must be 'log' or 'linear'");
+  EXPECT_ERROR_CONTAINS(
+      parse(std::string(kMinimal) + "scheduler: {type: WarmupLR, params: {warmup_type: cosine}}\n"),
+      "'scheduler.params.warmup_type' must be 'log' or 'linear'");
   EXPECT_ERROR_CONTAINS(parse(std::string(kMinimal) + "tensor_parallel: {preset_model: lama}\n"),
                         "closest: 'llama'");
-  EXPECT_ERROR_CONTAINS(parse(std::string(kMinimal) +
-                              "tensor_parallel: {autotp_size: 4, tp: {tp_size: 2}}\n"),
-                        "must be 1 or equal to autotp_size (4), got 2");
+  EXPECT_ERROR_CONTAINS(
+      parse(std::string(kMinimal) + "tensor_parallel: {autotp_size: 4, tp: {tp_size: 2}}\n"),
+      "must be 1 or equal to autotp_size (4), got 2");
   EXPECT_ERROR_CONTAINS(parse("train_micro_batch_size_per_gpu: 2\ntrain: {steps: 3}\n"),
                         "'data.seq_len' is required");
   EXPECT_ERROR_CONTAINS(parse("train_micro_batch_size_per_gpu: 2\ndata: {type: tokens, "
@@ -277,8 +279,9 @@ TEST(Config, IgnoredDeepSpeedKeysGiveOneWarningEach) {
     }
     return false;
   };
-  EXPECT_TRUE(has_warning("test.yaml line 4: 'wall_clock_breakdown' is a DeepSpeed setting that "
-                          "autotp does not implement; ignored"));
+  EXPECT_TRUE(
+      has_warning("test.yaml line 4: 'wall_clock_breakdown' is a DeepSpeed setting that "
+                  "autotp does not implement; ignored"));
   EXPECT_TRUE(has_warning("test.yaml line 7: 'zero_optimization.overlap_comm'"));
   EXPECT_TRUE(has_warning("test.yaml line 8: 'zero_optimization.stage3_max_live_parameters'"));
   EXPECT_EQ(c.zero_stage, 2);
@@ -313,16 +316,15 @@ TEST(Config, InconsistentBatchSizesShowTheEquationWithTheNumbers) {
                         "test.yaml line 1: batch sizes: train_batch_size = "
                         "train_micro_batch_size_per_gpu x gradient_accumulation_steps x "
                         "data-parallel size does not hold: 8 != 2 x 2 x 4 = 16");
-  EXPECT_ERROR_CONTAINS(parse(std::string(kMinimal) + "data_parallel_size: 2\n",
-                              world(4)),
+  EXPECT_ERROR_CONTAINS(parse(std::string(kMinimal) + "data_parallel_size: 2\n", world(4)),
                         "'data_parallel_size' is 2, but world size 4 / autotp_size 1 gives 4");
 }
 
 TEST(Config, SetOverridesApplyBeforeValidation) {
-  const Config c = parse(kMinimal, overrides({"train.steps=20", "optimizer.params.lr=0.5",
-                                                  "optimizer.params.betas=[0.8, 0.9]",
-                                                  "tensor_parallel.autotp_size=2",
-                                                  "data.type=text", "data.path=corpus.txt"}));
+  const Config c = parse(
+      kMinimal,
+      overrides({"train.steps=20", "optimizer.params.lr=0.5", "optimizer.params.betas=[0.8, 0.9]",
+                 "tensor_parallel.autotp_size=2", "data.type=text", "data.path=corpus.txt"}));
   EXPECT_EQ(c.train.steps, 20);
   EXPECT_EQ(c.optimizer.adamw.lr, 0.5);
   EXPECT_EQ(c.optimizer.adamw.beta1, 0.8);
@@ -335,8 +337,7 @@ TEST(Config, SetOverridesApplyBeforeValidation) {
                         "'train.steps')");
   EXPECT_ERROR_CONTAINS(parse(kMinimal, overrides({"train.steps=many"})),
                         "--set train.steps: 'train.steps' must be an integer, got 'many'");
-  EXPECT_ERROR_CONTAINS(parse(kMinimal, overrides({"train.steps"})),
-                        "expected key.path=value");
+  EXPECT_ERROR_CONTAINS(parse(kMinimal, overrides({"train.steps"})), "expected key.path=value");
 }
 
 TEST(Config, ApplyOverrideEditsTheTree) {
@@ -389,7 +390,8 @@ TEST(Config, SummaryShowsTheResolvedValues) {
   const Config c = parse(kFullConfig, world(4));
   const std::string s = config_summary(c);
   EXPECT_NE(s.find("train_batch_size 16 = micro 4 x accumulation 2 x data-parallel 2"),
-            std::string::npos) << s;
+            std::string::npos)
+      << s;
   EXPECT_NE(s.find("AdamW lr 0.0003 betas [0.9, 0.95]"), std::string::npos) << s;
   EXPECT_NE(s.find("WarmupCosineLR peak 0.0003"), std::string::npos) << s;
   EXPECT_NE(s.find("precision:"), std::string::npos) << s;

@@ -38,7 +38,8 @@ std::string raw_bytes(const std::vector<T>& values) {
 
 std::vector<uint16_t> iota16(int n) {
   std::vector<uint16_t> v(static_cast<size_t>(n));
-  for (int i = 0; i < n; ++i) v[static_cast<size_t>(i)] = static_cast<uint16_t>(i);
+  for (int i = 0; i < n; ++i)
+    v[static_cast<size_t>(i)] = static_cast<uint16_t>(i);
   return v;
 }
 
@@ -102,7 +103,8 @@ TEST(DataLoader, LabelsAreTheInputsShiftedByOne) {
   const Batch syn = synthetic_loader(layout(2, 1, 0, 1)).batch(3, 0);
   const auto in = rows_of(syn.input_ids), lab = rows_of(syn.labels);
   for (size_t b = 0; b < in.size(); ++b) {
-    for (size_t s = 0; s + 1 < in[b].size(); ++s) EXPECT_EQ(lab[b][s], in[b][s + 1]);
+    for (size_t s = 0; s + 1 < in[b].size(); ++s)
+      EXPECT_EQ(lab[b][s], in[b][s + 1]);
   }
 }
 
@@ -112,15 +114,17 @@ TEST(DataLoader, DataParallelRanksReadDisjointSamplesThatTogetherFormTheGlobalBa
   std::set<uint64_t> indices;
   const DataLoader single = synthetic_loader(layout(micro, 2, 0, 1));
   for (int64_t m = 0; m < 2; ++m) {
-    for (const auto& row : rows_of(single.batch(4, m).input_ids)) dp1_rows.insert(row);
+    for (const auto& row : rows_of(single.batch(4, m).input_ids))
+      dp1_rows.insert(row);
   }
   for (int64_t rank = 0; rank < 2; ++rank) {
-    const DataLoader loader =
-        synthetic_loader(layout(micro, 1, rank, 2));
-    for (int64_t b = 0; b < micro; ++b) indices.insert(loader.sample_index(4, 0, b));
-    for (const auto& row : rows_of(loader.batch(4, 0).input_ids)) dp2_rows.insert(row);
+    const DataLoader loader = synthetic_loader(layout(micro, 1, rank, 2));
+    for (int64_t b = 0; b < micro; ++b)
+      indices.insert(loader.sample_index(4, 0, b));
+    for (const auto& row : rows_of(loader.batch(4, 0).input_ids))
+      dp2_rows.insert(row);
   }
-  EXPECT_EQ(indices.size(), 4u);  // no sample read by both ranks
+  EXPECT_EQ(indices.size(), 4u);     // no sample read by both ranks
   EXPECT_EQ(*indices.begin(), 16u);  // step 4 of G = 4 samples: 16..19
   EXPECT_EQ(*indices.rbegin(), 19u);
   EXPECT_EQ(dp1_rows, dp2_rows);  // DP=2 x accum 1 reads what DP=1 x accum 2 reads
@@ -139,8 +143,9 @@ TEST(DataLoader, RejectsABadLayout) {
 TEST(TokenFile, AFileWhoseSizeIsNotAMultipleOfTheTokenWidthIsOneClearError) {
   TempFile odd("odd.bin", std::string(1001, '\1'));
   EXPECT_ERROR_CONTAINS(make_token_file_source(odd.path(), TokenDType::U16, 0, 2),
-                        "token file '" + odd.path() + "' has 1001 bytes, not a multiple of the "
-                        "token width 2 (dtype uint16)");
+                        "token file '" + odd.path() +
+                            "' has 1001 bytes, not a multiple of the "
+                            "token width 2 (dtype uint16)");
   TempFile six("six.bin", std::string(6, '\1'));
   EXPECT_ERROR_CONTAINS(make_token_file_source(six.path(), TokenDType::U32, 0, 1),
                         "has 6 bytes, not a multiple of the token width 4 (dtype uint32)");
@@ -217,7 +222,8 @@ TEST(TextData, TheByteTokenizerMapsEachByteToItsValue) {
 }
 
 TEST(TextData, TextFileWindowsAreSubstringsOfTheText) {
-  const std::string text = "the quick brown fox jumps over the lazy dog, twice: the quick brown fox";
+  const std::string text =
+      "the quick brown fox jumps over the lazy dog, twice: the quick brown fox";
   TempFile file("text.txt", text);
   DataConfig config;
   config.type = DataSourceType::Text;
@@ -260,7 +266,8 @@ TEST(SyntheticData, TokensFollowAFixedSuccessorMostOfTheTimeSoTheStreamIsLearnab
   int predictable = 0;
   for (const auto& [token, counts] : successors) {
     int best = 0;
-    for (const auto& [next, n] : counts) best = std::max(best, n);
+    for (const auto& [next, n] : counts)
+      best = std::max(best, n);
     predictable += best;
   }
   // 90% follow the table, plus noise that happens to hit it: about 0.9 + 0.1/37.

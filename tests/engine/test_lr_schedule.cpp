@@ -28,15 +28,16 @@ TEST(LrSchedule, ConstantIsTheOptimizerRateAtEveryStep) {
   LrScheduleConfig c;
   c.base_lr = 3e-4;
   const LrSchedule s(c);
-  for (int64_t i : {-1, 0, 1, 1000}) EXPECT_EQ(s.lr_at(i), 3e-4);
+  for (int64_t i : {-1, 0, 1, 1000})
+    EXPECT_EQ(s.lr_at(i), 3e-4);
 }
 
 TEST(LrSchedule, WarmupLRLogRisesAsLogOfTheIterationThenHolds) {
   const LrSchedule s(warmup(LrScheduleType::WarmupLR, WarmupType::Log));
   // lr(i) = 0.001 + 0.009 * ln(i + 1) / ln(10) for i < 10.
-  EXPECT_NEAR(s.lr_at(0), 0.001, kTol);                               // ln 1 = 0
+  EXPECT_NEAR(s.lr_at(0), 0.001, kTol);                                // ln 1 = 0
   EXPECT_NEAR(s.lr_at(4), 0.001 + 0.009 * 0.69897000433601886, kTol);  // log10(5)
-  EXPECT_NEAR(s.lr_at(9), 0.01, kTol);                                // ln 10 / ln 10
+  EXPECT_NEAR(s.lr_at(9), 0.01, kTol);                                 // ln 10 / ln 10
   EXPECT_NEAR(s.lr_at(10), 0.01, kTol);
   EXPECT_NEAR(s.lr_at(12345), 0.01, kTol);
   EXPECT_EQ(s.lr_at(-1), 0.001);  // before the first scheduler step: warmup_min_lr
@@ -79,14 +80,14 @@ TEST(LrSchedule, WarmupCosineLRWarmsUpByRatioThenFollowsACosine) {
   c.cos_min_ratio = 0.01;
   c.warmup_type = WarmupType::Linear;
   const LrSchedule s(c);
-  EXPECT_EQ(s.lr_at(-1), 0.0);                            // DeepSpeed: 0 before the first step
-  EXPECT_NEAR(s.lr_at(0), 0.1 * 0.1, kTol);               // ratio = warmup_min_ratio
+  EXPECT_EQ(s.lr_at(-1), 0.0);                             // DeepSpeed: 0 before the first step
+  EXPECT_NEAR(s.lr_at(0), 0.1 * 0.1, kTol);                // ratio = warmup_min_ratio
   EXPECT_NEAR(s.lr_at(5), 0.1 * (0.1 + 0.9 * 0.5), kTol);  // halfway through the warmup
   // i >= 10: progress p = (i - 9) / 90, ratio = 0.01 + 0.99 * (1 + cos(pi p)) / 2.
   EXPECT_NEAR(s.lr_at(10), 0.1 * (0.01 + 0.99 * (1 + std::cos(std::numbers::pi / 90)) / 2), kTol);
   EXPECT_NEAR(s.lr_at(54), 0.1 * (0.01 + 0.99 * 0.5), 1e-15);  // p = 1/2: cos = 0
-  EXPECT_NEAR(s.lr_at(99), 0.1 * 0.01, kTol);                 // p = 1: the floor
-  EXPECT_NEAR(s.lr_at(500), 0.1 * 0.01, kTol);                // clamped, stays at the floor
+  EXPECT_NEAR(s.lr_at(99), 0.1 * 0.01, kTol);                  // p = 1: the floor
+  EXPECT_NEAR(s.lr_at(500), 0.1 * 0.01, kTol);                 // clamped, stays at the floor
 }
 
 TEST(LrSchedule, WarmupCosineLRLogWarmup) {

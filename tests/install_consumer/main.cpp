@@ -19,7 +19,8 @@ int main() {
     layer.zero_grad();
     loss.backward();
     NoGradGuard no_grad;
-    for (auto& [name, p] : layer.named_parameters()) p.copy_(p - p.grad() * 0.5);
+    for (auto& [name, p] : layer.named_parameters())
+      p.copy_(p - p.grad() * 0.5);
   }
   const double w = layer.weight().item(), b = layer.bias().item();
   std::printf("learned y = %.4f x + %.4f\n", w, b);

@@ -30,7 +30,8 @@ TEST(PhiloxMath, PortableLogIsWithinThreeUlpsOverTheUniformGrid) {
     worst = std::max(worst, err);
     ASSERT_LE(err, 3.0) << "u = " << u;
   };
-  for (uint64_t k = 1; k <= (uint64_t(1) << 32); k += 65521 * 13) check(k / 4294967296.0);
+  for (uint64_t k = 1; k <= (uint64_t(1) << 32); k += 65521 * 13)
+    check(k / 4294967296.0);
   for (uint64_t k : {uint64_t(1), uint64_t(2), uint64_t(3), uint64_t(3037000499),
                      uint64_t(3037000500), (uint64_t(1) << 31), (uint64_t(1) << 32) - 1}) {
     check(static_cast<double>(k) / 4294967296.0);

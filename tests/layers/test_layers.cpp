@@ -45,7 +45,8 @@ TEST(Linear, ForwardMatchesANaiveLoopOnOddShapes) {
   for (int i = 0; i < 7; ++i) {
     for (int o = 0; o < 3; ++o) {
       double acc = b[o];
-      for (int k = 0; k < 5; ++k) acc += xv[i * 5 + k] * w[o * 5 + k];
+      for (int k = 0; k < 5; ++k)
+        acc += xv[i * 5 + k] * w[o * 5 + k];
       expected[i * 3 + o] = acc;
     }
   }
@@ -76,8 +77,8 @@ TEST(Linear, GradcheckThroughTheRegisteredWeightAndBias) {
     lin.set_parameter("bias", in[2]);
     return lin.forward(in[0]);
   };
-  EXPECT_GRADCHECK(fn, (std::vector<Tensor>{random_f64({3, 5}, 1), random_f64({3, 5}, 2),
-                                            random_f64({3}, 3)}));
+  EXPECT_GRADCHECK(
+      fn, (std::vector<Tensor>{random_f64({3, 5}, 1), random_f64({3, 5}, 2), random_f64({3}, 3)}));
 }
 
 TEST(Linear, BatchedInputGradientsMatchFiniteDifferences) {
@@ -126,23 +127,26 @@ std::vector<double> rms_norm_reference(const std::vector<double>& x, const std::
   std::vector<double> out(x.size());
   for (int64_t r = 0; r < rows; ++r) {
     double ss = 0;
-    for (int64_t i = 0; i < d; ++i) ss += x[r * d + i] * x[r * d + i];
+    for (int64_t i = 0; i < d; ++i)
+      ss += x[r * d + i] * x[r * d + i];
     const double inv = 1.0 / std::sqrt(ss / static_cast<double>(d) + eps);
-    for (int64_t i = 0; i < d; ++i) out[r * d + i] = x[r * d + i] * inv * w[i];
+    for (int64_t i = 0; i < d; ++i)
+      out[r * d + i] = x[r * d + i] * inv * w[i];
   }
   return out;
 }
 
-std::vector<double> layer_norm_reference(const std::vector<double>& x,
-                                         const std::vector<double>& w,
+std::vector<double> layer_norm_reference(const std::vector<double>& x, const std::vector<double>& w,
                                          const std::vector<double>& b, int64_t rows, int64_t d,
                                          double eps) {
   std::vector<double> out(x.size());
   for (int64_t r = 0; r < rows; ++r) {
     double mean = 0, var = 0;
-    for (int64_t i = 0; i < d; ++i) mean += x[r * d + i];
+    for (int64_t i = 0; i < d; ++i)
+      mean += x[r * d + i];
     mean /= static_cast<double>(d);
-    for (int64_t i = 0; i < d; ++i) var += (x[r * d + i] - mean) * (x[r * d + i] - mean);
+    for (int64_t i = 0; i < d; ++i)
+      var += (x[r * d + i] - mean) * (x[r * d + i] - mean);
     var /= static_cast<double>(d);
     for (int64_t i = 0; i < d; ++i) {
       out[r * d + i] = (x[r * d + i] - mean) / std::sqrt(var + eps) * w[i] + b[i];
@@ -162,10 +166,11 @@ TEST(RMSNorm, NormalizesAHandExampleAndMatchesANaiveLoop) {
   const Tensor w = random_f64({7}, 8, false);
   big.set_parameter("weight", w);
   const Tensor x = random_f64({3, 5, 7}, 9, false);
-  EXPECT_ALL_CLOSE(big.forward(x),
-                   Tensor::from_vector(rms_norm_reference(x.to_vector(), w.to_vector(), 15, 7, 1e-5),
-                                       {3, 5, 7}, DType::F64),
-                   tolerance_for(DType::F64));
+  EXPECT_ALL_CLOSE(
+      big.forward(x),
+      Tensor::from_vector(rms_norm_reference(x.to_vector(), w.to_vector(), 15, 7, 1e-5), {3, 5, 7},
+                          DType::F64),
+      tolerance_for(DType::F64));
   EXPECT_EQ(big.to_string(), "RMSNorm(dim=7, eps=1e-05)");
 }
 
@@ -204,8 +209,8 @@ TEST(LayerNorm, GradcheckThroughTheRegisteredWeightAndBias) {
     norm.set_parameter("bias", in[2]);
     return norm.forward(in[0]);
   };
-  EXPECT_GRADCHECK(fn, (std::vector<Tensor>{random_f64({3, 5}, 15), random_f64({5}, 16),
-                                            random_f64({5}, 17)}));
+  EXPECT_GRADCHECK(
+      fn, (std::vector<Tensor>{random_f64({3, 5}, 15), random_f64({5}, 16), random_f64({5}, 17)}));
 }
 
 // ---- initialization ------------------------------------------------------------------
@@ -213,10 +218,12 @@ TEST(LayerNorm, GradcheckThroughTheRegisteredWeightAndBias) {
 // Sample mean and standard deviation.
 std::pair<double, double> mean_and_std(const std::vector<double>& v) {
   double mean = 0;
-  for (double x : v) mean += x;
+  for (double x : v)
+    mean += x;
   mean /= static_cast<double>(v.size());
   double var = 0;
-  for (double x : v) var += (x - mean) * (x - mean);
+  for (double x : v)
+    var += (x - mean) * (x - mean);
   return {mean, std::sqrt(var / static_cast<double>(v.size() - 1))};
 }
 
@@ -263,7 +270,8 @@ class TinyModel : public Module {
 
 TEST(Init, HfDefaultsAreDeterministicForASeedAndFollowHfRules) {
   TinyModel a, b, c;
-  for (auto& [name, t] : c.named_parameters()) t.fill_(7.0);  // init must overwrite everything
+  for (auto& [name, t] : c.named_parameters())
+    t.fill_(7.0);  // init must overwrite everything
   Generator ga(42), gb(42), gc(43);
   init::init_weights_hf(a, ga, 0.5);
   init::init_weights_hf(b, gb, 0.5);

@@ -33,7 +33,8 @@ Tensor random_f64(const Shape& shape, uint64_t seed, bool requires_grad, double 
   const int64_t n_out = out0.numel();
   std::vector<std::vector<std::vector<double>>> analytic(inputs.size());  // [input][out][elem]
   for (int64_t j = 0; j < n_out; ++j) {
-    for (Tensor& leaf : leaves) leaf.zero_grad();
+    for (Tensor& leaf : leaves)
+      leaf.zero_grad();
     Tensor out = fn(leaves);
     std::vector<double> onehot(n_out, 0.0);
     onehot[j] = 1.0;
@@ -51,7 +52,8 @@ Tensor random_f64(const Shape& shape, uint64_t seed, bool requires_grad, double 
   for (size_t k = 0; k < inputs.size(); ++k) {
     if (!inputs[k].requires_grad()) continue;
     std::vector<Tensor> probe;
-    for (const Tensor& in : inputs) probe.push_back(in.detach().clone());
+    for (const Tensor& in : inputs)
+      probe.push_back(in.detach().clone());
     double* x = probe[k].data<double>();
     for (int64_t i = 0; i < probe[k].numel(); ++i) {
       const double saved = x[i];
@@ -69,9 +71,9 @@ Tensor random_f64(const Shape& shape, uint64_t seed, bool requires_grad, double 
         }
         if (!(std::fabs(got - numeric) <= tol.atol + tol.rtol * std::fabs(numeric))) {
           return ::testing::AssertionFailure()
-                 << "gradient mismatch for input " << k << ", element " << i << ", output "
-                 << j << ": autograd " << got << ", finite difference " << numeric
-                 << " (atol " << tol.atol << ", rtol " << tol.rtol << ")";
+                 << "gradient mismatch for input " << k << ", element " << i << ", output " << j
+                 << ": autograd " << got << ", finite difference " << numeric << " (atol "
+                 << tol.atol << ", rtol " << tol.rtol << ")";
         }
       }
     }

@@ -7,11 +7,16 @@ namespace autotp::testing {
 
 Tolerance tolerance_for(DType dtype) {
   switch (dtype) {
-    case DType::F64: return {1e-7, 1e-7};
-    case DType::F32: return {1e-5, 1.3e-6};
-    case DType::F16: return {1e-5, 1e-3};
-    case DType::BF16: return {1e-5, 1.6e-2};
-    default: return {0.0, 0.0};
+    case DType::F64:
+      return {1e-7, 1e-7};
+    case DType::F32:
+      return {1e-5, 1.3e-6};
+    case DType::F16:
+      return {1e-5, 1e-3};
+    case DType::BF16:
+      return {1e-5, 1.6e-2};
+    default:
+      return {0.0, 0.0};
   }
 }
 

@@ -34,8 +34,8 @@ TEST(TrainingFlops, MatchTheFormulaForTheLlama32OneBShape) {
   const FlopCount f = training_flops_per_token(c, params, 2048);
   EXPECT_EQ(f.non_embedding_params, params - vocab * h);
   EXPECT_DOUBLE_EQ(f.attention_flops_per_token, 12.0 * 16 * 32 * 64 * 2048);
-  EXPECT_DOUBLE_EQ(f.flops_per_token, 6.0 * static_cast<double>(params - vocab * h) +
-                                          12.0 * 16 * 32 * 64 * 2048);
+  EXPECT_DOUBLE_EQ(f.flops_per_token,
+                   6.0 * static_cast<double>(params - vocab * h) + 12.0 * 16 * 32 * 64 * 2048);
   EXPECT_NE(f.formula.find("6 N + 12 L H Q T"), std::string::npos);
 }
 
