@@ -14,6 +14,7 @@
 #include "engine/config.h"
 #include "engine/data.h"
 #include "engine/evaluate.h"
+#include "engine/mixed_precision.h"
 #include "engine/model_source.h"
 #include "engine/optimizer.h"
 #include "models/registry.h"
@@ -27,7 +28,7 @@ namespace autotp::tools {
 
 const char* const kBenchUsage =
     "autotp bench CONFIG.yaml [--steps N] [--warmup K] [--json FILE] [--device cpu|cuda] "
-    "[--set key.path=value ...]";
+    "[--dtype f32|bf16] [--set key.path=value ...]";
 
 namespace {
 
@@ -37,6 +38,7 @@ struct BenchArgs {
   int64_t warmup = 3;
   std::string json_path;
   std::string device;  // empty: cuda when available, else cpu
+  std::string dtype;   // empty: bf16 when the config enables it on CUDA, else f32
   std::vector<std::string> overrides;
 };
 
@@ -54,6 +56,9 @@ BenchArgs parse_bench_args(const std::vector<std::string>& args) {
     } else if (auto v = w.take_value("--device")) {
       if (*v != "cpu" && *v != "cuda") w.fail(fmt::format("--device: '{}' is not cpu or cuda", *v));
       a.device = *v;
+    } else if (auto v = w.take_value("--dtype")) {
+      if (*v != "f32" && *v != "bf16") w.fail(fmt::format("--dtype: '{}' is not f32 or bf16", *v));
+      a.dtype = *v;
     } else if (auto v = w.take_value("--set")) {
       a.overrides.push_back(*v);
     } else if (!arg.empty() && arg[0] == '-') {
@@ -91,9 +96,11 @@ int run_bench(const std::vector<std::string>& raw_args) {
                "bench: --device cuda needs a GPU (cuda_available() is false{})",
                cuda_device_count() == 0 ? ": no visible device or a build without CUDA" : "");
   const Device device = use_cuda ? Device::cuda(0) : Device::cpu();
-  // Mixed precision (bf16 weights with f32 masters) is not wired into the bench yet: it runs
-  // f32 weights, activations and optimizer state, and says so.
-  const DType dtype = DType::F32;
+  // bf16: bf16 weights and activations with f32 master weights and optimizer state (DeepSpeed's
+  // bf16.enabled); f32: everything in f32 (no TF32).
+  const bool bf16 = args.dtype == "bf16" || (args.dtype.empty() && use_cuda && config.bf16);
+  AUTOTP_CHECK(!bf16 || use_cuda, "bench: bf16 runs on CUDA only (CPU kernels compute in f32)");
+  const DType dtype = bf16 ? DType::BF16 : DType::F32;
 
   ModelSource source = resolve_model_source(config.model);
   ModelConfig model_config = source.config;
@@ -119,7 +126,15 @@ int run_bench(const std::vector<std::string>& raw_args) {
   // a checkpoint's weights would not change the timing, so only its config is used.
   std::shared_ptr<CausalLM> model = create_model(model_config, config.train.seed, dtype, device);
   model->train();
-  AdamW optimizer(model->named_parameters(), config.optimizer.adamw);
+  // f32 masters only where the model is bf16; an f32 model updates in place.
+  std::unique_ptr<AdamW> plain;
+  std::unique_ptr<MixedPrecisionOptimizer> mixed;
+  if (bf16) {
+    mixed = std::make_unique<MixedPrecisionOptimizer>(model->named_parameters(),
+                                                      config.optimizer.adamw);
+  } else {
+    plain = std::make_unique<AdamW>(model->named_parameters(), config.optimizer.adamw);
+  }
   const int64_t params = model->num_parameters();
   const FlopCount flops = training_flops_per_token(model_config, params, seq_len);
   const std::string device_name = use_cuda ? cuda_device_name(0) : std::string("cpu");
@@ -145,8 +160,13 @@ int run_bench(const std::vector<std::string>& raw_args) {
     sync();
     const double bwd = ms_since(t1);
     const auto t2 = Clock::now();
-    optimizer.step();
-    optimizer.zero_grad();
+    if (mixed) {
+      mixed->step();
+      mixed->zero_grad();
+    } else {
+      plain->step();
+      plain->zero_grad();
+    }
     sync();
     const double opt = ms_since(t2);
     last_loss = loss.item();
