@@ -2,7 +2,9 @@
 # tensor_parallel.autotp_size = TP, then requires every logged loss and gradient norm of the TP
 # run to equal the one-process run within a relative 1e-5 (f32: the sharded GEMMs and the
 # all-reduce change the summation order, so bit equality is not expected).
-# Inputs: AUTOTP (the binary), CONFIG, MPI_COMMAND (;-list up to the binary), TP, WORK_DIR.
+# Inputs: AUTOTP (the binary), CONFIG, MPI_COMMAND (;-list up to the binary), TP, WORK_DIR,
+# and optionally PARALLEL_SETS (;-list of extra --set arguments for the parallel run, e.g. a
+# data-parallel size with the micro-batch that keeps the global batch).
 file(REMOVE_RECURSE ${WORK_DIR})
 set(common ${CONFIG} --set train.steps=4 --set train.log_interval=1
     --set train.checkpoint_interval=0)
@@ -12,7 +14,7 @@ if(NOT rc EQUAL 0)
   message(FATAL_ERROR "the one-process run failed: ${err}")
 endif()
 execute_process(COMMAND ${MPI_COMMAND} train ${common} --set tensor_parallel.autotp_size=${TP}
-                        --out ${WORK_DIR}/tp
+                        ${PARALLEL_SETS} --out ${WORK_DIR}/tp
                 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "the TP=${TP} run failed: ${out}\n${err}")
