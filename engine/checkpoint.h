@@ -61,7 +61,8 @@ std::string save_training_checkpoint(const std::string& out_dir, const CausalLM&
 std::optional<std::string> latest_training_checkpoint(const std::string& out_dir);
 
 // DIR/state.json read and checked (the format, version, step), and the JSON that
-// save_training_checkpoint writes there. Distributed saves (engine/dp_checkpoint.h) add keys.
+// save_training_checkpoint writes there. Distributed saves (engine/distributed_checkpoint.h) add
+// keys.
 TrainingState read_training_state(const std::string& checkpoint_dir);
 json::Value training_state_json(const TrainingState& state);
 

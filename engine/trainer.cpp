@@ -17,10 +17,11 @@
 #include "core/ops/elementwise.h"
 #include "engine/checkpoint.h"
 #include "engine/clip.h"
-#include "engine/dp_checkpoint.h"
+#include "engine/distributed_checkpoint.h"
 #include "engine/evaluate.h"
 #include "engine/metrics_log.h"
 #include "engine/progress.h"
+#include "layers/parallel/gather_params.h"
 #include "layers/parallel/grad_norm.h"
 #include "models/registry.h"
 
@@ -273,14 +274,7 @@ void Trainer::save_checkpoint() {
     save_training_checkpoint(out_dir_, *model_, *optimizer_, state);
     return;
   }
-  if (grid_->tp()->size() > 1) {
-    note(
-        fmt::format("step {}: checkpoints under tensor parallelism (tp = {}) are not wired "
-                    "yet: no checkpoint written",
-                    step_, grid_->tp()->size()));
-    return;
-  }
-  save_dp_checkpoint(out_dir_, *model_, *optimizer_, zero_.get(), state, *grid_->world());
+  save_distributed_checkpoint(out_dir_, *model_, *optimizer_, zero_.get(), state, *grid_);
 }
 
 bool Trainer::is_rank0() const {
@@ -441,11 +435,21 @@ void Trainer::run() {
   if (step_ == first) {
     note(fmt::format("nothing to train: the run is already at step {} of {}", step_, total));
   }
-  if (options_.export_hf && grid_ && grid_->tp()->size() > 1) {
-    note("HF export under tensor parallelism is not wired yet: skipped");
-  } else if (options_.export_hf && is_rank0()) {
+  if (options_.export_hf) {
     const std::string hf = (fs::path(out_dir_) / "hf").string();
-    export_hf_model(*model_, hf);
+    if (grid_ && grid_->tp()->size() > 1) {
+      // The TP group of DP rank 0 gathers the full weights (every ZeRO stage keeps whole
+      // TP-local weights on each rank); its TP rank 0, world rank 0, writes them.
+      if (grid_->dp()->rank() == 0) {
+        std::vector<Module*> modules;
+        for (const auto& [path, m] : model_->named_modules())
+          modules.push_back(m.get());
+        GatherReplacedLayerParams full(modules);
+        if (grid_->tp()->rank() == 0) export_hf_model(*model_, hf);
+      }
+    } else if (is_rank0()) {
+      export_hf_model(*model_, hf);
+    }
     note(
         fmt::format("done: {} steps in {}; wrote {}/metrics.jsonl, {}/config.yaml and {} "
                     "(a Hugging Face model directory)",

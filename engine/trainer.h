@@ -63,8 +63,9 @@ struct StepRecord {
 // With a grid: each DP rank reads its own micro-batches (DataLoader's dp_rank/dp_size), the
 // gradients are averaged over the DP group after the last micro-batch (GradientReducer, in
 // buckets; ZeRO 1/2 partition the optimizer state and gradients, ZeroAdamW), every rank
-// applies the same update, and only world rank 0 prints and writes files, except the ZeRO
-// optimizer partitions of a checkpoint, which every rank writes (engine/dp_checkpoint.h).
+// applies the same update, and only world rank 0 prints and writes files, except the weight
+// shards and optimizer partitions of a checkpoint, which their ranks write
+// (engine/distributed_checkpoint.h).
 class Trainer {
  public:
   // Validates and builds everything (model, data, optimizer; loads the checkpoint when

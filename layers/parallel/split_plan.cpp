@@ -105,4 +105,31 @@ Tensor gather_full(Communicator& comm, const Tensor& local, const SplitPlan& pla
   return subs.size() == 1 ? subs[0] : ops::cat(subs, plan.dim);
 }
 
+Tensor assemble_full(const std::vector<Tensor>& shards, const SplitPlan& plan) {
+  AUTOTP_CHECK(static_cast<int64_t>(shards.size()) == plan.world(),
+               "assemble_full: {} shards for a split over {} ranks", shards.size(), plan.world());
+  NoGradGuard no_grad;
+  std::vector<Tensor> views;  // each rank's shard in its local view
+  for (size_t r = 0; r < shards.size(); ++r) {
+    const Shape local_view = plan.local_view(static_cast<int64_t>(r));
+    AUTOTP_CHECK(shards[r].numel() == shape_numel(local_view),
+                 "assemble_full: rank {}'s shard has shape {}, its split expects {} elements "
+                 "(view {})",
+                 r, shape_str(shards[r].shape()), shape_numel(local_view), shape_str(local_view));
+    views.push_back(shards[r].detach().reshape(local_view));
+  }
+  std::vector<Tensor> subs;
+  std::vector<int64_t> at(shards.size(), 0);  // per rank: where its next sub-parameter starts
+  for (const auto& w : plan.widths) {
+    std::vector<Tensor> pieces;
+    for (size_t r = 0; r < shards.size(); ++r) {
+      if (w[r] > 0) pieces.push_back(views[r].narrow(plan.dim, at[r], w[r]));
+      at[r] += w[r];
+    }
+    AUTOTP_ASSERT(!pieces.empty(), "a sub-parameter of width 0 on every rank");
+    subs.push_back(pieces.size() == 1 ? pieces[0].contiguous() : ops::cat(pieces, plan.dim));
+  }
+  return subs.size() == 1 ? subs[0] : ops::cat(subs, plan.dim);
+}
+
 }  // namespace autotp

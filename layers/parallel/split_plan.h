@@ -49,4 +49,10 @@ Tensor take_shard(const Tensor& full, const SplitPlan& plan, int64_t rank);
 // the shards in rank order. No autograd.
 Tensor gather_full(Communicator& comm, const Tensor& local, const SplitPlan& plan);
 
+// The full tensor (shape plan.view) from every rank's shard, without communication (e.g.
+// shards read back from a checkpoint): shards[r] holds rank r's shard (numel =
+// prod(plan.local_view(r))); each sub-parameter is rebuilt from its per-rank slices in rank
+// order and the sub-parameters concatenated, as gather_full does. No autograd.
+Tensor assemble_full(const std::vector<Tensor>& shards, const SplitPlan& plan);
+
 }  // namespace autotp

@@ -172,3 +172,24 @@ std::string TensorParallelLayer::extra_repr() const {
 }
 
 }  // namespace autotp
+
+namespace autotp {
+
+std::map<std::string, ShardedParameter> sharded_parameters(const Module& root) {
+  std::map<std::string, ShardedParameter> out;
+  const auto visit = [&](const std::string& path, const Module& m) {
+    const auto* layer = dynamic_cast<const TensorParallelLayer*>(&m);
+    if (layer == nullptr) return;
+    for (const char* name : {"weight", "bias"}) {
+      if (!layer->has_parameter(name) || !layer->is_tensor_model_parallel(name)) continue;
+      out[path.empty() ? std::string(name) : path + "." + name] = {layer->split_info(name),
+                                                                   layer->tp_rank()};
+    }
+  };
+  visit("", root);
+  for (const auto& [path, module] : root.named_modules())
+    visit(path, *module);
+  return out;
+}
+
+}  // namespace autotp

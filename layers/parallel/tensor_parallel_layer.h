@@ -108,4 +108,13 @@ class TensorParallelLayer : public UnaryModule {
   std::map<std::string, Tensor> saved_shards_;  // the shard tensors while gathered
 };
 
+// Every TP-sharded parameter below `root` (tensor_model_parallel: weights and column biases),
+// keyed by its dotted name as root.named_parameters() spells it, with its split and the
+// owning layer's TP rank. Replicated parameters are absent.
+struct ShardedParameter {
+  ParamSplitInfo split;
+  int tp_rank = 0;
+};
+std::map<std::string, ShardedParameter> sharded_parameters(const Module& root);
+
 }  // namespace autotp

@@ -18,7 +18,7 @@
 #include "core/error.h"
 #include "engine/checkpoint.h"
 #include "engine/config.h"
-#include "engine/dp_checkpoint.h"
+#include "engine/distributed_checkpoint.h"
 #include "engine/trainer.h"
 
 namespace autotp {
