@@ -410,6 +410,12 @@ UnshardedCheckpoint read_unsharded_checkpoint(const std::string& checkpoint_dir)
 TrainingState load_any_training_checkpoint(const std::string& checkpoint_dir, Module& model,
                                            AdamW& adamw, ZeroAdamW* zero) {
   const UnshardedCheckpoint saved = read_unsharded_checkpoint(checkpoint_dir);
+  load_unsharded_checkpoint(saved, checkpoint_dir, model, &adamw, zero);
+  return saved.state;
+}
+
+void load_unsharded_checkpoint(const UnshardedCheckpoint& saved, const std::string& checkpoint_dir,
+                               Module& model, AdamW* adamw, ZeroAdamW* zero) {
   const std::map<std::string, ShardedParameter> current = sharded_parameters(model);
   const std::string where = fmt::format("'{}' (saved at {})", checkpoint_dir, saved.layout());
   // This rank's part of a full tensor, shaped like `like` (checked).
@@ -453,29 +459,31 @@ TrainingState load_any_training_checkpoint(const std::string& checkpoint_dir, Mo
                "unexpected tensors: [{}]",
                where, fmt::join(missing, ", "), fmt::join(unexpected, ", "));
   NamedTensors moments;
-  for (const auto& [name, p] : adamw.params()) {
-    const auto it = saved.adamw.find(name);
-    if (it == saved.adamw.end()) continue;
-    moments.emplace_back(name + ".exp_avg",
-                         local_part(name, it->second.exp_avg, p).to(p.dtype()).to(p.device()));
-    moments.emplace_back(name + ".exp_avg_sq",
-                         local_part(name, it->second.exp_avg_sq, p).to(p.dtype()).to(p.device()));
-    moments.emplace_back(name + ".step", Tensor::from_vector_i64({it->second.step}, {}));
+  if (adamw != nullptr) {
+    for (const auto& [name, p] : adamw->params()) {
+      const auto it = saved.adamw.find(name);
+      if (it == saved.adamw.end()) continue;
+      moments.emplace_back(name + ".exp_avg",
+                           local_part(name, it->second.exp_avg, p).to(p.dtype()).to(p.device()));
+      moments.emplace_back(name + ".exp_avg_sq",
+                           local_part(name, it->second.exp_avg_sq, p).to(p.dtype()).to(p.device()));
+      moments.emplace_back(name + ".step", Tensor::from_vector_i64({it->second.step}, {}));
+    }
   }
   {
     NoGradGuard no_grad;
     for (const auto& [dst, src] : copies)
       dst.copy_(src.to(dst.dtype()).to(dst.device()));
   }
+  if (adamw == nullptr) return;
   try {
-    adamw.load_state_dict(moments);
+    adamw->load_state_dict(moments);
   } catch (const Error& e) {
     throw Error(fmt::format("{}: {}", where, e.what()));
   }
   if (zero != nullptr) {
-    zero->load_full_state(flatten_adamw_state(adamw, FlatParamLayout::build(adamw.params(), 1)));
+    zero->load_full_state(flatten_adamw_state(*adamw, FlatParamLayout::build(adamw->params(), 1)));
   }
-  return saved.state;
 }
 
 std::vector<std::string> incomplete_checkpoints(const std::string& out_dir) {

@@ -53,6 +53,11 @@ UnshardedCheckpoint read_unsharded_checkpoint(const std::string& checkpoint_dir)
 TrainingState load_any_training_checkpoint(const std::string& checkpoint_dir, Module& model,
                                            AdamW& adamw, ZeroAdamW* zero);
 
+// The same from an already-read checkpoint (`checkpoint_dir` names it in messages); with a
+// null `adamw` only the weights are loaded.
+void load_unsharded_checkpoint(const UnshardedCheckpoint& saved, const std::string& checkpoint_dir,
+                               Module& model, AdamW* adamw, ZeroAdamW* zero);
+
 // Step directories under OUT_DIR/checkpoints that lack a readable state.json (interrupted
 // saves), newest first, for a warning.
 std::vector<std::string> incomplete_checkpoints(const std::string& out_dir);

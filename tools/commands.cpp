@@ -8,6 +8,7 @@
 #include "tools/bench_command.h"
 #include "tools/demo.h"
 #include "tools/eval_command.h"
+#include "tools/export_command.h"
 #include "tools/plan_command.h"
 #include "tools/train_command.h"
 
@@ -22,6 +23,9 @@ void print_usage() {
       "             %s\n"
       "  eval     mean loss and perplexity of a trained model on the config's data\n"
       "             %s\n"
+      "  export   a training checkpoint of any TP x DP x ZeRO layout as one Hugging Face\n"
+      "           model directory\n"
+      "             %s\n"
       "  bench    training throughput, MFU and peak memory on synthetic tokens (JSON too)\n"
       "             %s\n"
       "  plan     the AutoTP sharding plan of a config: rule, partition and shard shapes per\n"
@@ -30,7 +34,7 @@ void print_usage() {
       "  version  print the version\n"
       "  help     print this list\n"
       "example: autotp train configs/tiny-llama.yaml --out runs/quickstart\n",
-      kTrainUsage, kEvalUsage, kBenchUsage);
+      kTrainUsage, kEvalUsage, kExportUsage, kBenchUsage);
 }
 }  // namespace
 
@@ -43,6 +47,7 @@ int run_command_line(int argc, char** argv) {
   const std::vector<std::string> args(argv + 2, argv + argc);
   if (command == "train") return run_train(args);
   if (command == "eval") return run_eval(args);
+  if (command == "export") return run_export(args);
   if (command == "bench") return run_bench(args);
   if (command == "demo") return run_demo(args);
   if (command == "plan") return run_plan_command(args);

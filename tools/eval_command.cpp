@@ -10,6 +10,7 @@
 #include "core/io/json.h"
 #include "engine/checkpoint.h"
 #include "engine/config.h"
+#include "engine/distributed_checkpoint.h"
 #include "engine/evaluate.h"
 #include "engine/model_source.h"
 #include "engine/optimizer.h"
@@ -36,7 +37,7 @@ LoadedModel load_checkpoint_model(const std::string& dir, const Config& config) 
   const ModelSource source = resolve_model_source(config.model);
   std::shared_ptr<CausalLM> model = create_model_uninitialized(source.config);
   AdamW unused(model->named_parameters(), AdamWOptions{});  // receives the optimizer state
-  const TrainingState state = load_training_checkpoint(dir, *model, unused);
+  const TrainingState state = load_any_training_checkpoint(dir, *model, unused, nullptr);
   return {model, fmt::format("training checkpoint {} (step {})", dir, state.step)};
 }
 
@@ -50,10 +51,12 @@ LoadedModel load_model(const std::string& dir, const Config& config) {
   }
   const fs::path p(dir);
   AUTOTP_CHECK(fs::is_directory(p), "eval: --model '{}' is not a directory", dir);
+  // A training checkpoint first: one saved under tensor parallelism has a config.json but its
+  // weights are TP shards.
+  if (fs::is_regular_file(p / "state.json")) return load_checkpoint_model(dir, config);
   if (fs::is_regular_file(p / "config.json")) {
     return {load_hf_model(dir), fmt::format("Hugging Face directory {}", dir)};
   }
-  if (fs::is_regular_file(p / "state.json")) return load_checkpoint_model(dir, config);
   if (fs::is_regular_file(p / "hf" / "config.json")) {
     return {load_hf_model((p / "hf").string()),
             fmt::format("Hugging Face directory {}", (p / "hf").string())};

@@ -254,8 +254,9 @@ TEST_P(TensorByDataParallel, FollowsTheOneProcessTrajectoryWithTheSameGlobalBatc
     const std::vector<StepRecord> want = train(reference, 10), got = train(parallel, 10);
     expect_trajectories_close(got, want, kF64Tolerance);
     EXPECT_LT(got.back().loss, got.front().loss);  // it trains
-    EXPECT_LT(max_relative_diff(full_parameters(parallel.model()), parameters_of(reference.model())),
-              kF64Tolerance);
+    EXPECT_LT(
+        max_relative_diff(full_parameters(parallel.model()), parameters_of(reference.model())),
+        kF64Tolerance);
     expect_replicas_bit_identical(parallel.model(), *grid_for(l.tp));
   }
   if (!any) GTEST_SKIP() << "no tp > 1 split of " << world()->size() << " ranks divides 4 KV heads";
@@ -282,7 +283,8 @@ TEST(TensorByDataParallelCheckpoint, ResumesExactlyAtTheSameLayoutAndWithinToler
              fs::copy_options::recursive);
   }
   world()->barrier();
-  const UnshardedCheckpoint ck = read_unsharded_checkpoint(dir.sub("half/checkpoints/step-00000005"));
+  const UnshardedCheckpoint ck =
+      read_unsharded_checkpoint(dir.sub("half/checkpoints/step-00000005"));
   EXPECT_EQ(ck.layout(), fmt::format("tp 2 x dp {}, ZeRO stage 2", saved->dp));
 
   // The same layout continues bit for bit.
@@ -336,8 +338,8 @@ TEST(TensorByDataParallelCheckpoint, AMissingShardOrAMissingManifestIsNamed) {
   const std::optional<Layout> saved = saving_layout();
   if (!saved) GTEST_SKIP() << "no tp = 2 split of " << world()->size() << " ranks";
   SharedDir dir("partial");
-  Trainer run(make_config(*saved, true, 0, dir.sub("run"), {"train.checkpoint_interval=2",
-                                                             "train.steps=4"}),
+  Trainer run(make_config(*saved, true, 0, dir.sub("run"),
+                          {"train.checkpoint_interval=2", "train.steps=4"}),
               options(grid_for(saved->tp)));
   run.run();
   const std::string step2 = dir.sub("run/checkpoints/step-00000002");
@@ -414,7 +416,8 @@ struct ShardedFusedNet {
   explicit ShardedFusedNet(Layout l) {
     const std::shared_ptr<ParallelGrid> grid = grid_for(l.tp);
     if (l.tp > 1) {
-      AutoTPConfig c = autotp_config_from(parse_config(kFusedSpecs, {}, "fused.yaml").tensor_parallel);
+      AutoTPConfig c =
+          autotp_config_from(parse_config(kFusedSpecs, {}, "fused.yaml").tensor_parallel);
       c.tp_size = l.tp;
       c.training = true;
       const ModelDims dims{"fusednet", kHidden, kHeads, kKvHeads, kHeadDim, false};
