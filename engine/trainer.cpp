@@ -21,6 +21,7 @@
 #include "engine/evaluate.h"
 #include "engine/metrics_log.h"
 #include "engine/progress.h"
+#include "engine/replica_check.h"
 #include "layers/parallel/gather_params.h"
 #include "layers/parallel/grad_norm.h"
 #include "models/registry.h"
@@ -254,6 +255,10 @@ StepRecord Trainer::step() {
   }
   step_ = n + 1;
   tokens_seen_ += r.tokens;
+#ifndef NDEBUG
+  // Debug builds check every step that replicas have not diverged (release: at checkpoints).
+  if (grid_) check_replicas_identical(*model_, *grid_, fmt::format("after step {}", step_));
+#endif
   r.seconds = seconds_since(start);
   history_.push_back(r);
   return r;
@@ -274,6 +279,7 @@ void Trainer::save_checkpoint() {
     save_training_checkpoint(out_dir_, *model_, *optimizer_, state);
     return;
   }
+  check_replicas_identical(*model_, *grid_, fmt::format("before the step {} checkpoint", step_));
   save_distributed_checkpoint(out_dir_, *model_, *optimizer_, zero_.get(), state, *grid_);
 }
 

@@ -18,10 +18,12 @@
 #include "core/comm/mpi_communicator.h"
 #include "core/comm/parallel_grid.h"
 #include "core/error.h"
+#include "core/ops.h"
 #include "core/random.h"
 #include "engine/checkpoint.h"
 #include "engine/config.h"
 #include "engine/distributed_checkpoint.h"
+#include "engine/replica_check.h"
 #include "engine/trainer.h"
 #include "layers/init.h"
 #include "layers/linear.h"
@@ -355,6 +357,22 @@ TEST(TensorByDataParallelCheckpoint, AMissingShardOrAMissingManifestIsNamed) {
   EXPECT_ERROR_CONTAINING(read_unsharded_checkpoint(step2),
                           {"model-tp00001-of-00002.safetensors (the weights of TP rank 1 of 2) "
                            "is missing"});
+}
+
+TEST(TensorByDataParallel, AReplicaThatDivergedIsNamedByTheReplicaCheck) {
+  const std::optional<Layout> l = saving_layout();
+  if (!l) GTEST_SKIP() << "no tp = 2 split of " << world()->size() << " ranks";
+  Trainer t(make_config(*l, true, 0, "unused"), options(grid_for(l->tp)));
+  t.step();
+  EXPECT_NO_THROW(check_replicas_identical(t.model(), *grid_for(l->tp), "after step 1"));
+  // One rank's copy of a replicated norm weight drifts by one ulp.
+  if (world()->rank() == world()->size() - 1) {
+    const Tensor w = t.model().get_submodule("model.norm")->parameter("weight");
+    NoGradGuard no_grad;
+    w.copy_(ops::mul(w, 1.0 + 1e-15));
+  }
+  EXPECT_ERROR_CONTAINING(check_replicas_identical(t.model(), *grid_for(l->tp), "after step 1"),
+                          {"replica check after step 1: 'model.norm.weight' (replicated) differs"});
 }
 
 // ---- a reshard round trip on a model with fused and GQA-shaped weights ----------------------
