@@ -421,6 +421,28 @@ void Tensor::zero_grad() const {
   if (meta_) meta_->grad.reset();
 }
 
+int64_t Tensor::register_post_accumulate_grad_hook(PostAccumulateGradHook hook) const {
+  AUTOTP_CHECK(is_leaf(),
+               "register_post_accumulate_grad_hook: only leaf tensors accumulate gradients "
+               "(this one comes from {})",
+               meta_->grad_fn->name());
+  AUTOTP_CHECK(requires_grad(),
+               "register_post_accumulate_grad_hook: the tensor does not require a gradient "
+               "(call set_requires_grad() first)");
+  AUTOTP_CHECK(hook != nullptr, "register_post_accumulate_grad_hook: empty hook");
+  const int64_t id = meta_->next_hook_id++;
+  meta_->post_accumulate_grad_hooks.emplace_back(id, std::move(hook));
+  return id;
+}
+
+void Tensor::remove_post_accumulate_grad_hook(int64_t id) const {
+  if (!meta_) return;
+  auto& hooks = meta_->post_accumulate_grad_hooks;
+  hooks.erase(std::remove_if(hooks.begin(), hooks.end(),
+                             [id](const auto& entry) { return entry.first == id; }),
+              hooks.end());
+}
+
 const std::shared_ptr<Node>& Tensor::grad_fn() const {
   static const std::shared_ptr<Node> kNone;
   return meta_ ? meta_->grad_fn : kNone;

@@ -3,9 +3,11 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <iosfwd>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/device.h"
@@ -19,12 +21,18 @@ namespace autotp {
 class Node;
 class Tensor;
 
+// Called with the leaf tensor once its .grad has been updated by a backward pass.
+using PostAccumulateGradHook = std::function<void(const Tensor& leaf)>;
+
 // Autograd state of one tensor, shared by its copies (not by its views or detach()).
 struct AutogradMeta {
   bool requires_grad = false;
   std::shared_ptr<Tensor> grad;          // accumulated gradient of a leaf
   std::shared_ptr<Node> grad_fn;         // the op that produced this tensor (null for leaves)
   std::weak_ptr<Node> grad_accumulator;  // the AccumulateGrad node of a leaf, while a graph uses it
+  // A leaf's post-accumulate-grad hooks with their ids, in registration order.
+  std::vector<std::pair<int64_t, PostAccumulateGradHook>> post_accumulate_grad_hooks;
+  int64_t next_hook_id = 0;
 };
 
 class Tensor {
@@ -117,6 +125,16 @@ class Tensor {
   void zero_grad() const;  // drops the accumulated gradient
   const std::shared_ptr<Node>& grad_fn() const;
   bool is_leaf() const { return !meta_ || !meta_->grad_fn; }
+  // Registers `hook` on a leaf that requires a gradient (PyTorch's
+  // register_post_accumulate_grad_hook): every backward pass that reaches this leaf calls it
+  // once the leaf's .grad holds the new sum, once per backward() however often the forward
+  // used the leaf. Hooks run in registration order, with grad mode off, and belong to the
+  // tensor's shared autograd record (its copies see them). A hook receives the leaf: it should
+  // not capture a copy of it (that would keep the record alive). Returns an id for removal.
+  int64_t register_post_accumulate_grad_hook(PostAccumulateGradHook hook) const;
+  // Removes the hook with this id; an id that is not registered (e.g. already removed) is
+  // ignored.
+  void remove_post_accumulate_grad_hook(int64_t id) const;
   // Backpropagates from this tensor. A scalar uses gradient 1; otherwise pass `grad_output`
   // of the same shape. The graph is freed afterwards unless `retain_graph`.
   void backward(const Tensor& grad_output, bool retain_graph = false) const;

@@ -65,9 +65,7 @@ const std::vector<std::string> kIgnoredTopLevel = {"wall_clock_breakdown",
 const std::vector<std::string> kIgnoredZero = {"offload_optimizer",
                                                "offload_param",
                                                "contiguous_gradients",
-                                               "overlap_comm",
                                                "reduce_scatter",
-                                               "reduce_bucket_size",
                                                "allgather_partitions",
                                                "allgather_bucket_size",
                                                "round_robin_gradients",
@@ -561,6 +559,15 @@ Config config_from_yaml(YAML::Node root, const ConfigLoadOptions& options,
     if (cfg.zero_stage > 2) {
       zero.fail("stage",
                 fmt::format("is {}, but autotp implements ZeRO stages 0, 1 and 2", cfg.zero_stage));
+    }
+    cfg.zero_overlap_comm = bool_or(zero, "overlap_comm", true);
+    // DeepSpeed configs often write it as a float (5e8): any whole number is accepted.
+    if (const std::optional<double> size = zero.get_float("reduce_bucket_size")) {
+      if (*size < 1 || *size != std::floor(*size) || *size > 1e12) {
+        zero.fail("reduce_bucket_size",
+                  fmt::format("must be a whole number of elements in [1, 1e12], got {}", *size));
+      }
+      cfg.zero_reduce_bucket_size = static_cast<int64_t>(*size);
     }
     zero.ignore(kIgnoredZero);
     zero.finish();

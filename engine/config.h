@@ -102,6 +102,10 @@ struct TrainConfig {
   int64_t eval_interval = 0;  // 0: no periodic evaluation
 };
 
+// The default zero_optimization.reduce_bucket_size, in elements: 16 MiB of f32 gradients
+// (DeepSpeed's 5e8 suits GPUs with large buffers, not the CPU engine).
+inline constexpr int64_t kDefaultReduceBucketSize = int64_t{1} << 22;
+
 struct Config {
   BatchConfig batch;
   double gradient_clipping = 0.0;  // 0: no clipping
@@ -110,6 +114,10 @@ struct Config {
   OptimizerConfig optimizer;
   LrScheduleConfig scheduler;  // type Constant when the section is absent
   int64_t zero_stage = 0;      // 0, 1 or 2
+  // zero_optimization.overlap_comm: DP gradient buckets launch during the last backward pass.
+  bool zero_overlap_comm = true;
+  // zero_optimization.reduce_bucket_size: gradient elements per DP collective (16 MiB of f32).
+  int64_t zero_reduce_bucket_size = kDefaultReduceBucketSize;
   int64_t steps_per_print = 10;
   uint64_t seed = 1234;
   TensorParallelConfig tensor_parallel;

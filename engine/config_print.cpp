@@ -47,7 +47,9 @@ std::string config_summary(const Config& c) {
   }
   line("gradient_clipping",
        c.gradient_clipping > 0 ? fmt::format("{}", c.gradient_clipping) : "off");
-  line("zero_optimization", fmt::format("stage {}", c.zero_stage));
+  line("zero_optimization",
+       fmt::format("stage {}, reduce_bucket_size {}, overlap_comm {}", c.zero_stage,
+                   c.zero_reduce_bucket_size, c.zero_overlap_comm ? "on" : "off"));
   const TensorParallelConfig& tp = c.tensor_parallel;
   if (tp.autotp_size > 0) {
     line("tensor_parallel",
@@ -150,8 +152,11 @@ std::string config_to_yaml(const Config& c) {
     }
     e << YAML::EndMap << YAML::EndMap;
   }
-  e << YAML::Key << "zero_optimization" << YAML::Value << YAML::BeginMap << YAML::Key << "stage"
-    << YAML::Value << c.zero_stage << YAML::EndMap;
+  e << YAML::Key << "zero_optimization" << YAML::Value << YAML::BeginMap;
+  e << YAML::Key << "stage" << YAML::Value << c.zero_stage;
+  e << YAML::Key << "overlap_comm" << YAML::Value << c.zero_overlap_comm;
+  e << YAML::Key << "reduce_bucket_size" << YAML::Value << c.zero_reduce_bucket_size;
+  e << YAML::EndMap;
   const TensorParallelConfig& tp = c.tensor_parallel;
   e << YAML::Key << "tensor_parallel" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "autotp_size" << YAML::Value << tp.autotp_size;

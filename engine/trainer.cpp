@@ -52,6 +52,10 @@ std::string trajectory_yaml(Config c, const Config& like) {
   // where the optimizer state lives, not the update: a resharded resume continues the run.
   if (c.batch.train_batch_size == like.batch.train_batch_size) c.batch = like.batch;
   c.zero_stage = like.zero_stage;
+  // The buckets' size and their overlap with backward change how the gradient sums travel
+  // (the overlap not a single bit of the result).
+  c.zero_overlap_comm = like.zero_overlap_comm;
+  c.zero_reduce_bucket_size = like.zero_reduce_bucket_size;
   // WarmupDecayLR/WarmupCosineLR default total_num_steps to train.steps: that one stays.
   return config_to_yaml(c);
 }
@@ -227,10 +231,21 @@ StepRecord Trainer::step() {
                  n + 1, value, m + 1, accumulation);
     loss_sum += value;
     if (accumulation > 1) loss = ops::div(loss, static_cast<double>(accumulation));
+    if (overlap_dp_ && m + 1 == accumulation) {
+      // The last backward launches each DP gradient bucket once its gradients are final.
+      if (zero_) {
+        zero_->arm();
+      } else {
+        reducer_->arm(ReduceCollective::AllReduce);
+      }
+    }
     loss.backward();
     r.tokens += batch.labels.numel();
   }
   r.loss = loss_sum / static_cast<double>(accumulation);
+  if (tp_grad_allreduce_) tp_grad_allreduce_->all_reduce_grads();
+  r.grad_norm = reduce_and_clip();
+  // After the gradient reduction: no other DP collective may come between arm() and it.
   if (grid_ && grid_->dp()->size() > 1) {
     const Tensor sums = Tensor::from_vector({loss_sum, static_cast<double>(r.tokens)}, {2},
                                             DType::F64);  // [2]
@@ -239,8 +254,6 @@ StepRecord Trainer::step() {
     r.loss = v[0] / static_cast<double>(accumulation * grid_->dp()->size());
     r.tokens = static_cast<int64_t>(v[1]);
   }
-  if (tp_grad_allreduce_) tp_grad_allreduce_->all_reduce_grads();
-  r.grad_norm = reduce_and_clip();
   AUTOTP_CHECK(std::isfinite(r.grad_norm),
                "step {}: the gradient norm is {} (loss {}); stopping before the update, no "
                "checkpoint was written for this step",
@@ -309,24 +322,35 @@ void Trainer::setup_parallel() {
     total += p.numel();
   const auto mib = [](int64_t bytes) { return static_cast<double>(bytes) / (1 << 20); };
   const int dp = grid_->dp()->size();
+  const int64_t bucket_bytes =
+      options_.reduce_bucket_bytes.value_or(config_.zero_reduce_bucket_size * item);
+  // Replicated per-head parameters (Qwen3's q_norm) get their TP gradient sum after backward,
+  // so their buckets could not launch from backward (and ZeRO 2 would free them first).
+  overlap_dp_ = config_.zero_overlap_comm && dp > 1 && !tp_grad_allreduce_;
+  if (config_.zero_overlap_comm && dp > 1 && tp_grad_allreduce_) {
+    notes_.push_back(
+        "zero_optimization.overlap_comm: off for this model, whose replicated per-head "
+        "parameters are summed over the TP group after backward; the DP reduction follows it");
+  }
+  const std::string when = dp == 1       ? ""
+                           : overlap_dp_ ? ", reduced during the last backward pass"
+                                         : ", reduced after backward";
   if (config_.zero_stage > 0) {
     AdamWOptions o = optimizer_->options();
     zero_ = std::make_unique<ZeroAdamW>(params, o, static_cast<int>(config_.zero_stage),
-                                        grid_->dp(), options_.reduce_bucket_bytes);
+                                        grid_->dp(), bucket_bytes);
     notes_.push_back(fmt::format(
-        "data parallel: dp = {}, ZeRO stage {}, {} gradient buckets; per rank: optimizer state "
-        "{:.3f} MiB, gradients {:.3f} MiB (unpartitioned: {:.3f} MiB, {:.3f} MiB)",
-        dp, config_.zero_stage, zero_->num_buckets(), mib(zero_->optimizer_state_bytes()),
+        "data parallel: dp = {}, ZeRO stage {}, {} gradient buckets{}; per rank: optimizer "
+        "state {:.3f} MiB, gradients {:.3f} MiB (unpartitioned: {:.3f} MiB, {:.3f} MiB)",
+        dp, config_.zero_stage, zero_->num_buckets(), when, mib(zero_->optimizer_state_bytes()),
         mib(zero_->gradient_bytes()), mib(2 * total * item), mib(total * item)));
     return;
   }
-  if (dp > 1) {
-    reducer_ = std::make_unique<GradientReducer>(params, grid_->dp(), options_.reduce_bucket_bytes);
-  }
+  if (dp > 1) reducer_ = std::make_unique<GradientReducer>(params, grid_->dp(), bucket_bytes);
   notes_.push_back(fmt::format(
-      "data parallel: dp = {}, ZeRO stage 0, {} gradient buckets; per rank: optimizer state "
+      "data parallel: dp = {}, ZeRO stage 0, {} gradient buckets{}; per rank: optimizer state "
       "{:.3f} MiB, gradients {:.3f} MiB",
-      dp, reducer_ ? reducer_->num_buckets() : 0, mib(2 * total * item), mib(total * item)));
+      dp, reducer_ ? reducer_->num_buckets() : 0, when, mib(2 * total * item), mib(total * item)));
 }
 
 double Trainer::reduce_and_clip() {

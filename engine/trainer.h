@@ -36,8 +36,9 @@ struct TrainerOptions {
   // The process grid (world = dp x tp) of a multi-rank run; null: one process. Its sizes must
   // match the config's data_parallel_size and tensor_parallel.autotp_size.
   std::shared_ptr<ParallelGrid> grid;
-  // Gradient averaging packs about this many bytes of gradients per collective.
-  int64_t reduce_bucket_bytes = 16LL << 20;
+  // Gradient averaging packs about this many bytes of gradients per collective; empty:
+  // zero_optimization.reduce_bucket_size elements of the parameter dtype.
+  std::optional<int64_t> reduce_bucket_bytes;
 };
 
 // What one optimizer step did.
@@ -61,11 +62,11 @@ struct StepRecord {
 // naming the step before anything is updated or saved.
 //
 // With a grid: each DP rank reads its own micro-batches (DataLoader's dp_rank/dp_size), the
-// gradients are averaged over the DP group after the last micro-batch (GradientReducer, in
-// buckets; ZeRO 1/2 partition the optimizer state and gradients, ZeroAdamW), every rank
-// applies the same update, and only world rank 0 prints and writes files, except the weight
-// shards and optimizer partitions of a checkpoint, which their ranks write
-// (engine/distributed_checkpoint.h).
+// gradients are averaged over the DP group in buckets launched during the last micro-batch's
+// backward (zero_optimization.overlap_comm; GradientReducer; ZeRO 1/2 partition the
+// optimizer state and gradients, ZeroAdamW), every rank applies the same update, and only
+// world rank 0 prints and writes files, except the weight shards and optimizer partitions of
+// a checkpoint, which their ranks write (engine/distributed_checkpoint.h).
 class Trainer {
  public:
   // Validates and builds everything (model, data, optimizer; loads the checkpoint when
@@ -86,8 +87,9 @@ class Trainer {
   int64_t total_steps() const { return config_.train.steps; }
   bool resumed() const { return resumed_from_ > 0; }
   CausalLM& model() { return *model_; }
-  AdamW& optimizer() { return *optimizer_; }  // unused for updates when zero() is set
-  ZeroAdamW* zero() { return zero_.get(); }   // ZeRO stage 1/2 runs only
+  AdamW& optimizer() { return *optimizer_; }             // unused for updates when zero() is set
+  ZeroAdamW* zero() { return zero_.get(); }              // ZeRO stage 1/2 runs only
+  GradientReducer* reducer() { return reducer_.get(); }  // ZeRO 0 with dp > 1 only
   const Config& config() const { return config_; }
   const std::string& out_dir() const { return out_dir_; }
   const DataLoader& data() const { return *loader_; }
@@ -111,6 +113,7 @@ class Trainer {
   std::shared_ptr<ParallelGrid> grid_;
   std::unique_ptr<GradientReducer> reducer_;  // ZeRO 0 with dp > 1
   std::unique_ptr<ZeroAdamW> zero_;           // ZeRO 1/2 with a grid
+  bool overlap_dp_ = false;  // the DP gradient buckets launch during the last backward pass
   // AutoTP (tp > 1): the replicated parameters whose gradients are summed over the TP group
   // after every backward (e.g. Qwen3's per-head norms); null when there are none.
   std::shared_ptr<ReplicatedGradAllreduce> tp_grad_allreduce_;

@@ -20,19 +20,24 @@ struct FlatAdamWState {
 };
 
 // Each DP rank owns the contiguous slice layout().partition_* of the flat parameter space and
-// keeps AdamW's moments for it only. After backward, reduce_gradients() leaves this rank's
-// slice of the DP-mean gradient in partition_grad() (stage 1: all_reduce of the full
-// gradients, then the slice is copied; stage 2: reduce_scatter per bucket, the full gradients
-// dropped). step() applies the AdamW kernel to the slice piece by piece (per-parameter weight
-// decay), then all_gathers the updated slices into every rank's parameters, so all ranks hold
-// identical weights. Every parameter steps together (one step count); a missing gradient
-// counts as zeros (as DeepSpeed's ZeRO does). Collective over `dp`.
+// keeps AdamW's moments for it only. After backward (or, after arm(), from within it),
+// reduce_gradients() leaves this rank's slice of the DP-mean gradient in partition_grad()
+// (stage 1: all_reduce of the full gradients, then the slice is copied; stage 2:
+// reduce_scatter per bucket, the full gradients dropped). step() applies the AdamW kernel to the
+// slice piece by piece (per-parameter weight decay), then all_gathers the updated slices into every
+// rank's parameters, so all ranks hold identical weights. Every parameter steps together (one step
+// count); a missing gradient counts as zeros (as DeepSpeed's ZeRO does). Collective over `dp`.
 class ZeroAdamW {
  public:
   ZeroAdamW(NamedTensors params, AdamWOptions options, int stage, std::shared_ptr<Communicator> dp,
             int64_t bucket_bytes);
 
   void reduce_gradients();
+  // Overlap: launch the gradient buckets from backward (GradientReducer::arm) until the next
+  // reduce_gradients(). Call before the last backward pass of a step.
+  void arm() {
+    reducer_.arm(stage_ == 2 ? ReduceCollective::ReduceScatter : ReduceCollective::AllReduce);
+  }
   // Sum of squares of this rank's gradient slice, counting parameter i only when counts[i]
   // (empty: all). The caller all-reduces it over DP (and TP) for the global norm.
   double partition_grad_sq_sum(const std::vector<bool>& counts = {}) const;
@@ -50,6 +55,7 @@ class ZeroAdamW {
   const Tensor& exp_avg() const { return exp_avg_; }        // [partition size]
   const Tensor& exp_avg_sq() const { return exp_avg_sq_; }  // [partition size]
   int64_t num_buckets() const { return reducer_.num_buckets(); }
+  int64_t buckets_launched_from_hooks() const { return reducer_.buckets_launched_from_hooks(); }
 
   // Per-rank bytes of optimizer state (both moments) and of gradients kept between backward
   // and step (stage 1: the full gradients; stage 2: the slice).

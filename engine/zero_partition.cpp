@@ -98,94 +98,210 @@ void scatter_flat_range(const NamedTensors& params, const FlatParamLayout& layou
   });
 }
 
+// The reducer's data, shared with the parameters' hooks (which hold weak pointers).
+struct GradientReducer::State {
+  struct Bucket {
+    size_t first = 0, last = 0;  // parameters [first, last)
+    int64_t begin = 0, end = 0;  // flat range
+  };
+  NamedTensors params;
+  std::shared_ptr<Communicator> dp;
+  FlatParamLayout layout;
+  std::vector<Bucket> buckets;
+  std::vector<size_t> bucket_of;  // per parameter
+
+  // The reduction in progress (between arm() or the start of a reduction and its end).
+  bool armed = false;
+  ReduceCollective collective = ReduceCollective::AllReduce;
+  std::vector<int64_t> waiting;   // per bucket: parameters whose gradient is not final yet
+  std::vector<bool> is_final;     // per parameter: its hook fired since arm()
+  int64_t next = -1;              // the next bucket to launch (they go last to first); -1: none
+  std::vector<Tensor> buffers;    // per bucket: packed gradients, alive until the wait
+  std::vector<WorkHandle> works;  // per bucket; null until launched
+  int64_t launched_from_hooks = 0;
+
+  // Fresh per-reduction bookkeeping: nothing launched, no gradient final.
+  void begin(ReduceCollective c) {
+    collective = c;
+    waiting.clear();
+    for (const Bucket& b : buckets)
+      waiting.push_back(static_cast<int64_t>(b.last - b.first));
+    is_final.assign(params.size(), false);
+    next = static_cast<int64_t>(buckets.size()) - 1;
+    buffers.assign(buckets.size(), Tensor());
+    works.assign(buckets.size(), nullptr);
+    launched_from_hooks = 0;
+  }
+
+  // Packs bucket k's gradients and starts its collective.
+  void launch(size_t k) {
+    const Bucket& b = buckets[k];
+    const Tensor& first = params.front().second;
+    buffers[k] = Tensor::empty({b.end - b.begin}, first.dtype(), first.device());
+    gather_flat_range(params, layout, b.begin, b.end, buffers[k].raw_data(), /*grads=*/true);
+    if (collective == ReduceCollective::AllReduce) {
+      works[k] = dp->all_reduce_async(buffers[k], ReduceOp::Sum);
+      return;
+    }
+    std::vector<int64_t> sizes;  // the bucket's overlap with each rank's partition
+    for (int r = 0; r < dp->size(); ++r) {
+      const int64_t r0 = layout.partition_offsets[static_cast<size_t>(r)];
+      const int64_t r1 = r0 + layout.partition_sizes[static_cast<size_t>(r)];
+      sizes.push_back(std::max<int64_t>(0, std::min(b.end, r1) - std::max(b.begin, r0)));
+    }
+    works[k] = dp->reduce_scatter_async(buffers[k], 0, sizes, ReduceOp::Sum);
+    // The bucket's gradients are in flight: free them (ZeRO 2 keeps only the partition).
+    for (size_t i = b.first; i < b.last; ++i)
+      params[i].second.zero_grad();
+  }
+
+  // Launches buckets from `next` down while their gradients are final.
+  void launch_ready() {
+    while (next >= 0 && waiting[static_cast<size_t>(next)] == 0) {
+      launch(static_cast<size_t>(next--));
+      ++launched_from_hooks;
+    }
+  }
+
+  // The hook of parameter i: its gradient is final for this step.
+  void on_gradient_final(size_t i) {
+    if (!armed) return;
+    AUTOTP_CHECK(!is_final[i],
+                 "gradient reduction: '{}' received a second gradient after arm() (arm the "
+                 "reducer before the last backward pass of a step only)",
+                 params[i].first);
+    is_final[i] = true;
+    --waiting[bucket_of[i]];
+    launch_ready();
+  }
+};
+
 GradientReducer::GradientReducer(NamedTensors params, std::shared_ptr<Communicator> dp,
                                  int64_t bucket_bytes)
-    : params_(std::move(params)), dp_(std::move(dp)) {
-  AUTOTP_CHECK(dp_ != nullptr, "GradientReducer: no DP communicator");
-  AUTOTP_CHECK(!params_.empty(), "GradientReducer: no parameters");
+    : state_(std::make_shared<State>()) {
+  State& s = *state_;
+  s.params = std::move(params);
+  s.dp = std::move(dp);
+  AUTOTP_CHECK(s.dp != nullptr, "GradientReducer: no DP communicator");
+  AUTOTP_CHECK(!s.params.empty(), "GradientReducer: no parameters");
   AUTOTP_CHECK(bucket_bytes > 0, "GradientReducer: bucket size must be > 0, got {}", bucket_bytes);
-  layout_ = FlatParamLayout::build(params_, dp_->size());
-  const int64_t item = static_cast<int64_t>(params_.front().second.itemsize());
-  Bucket b;
-  for (size_t i = 0; i < params_.size(); ++i) {
+  s.layout = FlatParamLayout::build(s.params, s.dp->size());
+  const int64_t item = static_cast<int64_t>(s.params.front().second.itemsize());
+  State::Bucket b;
+  for (size_t i = 0; i < s.params.size(); ++i) {
     b.last = i + 1;
-    b.end = layout_.offsets[i] + layout_.numels[i];
-    if ((b.end - b.begin) * item >= bucket_bytes || i + 1 == params_.size()) {
-      buckets_.push_back(b);
+    b.end = s.layout.offsets[i] + s.layout.numels[i];
+    s.bucket_of.push_back(s.buckets.size());
+    if ((b.end - b.begin) * item >= bucket_bytes || i + 1 == s.params.size()) {
+      s.buckets.push_back(b);
       b.first = b.last;
       b.begin = b.end;
     }
   }
-}
-
-Tensor GradientReducer::pack(const Bucket& b) const {
-  const Tensor& first = params_.front().second;
-  Tensor buffer = Tensor::empty({b.end - b.begin}, first.dtype(), first.device());
-  gather_flat_range(params_, layout_, b.begin, b.end, buffer.raw_data(), /*grads=*/true);
-  return buffer;
-}
-
-void GradientReducer::all_reduce_mean() const {
-  NoGradGuard no_grad;
-  std::vector<Tensor> buffers;
-  std::vector<WorkHandle> works;
-  for (const Bucket& b : buckets_) {
-    buffers.push_back(pack(b));
-    works.push_back(dp_->all_reduce_async(buffers.back(), ReduceOp::Sum));
+  // A parameter that needs no gradient gets no hook: its bucket launches at the reduction.
+  const std::weak_ptr<State> weak = state_;
+  for (size_t i = 0; i < s.params.size(); ++i) {
+    const Tensor& p = s.params[i].second;
+    hook_ids_.push_back(
+        !p.requires_grad() ? -1 : p.register_post_accumulate_grad_hook([weak, i](const Tensor&) {
+          if (auto st = weak.lock()) st->on_gradient_final(i);
+        }));
   }
-  for (size_t k = 0; k < buckets_.size(); ++k) {
-    works[k]->wait();
-    scale(buffers[k], 1.0 / static_cast<double>(dp_->size()));
-    const Bucket& b = buckets_[k];
+}
+
+GradientReducer::~GradientReducer() {
+  if (!state_) return;  // moved from
+  for (size_t i = 0; i < hook_ids_.size(); ++i) {
+    if (hook_ids_[i] >= 0) state_->params[i].second.remove_post_accumulate_grad_hook(hook_ids_[i]);
+  }
+}
+
+const FlatParamLayout& GradientReducer::layout() const {
+  return state_->layout;
+}
+
+int64_t GradientReducer::num_buckets() const {
+  return static_cast<int64_t>(state_->buckets.size());
+}
+
+int64_t GradientReducer::buckets_launched_from_hooks() const {
+  return state_->launched_from_hooks;
+}
+
+bool GradientReducer::armed() const {
+  return state_->armed;
+}
+
+void GradientReducer::arm(ReduceCollective collective) {
+  AUTOTP_CHECK(!state_->armed, "gradient reduction: arm() twice without a reduction in between");
+  state_->begin(collective);
+  state_->armed = true;
+}
+
+void GradientReducer::launch_remaining(ReduceCollective collective) {
+  State& s = *state_;
+  if (!s.armed) {
+    s.begin(collective);
+  } else {
+    AUTOTP_CHECK(
+        s.collective == collective, "gradient reduction: armed for {}, but {} was called",
+        s.collective == ReduceCollective::AllReduce ? "all_reduce_mean" : "reduce_scatter_mean",
+        collective == ReduceCollective::AllReduce ? "all_reduce_mean" : "reduce_scatter_mean");
+  }
+  s.armed = false;  // the hooks stop here; whatever did not fire launches now, in order
+  for (; s.next >= 0; --s.next)
+    s.launch(static_cast<size_t>(s.next));
+}
+
+void GradientReducer::all_reduce_mean() {
+  NoGradGuard no_grad;
+  launch_remaining(ReduceCollective::AllReduce);
+  State& s = *state_;
+  for (size_t k = 0; k < s.buckets.size(); ++k) {
+    s.works[k]->wait();
+    scale(s.buffers[k], 1.0 / static_cast<double>(s.dp->size()));
+    const State::Bucket& b = s.buckets[k];
     for (size_t i = b.first; i < b.last; ++i) {
-      const Tensor& p = params_[i].second;
+      const Tensor& p = s.params[i].second;
       if (!p.grad().defined()) p.set_grad(Tensor::zeros(p.shape(), p.dtype(), p.device()));
     }
-
-    for_each_piece(layout_, b.begin, b.end, [&](size_t i, int64_t within, int64_t flat, int64_t n) {
-      const Tensor g = params_[i].second.grad();
-      const size_t item = g.itemsize();
-      std::memcpy(static_cast<char*>(g.raw_data()) + static_cast<size_t>(within) * item,
-                  static_cast<const char*>(buffers[k].raw_data()) +
-                      static_cast<size_t>(flat - b.begin) * item,
-                  static_cast<size_t>(n) * item);
-    });
+    const Tensor& buffer = s.buffers[k];
+    for_each_piece(
+        s.layout, b.begin, b.end, [&](size_t i, int64_t within, int64_t flat, int64_t n) {
+          const Tensor g = s.params[i].second.grad();
+          const size_t item = g.itemsize();
+          std::memcpy(static_cast<char*>(g.raw_data()) + static_cast<size_t>(within) * item,
+                      static_cast<const char*>(buffer.raw_data()) +
+                          static_cast<size_t>(flat - b.begin) * item,
+                      static_cast<size_t>(n) * item);
+        });
   }
+  s.buffers.assign(s.buckets.size(), Tensor());
+  s.works.assign(s.buckets.size(), nullptr);
 }
 
-void GradientReducer::reduce_scatter_mean(const Tensor& partition) const {
+void GradientReducer::reduce_scatter_mean(const Tensor& partition) {
   NoGradGuard no_grad;
-  const int me = dp_->rank();
-  const int64_t p0 = layout_.partition_offsets[static_cast<size_t>(me)];
-  const int64_t p1 = p0 + layout_.partition_sizes[static_cast<size_t>(me)];
+  State& s = *state_;
+  const int me = s.dp->rank();
+  const int64_t p0 = s.layout.partition_offsets[static_cast<size_t>(me)];
+  const int64_t p1 = p0 + s.layout.partition_sizes[static_cast<size_t>(me)];
   AUTOTP_CHECK(partition.numel() == p1 - p0 && partition.is_contiguous(),
                "reduce_scatter_mean: the partition buffer has {} elements, expected {}",
                partition.numel(), p1 - p0);
-  std::vector<Tensor> buffers;  // kept alive until every transfer is done
-  std::vector<WorkHandle> works;
-  for (const Bucket& b : buckets_) {
-    std::vector<int64_t> sizes;
-    for (int r = 0; r < dp_->size(); ++r) {
-      const int64_t r0 = layout_.partition_offsets[static_cast<size_t>(r)];
-      const int64_t r1 = r0 + layout_.partition_sizes[static_cast<size_t>(r)];
-      sizes.push_back(std::max<int64_t>(0, std::min(b.end, r1) - std::max(b.begin, r0)));
-    }
-    buffers.push_back(pack(b));
-    works.push_back(dp_->reduce_scatter_async(buffers.back(), 0, sizes, ReduceOp::Sum));
-    // The bucket's gradients are in flight: free them (ZeRO 2 keeps only the partition).
-    for (size_t i = b.first; i < b.last; ++i)
-      params_[i].second.zero_grad();
-  }
+  launch_remaining(ReduceCollective::ReduceScatter);
   const size_t item = partition.itemsize();
-  for (size_t k = 0; k < buckets_.size(); ++k) {
-    works[k]->wait();
-    const Tensor& piece = works[k]->result();
-    const int64_t a = std::max(buckets_[k].begin, p0);
+  for (size_t k = 0; k < s.buckets.size(); ++k) {
+    s.works[k]->wait();
+    const Tensor& piece = s.works[k]->result();
+    const int64_t a = std::max(s.buckets[k].begin, p0);
     if (piece.numel() == 0) continue;
     std::memcpy(static_cast<char*>(partition.raw_data()) + static_cast<size_t>(a - p0) * item,
                 piece.contiguous().raw_data(), static_cast<size_t>(piece.numel()) * item);
   }
-  scale(partition, 1.0 / static_cast<double>(dp_->size()));
+  s.buffers.assign(s.buckets.size(), Tensor());
+  s.works.assign(s.buckets.size(), nullptr);
+  scale(partition, 1.0 / static_cast<double>(s.dp->size()));
 }
 
 }  // namespace autotp

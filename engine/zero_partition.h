@@ -28,34 +28,56 @@ struct FlatParamLayout {
 // An even split of `total` into `parts` contiguous sizes (the first total % parts one longer).
 std::vector<int64_t> even_partition(int64_t total, int parts);
 
+// Which collective a reduction runs per bucket.
+enum class ReduceCollective { AllReduce, ReduceScatter };
+
 // Averages gradients over the DP group in buckets: consecutive parameters are packed into one
 // contiguous buffer of about bucket_bytes (a larger parameter gets its own), and every
-// bucket's collective is started asynchronously before any is waited on. Reduction happens
-// after the backward pass (no overlap with backward on this CPU engine). A parameter without
+// bucket's collective is started asynchronously before any is waited on. A parameter without
 // a gradient contributes zeros. Collective over `dp`; CPU f32/f64 parameters.
+//
+// Overlap with backward: arm() before the last backward pass of a step (earlier micro-batches
+// only accumulate). Each parameter's post-accumulate-grad hook then marks its gradient final,
+// and buckets are packed and launched during backward, strictly from the last bucket down to
+// the first (the order backward produces them), so every rank starts the same collectives in
+// the same order even where ranks differ in which parameters got a gradient; a bucket waits
+// for the ones after it. all_reduce_mean() / reduce_scatter_mean() then launch whatever did
+// not fire, wait, unpack exactly as without overlap, and disarm: the same buckets and the
+// same collectives, so the results are bitwise identical. Between arm() and the reduction no
+// other collective may run on `dp` (ranks could issue it at different points among the
+// buckets). On CPU the MPI collectives are nonblocking calls progressed when polled, so the
+// gain is small here; the schedule is the one NCCL runs on its own stream, behind backward.
 class GradientReducer {
  public:
   GradientReducer(NamedTensors params, std::shared_ptr<Communicator> dp, int64_t bucket_bytes);
+  ~GradientReducer();  // removes the hooks
+  GradientReducer(GradientReducer&&) = default;
+  GradientReducer(const GradientReducer&) = delete;
+  GradientReducer& operator=(const GradientReducer&) = delete;
+  GradientReducer& operator=(GradientReducer&&) = delete;
+
+  // Launches buckets from the gradient hooks until the next reduction, which must use
+  // `collective` (AllReduce: all_reduce_mean; ReduceScatter: reduce_scatter_mean).
+  void arm(ReduceCollective collective);
+  bool armed() const;
 
   // ZeRO 0/1: every parameter's gradient becomes the DP mean, in place (created if missing).
-  void all_reduce_mean() const;
+  void all_reduce_mean();
   // ZeRO 2: `partition` [partition_sizes[rank]] receives the DP mean of this rank's slice of
   // the flat gradient (reduce_scatter per bucket); the parameters' gradients are dropped.
-  void reduce_scatter_mean(const Tensor& partition) const;
+  void reduce_scatter_mean(const Tensor& partition);
 
-  const FlatParamLayout& layout() const { return layout_; }
-  int64_t num_buckets() const { return static_cast<int64_t>(buckets_.size()); }
+  const FlatParamLayout& layout() const;
+  int64_t num_buckets() const;
+  // Buckets launched from gradient hooks (during backward) since the last arm(); kept after
+  // the reduction until the next arm().
+  int64_t buckets_launched_from_hooks() const;
 
  private:
-  struct Bucket {
-    size_t first = 0, last = 0;  // parameters [first, last)
-    int64_t begin = 0, end = 0;  // flat range
-  };
-  Tensor pack(const Bucket& b) const;  // [end - begin]: the bucket's gradients
-  NamedTensors params_;
-  std::shared_ptr<Communicator> dp_;
-  FlatParamLayout layout_;
-  std::vector<Bucket> buckets_;
+  struct State;
+  void launch_remaining(ReduceCollective collective);
+  std::shared_ptr<State> state_;   // shared with the hooks through weak pointers
+  std::vector<int64_t> hook_ids_;  // per parameter; -1: none (no gradient required)
 };
 
 // Copies flat range [begin, end) of the parameters' data (or, with `grads`, their gradients;

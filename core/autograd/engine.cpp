@@ -22,7 +22,7 @@ std::shared_ptr<Node> gradient_edge(const Tensor& t) {
   if (!meta->requires_grad) return nullptr;
   std::shared_ptr<Node> acc = meta->grad_accumulator.lock();
   if (!acc) {
-    acc = std::make_shared<AccumulateGrad>(meta);
+    acc = std::make_shared<AccumulateGrad>(t);
     meta->grad_accumulator = acc;
   }
   return acc;
@@ -73,12 +73,20 @@ Tensor record_op(Tensor output, const char* name, std::vector<const Tensor*> inp
 }
 
 std::vector<Tensor> AccumulateGrad::apply(const Tensor& grad_output) {
+  AutogradMeta& meta = *leaf_.autograd_meta();
   // Own the gradient's memory: an incoming gradient may be a broadcast view or alias of
   // another tensor, so the first one is copied; later ones are added out of place.
-  if (!leaf_->grad) {
-    leaf_->grad = std::make_shared<Tensor>(grad_output.detach().clone());
+  if (!meta.grad) {
+    meta.grad = std::make_shared<Tensor>(grad_output.detach().clone());
   } else {
-    *leaf_->grad = ops::add(*leaf_->grad, grad_output).detach();
+    *meta.grad = ops::add(*meta.grad, grad_output).detach();
+  }
+  // The engine sums every incoming gradient before running a node, so this runs once per
+  // backward. A copy of the list: a hook may remove itself (or register another).
+  if (!meta.post_accumulate_grad_hooks.empty()) {
+    const auto hooks = meta.post_accumulate_grad_hooks;
+    for (const auto& [id, hook] : hooks)
+      hook(leaf_);
   }
   return {};
 }

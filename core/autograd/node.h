@@ -41,15 +41,16 @@ class FunctionNode final : public Node {
   Backward backward_;
 };
 
-// Accumulates incoming gradients into a leaf tensor's .grad.
+// Accumulates incoming gradients into a leaf tensor's .grad, then calls the leaf's
+// post-accumulate-grad hooks.
 class AccumulateGrad final : public Node {
  public:
-  explicit AccumulateGrad(std::shared_ptr<AutogradMeta> leaf) : leaf_(std::move(leaf)) {}
+  explicit AccumulateGrad(Tensor leaf) : leaf_(std::move(leaf)) {}
   std::vector<Tensor> apply(const Tensor& grad_output) override;
   std::string name() const override { return "AccumulateGrad"; }
 
  private:
-  std::shared_ptr<AutogradMeta> leaf_;
+  Tensor leaf_;  // a copy of the leaf: its data and its autograd record
 };
 
 // True when grad mode is on and any of `inputs` requires a gradient.

@@ -40,6 +40,8 @@ scheduler:
     warmup_type: linear
 zero_optimization:
   stage: 1
+  overlap_comm: false
+  reduce_bucket_size: 5e8
 tensor_parallel:
   autotp_size: 2
   preset_model: Llama
@@ -119,6 +121,8 @@ TEST(Config, AFullConfigParsesIntoTypedFields) {
   EXPECT_EQ(c.scheduler.warmup_min_ratio, 0.05);
   EXPECT_EQ(c.scheduler.warmup_type, WarmupType::Linear);
   EXPECT_EQ(c.zero_stage, 1);
+  EXPECT_FALSE(c.zero_overlap_comm);
+  EXPECT_EQ(c.zero_reduce_bucket_size, 500000000);  // DeepSpeed's float spelling, whole
   const TensorParallelConfig& tp = c.tensor_parallel;
   EXPECT_EQ(tp.autotp_size, 2);
   EXPECT_EQ(tp.preset_model, "llama");
@@ -138,7 +142,7 @@ TEST(Config, AFullConfigParsesIntoTypedFields) {
   EXPECT_EQ(specs[1].partition_dim, 0);
   EXPECT_EQ(specs[2].partition_type, "row");
   EXPECT_EQ(*specs[2].model_types, std::vector<std::string>{"llama"});
-  EXPECT_EQ(specs[2].where, "test.yaml line 42");
+  EXPECT_EQ(specs[2].where, "test.yaml line 44");
   EXPECT_EQ(c.model.node["hidden_size"].as<int>(), 64);
   EXPECT_TRUE(c.model.path.empty());
   EXPECT_EQ(c.data.type, DataSourceType::Tokens);
@@ -165,6 +169,8 @@ TEST(Config, AMinimalConfigGetsDeepSpeedDefaults) {
   EXPECT_EQ(c.scheduler.base_lr, 1e-3);
   EXPECT_EQ(c.gradient_clipping, 0.0);
   EXPECT_EQ(c.zero_stage, 0);
+  EXPECT_TRUE(c.zero_overlap_comm);
+  EXPECT_EQ(c.zero_reduce_bucket_size, 4194304);  // 16 MiB of f32 gradients
   EXPECT_EQ(c.tensor_parallel.autotp_size, 0);
   EXPECT_EQ(c.tensor_parallel.dtype, DType::F16);
   EXPECT_EQ(c.data.type, DataSourceType::Synthetic);
@@ -270,7 +276,7 @@ TEST(Config, BadValuesAreErrorsNamingTheKey) {
 TEST(Config, IgnoredDeepSpeedKeysGiveOneWarningEach) {
   const Config c = parse(std::string(kMinimal) +
                          "wall_clock_breakdown: false\n"
-                         "zero_optimization:\n  stage: 2\n  overlap_comm: true\n"
+                         "zero_optimization:\n  stage: 2\n  contiguous_gradients: true\n"
                          "  stage3_max_live_parameters: 1000\n");
   ASSERT_EQ(c.warnings.size(), 3u);
   const auto has_warning = [&](const std::string& needle) {
@@ -282,9 +288,39 @@ TEST(Config, IgnoredDeepSpeedKeysGiveOneWarningEach) {
   EXPECT_TRUE(
       has_warning("test.yaml line 4: 'wall_clock_breakdown' is a DeepSpeed setting that "
                   "autotp does not implement; ignored"));
-  EXPECT_TRUE(has_warning("test.yaml line 7: 'zero_optimization.overlap_comm'"));
+  EXPECT_TRUE(has_warning("test.yaml line 7: 'zero_optimization.contiguous_gradients'"));
   EXPECT_TRUE(has_warning("test.yaml line 8: 'zero_optimization.stage3_max_live_parameters'"));
   EXPECT_EQ(c.zero_stage, 2);
+}
+
+TEST(Config, ZeroOverlapCommAndReduceBucketSizeAreReadAndCheckedByKey) {
+  const Config c = parse(std::string(kMinimal) +
+                         "zero_optimization: {stage: 2, overlap_comm: false, "
+                         "reduce_bucket_size: 1000}\n");
+  EXPECT_FALSE(c.zero_overlap_comm);
+  EXPECT_EQ(c.zero_reduce_bucket_size, 1000);
+  EXPECT_TRUE(c.warnings.empty());  // real keys now, not ignored DeepSpeed ones
+  const Config on = parse(std::string(kMinimal) + "zero_optimization: {overlap_comm: true}\n");
+  EXPECT_TRUE(on.zero_overlap_comm);
+  EXPECT_ERROR_CONTAINS(
+      parse(std::string(kMinimal) + "zero_optimization:\n  overlap_comm: sometimes\n"),
+      "test.yaml line 5: 'zero_optimization.overlap_comm' must be true or false, got "
+      "'sometimes'");
+  EXPECT_ERROR_CONTAINS(
+      parse(std::string(kMinimal) + "zero_optimization: {reduce_bucket_size: big}\n"),
+      "'zero_optimization.reduce_bucket_size' must be a number, got 'big'");
+  EXPECT_ERROR_CONTAINS(
+      parse(std::string(kMinimal) + "zero_optimization: {reduce_bucket_size: [1]}\n"),
+      "'zero_optimization.reduce_bucket_size' must be a number, got a list");
+  for (const char* bad : {"0", "-5", "1.5", "2e12"}) {
+    EXPECT_ERROR_CONTAINS(
+        parse(std::string(kMinimal) + "zero_optimization: {reduce_bucket_size: " + bad + "}\n"),
+        "'zero_optimization.reduce_bucket_size' must be a whole number of "
+        "elements in [1, 1e12], got");
+  }
+  EXPECT_EQ(parse(std::string(kMinimal), overrides({"zero_optimization.reduce_bucket_size=64"}))
+                .zero_reduce_bucket_size,
+            64);
 }
 
 TEST(Config, BatchSizesFollowDeepSpeedsRuleOnTheDataParallelSize) {
@@ -383,6 +419,8 @@ TEST(Config, ResolvedYamlParsesBackToTheSameConfig) {
   EXPECT_EQ(b.data.seed, a.data.seed);
   EXPECT_EQ(b.train.eval_interval, a.train.eval_interval);
   EXPECT_EQ(b.bf16, a.bf16);
+  EXPECT_EQ(b.zero_overlap_comm, a.zero_overlap_comm);
+  EXPECT_EQ(b.zero_reduce_bucket_size, a.zero_reduce_bucket_size);
   EXPECT_TRUE(b.warnings.empty());
 }
 
@@ -397,6 +435,8 @@ TEST(Config, SummaryShowsTheResolvedValues) {
   EXPECT_NE(s.find("precision:"), std::string::npos) << s;
   EXPECT_NE(s.find("tokens data/train.bin (uint32) seq_len 128"), std::string::npos) << s;
   EXPECT_NE(s.find("steps 50"), std::string::npos) << s;
+  EXPECT_NE(s.find("stage 1, reduce_bucket_size 500000000, overlap_comm off"), std::string::npos)
+      << s;
 }
 
 TEST(Config, LoadsFromAFileAndNamesAMissingOne) {
