@@ -47,9 +47,8 @@ void check_replicas_identical(const Module& model, const ParallelGrid& grid,
                    "replica check {}: '{}' ({}) differs between rank {} and rank {}: the copies "
                    "that must stay bit-identical have diverged (a missing gradient all-reduce "
                    "or a nondeterministic kernel)",
-                   when, params[i].first, is_shard ? "a TP shard, compared across DP replicas"
-                                                   : "replicated",
-                   me, r);
+                   when, params[i].first,
+                   is_shard ? "a TP shard, compared across DP replicas" : "replicated", me, r);
     }
   }
 }

@@ -198,9 +198,8 @@ TEST(OverlappedReduction, MisuseIsReportedAndTheHooksGoWithTheReducer) {
       EXPECT_EQ(p.autograd_meta()->post_accumulate_grad_hooks.size(), 1u) << name;
     reducer.arm(ReduceCollective::AllReduce);
     EXPECT_ERROR_CONTAINS(reducer.arm(ReduceCollective::AllReduce), "arm() twice");
-    const Tensor partition =
-        Tensor::zeros({reducer.layout().partition_sizes[static_cast<size_t>(world()->rank())]},
-                      DType::F64);
+    const Tensor partition = Tensor::zeros(
+        {reducer.layout().partition_sizes[static_cast<size_t>(world()->rank())]}, DType::F64);
     EXPECT_ERROR_CONTAINS(reducer.reduce_scatter_mean(partition),
                           "armed for all_reduce_mean, but reduce_scatter_mean was called");
     loss_of(params, /*irrational=*/false).backward();
