@@ -113,7 +113,8 @@ class Trainer {
   // bf16/fp16 on CUDA only: the master weights and the loss scaler.
   MixedPrecisionOptimizer* mixed_precision() { return mixed_.get(); }
   Device device() const { return device_; }
-  // The CUDA allocator's peak since setup finished (training only), in GiB; 0 on the CPU.
+  // This process's CUDA allocator peak in GiB (0 on the CPU); run() resets it after setup, so
+  // from then on it measures training (the logged lines, metrics.jsonl's peak_mem_gib, done:).
   double peak_memory_gib() const { return device_peak_memory_gib(device_); }
   const Config& config() const { return config_; }
   const std::string& out_dir() const { return out_dir_; }

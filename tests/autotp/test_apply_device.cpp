@@ -85,9 +85,9 @@ TEST(ApplyAutoTPDevice, TheCpuAsTargetDeviceGivesTheSameShardsWhereverTheyAreTak
       EXPECT_EQ(got[i].first, expected[i].first);
       EXPECT_TRUE(got[i].second.device().is_cpu()) << got[i].first;
       EXPECT_TRUE(got[i].second.requires_grad()) << got[i].first;
-      EXPECT_TRUE(testing::all_close(got[i].second, expected[i].second, {0.0, 0.0},
-                                     got[i].first + ", keep_module_on_host " +
-                                         std::to_string(keep)));
+      EXPECT_TRUE(
+          testing::all_close(got[i].second, expected[i].second, {0.0, 0.0},
+                             got[i].first + ", keep_module_on_host " + std::to_string(keep)));
     }
   }
 }
@@ -120,8 +120,8 @@ TEST(ApplyAutoTPDevice, KeepModuleOnHostTravelsFromTheYamlToThePass) {
   set.overrides = {"tensor_parallel.keep_module_on_host=true"};
   EXPECT_TRUE(autotp_config_from(parse_config(base, set).tensor_parallel).keep_module_on_host);
   // The resolved config written to OUT/config.yaml keeps it.
-  EXPECT_TRUE(autotp_config_from(parse_config(config_to_yaml(on)).tensor_parallel)
-                  .keep_module_on_host);
+  EXPECT_TRUE(
+      autotp_config_from(parse_config(config_to_yaml(on)).tensor_parallel).keep_module_on_host);
 }
 
 }  // namespace

@@ -521,7 +521,7 @@ TEST(CudaTrainer, F32FollowsTheCpuTrainersTenStepTrajectory_CUDA) {
 // 2 * 35 * 2^-9 * max|logits| of the f32 model on that step's micro-batches; the masters keep
 // what bf16 cannot hold, so no drift adds up. As that worst case is wide, the bf16 run must
 // also be 4x closer to the f32 run than the untrained model's losses are, and its loss must
-// fall by more than 3 of its step tolerances.
+// fall by 20% as the f32 run's does (31% in the golden trajectory).
 TEST(CudaTrainer, Bf16TrainsAndTracksTheF32CpuLosses_CUDA) {
   SKIP_WITHOUT_CUDA();
   TempDir dir("cuda_bf16");
@@ -539,21 +539,19 @@ TEST(CudaTrainer, Bf16TrainsAndTracksTheF32CpuLosses_CUDA) {
     ASSERT_TRUE(all_close(host(masters[i].second), c0[i].second, kExact, "master " + c0[i].first));
   }
   std::vector<double> cpu_losses, gpu_losses, untrained_losses;
-  double widest = 0.0;
   for (int64_t s = 0; s < cpu.total_steps(); ++s) {
     const BatchProbe before = probe(cpu, s);
     untrained_losses.push_back(probe(untrained, s).loss);
     const StepRecord a = cpu.step(), b = gpu.step();
     EXPECT_FALSE(b.skipped);
     const double tolerance = 2 * 35 * kBf16Unit * before.max_abs_logit;
-    widest = std::max(widest, tolerance);
     EXPECT_NEAR(b.loss, a.loss, tolerance) << "step " << a.step;
     cpu_losses.push_back(a.loss);
     gpu_losses.push_back(b.loss);
   }
   for (double l : gpu_losses)
     ASSERT_TRUE(std::isfinite(l));
-  EXPECT_LT(gpu_losses.back(), gpu_losses.front() - 3 * widest);
+  EXPECT_LT(gpu_losses.back(), 0.8 * gpu_losses.front());
   const double untrained_distance = total_distance(untrained_losses, cpu_losses);
   ASSERT_GT(untrained_distance, 1.0);
   EXPECT_LT(total_distance(gpu_losses, cpu_losses), untrained_distance / 4);

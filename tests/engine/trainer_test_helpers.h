@@ -42,8 +42,7 @@ inline const std::string& trajectory_dir() {
 inline Config trajectory_config(const std::string& out_dir, std::vector<std::string> extra = {}) {
   ConfigLoadOptions options;
   options.overrides = {"model.path=" + trajectory_dir(),
-                       "data.path=" + trajectory_dir() + "/tokens.bin",
-                       "train.out_dir=" + out_dir};
+                       "data.path=" + trajectory_dir() + "/tokens.bin", "train.out_dir=" + out_dir};
   options.overrides.insert(options.overrides.end(), extra.begin(), extra.end());
   return load_config_file(trajectory_dir() + "/train.yaml", options);
 }
