@@ -39,6 +39,17 @@ void check_same_plan_on_every_rank(const TPPlan& plan, Communicator& tp) {
   }
 }
 
+// Moves every parameter and buffer of `model` to `device`, unless all already live there
+// (Module::to would copy them anyway).
+void move_to(Module& model, Device device) {
+  bool there = true;
+  for (const auto& [name, p] : model.named_parameters())
+    there = there && p.device() == device;
+  for (const auto& [name, b] : model.named_buffers())
+    there = there && b.device() == device;
+  if (!there) model.to(device);
+}
+
 }  // namespace
 
 AutoTPResult apply_autotp(Module& model, const AutoTPConfig& config, const ModelDims& dims,
@@ -59,7 +70,12 @@ AutoTPResult apply_autotp(Module& model, const AutoTPConfig& config, const Model
     for (const std::string& w : result.plan.warnings)
       std::fprintf(stderr, "autotp: warning: %s\n", w.c_str());
   }
-  if (tp <= 1) return result;
+  if (tp <= 1) {
+    if (options.device) move_to(model, *options.device);
+    return result;
+  }
+  // DeepSpeed's default: shard on the device. keep_module_on_host: shard where the model is.
+  if (options.device && !config.keep_module_on_host) move_to(model, *options.device);
 
   for (const LayerPlan& lp : result.plan.layers) {
     if (lp.action == LayerAction::Replicated) continue;
@@ -90,6 +106,9 @@ AutoTPResult apply_autotp(Module& model, const AutoTPConfig& config, const Model
     model.replace_module(lp.path, parallel);
     ++result.replaced_layers;
   }
+  // keep_module_on_host: the shards (and replicated parameters) move now, before anything
+  // (the grad_allreduce marks below) holds a parameter tensor.
+  if (options.device) move_to(model, *options.device);
   const std::vector<std::string> marked = result.plan.grad_allreduce_params();
   if (!marked.empty()) {
     result.grad_allreduce = std::make_shared<ReplicatedGradAllreduce>(tp_group);

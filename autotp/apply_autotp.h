@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "autotp/autotp_config.h"
@@ -11,6 +12,7 @@
 #include "autotp/planner.h"
 #include "core/comm/communicator.h"
 #include "core/comm/parallel_grid.h"
+#include "core/device.h"
 #include "core/module.h"
 #include "layers/parallel/grad_norm.h"
 #include "models/causal_lm.h"
@@ -29,6 +31,15 @@ struct AutoTPResult {
 struct ApplyOptions {
   // Print the plan's warnings (unmatched layers, tied heads, ...) to stderr on TP rank 0.
   bool print_warnings = true;
+  // Where the sharded model is to live (e.g. this rank's GPU); unset: where it already is.
+  // config.keep_module_on_host decides where the shards are taken:
+  //   false (DeepSpeed's default): the full model moves to `device` first and is sharded
+  //     there (the device briefly holds the full model);
+  //   true: the full model stays where it is (the host), is sharded there, and only this
+  //     rank's shards and the replicated parameters move to `device` (the device never holds
+  //     more than the sharded model).
+  // Moving makes new parameter tensors: build optimizers after the pass.
+  std::optional<Device> device = std::nullopt;
 };
 
 // The AutoTP pass on `model` (the full model, identical on every rank of `tp_group`: built
@@ -45,7 +56,8 @@ struct ApplyOptions {
 //      shape, partition_dim, gather_output, tp_overlap_comm for column layers); the full
 //      weights are released as the old modules drop;
 //   4. grad_allreduce parameters are registered in the result.
-// With an effective TP size of 1 the plan is computed and nothing is replaced.
+// With an effective TP size of 1 the plan is computed and nothing is replaced (the model
+// still moves to options.device). Nothing moves before the plan is checked.
 // The model's attention takes its local head counts from the shard widths, so q/k/v column
 // splits and o_proj's row split follow whole KV heads (checked by the plan). When the TP size
 // exceeds num_key_value_heads, the pass errors (it does not idle ranks as DeepSpeed does).

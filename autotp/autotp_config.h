@@ -29,8 +29,10 @@ struct AutoTPConfig {
   HfTpPlan hf_tp_plan;
   std::string hf_tp_plan_where = "base_model_tp_plan";
   bool tp_overlap_comm = false;
-  // Accepted for DeepSpeed compatibility; shards are always taken on the device the model
-  // lives on and the full weights are dropped right after (CPU models: no difference).
+  // Where the pass takes the shards when it moves the model to a device
+  // (ApplyOptions::device, e.g. the trainer on CUDA): false (DeepSpeed's default) moves the
+  // full model to the device and shards it there; true shards it on the host and moves only
+  // the shards, so the device never holds the full model. No effect without a target device.
   bool keep_module_on_host = false;
   int64_t tp_grain_size = 1;  // tensor_parallel.tp.tp_grain_size
   // Training mode needs even shards unless allow_uneven (autotp extension, C++ API only):

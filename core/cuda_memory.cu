@@ -125,6 +125,10 @@ bool cuda_available() {
   return cuda_device_count() > 0;
 }
 
+void cuda_set_current_device(int device) {
+  AUTOTP_CUDA_CHECK(cudaSetDevice(device));
+}
+
 namespace cuda_memory {
 
 void* allocate(size_t bytes, int device) {

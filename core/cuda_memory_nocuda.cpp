@@ -23,6 +23,9 @@ int cuda_device_count() {
 std::string cuda_device_name(int) {
   no_cuda();
 }
+void cuda_set_current_device(int) {
+  no_cuda();
+}
 std::unique_ptr<RawDeviceMemory> make_cuda_device_memory(int) {
   no_cuda();
 }

@@ -29,5 +29,9 @@ bool cuda_available();
 int cuda_device_count();
 // The device's marketing name ("NVIDIA H200"); an error when it is not visible.
 std::string cuda_device_name(int device);
+// Makes `device` the calling thread's current CUDA device: kernels launch there (on its
+// default stream), so a process training on cuda:1 calls this before its first op. An error
+// when the device is not visible or the build has no CUDA backend.
+void cuda_set_current_device(int device);
 
 }  // namespace autotp

@@ -13,6 +13,8 @@ namespace autotp {
 
 double grad_sq_sum(const NamedTensors& params) {
   double total = 0.0;
+  // Device gradients: the f64 sum of their sums, kept on the device and read back once.
+  Tensor device_total;  // [] f64
   for (const auto& [name, p] : params) {
     const Tensor g = p.grad();
     if (!g.defined()) continue;
@@ -27,9 +29,15 @@ double grad_sq_sum(const NamedTensors& params) {
       // Other devices/dtypes: square in f32, reduce with the device's sum, add in double.
       NoGradGuard no_grad;
       const Tensor g32 = g.dtype() == DType::F64 ? g : g.to(DType::F32);
-      total += ops::sum(ops::mul(g32, g32)).item();
+      const Tensor s = ops::sum(ops::mul(g32, g32)).to(DType::F64);  // []
+      if (device_total.defined() && device_total.device() != s.device()) {
+        total += device_total.item();  // gradients on several devices: one read per switch
+        device_total = Tensor();
+      }
+      device_total = device_total.defined() ? ops::add(device_total, s) : s;
     }
   }
+  if (device_total.defined()) total += device_total.item();
   return total;
 }
 

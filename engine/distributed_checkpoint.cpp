@@ -194,6 +194,29 @@ std::map<std::string, AdamWParamState> zero_moments(const fs::path& dir, const j
   return out;
 }
 
+// The model's tensors in save order, each parameter named in `stand_ins` replaced by its
+// stand-in (same shape required).
+std::vector<std::pair<std::string, Tensor>> state_with(const Module& model,
+                                                       const NamedTensors* stand_ins) {
+  std::vector<std::pair<std::string, Tensor>> state = checkpoint_files::ordered_state(model);
+  if (stand_ins == nullptr) return state;
+  std::map<std::string, Tensor> by_name(stand_ins->begin(), stand_ins->end());
+  size_t used = 0;
+  for (auto& [name, t] : state) {
+    const auto it = by_name.find(name);
+    if (it == by_name.end()) continue;
+    AUTOTP_CHECK(it->second.shape() == t.shape(),
+                 "checkpoint: the stand-in for '{}' has shape {}, the parameter {}", name,
+                 shape_str(it->second.shape()), shape_str(t.shape()));
+    t = it->second;
+    ++used;
+  }
+  AUTOTP_CHECK(used == by_name.size(),
+               "checkpoint: {} of {} stand-in tensors name no tensor of the model",
+               by_name.size() - used, by_name.size());
+  return state;
+}
+
 }  // namespace
 
 std::string UnshardedCheckpoint::layout() const {
@@ -202,7 +225,8 @@ std::string UnshardedCheckpoint::layout() const {
 
 std::string save_distributed_checkpoint(const std::string& out_dir, const Module& model,
                                         const AdamW& adamw, const ZeroAdamW* zero,
-                                        const TrainingState& state, const ParallelGrid& grid) {
+                                        const TrainingState& state, const ParallelGrid& grid,
+                                        const NamedTensors* stand_ins) {
   Communicator& world = *grid.world();
   const int t = grid.tp()->rank(), tp = grid.tp()->size();
   const int d = grid.dp()->rank(), dp = grid.dp()->size();
@@ -230,8 +254,8 @@ std::string save_distributed_checkpoint(const std::string& out_dir, const Module
     if (d == 0) {
       std::map<std::string, std::string> meta = layout_meta;
       meta["format"] = "pt";
-      io::save_safetensors((staged / model_file(t, tp)).string(),
-                           checkpoint_files::ordered_state(model), meta);
+      io::save_safetensors((staged / model_file(t, tp)).string(), state_with(model, stand_ins),
+                           meta);
       if (zero == nullptr) {
         io::save_safetensors((staged / optimizer_file(t, tp)).string(), adamw.state_dict(),
                              layout_meta);
@@ -252,7 +276,9 @@ std::string save_distributed_checkpoint(const std::string& out_dir, const Module
     }
     const auto* causal_lm = dynamic_cast<const CausalLM*>(&model);
     if (world.rank() == 0 && causal_lm != nullptr) {
-      const DType dtype = checkpoint_files::model_dtype(model);
+      const DType dtype = stand_ins != nullptr && !stand_ins->empty()
+                              ? stand_ins->front().second.dtype()
+                              : checkpoint_files::model_dtype(model);
       io::write_file_atomically((staged / "config.json").string(),
                                 hf_config_json(causal_lm->config(), dtype).dump(2) + "\n");
     }
@@ -408,14 +434,16 @@ UnshardedCheckpoint read_unsharded_checkpoint(const std::string& checkpoint_dir)
 }
 
 TrainingState load_any_training_checkpoint(const std::string& checkpoint_dir, Module& model,
-                                           AdamW& adamw, ZeroAdamW* zero) {
+                                           AdamW& adamw, ZeroAdamW* zero,
+                                           const NamedTensors* stand_ins) {
   const UnshardedCheckpoint saved = read_unsharded_checkpoint(checkpoint_dir);
-  load_unsharded_checkpoint(saved, checkpoint_dir, model, &adamw, zero);
+  load_unsharded_checkpoint(saved, checkpoint_dir, model, &adamw, zero, stand_ins);
   return saved.state;
 }
 
 void load_unsharded_checkpoint(const UnshardedCheckpoint& saved, const std::string& checkpoint_dir,
-                               Module& model, AdamW* adamw, ZeroAdamW* zero) {
+                               Module& model, AdamW* adamw, ZeroAdamW* zero,
+                               const NamedTensors* stand_ins) {
   const std::map<std::string, ShardedParameter> current = sharded_parameters(model);
   const std::string where = fmt::format("'{}' (saved at {})", checkpoint_dir, saved.layout());
   // This rank's part of a full tensor, shaped like `like` (checked).
@@ -442,7 +470,7 @@ void load_unsharded_checkpoint(const UnshardedCheckpoint& saved, const std::stri
   std::vector<std::string> missing, unexpected;
   std::vector<std::pair<Tensor, Tensor>> copies;  // destination, source
   std::set<std::string> model_names;
-  for (const auto& [name, dst] : checkpoint_files::ordered_state(model)) {
+  for (const auto& [name, dst] : state_with(model, stand_ins)) {
     model_names.insert(name);
     const auto it = saved_weights.find(name);
     if (it == saved_weights.end()) {

@@ -30,9 +30,13 @@ namespace autotp {
 //                                    above is in place): step, seed, config, the layout, the
 //                                    file lists and every sharded tensor's split (full shape,
 //                                    logical view, split dim, widths per sub-parameter and rank)
+//
+// `stand_ins` (optional): tensors written in place of the model's parameters of the same names
+// and shapes, e.g. the f32 master weights behind a bf16 model.
 std::string save_distributed_checkpoint(const std::string& out_dir, const Module& model,
                                         const AdamW& adamw, const ZeroAdamW* zero,
-                                        const TrainingState& state, const ParallelGrid& grid);
+                                        const TrainingState& state, const ParallelGrid& grid,
+                                        const NamedTensors* stand_ins = nullptr);
 
 // A training checkpoint of any layout (one process, DP, TP, any ZeRO stage) read back as
 // unsharded tensors. Reads files only; every rank may call it. Memory: the full model and
@@ -50,13 +54,17 @@ UnshardedCheckpoint read_unsharded_checkpoint(const std::string& checkpoint_dir)
 // TensorParallelLayer's frozen split says which slice this rank keeps) and into `zero` when
 // given, else `adamw`. Names and shapes are checked before anything is copied; a mismatch
 // names the checkpoint, its layout and the tensor. Reads files only (no collectives).
+// `stand_ins` (optional): the saved values of parameters with these names go into these
+// tensors instead of the model's (e.g. f32 master weights; the caller then writes the model).
 TrainingState load_any_training_checkpoint(const std::string& checkpoint_dir, Module& model,
-                                           AdamW& adamw, ZeroAdamW* zero);
+                                           AdamW& adamw, ZeroAdamW* zero,
+                                           const NamedTensors* stand_ins = nullptr);
 
 // The same from an already-read checkpoint (`checkpoint_dir` names it in messages); with a
 // null `adamw` only the weights are loaded.
 void load_unsharded_checkpoint(const UnshardedCheckpoint& saved, const std::string& checkpoint_dir,
-                               Module& model, AdamW* adamw, ZeroAdamW* zero);
+                               Module& model, AdamW* adamw, ZeroAdamW* zero,
+                               const NamedTensors* stand_ins = nullptr);
 
 // Step directories under OUT_DIR/checkpoints that lack a readable state.json (interrupted
 // saves), newest first, for a warning.

@@ -2,6 +2,7 @@
 #include "engine/evaluate.h"
 
 #include <cmath>
+#include <vector>
 
 #include "core/autograd/grad_mode.h"
 #include "core/error.h"
@@ -24,11 +25,14 @@ EvalResult evaluate(CausalLM& model, const DataLoader& loader, int64_t batches) 
   const bool was_training = model.is_training();
   model.eval();
   NoGradGuard no_grad;
+  const std::vector<Tensor> params = model.parameters();
+  const Device device = params.empty() ? Device::cpu() : params.front().device();
   EvalResult r;
   double sum = 0.0;
   for (int64_t i = 0; i < batches; ++i) {
-    const Batch batch = loader.batch(i, 0);
-    const double loss = next_token_loss(model.forward(batch.input_ids), batch.labels).item();
+    const Batch batch = loader.batch(i, 0);  // host tensors; the model's device computes
+    const double loss =
+        next_token_loss(model.forward(batch.input_ids.to(device)), batch.labels.to(device)).item();
     AUTOTP_CHECK(std::isfinite(loss), "evaluate: the loss of batch {} is {}", i, loss);
     sum += loss;
     r.tokens += batch.labels.numel();

@@ -27,7 +27,8 @@ struct EvalResult {
 };
 
 // Runs `batches` batches loader.batch(i, 0), i = 0 .. batches - 1, under NoGradGuard (the
-// model is put in eval mode and back). Errors when a loss is not finite, naming the batch.
+// model is put in eval mode and back) on the device of the model's parameters. Errors when a loss
+// is not finite, naming the batch.
 EvalResult evaluate(CausalLM& model, const DataLoader& loader, int64_t batches);
 
 }  // namespace autotp

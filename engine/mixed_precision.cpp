@@ -173,6 +173,12 @@ bool MixedPrecisionOptimizer::step() {
   return !overflow;
 }
 
+void MixedPrecisionOptimizer::write_model_params() {
+  NoGradGuard no_grad;
+  for (size_t i = 0; i < masters_.size(); ++i)
+    model_params_[i].second.copy_(masters_[i].second);
+}
+
 void MixedPrecisionOptimizer::zero_grad() {
   for (const auto& [name, p] : model_params_)
     p.zero_grad();

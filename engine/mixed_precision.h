@@ -108,9 +108,15 @@ class MixedPrecisionOptimizer {
   // the masters and writes the model parameters from them.
   void set_master_weights(const NamedTensors& weights);
 
+  // Writes each model parameter as its master rounded to the model dtype: after the masters
+  // were updated elsewhere (e.g. by ZeroAdamW over master_params()).
+  void write_model_params();
+
   double lr() const { return adamw_.lr(); }
   void set_lr(double lr) { adamw_.set_lr(lr); }
   const AdamW& adamw() const { return adamw_; }
+  // The AdamW over the masters (its params() are master_params()), e.g. for checkpoints.
+  AdamW& adamw() { return adamw_; }
   const DynamicLossScaler* loss_scaler() const { return scaler_ ? &*scaler_ : nullptr; }
 
   // AdamW's state of the masters ("<name>.exp_avg", ".exp_avg_sq", ".step"), every master

@@ -22,6 +22,7 @@
 #include "engine/metrics_log.h"
 #include "engine/progress.h"
 #include "engine/replica_check.h"
+#include "engine/training_device.h"
 #include "layers/parallel/gather_params.h"
 #include "layers/parallel/grad_norm.h"
 #include "models/registry.h"
@@ -88,8 +89,16 @@ Trainer::Trainer(Config config, TrainerOptions options)
   out_dir_ = options_.out_dir.empty() ? config_.train.out_dir : options_.out_dir;
   config_.train.out_dir = out_dir_;
   AUTOTP_CHECK(options_.dtype == DType::F32 || options_.dtype == DType::F64,
-               "trainer: parameters must be f32 or f64 on the CPU, got {}",
+               "trainer: parameters must be f32 or f64, got {}", dtype_name(options_.dtype));
+  device_ = options_.device;
+  check_training_device(device_, "trainer: device " + device_.str());
+  const bool mixed = options_.force_master_weights ||
+                     (device_.is_cuda() && (config_.bf16 || config_.fp16.enabled));
+  AUTOTP_CHECK(!mixed || options_.dtype == DType::F32,
+               "trainer: mixed precision keeps f32 master weights, so the parameter dtype must be "
+               "f32, got {}",
                dtype_name(options_.dtype));
+  if (device_.is_cuda()) cuda_set_current_device(device_.index);  // kernels launch there
 
   // The process grid must be the one the config describes.
   grid_ = options_.grid;
@@ -108,8 +117,19 @@ Trainer::Trainer(Config config, TrainerOptions options)
                config_.batch.dp_size, world, world, tp_size, dp_size,
                config_.batch.dp_size * tp_size, dp_size);
   if (!is_rank0()) options_.out = nullptr;  // only world rank 0 prints
-  if (config_.bf16) notes_.push_back("bf16.enabled: the CPU trainer computes in fp32");
-  if (config_.fp16.enabled) notes_.push_back("fp16.enabled: the CPU trainer computes in fp32");
+  if (device_.is_cpu()) {
+    if (config_.bf16) notes_.push_back("bf16.enabled: the CPU trainer computes in fp32");
+    if (config_.fp16.enabled) notes_.push_back("fp16.enabled: the CPU trainer computes in fp32");
+  } else {
+    // fp16 skips a step when its gradients overflow; that decision is taken per rank from its
+    // own gradients, which agree across ranks only when they are fully reduced (ZeRO 0, no TP).
+    AUTOTP_CHECK(!config_.fp16.enabled || ((config_.zero_stage == 0 || !grid_) && tp_size == 1),
+                 "fp16.enabled on CUDA with {} is not supported yet (the overflow check of the "
+                 "loss scaler is per rank); use bf16.enabled",
+                 tp_size > 1 ? "tensor parallelism" : "ZeRO stage > 0");
+    notes_.push_back(
+        fmt::format("device: {} ({})", device_.str(), cuda_device_name(device_.index)));
+  }
   if (config_.zero_stage > 0 && !grid_) {
     notes_.push_back(fmt::format("zero_optimization.stage {}: nothing to shard on one process",
                                  config_.zero_stage));
@@ -138,23 +158,31 @@ Trainer::Trainer(Config config, TrainerOptions options)
         eval_layout);
   }
 
+  // Built on the host on every device, so a CUDA run starts from the CPU run's weights.
   model_ = build_model(model_source_, config_.train.seed, options_.dtype);
   // Tensor parallelism: every rank built the full model from the same seed (or checkpoint);
-  // the AutoTP pass keeps this rank's shards, before the optimizer sees the parameters.
+  // the AutoTP pass keeps this rank's shards and moves them to the device, before the
+  // optimizer sees the parameters.
   if (grid_ && grid_->tp()->size() > 1) {
     AutoTPConfig tp_config = autotp_config_from(config_.tensor_parallel);
     tp_config.training = true;
     ApplyOptions apply;
     apply.print_warnings = is_rank0();
+    apply.device = device_;
     AutoTPResult sharded = apply_autotp(*model_, tp_config, *grid_, apply);
     tp_grad_allreduce_ = sharded.grad_allreduce;
-    notes_.push_back(fmt::format("tensor parallelism: {} Linear layers sharded over tp = {}",
-                                 sharded.replaced_layers, grid_->tp()->size()));
+    notes_.push_back(fmt::format(
+        "tensor parallelism: {} Linear layers sharded over tp = {}{}", sharded.replaced_layers,
+        grid_->tp()->size(),
+        device_.is_cpu() ? ""
+                         : (tp_config.keep_module_on_host
+                                ? " on the host (keep_module_on_host), shards moved to the device"
+                                : " on the device")));
+  } else if (!device_.is_cpu()) {
+    model_->to(device_);
   }
   model_->train();
-  AdamWOptions adamw = config_.optimizer.adamw;
-  adamw.lr = schedule_.lr_for_step(0);
-  optimizer_ = std::make_unique<AdamW>(model_->named_parameters(), adamw);
+  setup_precision();
   setup_parallel();
 
   if (options_.resume) {
@@ -172,8 +200,7 @@ Trainer::Trainer(Config config, TrainerOptions options)
             partial));
       }
     }
-    const TrainingState state =
-        load_any_training_checkpoint(*checkpoint, *model_, *optimizer_, zero_.get());
+    const TrainingState state = load_checkpoint(*checkpoint);
     AUTOTP_CHECK(state.step >= 0, "{}: step {} is negative", *checkpoint, state.step);
     step_ = resumed_from_ = state.step;
     tokens_seen_ = state.tokens_seen;
@@ -215,24 +242,24 @@ StepRecord Trainer::step() {
   r.step = n + 1;
   r.lr = schedule_.lr_for_step(n);
   optimizer_->set_lr(r.lr);
-  optimizer_->zero_grad();
-  double loss_sum = 0.0;
+  zero_grads();
+  // The micro-batch losses stay on the device until every backward has been queued.
+  const Tensor losses = Tensor::empty({accumulation}, DType::F64, device_);  // [accumulation]
   for (int64_t m = 0; m < accumulation; ++m) {
-    const Batch batch = loader_->batch(n, m);
+    const Batch batch = loader_->batch(n, m);  // host tensors
     // Every TP rank of a replica must train on the same batch: checked once, cheaply.
     if (grid_ && grid_->tp()->size() > 1 && history_.empty() && m == 0) {
       check_tp_batch_consistency(batch.input_ids, *grid_->tp());
     }
-    Tensor loss = next_token_loss(model_->forward(batch.input_ids), batch.labels);  // scalar
-    const double value = loss.item();
-    AUTOTP_CHECK(std::isfinite(value),
-                 "step {}: the loss is {} (micro-batch {} of {}); stopping before the update, "
-                 "no checkpoint was written for this step",
-                 n + 1, value, m + 1, accumulation);
-    loss_sum += value;
+    Tensor loss = next_token_loss(model_->forward(batch.input_ids.to(device_)),
+                                  batch.labels.to(device_));  // scalar
+    losses.narrow(0, m, 1).copy_(loss.detach().reshape({1}));
     if (accumulation > 1) loss = ops::div(loss, static_cast<double>(accumulation));
+    if (mixed_) loss = mixed_->scale_loss(loss);
     if (overlap_dp_ && m + 1 == accumulation) {
-      // The last backward launches each DP gradient bucket once its gradients are final.
+      // The last backward launches each DP gradient bucket once its gradients are final
+      // (with mixed precision the buckets hold the masters' gradients, which are copied after
+      // backward: they launch at the reduction instead).
       if (zero_) {
         zero_->arm();
       } else {
@@ -240,7 +267,18 @@ StepRecord Trainer::step() {
       }
     }
     loss.backward();
+    if (mixed_) mixed_->accumulate_grads();  // into the f32 master gradients
     r.tokens += batch.labels.numel();
+  }
+  double loss_sum = 0.0;
+  const std::vector<double> values = losses.to_vector();  // the step's one read of the losses
+  for (int64_t m = 0; m < accumulation; ++m) {
+    const double value = values[static_cast<size_t>(m)];
+    AUTOTP_CHECK(std::isfinite(value),
+                 "step {}: the loss is {} (micro-batch {} of {}); stopping before the update, "
+                 "no checkpoint was written for this step",
+                 n + 1, value, m + 1, accumulation);
+    loss_sum += value;
   }
   r.loss = loss_sum / static_cast<double>(accumulation);
   if (tp_grad_allreduce_) tp_grad_allreduce_->all_reduce_grads();
@@ -254,18 +292,22 @@ StepRecord Trainer::step() {
     r.loss = v[0] / static_cast<double>(accumulation * grid_->dp()->size());
     r.tokens = static_cast<int64_t>(v[1]);
   }
-  AUTOTP_CHECK(std::isfinite(r.grad_norm),
+  // With fp16 loss scaling an overflow is expected now and then: the scaler skips the update.
+  const bool loss_scaling = mixed_ && mixed_->loss_scaler() != nullptr;
+  AUTOTP_CHECK(loss_scaling || std::isfinite(r.grad_norm),
                "step {}: the gradient norm is {} (loss {}); stopping before the update, no "
                "checkpoint was written for this step",
                n + 1, r.grad_norm, r.loss);
   if (zero_) {
     zero_->set_lr(r.lr);
     zero_->step();
-    zero_->zero_grad();
+    if (mixed_) mixed_->write_model_params();  // ZeRO updated the masters
+  } else if (mixed_) {
+    r.skipped = !mixed_->step();
   } else {
     optimizer_->step();
-    optimizer_->zero_grad();
   }
+  zero_grads();
   step_ = n + 1;
   tokens_seen_ += r.tokens;
 #ifndef NDEBUG
@@ -289,11 +331,81 @@ void Trainer::save_checkpoint() {
   state.tokens_seen = tokens_seen_;
   state.config_yaml = config_to_yaml(config_);
   if (!grid_) {
-    save_training_checkpoint(out_dir_, *model_, *optimizer_, state);
+    save_training_checkpoint(out_dir_, *checkpoint_model(), *optimizer_, state);
     return;
   }
   check_replicas_identical(*model_, *grid_, fmt::format("before the step {} checkpoint", step_));
-  save_distributed_checkpoint(out_dir_, *model_, *optimizer_, zero_.get(), state, *grid_);
+  // With mixed precision the f32 master weights stand in for the low-precision parameters.
+  save_distributed_checkpoint(out_dir_, *model_, *optimizer_, zero_.get(), state, *grid_,
+                              mixed_ ? &mixed_->master_params() : nullptr);
+}
+
+std::shared_ptr<const CausalLM> Trainer::checkpoint_model() const {
+  // Device tensors are written through host copies (io::save_safetensors); only world rank 0
+  // writes the weights.
+  if (!mixed_ || !is_rank0()) return model_;
+  return host_f32_model_with(*model_, mixed_->master_params());
+}
+
+TrainingState Trainer::load_checkpoint(const std::string& dir) {
+  // Files are read on the host and copied into the device tensors.
+  if (!mixed_) return load_any_training_checkpoint(dir, *model_, *optimizer_, zero_.get());
+  // The saved weights are the f32 masters (checkpoint_model, or the stand-ins of a distributed
+  // save): loaded into the masters, which then write the low-precision model weights.
+  const TrainingState state = load_any_training_checkpoint(dir, *model_, *optimizer_, zero_.get(),
+                                                           &mixed_->master_params());
+  mixed_->write_model_params();
+  return state;
+}
+
+void Trainer::zero_grads() {
+  if (mixed_) {
+    mixed_->zero_grad();  // the model's and the masters' (ZeRO's parameters are the masters)
+  } else {
+    optimizer_->zero_grad();  // also ZeRO's parameters
+  }
+}
+
+void Trainer::setup_precision() {
+  AdamWOptions adamw = config_.optimizer.adamw;
+  adamw.lr = schedule_.lr_for_step(0);
+  const bool low_precision = device_.is_cuda() && (config_.bf16 || config_.fp16.enabled);
+  if (!low_precision && !options_.force_master_weights) {
+    plain_ = std::make_unique<AdamW>(model_->named_parameters(), adamw);
+    optimizer_ = plain_.get();
+    return;
+  }
+  const DType low =
+      low_precision ? (config_.bf16 ? DType::BF16 : DType::F16) : options_.dtype;  // f32
+  // The f32 values (held here) become the masters exactly; the model keeps them rounded.
+  const NamedTensors exact = model_->named_parameters();
+  if (low != options_.dtype) model_->to(device_, low);
+  std::optional<LossScalerOptions> scaling;
+  if (low_precision && config_.fp16.enabled) {
+    scaling = LossScalerOptions::from_config(config_.fp16);
+  }
+  mixed_ = std::make_unique<MixedPrecisionOptimizer>(model_->named_parameters(), adamw, scaling);
+  mixed_->set_master_weights(exact);
+  optimizer_ = &mixed_->adamw();
+  if (tp_grad_allreduce_) {
+    // The model's gradients go to the masters after each backward: sum the masters' instead.
+    auto masters = std::make_shared<ReplicatedGradAllreduce>(grid_->tp());
+    for (const std::string& name : tp_grad_allreduce_->names()) {
+      for (const auto& [master_name, master] : mixed_->master_params()) {
+        if (master_name == name) masters->mark(name, master);
+      }
+    }
+    AUTOTP_ASSERT(masters->names().size() == tp_grad_allreduce_->names().size(),
+                  "grad_allreduce parameters without masters");
+    tp_grad_allreduce_ = masters;
+  }
+  notes_.push_back(fmt::format(
+      "{}: {} weights and activations, f32 master weights and optimizer state{}",
+      !low_precision ? "force_master_weights" : (config_.bf16 ? "bf16.enabled" : "fp16.enabled"),
+      dtype_name(low),
+      scaling ? fmt::format(", {} loss scale {}", scaling->dynamic ? "dynamic" : "static",
+                            scaling->initial_scale)
+              : std::string()));
 }
 
 bool Trainer::is_rank0() const {
@@ -306,13 +418,17 @@ void Trainer::setup_parallel() {
   if (!grid_) return;
   if (grid_->tp()->size() > 1) {
     // Replicated parameters count once per TP group (on TP rank 0), sharded ones everywhere.
+    // The trained parameters (the model's, or their masters) follow the model's order.
     std::vector<const void*> sharded;
     for (const GradNormParam& p : classify_parameters(*model_)) {
       if (p.tensor_model_parallel) sharded.push_back(p.param.raw_data());
     }
+    const NamedTensors model_params = model_->named_parameters();
+    AUTOTP_ASSERT(model_params.size() == params.size(), "{} model parameters, {} trained",
+                  model_params.size(), params.size());
     for (size_t i = 0; i < params.size(); ++i) {
-      const bool is_sharded =
-          std::find(sharded.begin(), sharded.end(), params[i].second.raw_data()) != sharded.end();
+      const bool is_sharded = std::find(sharded.begin(), sharded.end(),
+                                        model_params[i].second.raw_data()) != sharded.end();
       norm_counts_[i] = is_sharded || grid_->tp()->rank() == 0;
     }
   }
@@ -366,9 +482,11 @@ double Trainer::reduce_and_clip() {
     sq = zero_->partition_grad_sq_sum(norm_counts_);
   } else {
     if (reducer_) reducer_->all_reduce_mean();  // now identical on every DP rank
+    NamedTensors counted;
     for (size_t i = 0; i < params.size(); ++i) {
-      if (norm_counts_[i]) sq += grad_sq_sum({params[i]});
+      if (norm_counts_[i]) counted.push_back(params[i]);
     }
+    sq = grad_sq_sum(counted);  // one read from the device
   }
   const Tensor sums = Tensor::from_vector({sq}, {1}, DType::F64);  // [1]
   if (zero_ && grid_->dp()->size() > 1) grid_->dp()->all_reduce(sums);
@@ -394,9 +512,13 @@ void Trainer::run() {
   if (options_.out != nullptr) {
     std::fputs(config_summary(config_).c_str(), options_.out);
   }
-  note(fmt::format("model: {} {} ({} parameters, {}), {}", model_source_.config.model_type,
-                   model_source_.config.architecture(), model_->num_parameters(),
-                   dtype_name(options_.dtype), model_source_.description));
+  const std::string precision =
+      mixed_ ? fmt::format("{} with f32 master weights",
+                           dtype_name(mixed_->model_params().front().second.dtype()))
+             : std::string(dtype_name(options_.dtype));
+  note(fmt::format("model: {} {} ({} parameters, {}{}), {}", model_source_.config.model_type,
+                   model_source_.config.architecture(), model_->num_parameters(), precision,
+                   device_.is_cpu() ? "" : " on " + device_.str(), model_source_.description));
   note(fmt::format("data: {}", source_->describe()));
   for (const std::string& n : notes_)
     note(n);
@@ -410,6 +532,7 @@ void Trainer::run() {
     metrics.emplace((fs::path(out_dir_) / "metrics.jsonl").string(), resumed_from_);
   }
 
+  reset_device_peak_memory(device_);  // from here on the peak measures training
   const auto start = Clock::now();
   const int64_t first = step_;
   double interval_loss = 0.0;
@@ -449,6 +572,15 @@ void Trainer::run() {
         text += fmt::format(" | eval loss {:.4f} (ppl {:.2f})", eval_loss, std::exp(eval_loss));
         record.set("eval_loss", eval_loss);
       }
+      if (device_.is_cuda()) {
+        const double peak = peak_memory_gib();  // this rank's allocator, since setup
+        text += fmt::format(" | peak mem {:.2f} GiB", peak);
+        record.set("peak_mem_gib", peak);
+      }
+      if (r.skipped) {
+        text += " | overflow: update skipped";
+        record.set("skipped", true);
+      }
       printer.line(text);
       if (metrics) metrics->append(record);
       interval_loss = 0.0;
@@ -480,10 +612,12 @@ void Trainer::run() {
     } else if (is_rank0()) {
       export_hf_model(*model_, hf);
     }
-    note(
-        fmt::format("done: {} steps in {}; wrote {}/metrics.jsonl, {}/config.yaml and {} "
-                    "(a Hugging Face model directory)",
-                    step_ - first, format_duration(seconds_since(start)), out_dir_, out_dir_, hf));
+    note(fmt::format(
+        "done: {} steps in {}{}; wrote {}/metrics.jsonl, {}/config.yaml and {} (a Hugging Face "
+        "model directory)",
+        step_ - first, format_duration(seconds_since(start)),
+        device_.is_cuda() ? fmt::format(", peak GPU memory {:.2f} GiB", peak_memory_gib()) : "",
+        out_dir_, out_dir_, hf));
   }
   if (grid_) grid_->world()->barrier();  // the export is on disk before any rank returns
 }

@@ -10,12 +10,16 @@
 #include <vector>
 
 #include "core/comm/parallel_grid.h"
+#include "core/device.h"
 #include "core/dtype.h"
+#include "engine/checkpoint.h"
 #include "engine/config.h"
 #include "engine/data.h"
 #include "engine/lr_schedule.h"
+#include "engine/mixed_precision.h"
 #include "engine/model_source.h"
 #include "engine/optimizer.h"
+#include "engine/training_device.h"
 #include "engine/zero_optimizer.h"
 #include "layers/parallel/grad_norm.h"
 #include "models/causal_lm.h"
@@ -28,8 +32,22 @@ struct TrainerOptions {
   // there is none.
   bool resume = false;
   std::string resume_dir;
-  // Parameter dtype. The trainer runs f32 on CPU; f64 serves the reference tests.
+  // Parameter dtype. The trainer runs f32; f64 serves the reference tests.
   DType dtype = DType::F32;
+  // Where the model trains: the CPU or a CUDA device (with a grid, each rank's own; `autotp
+  // train` picks the GPU of the rank's node-local index). On CUDA the model is built on the
+  // host exactly as on the CPU (the same weights from the seed or checkpoint), sharded by the
+  // AutoTP pass (tensor_parallel.keep_module_on_host: on the host, else on the device) and
+  // moved to the device; batches move there, losses and the gradient norm are read back once
+  // per step. bf16.enabled / fp16.enabled then train bf16 / f16 weights behind f32 master
+  // weights and optimizer state (engine/mixed_precision.h; fp16 with dynamic loss scaling);
+  // on the CPU they are noted and ignored (the CPU computes in fp32).
+  Device device = Device::cpu();
+  // Tests: train through the mixed-precision path (f32 master weights and their AdamW behind
+  // the model's weights, as bf16.enabled does on CUDA) on any device, with f32 parameters. On
+  // the CPU the model weights stay f32, so the run must equal the plain run bit for bit, which
+  // checks that path (accumulation, reduction, clipping, ZeRO, checkpoints) without a GPU.
+  bool force_master_weights = false;
   std::FILE* out = stdout;            // summary, progress and notes; nullptr: silent
   std::optional<bool> live_progress;  // a live progress bar; default: `out` is a terminal
   bool export_hf = true;              // write OUT/hf at the end of run()
@@ -49,6 +67,9 @@ struct StepRecord {
   double grad_norm = 0.0;  // global gradient norm before clipping
   int64_t tokens = 0;      // tokens this step trained on (all DP ranks)
   double seconds = 0.0;    // wall time of the step
+  // fp16 loss scaling: the gradients overflowed (grad_norm is not finite), so the update was
+  // skipped and the loss scale lowered, as DeepSpeed does.
+  bool skipped = false;
 };
 
 // Everything is a function of the step number: batch(step, micro_step) from the data loader,
@@ -87,8 +108,16 @@ class Trainer {
   int64_t total_steps() const { return config_.train.steps; }
   bool resumed() const { return resumed_from_ > 0; }
   CausalLM& model() { return *model_; }
-  AdamW& optimizer() { return *optimizer_; }             // unused for updates when zero() is set
-  ZeroAdamW* zero() { return zero_.get(); }              // ZeRO stage 1/2 runs only
+  // The AdamW over the trained f32 parameters: the model's, or the master weights with mixed
+  // precision. Unused for updates when zero() is set.
+  AdamW& optimizer() { return *optimizer_; }
+  ZeroAdamW* zero() { return zero_.get(); }  // ZeRO stage 1/2 runs only
+  // bf16/fp16 on CUDA only: the master weights and the loss scaler.
+  MixedPrecisionOptimizer* mixed_precision() { return mixed_.get(); }
+  Device device() const { return device_; }
+  // This process's CUDA allocator peak in GiB (0 on the CPU); run() resets it after setup, so
+  // from then on it measures training (the logged lines, metrics.jsonl's peak_mem_gib, done:).
+  double peak_memory_gib() const { return device_peak_memory_gib(device_); }
   GradientReducer* reducer() { return reducer_.get(); }  // ZeRO 0 with dp > 1 only
   const Config& config() const { return config_; }
   const std::string& out_dir() const { return out_dir_; }
@@ -100,7 +129,13 @@ class Trainer {
   void note(const std::string& text) const;
   double evaluate_now();
   void save_checkpoint();
+  void setup_precision();  // plain AdamW, or bf16/fp16 weights behind f32 masters (CUDA)
   void setup_parallel();
+  void zero_grads();
+  // The model a checkpoint writes: the model, or (mixed precision) a host f32 copy holding
+  // the master weights, so a resumed run continues from the exact f32 values.
+  std::shared_ptr<const CausalLM> checkpoint_model() const;
+  TrainingState load_checkpoint(const std::string& dir);
   double reduce_and_clip();  // DP gradient reduction, global norm, clipping; returns the norm
   bool is_rank0() const;
 
@@ -108,14 +143,18 @@ class Trainer {
   TrainerOptions options_;
   std::string out_dir_;
   ModelSource model_source_;
+  Device device_;
   std::shared_ptr<CausalLM> model_;
-  std::unique_ptr<AdamW> optimizer_;
+  std::unique_ptr<AdamW> plain_;                    // f32/f64 parameters, updated in place
+  std::unique_ptr<MixedPrecisionOptimizer> mixed_;  // bf16/fp16 parameters on CUDA
+  AdamW* optimizer_ = nullptr;                      // plain_, or mixed_'s AdamW over the masters
   std::shared_ptr<ParallelGrid> grid_;
   std::unique_ptr<GradientReducer> reducer_;  // ZeRO 0 with dp > 1
   std::unique_ptr<ZeroAdamW> zero_;           // ZeRO 1/2 with a grid
   bool overlap_dp_ = false;  // the DP gradient buckets launch during the last backward pass
   // AutoTP (tp > 1): the replicated parameters whose gradients are summed over the TP group
-  // after every backward (e.g. Qwen3's per-head norms); null when there are none.
+  // after every backward (e.g. Qwen3's per-head norms; their masters with mixed precision);
+  // null when there are none.
   std::shared_ptr<ReplicatedGradAllreduce> tp_grad_allreduce_;
   std::vector<bool> norm_counts_;  // per parameter: counted in the global norm on this rank
   LrSchedule schedule_;

@@ -3,12 +3,16 @@
 #include "engine/zero_optimizer.h"
 
 #include <algorithm>
-#include <cstring>
 
 #include "core/autograd/grad_mode.h"
 #include "core/dispatch.h"
 #include "core/error.h"
+#include "core/ops/elementwise.h"
+#include "core/ops/reduce.h"
 #include "kernels/cpu/adamw.h"
+#ifdef AUTOTP_WITH_CUDA
+#include "kernels/cuda/adamw.h"
+#endif
 
 namespace autotp {
 
@@ -21,13 +25,45 @@ int64_t size_of(const FlatParamLayout& l, int rank) {
   return l.partition_sizes[static_cast<size_t>(rank)];
 }
 
-// Element-range copy between two contiguous tensors of one dtype.
-void copy_elements(const Tensor& dst, int64_t dst_at, const Tensor& src, int64_t src_at,
-                   int64_t n) {
-  const size_t item = dst.itemsize();
-  std::memcpy(static_cast<char*>(dst.raw_data()) + static_cast<size_t>(dst_at) * item,
-              static_cast<const char*>(src.raw_data()) + static_cast<size_t>(src_at) * item,
-              static_cast<size_t>(n) * item);
+// One contiguous piece of this rank's slice: a parameter's elements and their moments and
+// gradient, with that parameter's AdamW constants.
+struct SlicePiece {
+  void* param;
+  void* exp_avg;
+  void* exp_avg_sq;
+  const void* grad;
+  int64_t numel;
+  kernels::cpu::AdamWStep step;
+};
+
+void* element_at(const Tensor& t, int64_t index) {
+  return static_cast<char*>(t.raw_data()) + index * static_cast<int64_t>(t.itemsize());
+}
+
+// Every piece of a device slice in one multi-tensor launch: the CUDA kernel performs the CPU
+// kernel's operations in the same order (kernels/cuda/adamw.h), so the update is the CPU's.
+void update_pieces_on_device(const std::vector<SlicePiece>& pieces, DType dtype, Device device) {
+  if (pieces.empty()) return;
+  AUTOTP_CHECK(dtype == DType::F32 || dtype == DType::F64,
+               "ZeroAdamW: {} parameters on {} (the flat update takes f32 or f64: keep f32 "
+               "master weights behind low-precision models)",
+               dtype_name(dtype), device.str());
+#ifdef AUTOTP_WITH_CUDA
+  std::vector<kernels::cuda::AdamWTensor> table;
+  for (const SlicePiece& p : pieces) {
+    table.push_back(
+        {p.param, p.exp_avg, p.exp_avg_sq, p.grad, /*model_copy=*/nullptr, p.numel, p.step});
+  }
+  const auto count = static_cast<int64_t>(table.size());
+  const int64_t bytes = kernels::cuda::adamw_workspace_bytes(table.data(), count);
+  // Freed into the caching allocator on return; later work on the stream runs after the kernel.
+  const Tensor workspace = Tensor::empty({(bytes + 7) / 8}, DType::I64, device);
+  kernels::cuda::adamw_multi_tensor(static_cast<int>(dtype), kernels::cuda::kAdamWNoCopy,
+                                    table.data(), count, workspace.raw_data(),
+                                    workspace.numel() * 8, nullptr);
+#else
+  AUTOTP_FAIL("ZeroAdamW: parameters on {} need a build with the CUDA backend", device.str());
+#endif
 }
 
 }  // namespace
@@ -63,12 +99,26 @@ void ZeroAdamW::reduce_gradients() {
   }
   reducer_.all_reduce_mean();
   const int64_t p0 = begin_of(layout(), dp_->rank());
-  gather_flat_range(params_, layout(), p0, p0 + grad_.numel(), grad_.raw_data(), /*grads=*/true);
+  gather_flat_range(params_, layout(), p0, p0 + grad_.numel(), grad_, /*grads=*/true);
 }
 
 double ZeroAdamW::partition_grad_sq_sum(const std::vector<bool>& counts) const {
   const FlatParamLayout& l = layout();
   const int64_t p0 = begin_of(l, dp_->rank()), p1 = p0 + grad_.numel();
+  if (!grad_.device().is_cpu()) {
+    // Each counted piece squared and summed on the device, added up there in f64: one read.
+    NoGradGuard no_grad;
+    Tensor total;  // [] f64
+    for (size_t i = 0; i < l.offsets.size(); ++i) {
+      if (!counts.empty() && !counts[i]) continue;
+      const int64_t a = std::max(p0, l.offsets[i]), b = std::min(p1, l.offsets[i] + l.numels[i]);
+      if (a >= b) continue;
+      const Tensor g = grad_.narrow(0, a - p0, b - a);  // [b - a]
+      const Tensor s = ops::sum(ops::mul(g, g)).to(DType::F64);
+      total = total.defined() ? ops::add(total, s) : s;
+    }
+    return total.defined() ? total.item() : 0.0;
+  }
   double sum = 0.0;
   dispatch_float(grad_.dtype(), "grad norm", [&]<typename T>(TypeTag<T>) {
     const T* g = grad_.data<T>();
@@ -85,6 +135,11 @@ double ZeroAdamW::partition_grad_sq_sum(const std::vector<bool>& counts) const {
 }
 
 void ZeroAdamW::scale_partition_grad(double coef) {
+  if (!grad_.device().is_cpu()) {
+    NoGradGuard no_grad;
+    grad_.copy_(ops::mul(grad_, coef));
+    return;
+  }
   dispatch_float(grad_.dtype(), "clip", [&]<typename T>(TypeTag<T>) {
     T* g = grad_.data<T>();
     const T c = static_cast<T>(coef);
@@ -99,24 +154,33 @@ void ZeroAdamW::step() {
   const int me = dp_->rank();
   const int64_t p0 = begin_of(l, me), p1 = p0 + grad_.numel();
   step_ += 1;
+  const Tensor& first = params_.front().second;
+  const bool on_host = first.device().is_cpu();
+  std::vector<SlicePiece> device_pieces;
   for (size_t i = 0; i < params_.size(); ++i) {
     const int64_t a = std::max(p0, l.offsets[i]), b = std::min(p1, l.offsets[i] + l.numels[i]);
     if (a >= b) continue;
     const auto& [name, param] = params_[i];
     const bool decay = !(options_.no_weight_decay && options_.no_weight_decay(name));
     const kernels::cpu::AdamWStep c = adamw_step_constants(options_, step_, decay);
+    if (!on_host) {
+      device_pieces.push_back({element_at(param, a - l.offsets[i]), element_at(exp_avg_, a - p0),
+                               element_at(exp_avg_sq_, a - p0), element_at(grad_, a - p0), b - a,
+                               c});
+      continue;
+    }
     dispatch_float(param.dtype(), "ZeroAdamW", [&]<typename T>(TypeTag<T>) {
       kernels::cpu::adamw_step<T>(param.data<T>() + (a - l.offsets[i]),
                                   exp_avg_.data<T>() + (a - p0), exp_avg_sq_.data<T>() + (a - p0),
                                   grad_.data<T>() + (a - p0), b - a, c);
     });
   }
+  if (!on_host) update_pieces_on_device(device_pieces, first.dtype(), first.device());
   // Every rank's updated slice into every rank's parameters.
-  const Tensor& first = params_.front().second;
   Tensor mine = Tensor::empty({p1 - p0}, first.dtype(), first.device());
-  gather_flat_range(params_, l, p0, p1, mine.raw_data(), /*grads=*/false);
+  gather_flat_range(params_, l, p0, p1, mine, /*grads=*/false);
   const Tensor full = dp_->all_gather(mine, 0, l.partition_sizes).contiguous();  // [total]
-  scatter_flat_range(params_, l, 0, l.total, full.raw_data());
+  scatter_flat_range(params_, l, 0, l.total, full);
 }
 
 void ZeroAdamW::zero_grad() {
@@ -156,8 +220,9 @@ FlatAdamWState flatten_adamw_state(const AdamW& optimizer, const FlatParamLayout
                  params[i].first, st.step, params[0].first, s.step);
     s.step = st.step;
     if (st.step == 0) continue;
-    copy_elements(s.exp_avg, layout.offsets[i], st.exp_avg.contiguous(), 0, layout.numels[i]);
-    copy_elements(s.exp_avg_sq, layout.offsets[i], st.exp_avg_sq.contiguous(), 0, layout.numels[i]);
+    copy_flat_elements(s.exp_avg, layout.offsets[i], st.exp_avg.contiguous(), 0, layout.numels[i]);
+    copy_flat_elements(s.exp_avg_sq, layout.offsets[i], st.exp_avg_sq.contiguous(), 0,
+                       layout.numels[i]);
   }
   return s;
 }

@@ -8,6 +8,7 @@
 #include "core/autograd/grad_mode.h"
 #include "core/dispatch.h"
 #include "core/error.h"
+#include "core/ops/elementwise.h"
 
 namespace autotp {
 
@@ -24,14 +25,24 @@ void for_each_piece(const FlatParamLayout& layout, int64_t begin, int64_t end, F
   }
 }
 
-// Multiplies n elements of `data` by `factor`.
+// Multiplies every element of the contiguous tensor `t` by `factor` in place.
 void scale(const Tensor& t, double factor) {
+  if (!t.device().is_cpu()) {
+    NoGradGuard no_grad;
+    t.copy_(ops::mul(t, factor));
+    return;
+  }
   dispatch_float(t.dtype(), "gradient mean", [&]<typename T>(TypeTag<T>) {
     T* p = t.data<T>();
     const T f = static_cast<T>(factor);
     for (int64_t i = 0; i < t.numel(); ++i)
       p[i] *= f;
   });
+}
+
+// `t` as a flat view without autograd history.
+Tensor flat_view(const Tensor& t) {
+  return t.detach().view({t.numel()});
 }
 
 }  // namespace
@@ -44,15 +55,39 @@ std::vector<int64_t> even_partition(int64_t total, int parts) {
   return sizes;
 }
 
+void copy_flat_elements(const Tensor& dst, int64_t dst_at, const Tensor& src, int64_t src_at,
+                        int64_t n) {
+  AUTOTP_ASSERT(dst.is_contiguous() && src.is_contiguous() && dst.dtype() == src.dtype(),
+                "flat copy between {} {} and {} {}", dtype_name(dst.dtype()),
+                dst.is_contiguous() ? "contiguous" : "strided", dtype_name(src.dtype()),
+                src.is_contiguous() ? "contiguous" : "strided");
+  AUTOTP_ASSERT(n >= 0 && dst_at >= 0 && src_at >= 0 && dst_at + n <= dst.numel() &&
+                    src_at + n <= src.numel(),
+                "flat copy of {} elements from [{}] of {} to [{}] of {}", n, src_at, src.numel(),
+                dst_at, dst.numel());
+  if (n == 0) return;
+  if (dst.device().is_cpu() && src.device().is_cpu()) {
+    const size_t item = dst.itemsize();
+    std::memcpy(static_cast<char*>(dst.raw_data()) + static_cast<size_t>(dst_at) * item,
+                static_cast<const char*>(src.raw_data()) + static_cast<size_t>(src_at) * item,
+                static_cast<size_t>(n) * item);
+    return;
+  }
+  flat_view(dst).narrow(0, dst_at, n).copy_(flat_view(src).narrow(0, src_at, n));
+}
+
 FlatParamLayout FlatParamLayout::build(const NamedTensors& params, int dp_size) {
   FlatParamLayout l;
   for (const auto& [name, p] : params) {
-    AUTOTP_CHECK(p.device().is_cpu() && p.is_contiguous(),
-                 "data parallelism: parameter '{}' must be a contiguous CPU tensor", name);
+    AUTOTP_CHECK(p.is_contiguous(), "data parallelism: parameter '{}' must be contiguous", name);
     AUTOTP_CHECK(p.dtype() == params.front().second.dtype(),
                  "data parallelism: parameter '{}' is {}, the first parameter is {} (one dtype "
                  "expected)",
                  name, dtype_name(p.dtype()), dtype_name(params.front().second.dtype()));
+    AUTOTP_CHECK(p.device() == params.front().second.device(),
+                 "data parallelism: parameter '{}' is on {}, the first parameter on {} (one "
+                 "device expected)",
+                 name, p.device().str(), params.front().second.device().str());
     l.offsets.push_back(l.total);
     l.numels.push_back(p.numel());
     l.total += p.numel();
@@ -67,10 +102,42 @@ FlatParamLayout FlatParamLayout::build(const NamedTensors& params, int dp_size) 
 }
 
 void gather_flat_range(const NamedTensors& params, const FlatParamLayout& layout, int64_t begin,
+                       int64_t end, const Tensor& out, bool grads) {
+  AUTOTP_ASSERT(out.numel() >= end - begin, "gather of {} elements into {}", end - begin,
+                out.numel());
+  NoGradGuard no_grad;
+  for_each_piece(layout, begin, end, [&](size_t i, int64_t within, int64_t flat, int64_t n) {
+    const Tensor& p = params[i].second;
+    const Tensor source = grads ? p.grad() : p;
+    if (!source.defined()) {
+      flat_view(out).narrow(0, flat - begin, n).zero_();
+      return;
+    }
+    AUTOTP_CHECK(source.is_contiguous() && source.dtype() == p.dtype(),
+                 "data parallelism: the gradient of '{}' must be contiguous {}", params[i].first,
+                 dtype_name(p.dtype()));
+    copy_flat_elements(out, flat - begin, source, within, n);
+  });
+}
+
+void scatter_flat_range(const NamedTensors& params, const FlatParamLayout& layout, int64_t begin,
+                        int64_t end, const Tensor& in) {
+  AUTOTP_ASSERT(in.numel() >= end - begin, "scatter of {} elements from {}", end - begin,
+                in.numel());
+  NoGradGuard no_grad;
+  for_each_piece(layout, begin, end, [&](size_t i, int64_t within, int64_t flat, int64_t n) {
+    copy_flat_elements(params[i].second, within, in, flat - begin, n);
+  });
+}
+
+void gather_flat_range(const NamedTensors& params, const FlatParamLayout& layout, int64_t begin,
                        int64_t end, void* out, bool grads) {
   char* dst = static_cast<char*>(out);
   for_each_piece(layout, begin, end, [&](size_t i, int64_t within, int64_t flat, int64_t n) {
     const Tensor& p = params[i].second;
+    AUTOTP_CHECK(p.device().is_cpu(),
+                 "gather_flat_range into host memory: '{}' is on {} (pass a tensor instead)",
+                 params[i].first, p.device().str());
     const size_t item = p.itemsize();
     char* to = dst + static_cast<size_t>(flat - begin) * item;
     const Tensor source = grads ? p.grad() : p;
@@ -92,6 +159,9 @@ void scatter_flat_range(const NamedTensors& params, const FlatParamLayout& layou
   const char* src = static_cast<const char*>(in);
   for_each_piece(layout, begin, end, [&](size_t i, int64_t within, int64_t flat, int64_t n) {
     const Tensor& p = params[i].second;
+    AUTOTP_CHECK(p.device().is_cpu(),
+                 "scatter_flat_range from host memory: '{}' is on {} (pass a tensor instead)",
+                 params[i].first, p.device().str());
     const size_t item = p.itemsize();
     std::memcpy(static_cast<char*>(p.raw_data()) + static_cast<size_t>(within) * item,
                 src + static_cast<size_t>(flat - begin) * item, static_cast<size_t>(n) * item);
@@ -138,7 +208,7 @@ struct GradientReducer::State {
     const Bucket& b = buckets[k];
     const Tensor& first = params.front().second;
     buffers[k] = Tensor::empty({b.end - b.begin}, first.dtype(), first.device());
-    gather_flat_range(params, layout, b.begin, b.end, buffers[k].raw_data(), /*grads=*/true);
+    gather_flat_range(params, layout, b.begin, b.end, buffers[k], /*grads=*/true);
     if (collective == ReduceCollective::AllReduce) {
       works[k] = dp->all_reduce_async(buffers[k], ReduceOp::Sum);
       return;
@@ -268,12 +338,7 @@ void GradientReducer::all_reduce_mean() {
     const Tensor& buffer = s.buffers[k];
     for_each_piece(
         s.layout, b.begin, b.end, [&](size_t i, int64_t within, int64_t flat, int64_t n) {
-          const Tensor g = s.params[i].second.grad();
-          const size_t item = g.itemsize();
-          std::memcpy(static_cast<char*>(g.raw_data()) + static_cast<size_t>(within) * item,
-                      static_cast<const char*>(buffer.raw_data()) +
-                          static_cast<size_t>(flat - b.begin) * item,
-                      static_cast<size_t>(n) * item);
+          copy_flat_elements(s.params[i].second.grad(), within, buffer, flat - b.begin, n);
         });
   }
   s.buffers.assign(s.buckets.size(), Tensor());
@@ -290,14 +355,12 @@ void GradientReducer::reduce_scatter_mean(const Tensor& partition) {
                "reduce_scatter_mean: the partition buffer has {} elements, expected {}",
                partition.numel(), p1 - p0);
   launch_remaining(ReduceCollective::ReduceScatter);
-  const size_t item = partition.itemsize();
   for (size_t k = 0; k < s.buckets.size(); ++k) {
     s.works[k]->wait();
     const Tensor& piece = s.works[k]->result();
     const int64_t a = std::max(s.buckets[k].begin, p0);
     if (piece.numel() == 0) continue;
-    std::memcpy(static_cast<char*>(partition.raw_data()) + static_cast<size_t>(a - p0) * item,
-                piece.contiguous().raw_data(), static_cast<size_t>(piece.numel()) * item);
+    copy_flat_elements(partition, a - p0, piece.contiguous(), 0, piece.numel());
   }
   s.buffers.assign(s.buckets.size(), Tensor());
   s.works.assign(s.buckets.size(), nullptr);

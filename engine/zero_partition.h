@@ -11,7 +11,8 @@
 
 namespace autotp {
 
-// The parameters concatenated in order into one flat space of `total` elements; DP rank r
+// The parameters (contiguous, one dtype, on the CPU or one CUDA device) concatenated in
+// order into one flat space of `total` elements; DP rank r
 // owns [partition_offsets[r], partition_offsets[r] + partition_sizes[r]): an even split, the
 // first total % dp ranks one element longer.
 struct FlatParamLayout {
@@ -34,7 +35,8 @@ enum class ReduceCollective { AllReduce, ReduceScatter };
 // Averages gradients over the DP group in buckets: consecutive parameters are packed into one
 // contiguous buffer of about bucket_bytes (a larger parameter gets its own), and every
 // bucket's collective is started asynchronously before any is waited on. A parameter without
-// a gradient contributes zeros. Collective over `dp`; CPU f32/f64 parameters.
+// a gradient contributes zeros. Collective over `dp`; f32/f64 parameters on the CPU or one
+// CUDA device.
 //
 // Overlap with backward: arm() before the last backward pass of a step (earlier micro-batches
 // only accumulate). Each parameter's post-accumulate-grad hook then marks its gradient final,
@@ -81,10 +83,22 @@ class GradientReducer {
 };
 
 // Copies flat range [begin, end) of the parameters' data (or, with `grads`, their gradients;
-// missing gradients read as zeros) into out[0, end - begin), or back from `in`.
+// missing gradients read as zeros) into out[0, end - begin), or back from `in`. `out` / `in`
+// are flat contiguous tensors of the parameters' dtype, on any device (device tensors are
+// copied with device copies, host ones with memcpy).
+void gather_flat_range(const NamedTensors& params, const FlatParamLayout& layout, int64_t begin,
+                       int64_t end, const Tensor& out, bool grads);
+void scatter_flat_range(const NamedTensors& params, const FlatParamLayout& layout, int64_t begin,
+                        int64_t end, const Tensor& in);
+// The same through raw host memory: CPU parameters only.
 void gather_flat_range(const NamedTensors& params, const FlatParamLayout& layout, int64_t begin,
                        int64_t end, void* out, bool grads);
 void scatter_flat_range(const NamedTensors& params, const FlatParamLayout& layout, int64_t begin,
                         int64_t end, const void* in);
+
+// dst[dst_at, dst_at + n) = src[src_at, src_at + n) over the flat elements of two contiguous
+// tensors of one dtype, each on the CPU or a CUDA device (memcpy when both are on the host).
+void copy_flat_elements(const Tensor& dst, int64_t dst_at, const Tensor& src, int64_t src_at,
+                        int64_t n);
 
 }  // namespace autotp

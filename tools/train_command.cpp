@@ -9,18 +9,21 @@
 #include <memory>
 #include <optional>
 
+#include "core/comm/device_selection.h"
 #include "core/comm/mpi_communicator.h"
 #include "core/comm/mpi_session.h"
 #include "core/comm/parallel_grid.h"
 #include "core/error.h"
 #include "engine/config.h"
 #include "engine/trainer.h"
+#include "engine/training_device.h"
 #include "tools/command_args.h"
 
 namespace autotp::tools {
 
 const char* const kTrainUsage =
-    "autotp train CONFIG.yaml [--set key.path=value ...] [--out DIR] [--resume [DIR]]";
+    "autotp train CONFIG.yaml [--set key.path=value ...] [--out DIR] [--resume [DIR]] "
+    "[--device cpu|cuda]";
 
 namespace {
 
@@ -63,6 +66,12 @@ TrainerOptions train_options(const TrainArgs& a) {
 
 }  // namespace
 
+Device train_device(const std::string& requested, int local_rank) {
+  if (requested == "cpu" || (requested.empty() && !cuda_available())) return Device::cpu();
+  check_training_device(Device::cuda(0), "train: --device cuda");
+  return Device::cuda(local_rank % cuda_device_count());
+}
+
 TrainArgs parse_train_args(const std::vector<std::string>& args) {
   TrainArgs a;
   ArgWalker w(args, "train", kTrainUsage);
@@ -83,6 +92,9 @@ TrainArgs parse_train_args(const std::vector<std::string>& args) {
         w.advance();
         a.resume_dir = w.current();
       }
+    } else if (auto v = w.take_value("--device")) {
+      if (*v != "cpu" && *v != "cuda") w.fail(fmt::format("--device: '{}' is not cpu or cuda", *v));
+      a.device = *v;
     } else if (arg.rfind("--resume=", 0) == 0) {
       a.resume = true;
       a.resume_dir = arg.substr(9);
@@ -102,13 +114,17 @@ TrainArgs parse_train_args(const std::vector<std::string>& args) {
 int run_train(const std::vector<std::string>& args) {
   const TrainArgs a = parse_train_args(args);
   if (!launched_by_mpi()) {
-    Trainer trainer(load_train_config(a, std::nullopt), train_options(a));
+    TrainerOptions options = train_options(a);
+    options.device = train_device(a.device, 0);
+    Trainer trainer(load_train_config(a, std::nullopt), options);
     trainer.run();
     return 0;
   }
   MpiSession session;
   const int rank = session.world_rank();
   std::shared_ptr<Communicator> world = std::make_shared<MpiCommunicator>(MPI_COMM_WORLD);
+  // Collective: every rank learns its index among the ranks of its node (its GPU).
+  const NodeInfo node = node_local_info(MPI_COMM_WORLD);
   // Setup has no collectives after the grid split, so every rank reports its own error and
   // the ranks agree to stop together (one message from rank 0, a clean exit code 2).
   std::unique_ptr<Trainer> trainer;
@@ -117,6 +133,7 @@ int run_train(const std::vector<std::string>& args) {
     Config config = load_train_config(a, session.world_size());
     const int tp = static_cast<int>(std::max<int64_t>(1, config.tensor_parallel.autotp_size));
     TrainerOptions options = train_options(a);
+    options.device = train_device(a.device, node.local_rank);
     options.grid =
         std::make_shared<ParallelGrid>(world, tp, static_cast<int>(config.batch.dp_size));
     trainer = std::make_unique<Trainer>(std::move(config), options);

@@ -1,10 +1,13 @@
-// `autotp train CONFIG.yaml [--set key.path=value ...] [--out DIR] [--resume [DIR]]`: parses
-// the arguments, loads the config and runs the Trainer (data-parallel under mpirun).
+// `autotp train CONFIG.yaml [--set key.path=value ...] [--out DIR] [--resume [DIR]]
+// [--device cpu|cuda]`: parses the arguments, picks the device, loads the config and runs the
+// Trainer (data- and tensor-parallel under mpirun).
 #pragma once
 
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "core/device.h"
 
 namespace autotp::tools {
 
@@ -16,7 +19,15 @@ struct TrainArgs {
   // --resume DIR (the next argument unless it starts with '-' or names a .yaml/.yml file);
   // empty: the output directory.
   std::string resume_dir;
+  // --device cpu|cuda; empty: cuda when a GPU is available, else cpu (as `autotp bench`).
+  std::string device;
 };
+
+// The device one process trains on: --device (or its default) and, for cuda, the GPU of the
+// process's node-local rank (round-robin when ranks outnumber GPUs; several ranks may share
+// one, their collectives staged through host memory). `--device cuda` without a usable GPU
+// is an error naming why.
+Device train_device(const std::string& requested, int local_rank);
 
 // Parses the arguments after "train"; bad arguments give one error with the usage line.
 TrainArgs parse_train_args(const std::vector<std::string>& args);

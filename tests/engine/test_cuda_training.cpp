@@ -1,35 +1,43 @@
 // Training on CUDA against the CPU reference: the fused multi-tensor AdamW (f32/f64 and
-// master weights with bf16/f16 model copies), a tiny Llama's forward/backward, and 10 training
-// steps in f32 and in bf16 mixed precision. *_CUDA tests skip, saying why, without a GPU.
+// master weights with bf16/f16 model copies), a tiny Llama's forward/backward, 10 training
+// steps in f32 and in bf16 mixed precision, the Trainer on CUDA (trajectory, bf16, resume),
+// and keep_module_on_host's device memory. *_CUDA tests skip, saying why, without a GPU.
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
-#include <cstdio>
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "autotp/apply_autotp.h"
 #include "core/autograd/grad_mode.h"
 #include "core/cuda_allocator.h"
 #include "core/ops.h"
 #include "engine/clip.h"
+#include "engine/config.h"
 #include "engine/data.h"
 #include "engine/mixed_precision.h"
 #include "engine/optimizer.h"
+#include "engine/trainer.h"
 #include "models/registry.h"
 #include "tests/core/nn_test_helpers.h"
+#include "tests/engine/trainer_test_helpers.h"
+#include "tests/support/mirrored_group.h"
 #include "tests/support/tolerances.h"
 
 namespace autotp {
 namespace {
 
 using autotp::testing::all_close;
+using autotp::testing::quiet_on;
 using autotp::testing::random_tensor;
+using autotp::testing::TempDir;
 using autotp::testing::Tolerance;
 using autotp::testing::tolerance_for;
+using autotp::testing::train_to_the_end;
+using autotp::testing::trajectory_config;
 
 const Device kCpu = Device::cpu();
 const Device kCuda = Device::cuda(0);
@@ -430,84 +438,6 @@ TEST(CudaTinyLlama, TenBf16MixedPrecisionStepsTrackTheF32CpuRun_CUDA) {
       << "CPU f32:  " << trajectory_text(cpu) << "\nGPU bf16: " << trajectory_text(gpu);
 }
 
-// ---- throughput: the number tools/gpu/prepare_gpu_machine.sh reports ---------------------------
-
-// A toy Llama (hidden 256, 4 layers, 8 heads / 4 kv heads, vocab 1024) trained for 10 timed
-// steps after 3 warm-up steps on batches of 8 x 128 tokens, in bf16 mixed precision and in f32
-// (plain AdamW), both with global-norm clipping.
-// Not a correctness check (the tests above are): it records tokens/s, step time and peak GPU
-// memory as test properties ("bench_*"), which the script copies into its summary.json.
-TEST(CudaTrainingBenchmark, ToyLlamaTokensPerSecond_CUDA) {
-  SKIP_WITHOUT_CUDA();
-  ModelConfig c;
-  c.model_type = "llama";
-  c.vocab_size = 1024;
-  c.hidden_size = 256;
-  c.intermediate_size = 688;
-  c.num_hidden_layers = 4;
-  c.num_attention_heads = 8;
-  c.num_key_value_heads = 4;
-  c.max_position_embeddings = 256;
-  c.resolve_defaults();
-  c.validate();
-  constexpr int64_t batch = 8, seq = 128, warmup = 3, timed = 10;
-  const DataLoader data(std::shared_ptr<const TokenSource>(make_synthetic_source(5, c.vocab_size)),
-                        seq, DataLayout{batch, 1, 0, 1});
-  for (DType dtype : {DType::BF16, DType::F32}) {
-    const std::string tag = dtype == DType::BF16 ? "toy_bf16" : "toy_f32";
-    const auto reference = create_model(c, /*seed=*/1);
-    auto model = create_model_uninitialized(c, dtype, kCuda);
-    {
-      NoGradGuard no_grad;
-      const NamedTensors src = reference->named_parameters(), dst = model->named_parameters();
-      for (size_t i = 0; i < dst.size(); ++i)
-        dst[i].second.copy_(src[i].second);
-    }
-    // bf16: master weights; f32: plain AdamW on the parameters.
-    const NamedTensors params = model->named_parameters();
-    std::unique_ptr<MixedPrecisionOptimizer> mixed;
-    std::unique_ptr<AdamW> plain;
-    if (dtype == DType::BF16) {
-      mixed = std::make_unique<MixedPrecisionOptimizer>(params, training_options());
-    } else {
-      plain = std::make_unique<AdamW>(params, training_options());
-    }
-    CudaCachingAllocator::for_device(0).reset_peak();
-    std::vector<double> losses;
-    std::chrono::steady_clock::time_point start;
-    for (int64_t s = 0; s < warmup + timed; ++s) {
-      if (s == warmup) start = std::chrono::steady_clock::now();
-      const Batch b = data.batch(s, 0);
-      const Tensor logits = model->forward(b.input_ids.to(kCuda));
-      const Tensor loss = ops::cross_entropy(logits.reshape({batch * seq, c.vocab_size}),
-                                             b.labels.to(kCuda).reshape({batch * seq}));
-      loss.backward();
-      if (mixed) {
-        mixed->clip_grad_norm(kMaxGradNorm);
-        mixed->step();
-        mixed->zero_grad();
-      } else {
-        clip_grad_norm(params, kMaxGradNorm);
-        plain->step();
-        plain->zero_grad();
-      }
-      losses.push_back(loss.item());  // waits for the step's work
-    }
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const double tokens_per_s = static_cast<double>(timed * batch * seq) / seconds;
-    const double peak_mib =
-        static_cast<double>(CudaCachingAllocator::for_device(0).stats().peak_bytes) / (1 << 20);
-    RecordProperty("bench_" + tag + "_tokens_per_s", std::to_string(tokens_per_s));
-    RecordProperty("bench_" + tag + "_step_ms", std::to_string(1e3 * seconds / timed));
-    RecordProperty("bench_" + tag + "_peak_gpu_mib", std::to_string(peak_mib));
-    std::printf("%s: %.0f tokens/s, %.2f ms/step, peak %.1f MiB, loss %.4f -> %.4f\n", tag.c_str(),
-                tokens_per_s, 1e3 * seconds / timed, peak_mib, losses.front(), losses.back());
-    for (double l : losses)
-      ASSERT_TRUE(std::isfinite(l)) << tag;
-  }
-}
-
 // On the CPU (it runs everywhere): f32 training drifts from the f64 trajectory by f32
 // rounding alone, the kind of drift that separates the GPU's f32 run from the CPU's
 // (measured 1.2e-5); it must stay below kCpuF32Drift while the loss falls far beyond it, and
@@ -521,6 +451,198 @@ TEST(TinyLlamaTraining, F32StepsOnTheCpuDriftFromTheF64RunByLessThanKCpuF32Drift
         << "step " << s << "\nf32: " << trajectory_text(f32) << "\nf64: " << trajectory_text(f64);
   }
   EXPECT_GT(total_distance(untrained_losses(), f32.losses), 1.0);
+}
+
+// ---- the Trainer on CUDA (engine/trainer.h with TrainerOptions::device) ------------------------
+
+// The mean loss and the largest |logit| of `model` (not updated) over step s's micro-batches.
+struct BatchProbe {
+  double loss = 0.0;
+  double max_abs_logit = 0.0;
+};
+BatchProbe probe(Trainer& trainer, int64_t s) {
+  NoGradGuard no_grad;
+  BatchProbe out;
+  const int64_t micro = trainer.config().batch.gradient_accumulation_steps;
+  for (int64_t m = 0; m < micro; ++m) {
+    const Batch b = trainer.data().batch(s, m);
+    const Tensor logits = trainer.model().forward(b.input_ids);  // [B, S, V] on the CPU
+    const int64_t v = logits.size(-1);
+    out.loss += ops::cross_entropy(logits.reshape({-1, v}), b.labels.reshape({-1})).item() /
+                static_cast<double>(micro);
+    out.max_abs_logit = std::max(out.max_abs_logit, max_abs(logits));
+  }
+  return out;
+}
+
+// The CPU trainer's f32 run stays within 1e-5 relative of the f64 reference (tests/engine/
+// test_trainer.cpp; measured 8e-8 for losses, 3e-7 for gradient norms). On the GPU the f32
+// GEMMs (cuBLASLt with CUBLAS_COMPUTE_32F: no TF32) and reductions accumulate in f32 and in
+// another order, erring by up to about sqrt(K) ~ 7 roundings (K <= 48 here) where the CPU
+// accumulates in f64 and rounds once: 10x the CPU's bound, 1e-4 relative, for losses and
+// pre-clipping gradient norms. The loss falls by over 20% in these steps, 2000x that.
+constexpr double kCudaTrainerRtol = 1e-4;
+
+TEST(CudaTrainer, F32FollowsTheCpuTrainersTenStepTrajectory_CUDA) {
+  SKIP_WITHOUT_CUDA();
+  TempDir dir("cuda_f32");
+  Trainer cpu(trajectory_config(dir.sub("cpu")), quiet_on(kCpu));
+  Trainer gpu(trajectory_config(dir.sub("gpu")), quiet_on(kCuda));
+  EXPECT_EQ(gpu.device(), kCuda);
+  EXPECT_EQ(gpu.mixed_precision(), nullptr);
+  // Built on the host from the same checkpoint, then moved: the very same f32 weights.
+  const NamedTensors c0 = cpu.model().named_parameters(), g0 = gpu.model().named_parameters();
+  ASSERT_EQ(c0.size(), g0.size());
+  for (size_t i = 0; i < c0.size(); ++i) {
+    ASSERT_TRUE(g0[i].second.device().is_cuda()) << g0[i].first;
+    ASSERT_EQ(g0[i].second.dtype(), DType::F32) << g0[i].first;
+    ASSERT_TRUE(all_close(host(g0[i].second), c0[i].second, kExact, g0[i].first + " at init"));
+  }
+  const std::vector<StepRecord> a = train_to_the_end(cpu), b = train_to_the_end(gpu);
+  ASSERT_EQ(a.size(), 10u);
+  ASSERT_EQ(b.size(), a.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(b[i].lr, a[i].lr) << "step " << a[i].step;
+    EXPECT_EQ(b[i].tokens, a[i].tokens) << "step " << a[i].step;
+    EXPECT_NEAR(b[i].loss, a[i].loss, kCudaTrainerRtol * a[i].loss) << "step " << a[i].step;
+    EXPECT_NEAR(b[i].grad_norm, a[i].grad_norm, kCudaTrainerRtol * a[i].grad_norm)
+        << "step " << a[i].step;
+  }
+  EXPECT_LT(a.back().loss, 0.8 * a.front().loss) << "the CPU run barely trained";
+  EXPECT_GT(gpu.peak_memory_gib(), 0.0);
+}
+
+// bf16.enabled: bf16 weights and activations behind f32 masters (set from the same f32
+// weights as the CPU's), against the CPU trainer's f32 run of the same config (the CPU
+// computes in f32). As in TenBf16MixedPrecisionStepsTrackTheF32CpuRun_CUDA above: the loss
+// moves by at most 2 max|dlogit|, a logit carries about n = 35 bf16 roundings (relative
+// 2^-9 each: the bf16 weights of each GEMM and the rounded activations, ~16 per decoder
+// layer, plus the embedding, final norm and lm_head), so step s may differ by
+// 2 * 35 * 2^-9 * max|logits| of the f32 model on that step's micro-batches; the masters keep
+// what bf16 cannot hold, so no drift adds up. As that worst case is wide, the bf16 run must
+// also be 4x closer to the f32 run than the untrained model's losses are, and its loss must
+// fall by 20% as the f32 run's does (31% in the golden trajectory).
+TEST(CudaTrainer, Bf16TrainsAndTracksTheF32CpuLosses_CUDA) {
+  SKIP_WITHOUT_CUDA();
+  TempDir dir("cuda_bf16");
+  Trainer cpu(trajectory_config(dir.sub("cpu"), {"bf16.enabled=true"}), quiet_on(kCpu));
+  Trainer untrained(trajectory_config(dir.sub("untrained")), quiet_on(kCpu));
+  Trainer gpu(trajectory_config(dir.sub("gpu"), {"bf16.enabled=true"}), quiet_on(kCuda));
+  EXPECT_EQ(cpu.mixed_precision(), nullptr);  // bf16.enabled is noted and ignored on the CPU
+  ASSERT_NE(gpu.mixed_precision(), nullptr);
+  const NamedTensors c0 = cpu.model().named_parameters();
+  const NamedTensors& masters = gpu.mixed_precision()->master_params();
+  ASSERT_EQ(masters.size(), c0.size());
+  for (size_t i = 0; i < c0.size(); ++i) {
+    ASSERT_EQ(gpu.model().named_parameters()[i].second.dtype(), DType::BF16) << c0[i].first;
+    ASSERT_EQ(masters[i].second.dtype(), DType::F32) << c0[i].first;
+    ASSERT_TRUE(all_close(host(masters[i].second), c0[i].second, kExact, "master " + c0[i].first));
+  }
+  std::vector<double> cpu_losses, gpu_losses, untrained_losses;
+  for (int64_t s = 0; s < cpu.total_steps(); ++s) {
+    const BatchProbe before = probe(cpu, s);
+    untrained_losses.push_back(probe(untrained, s).loss);
+    const StepRecord a = cpu.step(), b = gpu.step();
+    EXPECT_FALSE(b.skipped);
+    const double tolerance = 2 * 35 * kBf16Unit * before.max_abs_logit;
+    EXPECT_NEAR(b.loss, a.loss, tolerance) << "step " << a.step;
+    cpu_losses.push_back(a.loss);
+    gpu_losses.push_back(b.loss);
+  }
+  for (double l : gpu_losses)
+    ASSERT_TRUE(std::isfinite(l));
+  EXPECT_LT(gpu_losses.back(), 0.8 * gpu_losses.front());
+  const double untrained_distance = total_distance(untrained_losses, cpu_losses);
+  ASSERT_GT(untrained_distance, 1.0);
+  EXPECT_LT(total_distance(gpu_losses, cpu_losses), untrained_distance / 4);
+}
+
+// Save at step 5 on the GPU, resume on the GPU, and the last five steps repeat the
+// uninterrupted GPU run bit for bit: the checkpoint holds the exact f32 weights (for bf16
+// the f32 masters) and moments, and every kernel of a step is deterministic (no atomics:
+// kernels/cuda/reduce.h, attention.h, index.h; cuBLASLt is called with the same shapes).
+TEST(CudaTrainer, ACheckpointWrittenOnTheGpuResumesTheSameTrajectory_CUDA) {
+  SKIP_WITHOUT_CUDA();
+  for (const bool bf16 : {false, true}) {
+    const std::string what = bf16 ? "bf16" : "f32";
+    TempDir dir("cuda_resume_" + what);
+    const std::vector<std::string> precision = {std::string("bf16.enabled=") +
+                                                (bf16 ? "true" : "false")};
+    Trainer straight(trajectory_config(dir.sub("straight"), precision), quiet_on(kCuda));
+    const std::vector<StepRecord> ten = train_to_the_end(straight);
+    std::vector<std::string> first_half = precision;
+    first_half.insert(first_half.end(), {"train.steps=5", "train.checkpoint_interval=5"});
+    Trainer first(trajectory_config(dir.sub("split"), first_half), quiet_on(kCuda));
+    first.run();
+    ASSERT_EQ(first.current_step(), 5) << what;
+    TrainerOptions resume = quiet_on(kCuda);
+    resume.resume = true;
+    Trainer second(trajectory_config(dir.sub("split"), precision), resume);
+    ASSERT_TRUE(second.resumed()) << what;
+    const std::vector<StepRecord> last = train_to_the_end(second);
+    ASSERT_EQ(last.size(), 5u) << what;
+    for (size_t i = 0; i < 5; ++i) {
+      EXPECT_EQ(last[i].step, ten[5 + i].step) << what;
+      EXPECT_EQ(last[i].loss, ten[5 + i].loss) << what << " step " << ten[5 + i].step;
+      EXPECT_EQ(last[i].grad_norm, ten[5 + i].grad_norm) << what << " step " << ten[5 + i].step;
+    }
+    const NamedTensors wa = straight.model().named_parameters();
+    const NamedTensors wb = second.model().named_parameters();
+    ASSERT_EQ(wa.size(), wb.size());
+    for (size_t i = 0; i < wa.size(); ++i) {
+      EXPECT_TRUE(wb[i].second.device().is_cuda()) << wa[i].first;
+      EXPECT_TRUE(all_close(host(wb[i].second), host(wa[i].second), kExact,
+                            wa[i].first + " after resuming, " + what));
+    }
+    // Not vacuous: the weights moved during the last five steps.
+    EXPECT_NE(wa[0].second.to_vector(), first.model().named_parameters()[0].second.to_vector())
+        << what;
+  }
+}
+
+// keep_module_on_host through the AutoTP pass onto the GPU, on TP rank 1 of 2 in one process
+// (tests/support/mirrored_group.h), measured with the caching allocator's peak: true shards
+// the host model and moves only rank 1's shards plus the replicated parameters, so the peak
+// (182,784 B with the allocator's rounding) stays below the full model's 286,464 B; false
+// (DeepSpeed's default) moves the full model first, so the peak is at least its size. Both
+// leave exactly the host pass's shards on the GPU.
+TEST(CudaAutoTP, KeepModuleOnHostShardsOnTheHostAndTheDefaultOnTheDevice_CUDA) {
+  SKIP_WITHOUT_CUDA();
+  CudaCachingAllocator& allocator = CudaCachingAllocator::for_device(0);
+  const auto group = std::make_shared<testing::MirroredGroup>(/*rank=*/1, /*size=*/2);
+  AutoTPConfig config;
+  config.tp_size = 2;
+  ApplyOptions on_host;
+  on_host.print_warnings = false;
+  const auto reference = create_model(tiny_llama(), /*seed=*/7);
+  apply_autotp(*reference, config, model_dims(reference->config()), group, on_host);
+  for (const bool keep : {true, false}) {
+    const std::string what = std::string("keep_module_on_host ") + (keep ? "true" : "false");
+    const auto model = create_model(tiny_llama(), /*seed=*/7);  // f32 on the host
+    const int64_t full_bytes = model->num_parameters() * 4;
+    config.keep_module_on_host = keep;
+    ApplyOptions to_gpu = on_host;
+    to_gpu.device = kCuda;
+    allocator.reset_peak();
+    const size_t before = allocator.stats().current_bytes;
+    apply_autotp(*model, config, model_dims(model->config()), group, to_gpu);
+    const auto peak = static_cast<int64_t>(allocator.stats().peak_bytes - before);
+    const NamedTensors got = model->named_parameters(), want = reference->named_parameters();
+    ASSERT_EQ(got.size(), want.size()) << what;
+    for (size_t i = 0; i < got.size(); ++i) {
+      ASSERT_TRUE(got[i].second.device().is_cuda()) << got[i].first << ", " << what;
+      EXPECT_TRUE(
+          all_close(host(got[i].second), want[i].second, kExact, got[i].first + ", " + what));
+    }
+    const int64_t sharded_bytes = model->num_parameters() * 4;
+    ASSERT_LT(sharded_bytes, full_bytes);
+    if (keep) {
+      EXPECT_GE(peak, sharded_bytes) << what;
+      EXPECT_LT(peak, full_bytes) << what << ": the device held more than the shards";
+    } else {
+      EXPECT_GE(peak, full_bytes) << what << ": the full model never reached the device";
+    }
+  }
 }
 
 }  // namespace

@@ -54,6 +54,34 @@ TEST(TrainArgs, BadArgumentsGiveOneErrorWithTheUsage) {
                         "--set expects key.path=value, got 'train.steps'");
 }
 
+TEST(TrainArgs, DeviceIsCpuOrCudaAndDefaultsToNone) {
+  EXPECT_EQ(parse_train_args({"cfg.yaml"}).device, "");
+  EXPECT_EQ(parse_train_args({"cfg.yaml", "--device", "cuda"}).device, "cuda");
+  EXPECT_EQ(parse_train_args({"cfg.yaml", "--device=cpu"}).device, "cpu");
+  EXPECT_EQ(parse_train_args({"cfg.yaml", "--resume", "--device", "cpu"}).resume_dir, "");
+  EXPECT_ERROR_CONTAINS(parse_train_args({"cfg.yaml", "--device", "gpu"}),
+                        "--device: 'gpu' is not cpu or cuda\nusage: autotp train");
+}
+
+// The default follows the machine, as `autotp bench` does; ranks take their node-local GPU.
+TEST(TrainDevice, DefaultsToCudaWhenAGpuIsVisibleElseToTheCpu) {
+  EXPECT_EQ(train_device("cpu", 0), Device::cpu());
+  EXPECT_EQ(train_device("", 0), cuda_available() ? Device::cuda(0) : Device::cpu());
+  if (cuda_available()) {
+    EXPECT_EQ(train_device("cuda", 1), Device::cuda(1 % cuda_device_count()));
+    EXPECT_EQ(train_device("", cuda_device_count()), Device::cuda(0));  // round-robin
+  }
+}
+
+TEST(TrainDevice, CudaWithoutAGpuIsOneErrorSayingWhy) {
+  if (cuda_available()) GTEST_SKIP() << "a GPU is visible: the error needs a machine without one";
+  EXPECT_ERROR_CONTAINS(train_device("cuda", 0), "train: --device cuda needs a GPU, but ");
+  EXPECT_ERROR_CONTAINS(train_device("cuda", 0), "train on the CPU with --device cpu");
+  // The whole command stops there, before the config is read.
+  EXPECT_ERROR_CONTAINS(run_train({"missing.yaml", "--device", "cuda"}),
+                        "train: --device cuda needs a GPU");
+}
+
 TEST(EvalArgs, ParsesModelDataAndBatches) {
   const EvalArgs a =
       parse_eval_args({"cfg.yaml", "--model", "runs/x", "--data=d.bin", "--batches", "7"});

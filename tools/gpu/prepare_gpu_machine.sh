@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Prepares a GPU machine that has only the CUDA toolkit, a C++ compiler and CMake (no network):
 # `bundle` downloads the Debian packages the build needs here, `build-and-test` unpacks them there
-# into a local prefix, builds autotp with CUDA, runs the GPU tests and a short training benchmark,
-# and writes the results as JSON.
+# into a local prefix, builds autotp with CUDA, runs the GPU tests and a short `autotp train` on
+# the GPU, and writes the results as JSON.
 #
 # Usage:
 #   tools/gpu/prepare_gpu_machine.sh bundle DIR
@@ -14,8 +14,10 @@
 #       (dpkg-deb -x, no root, nothing installed system-wide), configures and builds in
 #       BUILD_DIR (default DIR/build) with CMAKE_PREFIX_PATH / CMAKE_LIBRARY_PATH pointing into
 #       the prefix, runs every *_CUDA test with GoogleTest JSON output into OUT/<suite>.json and
-#       writes OUT/summary.json (device, per-suite counts, failed and skipped tests, the benchmark
-#       numbers, and whether the bundled mpirun ran the 2-rank collectives suite), and
+#       writes OUT/summary.json (device, per-suite counts, failed and skipped tests, numbers
+#       tests record as bench_* properties, whether `autotp train configs/tiny-llama.yaml
+#       --device cuda` finished 20 steps, and whether the bundled mpirun ran the 2-rank
+#       collectives suite), and
 #       OUT/results.tar.gz with every log and report.
 #       Exit status: 0 when every selected test passed.
 #   Environment (build-and-test): AUTOTP_GTEST_FILTER (default '*_CUDA*'),
@@ -231,6 +233,17 @@ cmd_build_and_test() {
     fi
     grep -E "^\[  (PASSED|FAILED|SKIPPED) " "$out/$name.log" | head -20 || true
   done
+  # The CLI on the GPU: 20 steps of the tiny Llama (reported and counted in the exit status).
+  echo "== autotp train configs/tiny-llama.yaml --device cuda --set train.steps=20"
+  if "$build/bin/autotp" train "$src/configs/tiny-llama.yaml" --device cuda \
+    --set train.steps=20 --out "$out/train_cuda" >"$out/train_cuda.log" 2>&1 &&
+    grep -q "^done: 20 steps" "$out/train_cuda.log"; then
+    grep "^done:" "$out/train_cuda.log" >"$out/train_cuda.txt"
+  else
+    echo "failed (see train_cuda.log)" >"$out/train_cuda.txt"
+    status=1
+  fi
+  cat "$out/train_cuda.txt"
   # The bundled mpirun: the collectives suite on 2 ranks (CPU tensors; reported, not counted
   # in the exit status, which is about the GPU tests).
   if [ -x "$build/bin/test_comm_mpi" ]; then
@@ -260,6 +273,8 @@ summary = {"device": open(os.path.join(out, "device.txt")).read().strip(),
            "all_passed": status == 0, "suites": {}, "failed": [], "skipped": [], "benchmark": {}}
 smoke = os.path.join(out, "mpi_smoke.txt")
 summary["mpi_smoke"] = open(smoke).read().strip() if os.path.exists(smoke) else "not run"
+train = os.path.join(out, "train_cuda.txt")
+summary["train_cuda"] = open(train).read().strip() if os.path.exists(train) else "not run"
 for path in sorted(glob.glob(os.path.join(out, "test_*.json"))):
     with open(path) as f:
         report = json.load(f)
@@ -285,7 +300,7 @@ for path in sorted(glob.glob(os.path.join(out, "test_*.json"))):
 with open(os.path.join(out, "summary.json"), "w") as f:
     json.dump(summary, f, indent=2)
 print(json.dumps({k: summary[k] for k in ("device", "all_passed", "failed", "benchmark",
-                                          "mpi_smoke")}, indent=2))
+                                          "train_cuda", "mpi_smoke")}, indent=2))
 PY
   else
     printf '{"device": "%s", "all_passed": %s}\n' "$(cat "$out/device.txt")" \

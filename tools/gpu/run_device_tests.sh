@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Runs the packed test binaries (tools/gpu/package_for_device.sh) on a GPU machine and writes
-# one JSON report per suite plus a summary to RESULTS_DIR.
+# one JSON report per suite plus a summary to RESULTS_DIR, then a short `autotp train` on the
+# GPU (configs/tiny-llama.yaml, 20 steps: the CLI path of the CUDA trainer) into
+# RESULTS_DIR/train_cuda.log.
 # Usage: tools/gpu/run_device_tests.sh PACK_DIR RESULTS_DIR [gtest filter]
 set -uo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
 pack=$(cd "$1" && pwd)
 results=$2
 filter=${3:-*}
@@ -25,4 +28,18 @@ for exe in "$pack"/bin/test_*; do
   grep -E "^\[  FAILED  \]" "$results/$name.log" | head -40
   [ $rc -ne 0 ] && status=1
 done
+# The CLI on the GPU: must finish its 20 steps ("done: 20 steps ..., peak GPU memory ...").
+echo "== autotp train configs/tiny-llama.yaml --device cuda --set train.steps=20"
+if [ -x "$pack/bin/autotp" ]; then
+  "$pack/bin/autotp" train "$root/configs/tiny-llama.yaml" --device cuda --set train.steps=20 \
+    --out "$results/train_cuda" >"$results/train_cuda.log" 2>&1
+  rc=$?
+  grep -E "^(model|device|done):|^step 20/20|autotp: error" "$results/train_cuda.log"
+  if [ $rc -ne 0 ] || ! grep -q "^done: 20 steps" "$results/train_cuda.log"; then
+    echo "autotp train on the GPU failed (rc $rc, see $results/train_cuda.log)"
+    status=1
+  fi
+else
+  echo "no $pack/bin/autotp: skipped"
+fi
 exit $status

@@ -1,0 +1,165 @@
+// The trainer's master-weight path (what bf16.enabled runs on CUDA) under mpirun, on the CPU
+// in f32 where it must equal the plain run bit for bit: data parallelism at ZeRO 0/1/2 (the
+// reduction, the flat update over the masters and the model written back), a ZeRO-2
+// checkpoint of the masters resumed, and tensor parallelism with Qwen3's replicated per-head
+// norms (their gradient all-reduce moved to the masters).
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+
+#include "core/comm/mpi_communicator.h"
+#include "core/comm/parallel_grid.h"
+#include "engine/config.h"
+#include "engine/trainer.h"
+
+namespace autotp {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::string kTrajectoryDir = std::string(AUTOTP_TEST_DATA_DIR) + "/trajectory";
+
+std::shared_ptr<Communicator> world() {
+  static std::shared_ptr<Communicator> w = std::make_shared<MpiCommunicator>(MPI_COMM_WORLD);
+  return w;
+}
+
+// A directory every rank names the same (rank 0's pid), created by rank 0 and removed at the end.
+class SharedDir {
+ public:
+  explicit SharedDir(const std::string& name) {
+    const long pid = static_cast<long>(getpid());
+    std::vector<uint8_t> mine(sizeof pid);
+    std::memcpy(mine.data(), &pid, sizeof pid);
+    long root_pid = 0;
+    std::memcpy(&root_pid, world()->exchange_bytes(mine)[0].data(), sizeof root_pid);
+    path_ = fs::temp_directory_path() / fmt::format("autotp_test_masters_{}_{}", name, root_pid);
+    if (world()->rank() == 0) {
+      fs::remove_all(path_);
+      fs::create_directories(path_);
+    }
+    world()->barrier();
+  }
+  ~SharedDir() {
+    world()->barrier();
+    if (world()->rank() == 0) fs::remove_all(path_);
+  }
+  SharedDir(const SharedDir&) = delete;
+  SharedDir& operator=(const SharedDir&) = delete;
+  std::string sub(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  fs::path path_;
+};
+
+// The reference trajectory config, data-parallel over every rank at ZeRO stage `zero`.
+Config dp_config(const std::string& out_dir, int zero, std::vector<std::string> extra = {}) {
+  ConfigLoadOptions options;
+  options.overrides = {"model.path=" + kTrajectoryDir,
+                       "data.path=" + kTrajectoryDir + "/tokens.bin", "train.out_dir=" + out_dir,
+                       fmt::format("zero_optimization.stage={}", zero)};
+  options.overrides.insert(options.overrides.end(), extra.begin(), extra.end());
+  options.world_size = world()->size();
+  return load_config_file(kTrajectoryDir + "/train.yaml", options);
+}
+
+TrainerOptions options(std::shared_ptr<ParallelGrid> grid, bool masters) {
+  TrainerOptions o;
+  o.out = nullptr;
+  o.export_hf = false;
+  o.grid = std::move(grid);
+  o.reduce_bucket_bytes = 4096;  // several buckets, some parameters alone in theirs
+  o.force_master_weights = masters;
+  return o;
+}
+
+std::vector<StepRecord> train(Trainer& t, int64_t steps) {
+  for (int64_t i = 0; i < steps; ++i)
+    t.step();
+  return t.history();
+}
+
+void expect_same_run(Trainer& got, const std::vector<StepRecord>& got_steps, Trainer& want,
+                     const std::vector<StepRecord>& want_steps, const std::string& what) {
+  ASSERT_EQ(got_steps.size(), want_steps.size()) << what;
+  for (size_t i = 0; i < want_steps.size(); ++i) {
+    EXPECT_EQ(got_steps[i].loss, want_steps[i].loss) << what << ", step " << want_steps[i].step;
+    EXPECT_EQ(got_steps[i].grad_norm, want_steps[i].grad_norm)
+        << what << ", step " << want_steps[i].step;
+  }
+  const NamedTensors a = got.model().named_parameters(), b = want.model().named_parameters();
+  ASSERT_EQ(a.size(), b.size()) << what;
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_TRUE(a[i].second.to_vector() == b[i].second.to_vector()) << a[i].first << ", " << what;
+  }
+}
+
+class MasterWeightsDataParallel : public ::testing::TestWithParam<int> {};
+
+TEST_P(MasterWeightsDataParallel, ReproduceThePlainRunBitForBit) {
+  const int zero = GetParam();
+  const auto grid = std::make_shared<ParallelGrid>(world(), 1);
+  Trainer plain(dp_config("unused", zero), options(grid, false));
+  Trainer masters(dp_config("unused", zero), options(grid, true));
+  ASSERT_NE(masters.mixed_precision(), nullptr);
+  EXPECT_EQ(masters.zero() != nullptr, zero > 0);
+  const std::vector<StepRecord> want = train(plain, 6);
+  expect_same_run(masters, train(masters, 6), plain, want, fmt::format("ZeRO {}", zero));
+  EXPECT_LT(want.back().loss, want.front().loss);
+}
+
+INSTANTIATE_TEST_SUITE_P(ZeroStages, MasterWeightsDataParallel, ::testing::Values(0, 1, 2),
+                         [](const auto& info) { return fmt::format("zero{}", info.param); });
+
+// Saved at step 3 with ZeRO-2 over the masters (each rank's partition of the masters'
+// moments, the f32 masters as the weights), resumed: the same last three steps.
+TEST(MasterWeightsCheckpoint, Zero2ResumesTheRunBitForBit) {
+  SharedDir dir("zero2");
+  const auto grid = std::make_shared<ParallelGrid>(world(), 1);
+  Trainer straight(dp_config(dir.sub("straight"), 2, {"train.steps=6"}), options(grid, true));
+  const std::vector<StepRecord> six = train(straight, 6);
+  Trainer first(dp_config(dir.sub("split"), 2, {"train.steps=3", "train.checkpoint_interval=3"}),
+                options(grid, true));
+  first.run();
+  TrainerOptions resume = options(grid, true);
+  resume.resume = true;
+  Trainer second(dp_config(dir.sub("split"), 2, {"train.steps=6"}), resume);
+  ASSERT_EQ(second.current_step(), 3);
+  const std::vector<StepRecord> last = train(second, 3);
+  expect_same_run(second, last, straight, std::vector<StepRecord>(six.begin() + 3, six.end()),
+                  "resumed");
+}
+
+// TP over every rank on a Qwen3 toy: q_norm/k_norm are replicated with a gradient all-reduce
+// over TP, which the master-weight path must apply to the masters (the model's gradients are
+// gone by then). Two or four ranks (the 4 KV heads do not split evenly over 3).
+TEST(MasterWeightsTensorParallel, ReproduceThePlainRunBitForBit) {
+  const int tp = world()->size();
+  if (tp != 2 && tp != 4) GTEST_SKIP() << "4 KV heads split evenly over 2 or 4 ranks only";
+  const std::string yaml = fmt::format(
+      "train_micro_batch_size_per_gpu: 2\n"
+      "gradient_accumulation_steps: 2\n"
+      "gradient_clipping: 0.5\n"
+      "optimizer: {{type: AdamW, params: {{lr: 0.01, weight_decay: 0.1}}}}\n"
+      "tensor_parallel: {{autotp_size: {}}}\n"
+      "model: {{model_type: qwen3, vocab_size: 64, hidden_size: 48, intermediate_size: 72,\n"
+      "        num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 4,\n"
+      "        head_dim: 12, max_position_embeddings: 64}}\n"
+      "data: {{type: synthetic, seq_len: 16, seed: 9}}\n"
+      "train: {{steps: 5, seed: 3, out_dir: unused}}\n",
+      tp);
+  ConfigLoadOptions load;
+  load.world_size = tp;
+  const auto grid = std::make_shared<ParallelGrid>(world(), tp);
+  Trainer plain(parse_config(yaml, load), options(grid, false));
+  Trainer masters(parse_config(yaml, load), options(grid, true));
+  const std::vector<StepRecord> want = train(plain, 5);
+  expect_same_run(masters, train(masters, 5), plain, want, fmt::format("TP {}", tp));
+  EXPECT_LT(want.back().loss, want.front().loss);
+}
+
+}  // namespace
+}  // namespace autotp
