@@ -133,4 +133,28 @@ AUTOTP_HD inline T activation_derivative(UnaryOp op, T x) {
   }
 }
 
+// 1 / (1 + e^-x) evaluated so that the exponential never exceeds 1: for x < 0 as
+// e^x / (1 + e^x). Finite for every finite x (0 or 1 in the far tails); NaN stays NaN.
+template <typename T>
+AUTOTP_HD inline T stable_sigmoid(T x) {
+  if (x >= T(0)) return T(1) / (T(1) + exp(-x));
+  const T e = exp(x);
+  return e / (T(1) + e);
+}
+
+// SwiGLU: silu(g) * u = g * sigmoid(g) * u.
+template <typename T>
+AUTOTP_HD inline T swiglu_value(T g, T u) {
+  return g * stable_sigmoid(g) * u;
+}
+
+// Both gradients of silu(g) * u from the upstream gradient dy:
+//   d_gate = dy * u * sig(g) * (1 + g * (1 - sig(g))),  d_up = dy * silu(g).
+template <typename T>
+AUTOTP_HD inline void swiglu_gradients(T dy, T g, T u, T& d_gate, T& d_up) {
+  const T sig = stable_sigmoid(g);
+  d_gate = dy * u * sig * (T(1) + g * (T(1) - sig));
+  d_up = dy * g * sig;
+}
+
 }  // namespace autotp::kernels

@@ -37,10 +37,10 @@ LlamaMLP::LlamaMLP(const ModelConfig& config, DType dtype, Device device) {
   register_module("down_proj", std::make_shared<Linear>(inner, hidden, bias, dtype, device));
 }
 
-Tensor LlamaMLP::forward(const Tensor& x) {                   // x [..., hidden]
-  const Tensor gate = gate_proj().forward(x);                 // [..., inner]
-  const Tensor up = up_proj().forward(x);                     // [..., inner]
-  return down_proj().forward(ops::mul(ops::silu(gate), up));  // [..., hidden]
+Tensor LlamaMLP::forward(const Tensor& x) {           // x [..., hidden]
+  const Tensor gate = gate_proj().forward(x);         // [..., inner]
+  const Tensor up = up_proj().forward(x);             // [..., inner]
+  return down_proj().forward(ops::swiglu(gate, up));  // silu(gate) * up: [..., hidden]
 }
 
 // ---- LlamaAttention ------------------------------------------------------------------------

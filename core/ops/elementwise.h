@@ -1,5 +1,5 @@
-// Differentiable elementwise ops: broadcasting binary arithmetic, scalar variants, unary math
-// and activations. CPU kernels in kernels/cpu/elementwise.h; CUDA in kernels/cuda/elementwise.h.
+// Differentiable elementwise ops: broadcasting binary arithmetic, scalar variants, unary math,
+// activations and the fused SwiGLU. Kernels in kernels/{cpu,cuda}/elementwise.h and swiglu.h.
 #pragma once
 
 #include "core/tensor.h"
@@ -32,6 +32,12 @@ Tensor relu(const Tensor& x);
 Tensor silu(const Tensor& x);
 enum class GeluApproximation { Erf, Tanh };
 Tensor gelu(const Tensor& x, GeluApproximation approximation = GeluApproximation::Erf);
+
+// Fused SwiGLU: silu(gate) * up in one kernel, both gradients in one backward kernel (saves
+// gate and up only). gate and up [...] must have equal shapes (no broadcasting), dtype and
+// device; either may be a strided view. The sigmoid is evaluated stably for large |gate|.
+// Implemented in swiglu.cpp.
+Tensor swiglu(const Tensor& gate, const Tensor& up);
 
 }  // namespace autotp::ops
 

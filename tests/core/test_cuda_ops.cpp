@@ -1,6 +1,6 @@
-// CUDA ops against the CPU reference: every op of core/ops/elementwise.h and core/ops/reduce.h
-// forward and backward in f32 and bf16, copies and conversions, random fills and the caching
-// allocator. Each test skips, printing why, where no CUDA device is visible.
+// CUDA ops against the CPU reference: every op of core/ops/elementwise.h (fused swiglu included)
+// and core/ops/reduce.h forward and backward in f32 and bf16, copies and conversions, random
+// fills and the caching allocator. Each test skips, printing why, where no CUDA device is visible.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -309,6 +309,91 @@ TEST(CudaElementwise, BinaryOpsReadStridedAndBroadcastViews_CUDA) {
           return c.fn(in[0].transpose(0, 1), in[1].narrow(0, 1, 3).select(0, 2).narrow(1, 1, 1));
         },
         {a, b}, gy, /*bf16=*/true, /*bf16_grads=*/true);
+  }
+}
+
+// ---- elementwise: fused SwiGLU -------------------------------------------------
+
+Tensor swiglu_of(const std::vector<Tensor>& in) {
+  return ops::swiglu(in[0], in[1]);
+}
+
+TEST(CudaSwiglu, MatchesTheCpuForwardAndBackwardInF32AndBf16_CUDA) {
+  if (!cuda_available())
+    GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
+  // Every output is one f32 computation rounded once to bf16 (no sums), so the bf16 outputs
+  // and gradients are held to the bf16 tolerance against the CPU on the bf16-rounded inputs.
+  uint64_t seed = 700;
+  for (int64_t n : kSizes) {
+    const Tensor gate = uniform_cpu({n}, ++seed, -6.0, 6.0);
+    const Tensor up = uniform_cpu({n}, ++seed, -2.0, 2.0);
+    const Tensor gy = uniform_cpu({n}, ++seed, -1.0, 1.0);
+    expect_cuda_matches_cpu("swiglu n=" + std::to_string(n), swiglu_of, {gate, up}, gy,
+                            /*bf16=*/true, /*bf16_grads=*/true);
+  }
+}
+
+TEST(CudaSwiglu, ReadsTransposedAndNarrowedViews_CUDA) {
+  if (!cuda_available())
+    GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
+  const Tensor gate = uniform_cpu({7, 33}, 710, -6.0, 6.0);
+  const Tensor up = uniform_cpu({33, 9}, 711, -2.0, 2.0);
+  const Tensor gy = uniform_cpu({33, 7}, 712, -1.0, 1.0);
+  expect_cuda_matches_cpu(
+      "swiglu of a transpose and a narrow",
+      [](const std::vector<Tensor>& in) {
+        return ops::swiglu(in[0].transpose(0, 1), in[1].narrow(1, 1, 7));  // [33, 7] each
+      },
+      {gate, up}, gy, /*bf16=*/true, /*bf16_grads=*/true);
+}
+
+TEST(CudaSwiglu, RunsInF16WithinOneRounding_CUDA) {
+  if (!cuda_available())
+    GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
+  // f16 computes in f32 and rounds once on store: outputs and gradients within the f16
+  // tolerance of the CPU f32 run on the f16-rounded inputs.
+  uint64_t seed = 720;
+  for (int64_t n : {int64_t(33), int64_t(1000003)}) {
+    auto f16_values = [&](double lo, double hi) {
+      return uniform_cpu({n}, ++seed, lo, hi).to(DType::F16).to(DType::F32);
+    };
+    const Tensor gate = f16_values(-6.0, 6.0), up = f16_values(-2.0, 2.0),
+                 gy = f16_values(-1.0, 1.0);
+    const Outcome reference = run_graph(swiglu_of, {gate, up}, gy, DType::F32, kCpu);
+    const Outcome gpu = run_graph(swiglu_of, {gate, up}, gy, DType::F16, kCuda);
+    const Tolerance tol = tolerance_for(DType::F16);
+    const std::string what = "swiglu f16 n=" + std::to_string(n);
+    EXPECT_TRUE(all_close(gpu.out, reference.out, tol, what + " forward"));
+    EXPECT_TRUE(all_close(gpu.grads[0], reference.grads[0], tol, what + " d_gate"));
+    EXPECT_TRUE(all_close(gpu.grads[1], reference.grads[1], tol, what + " d_up"));
+  }
+}
+
+TEST(CudaSwiglu, LargeGatesStayFiniteAndMatchTheCpu_CUDA) {
+  if (!cuda_available())
+    GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
+  // Values exact in f32 and bf16. Results near 1e-33 (g = -80) are compared relatively only:
+  // CUDA's expf (2 ulps) and CPU's differ by a few ulps, within the f32 rtol of the table.
+  const std::vector<double> g = {80, -80, 1000, -1000, 20, -20, 3, -3, 0.5, 0};
+  const std::vector<double> u = {0.75, -1.5, 2, -0.25, 1.25, -3, 0.5, 1, -2, 4};
+  const std::vector<double> dy = {-1.5, 2, 0.5, -1.25, 1, 0.75, -2, 1.5, -0.5, 3};
+  const Shape shape{static_cast<int64_t>(g.size())};
+  const Tensor gate = Tensor::from_vector(g, shape), up = Tensor::from_vector(u, shape),
+               gy = Tensor::from_vector(dy, shape);
+  const Outcome cpu = run_graph(swiglu_of, {gate, up}, gy, DType::F32, kCpu);
+  const Tolerance relative{0.0, tolerance_for(DType::F32).rtol};
+  for (DType dtype : {DType::F32, DType::BF16}) {
+    const Outcome gpu = run_graph(swiglu_of, {gate, up}, gy, dtype, kCuda);
+    const Tolerance tol = dtype == DType::F32 ? relative : tolerance_for(DType::BF16);
+    const std::string what =
+        std::string("swiglu at large |gate| ") + std::string(dtype_name(dtype));
+    for (const Tensor& t : {gpu.out, gpu.grads[0], gpu.grads[1]}) {
+      for (double v : t.to_vector())
+        EXPECT_TRUE(std::isfinite(v)) << what;
+    }
+    EXPECT_TRUE(all_close(gpu.out, cpu.out, tol, what + " forward"));
+    EXPECT_TRUE(all_close(gpu.grads[0], cpu.grads[0], tol, what + " d_gate"));
+    EXPECT_TRUE(all_close(gpu.grads[1], cpu.grads[1], tol, what + " d_up"));
   }
 }
 

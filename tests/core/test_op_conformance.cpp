@@ -63,6 +63,10 @@ std::vector<OpCase> conformance_table() {
       {"silu", {f({3, 5})}, [](V x) { return ops::silu(x[0]); }},
       {"gelu erf", {f({3, 5})}, [](V x) { return ops::gelu(x[0]); }},
       {"gelu tanh", {f({3, 5})}, [](V x) { return ops::gelu(x[0], ops::GeluApproximation::Tanh); }},
+      {"swiglu", {f({2, 3, 7}), f({2, 3, 7})}, [](V x) { return ops::swiglu(x[0], x[1]); }},
+      {"swiglu of views",  // a transposed gate and a narrowed up, both [3, 5]
+       {f({5, 3}), f({3, 7})},
+       [](V x) { return ops::swiglu(x[0].transpose(0, 1), x[1].narrow(1, 1, 5)); }},
       {"sum dims",
        {f({3, 4, 5})},
        [](V x) {

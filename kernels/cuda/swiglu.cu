@@ -1,0 +1,71 @@
+// SwiGLU kernels: grid-stride loops with 64-bit indices over a StridedLayout of the inputs,
+// writing contiguous outputs; one launch forward, one launch for both gradients.
+#include "kernels/cuda/check.h"
+#include "kernels/cuda/launch.cuh"
+#include "kernels/cuda/strided_layout.cuh"
+#include "kernels/cuda/swiglu.h"
+#include "kernels/elementwise_ops.h"
+
+namespace autotp::kernels::cuda {
+
+namespace {
+
+// Operands 0 and 1 of the layout are gate and up.
+template <typename T>
+__global__ void swiglu_kernel(T* out, const T* gate, const T* up, StridedLayout<2> layout) {
+  using C = ComputeType<T>;
+  for (int64_t i = global_thread_index(); i < layout.numel; i += grid_thread_count()) {
+    int64_t offsets[2];
+    strided_offsets(layout, i, offsets);
+    out[i] = convert<T>(swiglu_value<C>(widen(gate[offsets[0]]), widen(up[offsets[1]])));
+  }
+}
+
+// Operands 0, 1 and 2 of the layout are grad_out, gate and up.
+template <typename T>
+__global__ void swiglu_backward_kernel(T* d_gate, T* d_up, const T* grad_out, const T* gate,
+                                       const T* up, StridedLayout<3> layout) {
+  using C = ComputeType<T>;
+  for (int64_t i = global_thread_index(); i < layout.numel; i += grid_thread_count()) {
+    int64_t offsets[3];
+    strided_offsets(layout, i, offsets);
+    C dg, du;
+    swiglu_gradients<C>(widen(grad_out[offsets[0]]), widen(gate[offsets[1]]),
+                        widen(up[offsets[2]]), dg, du);
+    d_gate[i] = convert<T>(dg);
+    d_up[i] = convert<T>(du);
+  }
+}
+
+}  // namespace
+
+void swiglu(int dtype, void* out, const void* gate, const int64_t* gate_strides, const void* up,
+            const int64_t* up_strides, const int64_t* shape, int ndim, cudaStream_t stream) {
+  const int64_t* const strides[2] = {gate_strides, up_strides};
+  const StridedLayout<2> layout = make_strided_layout<2>("swiglu", shape, ndim, strides);
+  if (layout.numel == 0) return;
+  dispatch_float_code(dtype, "swiglu", [&]<typename T>(TypeTag<T>) {
+    swiglu_kernel<T><<<blocks_for(layout.numel), kThreadsPerBlock, 0, stream>>>(
+        static_cast<T*>(out), static_cast<const T*>(gate), static_cast<const T*>(up), layout);
+    AUTOTP_CUDA_CHECK_LAUNCH("swiglu_kernel", {"numel", layout.numel}, {"ndim", layout.ndim},
+                             {"dtype", dtype});
+  });
+}
+
+void swiglu_backward(int dtype, void* d_gate, void* d_up, const void* grad_out,
+                     const int64_t* grad_out_strides, const void* gate, const int64_t* gate_strides,
+                     const void* up, const int64_t* up_strides, const int64_t* shape, int ndim,
+                     cudaStream_t stream) {
+  const int64_t* const strides[3] = {grad_out_strides, gate_strides, up_strides};
+  const StridedLayout<3> layout = make_strided_layout<3>("swiglu_backward", shape, ndim, strides);
+  if (layout.numel == 0) return;
+  dispatch_float_code(dtype, "swiglu_backward", [&]<typename T>(TypeTag<T>) {
+    swiglu_backward_kernel<T><<<blocks_for(layout.numel), kThreadsPerBlock, 0, stream>>>(
+        static_cast<T*>(d_gate), static_cast<T*>(d_up), static_cast<const T*>(grad_out),
+        static_cast<const T*>(gate), static_cast<const T*>(up), layout);
+    AUTOTP_CUDA_CHECK_LAUNCH("swiglu_backward_kernel", {"numel", layout.numel},
+                             {"ndim", layout.ndim}, {"dtype", dtype});
+  });
+}
+
+}  // namespace autotp::kernels::cuda
