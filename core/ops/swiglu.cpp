@@ -1,10 +1,10 @@
 // ops::swiglu: silu(gate) * up forward and its backward, each one CPU/CUDA kernel over strided
 // operands (kernels/cpu/swiglu.h, kernels/cuda/swiglu.h).
+#include "kernels/cpu/swiglu.h"
 #include "core/autograd/node.h"
 #include "core/dispatch.h"
 #include "core/ops/copy_ops.h"
 #include "core/ops/elementwise.h"
-#include "kernels/cpu/swiglu.h"
 #ifdef AUTOTP_WITH_CUDA
 #include "kernels/cuda/swiglu.h"
 #endif
@@ -16,11 +16,10 @@ namespace {
 // Both gradients from the upstream gradient dy and the saved inputs, all of one shape:
 // returns {d_gate, d_up}, contiguous.
 std::vector<Tensor> swiglu_backward(const Tensor& dy, const Tensor& gate, const Tensor& up) {
-  AUTOTP_ASSERT(dy.shape() == gate.shape() && dy.dtype() == gate.dtype() &&
-                    dy.device() == gate.device(),
-                "swiglu backward: upstream gradient {} {} does not match gate {} {}",
-                shape_str(dy.shape()), dtype_name(dy.dtype()), shape_str(gate.shape()),
-                dtype_name(gate.dtype()));
+  AUTOTP_ASSERT(
+      dy.shape() == gate.shape() && dy.dtype() == gate.dtype() && dy.device() == gate.device(),
+      "swiglu backward: upstream gradient {} {} does not match gate {} {}", shape_str(dy.shape()),
+      dtype_name(dy.dtype()), shape_str(gate.shape()), dtype_name(gate.dtype()));
   const Shape& shape = gate.shape();
   Tensor d_gate = Tensor::empty(shape, gate.dtype(), gate.device());  // [...]
   Tensor d_up = Tensor::empty(shape, gate.dtype(), gate.device());    // [...]
@@ -29,11 +28,10 @@ std::vector<Tensor> swiglu_backward(const Tensor& dy, const Tensor& gate, const 
   const int ndim = static_cast<int>(shape.size());
   if (gate.device().is_cpu()) {
     dispatch_float(gate.dtype(), "swiglu backward", [&]<typename T>(TypeTag<T>) {
-      kernels::cpu::swiglu_backward<T>(d_gate.data<T>(), d_up.data<T>(),
-                                       static_cast<const T*>(dy.raw_data()), ds.data(),
-                                       static_cast<const T*>(gate.raw_data()), gs.data(),
-                                       static_cast<const T*>(up.raw_data()), us.data(),
-                                       shape.data(), ndim);
+      kernels::cpu::swiglu_backward<T>(
+          d_gate.data<T>(), d_up.data<T>(), static_cast<const T*>(dy.raw_data()), ds.data(),
+          static_cast<const T*>(gate.raw_data()), gs.data(), static_cast<const T*>(up.raw_data()),
+          us.data(), shape.data(), ndim);
     });
   } else {
 #ifdef AUTOTP_WITH_CUDA

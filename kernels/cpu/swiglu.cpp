@@ -68,10 +68,10 @@ void swiglu_backward(T* d_gate, T* d_up, const T* grad_out, const int64_t* grad_
                       });
 }
 
-#define AUTOTP_INSTANTIATE(T)                                                                    \
+#define AUTOTP_INSTANTIATE(T)                                                                     \
   template void swiglu<T>(T*, const T*, const int64_t*, const T*, const int64_t*, const int64_t*, \
-                          int);                                                                  \
-  template void swiglu_backward<T>(T*, T*, const T*, const int64_t*, const T*, const int64_t*,   \
+                          int);                                                                   \
+  template void swiglu_backward<T>(T*, T*, const T*, const int64_t*, const T*, const int64_t*,    \
                                    const T*, const int64_t*, const int64_t*, int);
 AUTOTP_INSTANTIATE(float)
 AUTOTP_INSTANTIATE(double)

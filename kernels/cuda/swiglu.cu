@@ -30,8 +30,8 @@ __global__ void swiglu_backward_kernel(T* d_gate, T* d_up, const T* grad_out, co
     int64_t offsets[3];
     strided_offsets(layout, i, offsets);
     C dg, du;
-    swiglu_gradients<C>(widen(grad_out[offsets[0]]), widen(gate[offsets[1]]),
-                        widen(up[offsets[2]]), dg, du);
+    swiglu_gradients<C>(widen(grad_out[offsets[0]]), widen(gate[offsets[1]]), widen(up[offsets[2]]),
+                        dg, du);
     d_gate[i] = convert<T>(dg);
     d_up[i] = convert<T>(du);
   }

@@ -28,7 +28,7 @@ struct Outcome {
 
 // Runs `fn` on leaves made from gate and up (in `dtype`) and backpropagates `dy`.
 Outcome run(const std::function<Tensor(const Tensor&, const Tensor&)>& fn, const Tensor& gate,
-        const Tensor& up, const Tensor& dy, DType dtype) {
+            const Tensor& up, const Tensor& dy, DType dtype) {
   Tensor g = gate.to(dtype).detach().set_requires_grad();
   Tensor u = up.to(dtype).detach().set_requires_grad();
   const Tensor out = fn(g, u);
@@ -179,11 +179,10 @@ TEST(Swiglu, LargeGatesGiveFiniteValuesEqualToTheNaiveF64Formula) {
         << what;
     EXPECT_TRUE(testing::all_close(fused.out, Tensor::from_vector(ref.out, shape, DType::F64), tol,
                                    "swiglu " + what));
-    EXPECT_TRUE(testing::all_close(fused.d_gate,
-                                   Tensor::from_vector(ref.d_gate, shape, DType::F64), tol,
-                                   "d_gate " + what));
-    EXPECT_TRUE(testing::all_close(
-        fused.d_up, Tensor::from_vector(ref.d_up, shape, DType::F64), tol, "d_up " + what));
+    EXPECT_TRUE(testing::all_close(fused.d_gate, Tensor::from_vector(ref.d_gate, shape, DType::F64),
+                                   tol, "d_gate " + what));
+    EXPECT_TRUE(testing::all_close(fused.d_up, Tensor::from_vector(ref.d_up, shape, DType::F64),
+                                   tol, "d_up " + what));
   }
   // The references themselves are not degenerate: -80 gives tiny non-zero values, +80 gives
   // silu(g) = g, and -1000 an exact zero.

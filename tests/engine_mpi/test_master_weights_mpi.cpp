@@ -136,9 +136,8 @@ TEST(MasterWeightsCheckpoint, Zero2ResumesTheRunBitForBit) {
 // TP over every rank on a Qwen3 toy: q_norm/k_norm are replicated with a gradient all-reduce
 // over TP, which the master-weight path must apply to the masters (the model's gradients are
 // gone by then). Two or four ranks (the 4 KV heads do not split evenly over 3).
-TEST(MasterWeightsTensorParallel, ReproduceThePlainRunBitForBit) {
-  const int tp = world()->size();
-  if (tp != 2 && tp != 4) GTEST_SKIP() << "4 KV heads split evenly over 2 or 4 ranks only";
+// The Qwen3 toy at tp = every rank, with `extra` overrides.
+Config qwen3_tp_config(int tp, std::vector<std::string> extra = {}) {
   const std::string yaml = fmt::format(
       "train_micro_batch_size_per_gpu: 2\n"
       "gradient_accumulation_steps: 2\n"
@@ -153,12 +152,42 @@ TEST(MasterWeightsTensorParallel, ReproduceThePlainRunBitForBit) {
       tp);
   ConfigLoadOptions load;
   load.world_size = tp;
+  load.overrides = std::move(extra);
+  return parse_config(yaml, load);
+}
+
+TEST(MasterWeightsTensorParallel, ReproduceThePlainRunBitForBit) {
+  const int tp = world()->size();
+  if (tp != 2 && tp != 4) GTEST_SKIP() << "4 KV heads split evenly over 2 or 4 ranks only";
   const auto grid = std::make_shared<ParallelGrid>(world(), tp);
-  Trainer plain(parse_config(yaml, load), options(grid, false));
-  Trainer masters(parse_config(yaml, load), options(grid, true));
+  Trainer plain(qwen3_tp_config(tp), options(grid, false));
+  Trainer masters(qwen3_tp_config(tp), options(grid, true));
   const std::vector<StepRecord> want = train(plain, 5);
   expect_same_run(masters, train(masters, 5), plain, want, fmt::format("TP {}", tp));
   EXPECT_LT(want.back().loss, want.front().loss);
+}
+
+// A TP checkpoint of a master-weight run holds the f32 masters' shards (stand-ins for the
+// model's parameters): resuming from it continues the run bit for bit.
+TEST(MasterWeightsTensorParallel, ACheckpointResumesTheRunBitForBit) {
+  const int tp = world()->size();
+  if (tp != 2 && tp != 4) GTEST_SKIP() << "4 KV heads split evenly over 2 or 4 ranks only";
+  SharedDir dir("tp_resume");
+  const auto grid = std::make_shared<ParallelGrid>(world(), tp);
+  Trainer straight(qwen3_tp_config(tp, {"train.steps=6"}), options(grid, true));
+  const std::vector<StepRecord> six = train(straight, 6);
+  Trainer first(qwen3_tp_config(tp, {"train.steps=3", "train.checkpoint_interval=3",
+                                     "train.out_dir=" + dir.sub("split")}),
+                options(grid, true));
+  first.run();
+  TrainerOptions resume = options(grid, true);
+  resume.resume = true;
+  Trainer second(qwen3_tp_config(tp, {"train.steps=6", "train.out_dir=" + dir.sub("split")}),
+                 resume);
+  ASSERT_EQ(second.current_step(), 3);
+  const std::vector<StepRecord> last = train(second, 3);
+  expect_same_run(second, last, straight, std::vector<StepRecord>(six.begin() + 3, six.end()),
+                  fmt::format("TP {} resumed", tp));
 }
 
 }  // namespace
