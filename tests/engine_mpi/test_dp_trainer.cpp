@@ -20,9 +20,15 @@
 #include "engine/config.h"
 #include "engine/distributed_checkpoint.h"
 #include "engine/trainer.h"
+#include "tests/engine_mpi/trainer_mpi_helpers.h"
 
 namespace autotp {
 namespace {
+
+using trainer_mpi_test::expect_trajectories_close;
+using trainer_mpi_test::SharedDir;
+using trainer_mpi_test::train;
+using trainer_mpi_test::world;
 
 namespace fs = std::filesystem;
 
@@ -33,11 +39,6 @@ const std::string kTrajectoryDir = std::string(AUTOTP_TEST_DATA_DIR) + "/traject
 // 10 AdamW steps amplify to well under this relative tolerance.
 constexpr double kF64Tolerance = 1e-9;
 
-std::shared_ptr<Communicator> world() {
-  static std::shared_ptr<Communicator> w = std::make_shared<MpiCommunicator>(MPI_COMM_WORLD);
-  return w;
-}
-
 std::shared_ptr<ParallelGrid> grid() {
   static std::shared_ptr<ParallelGrid> g = std::make_shared<ParallelGrid>(world(), 1);
   return g;
@@ -46,32 +47,6 @@ std::shared_ptr<ParallelGrid> grid() {
 int dp_size() {
   return world()->size();
 }
-
-// A directory every rank names the same (rank 0's pid), created by rank 0 and removed at the end.
-class SharedDir {
- public:
-  explicit SharedDir(const std::string& name) {
-    const long pid = static_cast<long>(getpid());
-    std::vector<uint8_t> mine(sizeof pid);
-    std::memcpy(mine.data(), &pid, sizeof pid);
-    long root_pid = 0;
-    std::memcpy(&root_pid, world()->exchange_bytes(mine)[0].data(), sizeof root_pid);
-    path_ = fs::temp_directory_path() / fmt::format("autotp_test_dp_{}_{}", name, root_pid);
-    if (world()->rank() == 0) {
-      fs::remove_all(path_);
-      fs::create_directories(path_);
-    }
-    world()->barrier();
-  }
-  ~SharedDir() {
-    world()->barrier();
-    if (world()->rank() == 0) fs::remove_all(path_);
-  }
-  std::string sub(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
 
 // The reference trajectory config (micro-batch 2, accumulation 2, clipping 1.5, weight decay,
 // warm-up) with `extra` overrides; `world_size` set: data-parallel over that many ranks.
@@ -107,12 +82,6 @@ TrainerOptions options(bool parallel, DType dtype = DType::F64) {
   return o;
 }
 
-std::vector<StepRecord> train(Trainer& t, int64_t steps) {
-  for (int64_t i = 0; i < steps; ++i)
-    t.step();
-  return t.history();
-}
-
 // FNV-1a over every parameter's bytes, in order.
 uint64_t weights_hash(Trainer& t) {
   uint64_t h = 1469598103934665603ULL;
@@ -145,16 +114,6 @@ double max_relative_weight_diff(Trainer& a, Trainer& b) {
     }
   }
   return worst;
-}
-
-void expect_trajectories_close(const std::vector<StepRecord>& got,
-                               const std::vector<StepRecord>& want, double rtol) {
-  ASSERT_EQ(got.size(), want.size());
-  for (size_t i = 0; i < got.size(); ++i) {
-    EXPECT_NEAR(got[i].loss, want[i].loss, rtol * std::abs(want[i].loss)) << "step " << i + 1;
-    EXPECT_NEAR(got[i].grad_norm, want[i].grad_norm, rtol * want[i].grad_norm) << "step " << i + 1;
-    EXPECT_EQ(got[i].tokens, want[i].tokens) << "step " << i + 1;
-  }
 }
 
 class DataParallelTrainer : public ::testing::TestWithParam<int> {};
@@ -204,7 +163,7 @@ std::unique_ptr<Trainer> run_with_checkpoints(const std::string& dir) {
 }
 
 TEST(DataParallelCheckpoint, Zero2ResumesExactlyAtTheSameDpAndReshardsToDpOneAndBack) {
-  SharedDir dir("resume");
+  SharedDir dir("dp", "resume");
   std::unique_ptr<Trainer> full = run_with_checkpoints(dir.sub("full"));
   // Only the step-5 checkpoint in a fresh directory.
   if (world()->rank() == 0) {
@@ -260,7 +219,7 @@ TEST(DataParallelCheckpoint, Zero2ResumesExactlyAtTheSameDpAndReshardsToDpOneAnd
 }
 
 TEST(DataParallelCheckpoint, InterruptedSaveIsDetectedAndThePreviousOneLoads) {
-  SharedDir dir("interrupted");
+  SharedDir dir("dp", "interrupted");
   std::unique_ptr<Trainer> full = run_with_checkpoints(dir.sub("run"));
   const std::string step10 = dir.sub("run/checkpoints/step-00000010");
   if (world()->rank() == 0) fs::remove(step10 + "/state.json");  // the manifest never came

@@ -14,46 +14,18 @@
 #include "core/comm/parallel_grid.h"
 #include "engine/config.h"
 #include "engine/trainer.h"
+#include "tests/engine_mpi/trainer_mpi_helpers.h"
 
 namespace autotp {
 namespace {
 
+using trainer_mpi_test::SharedDir;
+using trainer_mpi_test::train;
+using trainer_mpi_test::world;
+
 namespace fs = std::filesystem;
 
 const std::string kTrajectoryDir = std::string(AUTOTP_TEST_DATA_DIR) + "/trajectory";
-
-std::shared_ptr<Communicator> world() {
-  static std::shared_ptr<Communicator> w = std::make_shared<MpiCommunicator>(MPI_COMM_WORLD);
-  return w;
-}
-
-// A directory every rank names the same (rank 0's pid), created by rank 0 and removed at the end.
-class SharedDir {
- public:
-  explicit SharedDir(const std::string& name) {
-    const long pid = static_cast<long>(getpid());
-    std::vector<uint8_t> mine(sizeof pid);
-    std::memcpy(mine.data(), &pid, sizeof pid);
-    long root_pid = 0;
-    std::memcpy(&root_pid, world()->exchange_bytes(mine)[0].data(), sizeof root_pid);
-    path_ = fs::temp_directory_path() / fmt::format("autotp_test_masters_{}_{}", name, root_pid);
-    if (world()->rank() == 0) {
-      fs::remove_all(path_);
-      fs::create_directories(path_);
-    }
-    world()->barrier();
-  }
-  ~SharedDir() {
-    world()->barrier();
-    if (world()->rank() == 0) fs::remove_all(path_);
-  }
-  SharedDir(const SharedDir&) = delete;
-  SharedDir& operator=(const SharedDir&) = delete;
-  std::string sub(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
 
 // The reference trajectory config, data-parallel over every rank at ZeRO stage `zero`.
 Config dp_config(const std::string& out_dir, int zero, std::vector<std::string> extra = {}) {
@@ -74,12 +46,6 @@ TrainerOptions options(std::shared_ptr<ParallelGrid> grid, bool masters) {
   o.reduce_bucket_bytes = 4096;  // several buckets, some parameters alone in theirs
   o.force_master_weights = masters;
   return o;
-}
-
-std::vector<StepRecord> train(Trainer& t, int64_t steps) {
-  for (int64_t i = 0; i < steps; ++i)
-    t.step();
-  return t.history();
 }
 
 void expect_same_run(Trainer& got, const std::vector<StepRecord>& got_steps, Trainer& want,
@@ -117,7 +83,7 @@ INSTANTIATE_TEST_SUITE_P(ZeroStages, MasterWeightsDataParallel, ::testing::Value
 // Saved at step 3 with ZeRO-2 over the masters (each rank's partition of the masters'
 // moments, the f32 masters as the weights), resumed: the same last three steps.
 TEST(MasterWeightsCheckpoint, Zero2ResumesTheRunBitForBit) {
-  SharedDir dir("zero2");
+  SharedDir dir("masters", "zero2");
   const auto grid = std::make_shared<ParallelGrid>(world(), 1);
   Trainer straight(dp_config(dir.sub("straight"), 2, {"train.steps=6"}), options(grid, true));
   const std::vector<StepRecord> six = train(straight, 6);
@@ -172,7 +138,7 @@ TEST(MasterWeightsTensorParallel, ReproduceThePlainRunBitForBit) {
 TEST(MasterWeightsTensorParallel, ACheckpointResumesTheRunBitForBit) {
   const int tp = world()->size();
   if (tp != 2 && tp != 4) GTEST_SKIP() << "4 KV heads split evenly over 2 or 4 ranks only";
-  SharedDir dir("tp_resume");
+  SharedDir dir("masters", "tp_resume");
   const auto grid = std::make_shared<ParallelGrid>(world(), tp);
   Trainer straight(qwen3_tp_config(tp, {"train.steps=6"}), options(grid, true));
   const std::vector<StepRecord> six = train(straight, 6);

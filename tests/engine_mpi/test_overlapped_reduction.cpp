@@ -15,16 +15,14 @@
 #include "engine/trainer.h"
 #include "engine/zero_partition.h"
 #include "tests/core/nn_test_helpers.h"
+#include "tests/engine_mpi/trainer_mpi_helpers.h"
 
 namespace autotp {
 namespace {
 
-const std::string kTrajectoryDir = std::string(AUTOTP_TEST_DATA_DIR) + "/trajectory";
+using trainer_mpi_test::world;
 
-std::shared_ptr<Communicator> world() {
-  static std::shared_ptr<Communicator> w = std::make_shared<MpiCommunicator>(MPI_COMM_WORLD);
-  return w;
-}
+const std::string kTrajectoryDir = std::string(AUTOTP_TEST_DATA_DIR) + "/trajectory";
 
 // ---- the reducer on hand-made parameters ------------------------------------------------
 

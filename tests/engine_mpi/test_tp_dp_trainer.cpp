@@ -30,10 +30,16 @@
 #include "layers/parallel/gather_params.h"
 #include "layers/parallel/tensor_parallel_layer.h"
 #include "layers/rms_norm.h"
+#include "tests/engine_mpi/trainer_mpi_helpers.h"
 #include "tests/support/mpi_test_env.h"
 
 namespace autotp {
 namespace {
+
+using trainer_mpi_test::expect_trajectories_close;
+using trainer_mpi_test::SharedDir;
+using trainer_mpi_test::train;
+using trainer_mpi_test::world;
 
 namespace fs = std::filesystem;
 
@@ -42,11 +48,6 @@ const std::string kTokens = std::string(AUTOTP_TEST_DATA_DIR) + "/trajectory/tok
 // f64 runs differ from the one-process run only in the order of floating-point sums (TP
 // all-reduces, DP averaging); 10 AdamW steps keep that far below this relative tolerance.
 constexpr double kF64Tolerance = 1e-9;
-
-std::shared_ptr<Communicator> world() {
-  static std::shared_ptr<Communicator> w = std::make_shared<MpiCommunicator>(MPI_COMM_WORLD);
-  return w;
-}
 
 struct Layout {
   int tp = 1, dp = 1;
@@ -127,12 +128,6 @@ TrainerOptions options(std::shared_ptr<ParallelGrid> grid) {
   return o;
 }
 
-std::vector<StepRecord> train(Trainer& t, int64_t steps) {
-  for (int64_t i = 0; i < steps; ++i)
-    t.step();
-  return t.history();
-}
-
 // The full (unsharded) parameters: collective over the TP group.
 std::map<std::string, Tensor> full_parameters(Module& model) {
   std::vector<Module*> modules;
@@ -171,16 +166,6 @@ std::map<std::string, Tensor> parameters_of(Module& model) {
   return out;
 }
 
-void expect_trajectories_close(const std::vector<StepRecord>& got,
-                               const std::vector<StepRecord>& want, double rtol) {
-  ASSERT_EQ(got.size(), want.size());
-  for (size_t i = 0; i < got.size(); ++i) {
-    EXPECT_NEAR(got[i].loss, want[i].loss, rtol * std::abs(want[i].loss)) << "step " << i + 1;
-    EXPECT_NEAR(got[i].grad_norm, want[i].grad_norm, rtol * want[i].grad_norm) << "step " << i + 1;
-    EXPECT_EQ(got[i].tokens, want[i].tokens) << "step " << i + 1;
-  }
-}
-
 uint64_t fnv1a(uint64_t h, const Tensor& t) {
   const auto* bytes = static_cast<const uint8_t*>(t.raw_data());
   for (size_t i = 0; i < static_cast<size_t>(t.numel()) * t.itemsize(); ++i)
@@ -216,32 +201,6 @@ void expect_replicas_bit_identical(Module& model, const ParallelGrid& grid) {
   }
 }
 
-// A directory every rank names the same (rank 0's pid), removed at the end.
-class SharedDir {
- public:
-  explicit SharedDir(const std::string& name) {
-    const long pid = static_cast<long>(getpid());
-    std::vector<uint8_t> mine(sizeof pid);
-    std::memcpy(mine.data(), &pid, sizeof pid);
-    long root_pid = 0;
-    std::memcpy(&root_pid, world()->exchange_bytes(mine)[0].data(), sizeof root_pid);
-    path_ = fs::temp_directory_path() / fmt::format("autotp_test_tpdp_{}_{}", name, root_pid);
-    if (world()->rank() == 0) {
-      fs::remove_all(path_);
-      fs::create_directories(path_);
-    }
-    world()->barrier();
-  }
-  ~SharedDir() {
-    world()->barrier();
-    if (world()->rank() == 0) fs::remove_all(path_);
-  }
-  std::string sub(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
-
 class TensorByDataParallel : public ::testing::TestWithParam<int> {};
 
 TEST_P(TensorByDataParallel, FollowsTheOneProcessTrajectoryWithTheSameGlobalBatch) {
@@ -270,7 +229,7 @@ INSTANTIATE_TEST_SUITE_P(ZeroStages, TensorByDataParallel, ::testing::Values(0, 
 TEST(TensorByDataParallelCheckpoint, ResumesExactlyAtTheSameLayoutAndWithinToleranceAtOthers) {
   const std::optional<Layout> saved = saving_layout();
   if (!saved) GTEST_SKIP() << "no tp = 2 split of " << world()->size() << " ranks";
-  SharedDir dir("resume");
+  SharedDir dir("tpdp", "resume");
   // 10 steps at the saving layout under ZeRO 2, checkpoints at 5 and 10, the HF export last.
   TrainerOptions full_options = options(grid_for(saved->tp));
   full_options.export_hf = true;
@@ -339,7 +298,7 @@ TEST(TensorByDataParallelCheckpoint, ResumesExactlyAtTheSameLayoutAndWithinToler
 TEST(TensorByDataParallelCheckpoint, AMissingShardOrAMissingManifestIsNamed) {
   const std::optional<Layout> saved = saving_layout();
   if (!saved) GTEST_SKIP() << "no tp = 2 split of " << world()->size() << " ranks";
-  SharedDir dir("partial");
+  SharedDir dir("tpdp", "partial");
   Trainer run(make_config(*saved, true, 0, dir.sub("run"),
                           {"train.checkpoint_interval=2", "train.steps=4"}),
               options(grid_for(saved->tp)));
@@ -460,7 +419,7 @@ TEST(TensorParallelCheckpoint, AReshardRoundTripKeepsEveryUnshardedTensorOfFused
   const std::optional<Layout> a = saving_layout();
   if (!a) GTEST_SKIP() << "no tp = 2 split of " << world()->size() << " ranks";
   const Layout b = a->dp > 1 ? Layout{world()->size(), 1} : Layout{1, world()->size()};
-  SharedDir dir("reshard");
+  SharedDir dir("tpdp", "reshard");
   TrainingState state;
   state.step = 1;
   const std::string first = dir.sub("a/checkpoints/step-00000001");
