@@ -438,6 +438,11 @@ void Trainer::setup_parallel() {
     total += p.numel();
   const auto mib = [](int64_t bytes) { return static_cast<double>(bytes) / (1 << 20); };
   const int dp = grid_->dp()->size();
+  notes_.push_back(fmt::format("collectives: {} over {} ranks{}", grid_->world()->backend(),
+                               grid_->world()->size(),
+                               grid_->world()->backend() == "mpi" && device_.is_cuda()
+                                   ? " (GPU tensors staged through host memory)"
+                                   : ""));
   const int64_t bucket_bytes =
       options_.reduce_bucket_bytes.value_or(config_.zero_reduce_bucket_size * item);
   // Replicated per-head parameters (Qwen3's q_norm) get their TP gradient sum after backward,

@@ -122,9 +122,17 @@ int run_train(const std::vector<std::string>& args) {
   }
   MpiSession session;
   const int rank = session.world_rank();
-  std::shared_ptr<Communicator> world = std::make_shared<MpiCommunicator>(MPI_COMM_WORLD);
   // Collective: every rank learns its index among the ranks of its node (its GPU).
   const NodeInfo node = node_local_info(MPI_COMM_WORLD);
+  // On GPUs, one distinct GPU per rank communicates over NCCL; ranks sharing a GPU (NCCL
+  // refuses them) or the CPU use MPI, staging device tensors through host memory.
+  std::shared_ptr<Communicator> world;
+  if (a.device != "cpu" && cuda_available()) {
+    const DevicePlan plan = choose_devices(MPI_COMM_WORLD);  // collective; prints its notice
+    world = make_world_communicator(plan, MPI_COMM_WORLD);
+  } else {
+    world = std::make_shared<MpiCommunicator>(MPI_COMM_WORLD);
+  }
   // Setup has no collectives after the grid split, so every rank reports its own error and
   // the ranks agree to stop together (one message from rank 0, a clean exit code 2).
   std::unique_ptr<Trainer> trainer;

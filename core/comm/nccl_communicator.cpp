@@ -135,11 +135,12 @@ class NcclCommunicator final : public Communicator {
   WorkHandle do_all_reduce(const Tensor& buffer, ReduceOp op) override {
     const std::string what = where("all_reduce");
     check_device(buffer, what);
+    const Tensor dev = on_device(buffer);
     begin();
-    AUTOTP_NCCL_CHECK(ncclAllReduce(buffer.raw_data(), buffer.raw_data(),
-                                    static_cast<size_t>(buffer.numel()), nccl_type(buffer.dtype()),
+    AUTOTP_NCCL_CHECK(ncclAllReduce(dev.raw_data(), dev.raw_data(),
+                                    static_cast<size_t>(dev.numel()), nccl_type(dev.dtype()),
                                     nccl_op(op), state_->comm, state_->stream));
-    return finish(what, std::make_shared<Tensor>(buffer));
+    return copied_back(finish(what, std::make_shared<Tensor>(dev)), buffer, dev);
   }
 
   WorkHandle do_all_gatherv(const Tensor& send, const Tensor& recv,
@@ -148,9 +149,10 @@ class NcclCommunicator final : public Communicator {
     check_device(send, what);
     check_device(recv, what);
     const ncclDataType_t type = nccl_type(send.dtype());
+    const Tensor send_dev = on_device(send), recv_dev = on_device(recv);
     begin();
     if (std::all_of(counts.begin(), counts.end(), [&](int64_t c) { return c == counts[0]; })) {
-      AUTOTP_NCCL_CHECK(ncclAllGather(send.raw_data(), recv.raw_data(),
+      AUTOTP_NCCL_CHECK(ncclAllGather(send_dev.raw_data(), recv_dev.raw_data(),
                                       static_cast<size_t>(counts[0]), type, state_->comm,
                                       state_->stream));
     } else {
@@ -158,14 +160,16 @@ class NcclCommunicator final : public Communicator {
       AUTOTP_NCCL_CHECK(ncclGroupStart());
       int64_t displ = 0;
       for (size_t r = 0; r < counts.size(); ++r) {
-        AUTOTP_NCCL_CHECK(ncclBroadcast(send.raw_data(), offset_bytes(recv, displ),
+        AUTOTP_NCCL_CHECK(ncclBroadcast(send_dev.raw_data(), offset_bytes(recv_dev, displ),
                                         static_cast<size_t>(counts[r]), type, static_cast<int>(r),
                                         state_->comm, state_->stream));
         displ += counts[r];
       }
       AUTOTP_NCCL_CHECK(ncclGroupEnd());
     }
-    return finish(what, std::make_shared<std::pair<Tensor, Tensor>>(send, recv));
+    return copied_back(
+        finish(what, std::make_shared<std::pair<Tensor, Tensor>>(send_dev, recv_dev)), recv,
+        recv_dev);
   }
 
   WorkHandle do_reduce_scatterv(const Tensor& send, const Tensor& recv,
@@ -174,9 +178,10 @@ class NcclCommunicator final : public Communicator {
     check_device(send, what);
     check_device(recv, what);
     const ncclDataType_t type = nccl_type(send.dtype());
+    const Tensor send_dev = on_device(send), recv_dev = on_device(recv);
     begin();
     if (std::all_of(counts.begin(), counts.end(), [&](int64_t c) { return c == counts[0]; })) {
-      AUTOTP_NCCL_CHECK(ncclReduceScatter(send.raw_data(), recv.raw_data(),
+      AUTOTP_NCCL_CHECK(ncclReduceScatter(send_dev.raw_data(), recv_dev.raw_data(),
                                           static_cast<size_t>(counts[0]), type, nccl_op(op),
                                           state_->comm, state_->stream));
     } else {
@@ -184,25 +189,28 @@ class NcclCommunicator final : public Communicator {
       AUTOTP_NCCL_CHECK(ncclGroupStart());
       int64_t displ = 0;
       for (size_t r = 0; r < counts.size(); ++r) {
-        void* out = static_cast<int>(r) == rank() ? recv.raw_data() : nullptr;
-        AUTOTP_NCCL_CHECK(ncclReduce(offset_bytes(send, displ), out, static_cast<size_t>(counts[r]),
-                                     type, nccl_op(op), static_cast<int>(r), state_->comm,
-                                     state_->stream));
+        void* out = static_cast<int>(r) == rank() ? recv_dev.raw_data() : nullptr;
+        AUTOTP_NCCL_CHECK(ncclReduce(offset_bytes(send_dev, displ), out,
+                                     static_cast<size_t>(counts[r]), type, nccl_op(op),
+                                     static_cast<int>(r), state_->comm, state_->stream));
         displ += counts[r];
       }
       AUTOTP_NCCL_CHECK(ncclGroupEnd());
     }
-    return finish(what, std::make_shared<std::pair<Tensor, Tensor>>(send, recv));
+    return copied_back(
+        finish(what, std::make_shared<std::pair<Tensor, Tensor>>(send_dev, recv_dev)), recv,
+        recv_dev);
   }
 
   WorkHandle do_broadcast(const Tensor& buffer, int root) override {
     const std::string what = where(fmt::format("broadcast from rank {}", root));
     check_device(buffer, what);
+    const Tensor dev = on_device(buffer);
     begin();
-    AUTOTP_NCCL_CHECK(ncclBroadcast(buffer.raw_data(), buffer.raw_data(),
-                                    static_cast<size_t>(buffer.numel()), nccl_type(buffer.dtype()),
-                                    root, state_->comm, state_->stream));
-    return finish(what, std::make_shared<Tensor>(buffer));
+    AUTOTP_NCCL_CHECK(ncclBroadcast(dev.raw_data(), dev.raw_data(),
+                                    static_cast<size_t>(dev.numel()), nccl_type(dev.dtype()), root,
+                                    state_->comm, state_->stream));
+    return copied_back(finish(what, std::make_shared<Tensor>(dev)), buffer, dev);
   }
 
   // A host-side barrier over the bootstrap MPI communicator (it does not wait for queued
@@ -223,9 +231,25 @@ class NcclCommunicator final : public Communicator {
   void check_device(const Tensor& t, const std::string& what) const {
     AUTOTP_CHECK(!state_->aborted, "{}: the NCCL communicator was aborted after an earlier error",
                  what);
-    AUTOTP_CHECK(t.device() == Device::cuda(state_->device),
+    AUTOTP_CHECK(t.device().is_cpu() || t.device() == Device::cuda(state_->device),
                  "{}: the NCCL communicator runs on cuda:{} but the tensor of shape {} is on {}",
                  what, state_->device, shape_str(t.shape()), t.device().str());
+  }
+
+  // Host tensors (a trainer's small bookkeeping: loss sums, norms, batch checks) travel
+  // through a device copy, so one communicator serves both; device tensors go as they are.
+  Tensor on_device(const Tensor& t) const {
+    if (!t.device().is_cpu()) return t;
+    AUTOTP_NCCL_CUDA_CHECK(cudaSetDevice(state_->device));
+    return t.contiguous().to(Device::cuda(state_->device));
+  }
+
+  // For a staged host tensor, copies the device result back into it when the work is waited.
+  static WorkHandle copied_back(WorkHandle work, const Tensor& host, const Tensor& dev) {
+    if (host.device().is_cpu()) {
+      work->then([host, dev] { host.copy_(dev.to(Device::cpu())); });
+    }
+    return work;
   }
 
   // Orders the communication stream after the work already queued on the default stream.

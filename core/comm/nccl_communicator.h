@@ -20,7 +20,10 @@ bool nccl_available();
 // already queued on the legacy default stream. wait() polls the completion event and
 // ncclCommGetAsyncError: an asynchronous NCCL error aborts the NCCL communicator and throws;
 // a collective still running after options.timeout_seconds aborts the job with a message.
-// Throws in builds without CUDA.
+// CPU tensors are accepted too: they are copied to the device, reduced there and copied back
+// when the work is waited (for small bookkeeping values, so one communicator serves a
+// trainer). Barriers and byte exchanges run over the MPI bootstrap. Throws in builds without
+// CUDA.
 std::shared_ptr<Communicator> make_nccl_communicator(MPI_Comm comm, int device,
                                                      std::string name = "world",
                                                      CommOptions options = {});
