@@ -117,9 +117,12 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   kernels::cuda::attention_forward(static_cast<int>(q.dtype()), out.raw_data(), lse.raw_data(),
                                    qc.raw_data(), kc.raw_data(), vc.raw_data(), batch, hq, hkv, seq,
                                    dim, s, causal, nullptr);
+  // The tensor-core backward takes delta from dout . out; a detached alias keeps the closure
+  // from owning `out`'s autograd state (no cycle).
+  const Tensor saved_out = out.detach();
   return record_op(
       out, "AttentionBackward", {&q, &k, &v},
-      [qc, kc, vc, lse, batch, hq, hkv, seq, dim, s, causal](const Tensor& g) {
+      [qc, kc, vc, saved_out, lse, batch, hq, hkv, seq, dim, s, causal](const Tensor& g) {
         check_same_device(qc, g, "scaled_dot_product_attention backward", "q", "gradient");
         const Tensor gc = g.contiguous();                                      // [B, Hq, S, D]
         Tensor dq = Tensor::empty(qc.shape(), qc.dtype(), qc.device());        // [B, Hq, S, D]
@@ -128,8 +131,8 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
         Tensor delta = Tensor::empty(lse.shape(), lse.dtype(), lse.device());  // [B, Hq, S]
         kernels::cuda::attention_backward(
             static_cast<int>(qc.dtype()), dq.raw_data(), dk.raw_data(), dv.raw_data(),
-            qc.raw_data(), kc.raw_data(), vc.raw_data(), lse.raw_data(), gc.raw_data(),
-            delta.raw_data(), batch, hq, hkv, seq, dim, s, causal, nullptr);
+            qc.raw_data(), kc.raw_data(), vc.raw_data(), saved_out.raw_data(), lse.raw_data(),
+            gc.raw_data(), delta.raw_data(), batch, hq, hkv, seq, dim, s, causal, nullptr);
         return std::vector<Tensor>{dq, dk, dv};
       });
 #else

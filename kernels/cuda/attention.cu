@@ -7,6 +7,7 @@
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/row_utils.cuh"
+#include "kernels/cuda/tensor_core_attention.h"
 
 #include <stdexcept>
 #include <string>
@@ -288,6 +289,11 @@ void attention_forward(int dtype, void* out, void* lse, const void* q, const voi
                        double scale, bool causal, cudaStream_t stream) {
   const int64_t tiles = row_tiles("attention_forward", batch, hq, hq, hkv, seq, dim);
   if (batch * hq * seq == 0) return;
+  if (tensor_core_attention_applies(dtype, dim)) {
+    tensor_core_attention_forward(dtype, out, lse, q, k, v, batch, hq, hkv, seq, dim, scale, causal,
+                                  stream);
+    return;
+  }
   dispatch_float_code(dtype, "attention_forward", [&]<typename T>(TypeTag<T>) {
     using C = ComputeType<T>;
     const auto blocks = static_cast<unsigned>(batch * hq * tiles);
@@ -301,12 +307,17 @@ void attention_forward(int dtype, void* out, void* lse, const void* q, const voi
 }
 
 void attention_backward(int dtype, void* dq, void* dk, void* dv, const void* q, const void* k,
-                        const void* v, const void* lse, const void* dout, void* delta,
-                        int64_t batch, int64_t hq, int64_t hkv, int64_t seq, int64_t dim,
-                        double scale, bool causal, cudaStream_t stream) {
+                        const void* v, const void* out, const void* lse, const void* dout,
+                        void* delta, int64_t batch, int64_t hq, int64_t hkv, int64_t seq,
+                        int64_t dim, double scale, bool causal, cudaStream_t stream) {
   const int64_t query_tiles = row_tiles("attention_backward", batch, hq, hq, hkv, seq, dim);
   const int64_t key_tiles = row_tiles("attention_backward", batch, hkv, hq, hkv, seq, dim);
   if (batch * hq * seq == 0) return;
+  if (tensor_core_attention_applies(dtype, dim)) {
+    tensor_core_attention_backward(dtype, dq, dk, dv, q, k, v, out, lse, dout, delta, batch, hq,
+                                   hkv, seq, dim, scale, causal, stream);
+    return;
+  }
   dispatch_float_code(dtype, "attention_backward", [&]<typename T>(TypeTag<T>) {
     using C = ComputeType<T>;
     attention_dq_kernel<T>

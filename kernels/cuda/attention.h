@@ -19,10 +19,14 @@ constexpr int64_t kAttentionMaxHeadDim = 256;
 // lse, delta [batch, hq, seq]. hq % hkv == 0; query head h reads kv head h / (hq / hkv).
 // 1 <= dim <= kAttentionMaxHeadDim (else std::invalid_argument). With causal, query i sees
 // keys j <= i. Deterministic: no atomics, and every sum runs in a fixed order. All async.
+// bf16/f16 with head dim 32, 64, 96 or 128 run on tensor cores (kernels/cuda/
+// tensor_core_attention.h: flash-style tiles of 64 rows, the probabilities and dS rounded to
+// the input type before their second products, as FlashAttention does); the other cases on
+// the row-per-warp kernels below, which round only the outputs.
 
 // For each query row i: s[j] = scale * q[i] . k[j] over visible keys, lse[i] = log(sum_j
-// exp(s[j])), out[i] = sum_j exp(s[j] - lse[i]) v[j]. One block per (batch, head, tile of 8
-// query rows), a warp per row; key/value tiles staged in shared memory.
+// exp(s[j])), out[i] = sum_j exp(s[j] - lse[i]) v[j]. Row-per-warp kernel: one block per
+// (batch, head, tile of 8 query rows), a warp per row; key/value tiles in shared memory.
 void attention_forward(int dtype, void* out, void* lse, const void* q, const void* k, const void* v,
                        int64_t batch, int64_t hq, int64_t hkv, int64_t seq, int64_t dim,
                        double scale, bool causal, cudaStream_t stream);
@@ -33,10 +37,12 @@ void attention_forward(int dtype, void* out, void* lse, const void* q, const voi
 //   dk[j] = scale * sum_{h, i} ds[i, j] q[i], dv[j] = sum_{h, i} p[i, j] dout[i]
 //                                            (a block per kv head and key tile; the query
 //                                             heads sharing the kv head in order, then rows)
-// delta [batch, hq, seq] is scratch written by the first kernel and read by the second.
+// delta [batch, hq, seq] is scratch written by the first kernel and read by the second (the
+// tensor-core path takes it as dout[i] . out[i], `out` being the forward's output; the
+// row-per-warp kernels sum p dp over the keys and do not read `out`).
 void attention_backward(int dtype, void* dq, void* dk, void* dv, const void* q, const void* k,
-                        const void* v, const void* lse, const void* dout, void* delta,
-                        int64_t batch, int64_t hq, int64_t hkv, int64_t seq, int64_t dim,
-                        double scale, bool causal, cudaStream_t stream);
+                        const void* v, const void* out, const void* lse, const void* dout,
+                        void* delta, int64_t batch, int64_t hq, int64_t hkv, int64_t seq,
+                        int64_t dim, double scale, bool causal, cudaStream_t stream);
 
 }  // namespace autotp::kernels::cuda

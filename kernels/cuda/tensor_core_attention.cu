@@ -1,0 +1,210 @@
+// Device side of the tensor-core attention: the lane context over mma.sync and warp shuffles,
+// one __global__ wrapper per block body, and the launches (dynamic shared memory opted in
+// above 48 KiB where a head dim needs it).
+#include "kernels/cuda/check.h"
+#include "kernels/cuda/launch.cuh"
+#include "kernels/cuda/tensor_core_attention.h"
+#include "kernels/tensor_core_attention.h"
+
+#include <stdexcept>
+#include <string>
+
+namespace autotp::kernels::cuda {
+
+namespace {
+
+namespace tc = ::autotp::tc_attention;
+
+// The lane context of kernels/tensor_core_attention.h for 16-bit element type E (bf16 or f16).
+template <typename E>
+struct DeviceLanes {
+  __device__ __forceinline__ int thread() const { return static_cast<int>(threadIdx.x); }
+  __device__ __forceinline__ int warp() const { return static_cast<int>(threadIdx.x >> 5); }
+  __device__ __forceinline__ int lane() const { return static_cast<int>(threadIdx.x & 31); }
+  __device__ __forceinline__ void sync_block() const { __syncthreads(); }
+  __device__ __forceinline__ float shfl_xor(float v, int mask) const {
+    return __shfl_xor_sync(0xffffffffu, v, mask);
+  }
+  __device__ __forceinline__ float exp2(float x) const { return exp2f(x); }
+  __device__ __forceinline__ float log2(float x) const { return log2f(x); }
+  __device__ __forceinline__ uint32_t load_u32(const uint16_t* p) const {
+    return *reinterpret_cast<const uint32_t*>(p);
+  }
+  __device__ __forceinline__ void store_u32(uint16_t* p, uint32_t v) const {
+    *reinterpret_cast<uint32_t*>(p) = v;
+  }
+  __device__ __forceinline__ void copy16(uint16_t* dst, const uint16_t* src) const {
+    *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
+  }
+  __device__ __forceinline__ void zero16(uint16_t* dst) const {
+    *reinterpret_cast<uint4*>(dst) = make_uint4(0u, 0u, 0u, 0u);
+  }
+  __device__ __forceinline__ float to_float(uint16_t bits) const {
+    if constexpr (std::is_same_v<E, bf16>) {
+      return __uint_as_float(static_cast<uint32_t>(bits) << 16);
+    } else {
+      return __half2float(__ushort_as_half(bits));
+    }
+  }
+  __device__ __forceinline__ uint32_t pack(float lo, float hi) const {
+    if constexpr (std::is_same_v<E, bf16>) {
+      return static_cast<uint32_t>(__bfloat16_as_ushort(__float2bfloat16_rn(lo))) |
+             (static_cast<uint32_t>(__bfloat16_as_ushort(__float2bfloat16_rn(hi))) << 16);
+    } else {
+      return static_cast<uint32_t>(__half_as_ushort(__float2half_rn(lo))) |
+             (static_cast<uint32_t>(__half_as_ushort(__float2half_rn(hi))) << 16);
+    }
+  }
+  __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4],
+                                      const uint32_t (&b)[2]) const {
+    if constexpr (std::is_same_v<E, bf16>) {
+      asm volatile(
+          "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
+          "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+          : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+          : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    } else {
+      asm volatile(
+          "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, "
+          "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+          : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+          : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    }
+  }
+};
+
+template <int D, typename E>
+__global__ void __launch_bounds__(tc::kThreads)
+    tc_attention_forward_kernel(uint16_t* out, float* lse, const uint16_t* q, const uint16_t* k,
+                                const uint16_t* v, tc::Problem p) {
+  extern __shared__ __align__(16) unsigned char shared[];
+  DeviceLanes<E> ctx;
+  tc::forward_block<D>(ctx, blockIdx.x, shared, out, lse, q, k, v, p);
+}
+
+template <int D, typename E>
+__global__ void __launch_bounds__(tc::kThreads)
+    tc_attention_dq_kernel(uint16_t* dq, float* delta, const uint16_t* q, const uint16_t* k,
+                           const uint16_t* v, const uint16_t* out, const uint16_t* dout,
+                           const float* lse, tc::Problem p) {
+  extern __shared__ __align__(16) unsigned char shared[];
+  DeviceLanes<E> ctx;
+  tc::dq_block<D>(ctx, blockIdx.x, shared, dq, delta, q, k, v, out, dout, lse, p);
+}
+
+template <int D, typename E>
+__global__ void __launch_bounds__(tc::kThreads)
+    tc_attention_dkdv_kernel(uint16_t* dk, uint16_t* dv, const uint16_t* q, const uint16_t* k,
+                             const uint16_t* v, const uint16_t* dout, const float* lse,
+                             const float* delta, tc::Problem p) {
+  extern __shared__ __align__(16) unsigned char shared[];
+  DeviceLanes<E> ctx;
+  tc::dkdv_block<D>(ctx, blockIdx.x, shared, dk, dv, q, k, v, dout, lse, delta, p);
+}
+
+// Calls fn(std::integral_constant<int, D>{}, TypeTag<E>{}) for the head dim and 16-bit type.
+template <typename Fn>
+void dispatch_tc(int dtype, int64_t dim, const char* op, Fn&& fn) {
+  auto with_dim = [&]<typename E>(TypeTag<E> tag) {
+    switch (dim) {
+      case 32:
+        return fn(std::integral_constant<int, 32>{}, tag);
+      case 64:
+        return fn(std::integral_constant<int, 64>{}, tag);
+      case 96:
+        return fn(std::integral_constant<int, 96>{}, tag);
+      case 128:
+        return fn(std::integral_constant<int, 128>{}, tag);
+      default:
+        throw std::invalid_argument(std::string(op) + ": head dim " + std::to_string(dim) +
+                                    " has no tensor-core kernel (32, 64, 96 or 128)");
+    }
+  };
+  switch (static_cast<DTypeCode>(dtype)) {
+    case DTypeCode::BF16:
+      return with_dim(TypeTag<bf16>{});
+    case DTypeCode::F16:
+      return with_dim(TypeTag<f16>{});
+    default:
+      throw_unsupported_dtype(op, dtype, "bf16 or f16");
+  }
+}
+
+// Launch size of a row-tiled grid, checked against the grid's limit.
+unsigned tc_blocks(const char* op, int64_t heads, int64_t seq) {
+  const int64_t blocks = heads * tc::row_tiles(seq);
+  if (blocks > INT32_MAX) {
+    throw std::invalid_argument(std::string(op) + ": too many blocks (" + std::to_string(heads) +
+                                " heads x " + std::to_string(tc::row_tiles(seq)) + " row tiles)");
+  }
+  return static_cast<unsigned>(blocks);
+}
+
+// Kernels above the default 48 KiB of dynamic shared memory must opt in (once per kernel).
+template <typename Kernel>
+void allow_shared_bytes(Kernel kernel, int bytes) {
+  if (bytes > 48 * 1024) {
+    AUTOTP_CUDA_CHECK(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+  }
+}
+
+}  // namespace
+
+bool tensor_core_attention_applies(int dtype, int64_t dim) {
+  const auto code = static_cast<DTypeCode>(dtype);
+  return (code == DTypeCode::BF16 || code == DTypeCode::F16) && tc::supports_head_dim(dim);
+}
+
+void tensor_core_attention_forward(int dtype, void* out, void* lse, const void* q, const void* k,
+                                   const void* v, int64_t batch, int64_t hq, int64_t hkv,
+                                   int64_t seq, int64_t dim, double scale, bool causal,
+                                   cudaStream_t stream) {
+  if (batch * hq * seq == 0) return;
+  const tc::Problem p{batch, hq, hkv, seq, static_cast<float>(scale), causal};
+  const unsigned blocks = tc_blocks("attention_forward", batch * hq, seq);
+  dispatch_tc(dtype, dim, "attention_forward", [&]<int D, typename E>(
+                                                   std::integral_constant<int, D>, TypeTag<E>) {
+    constexpr int bytes = tc::forward_shared_bytes<D>();
+    allow_shared_bytes(tc_attention_forward_kernel<D, E>, bytes);
+    tc_attention_forward_kernel<D, E><<<blocks, tc::kThreads, bytes, stream>>>(
+        static_cast<uint16_t*>(out), static_cast<float*>(lse), static_cast<const uint16_t*>(q),
+        static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v), p);
+    AUTOTP_CUDA_CHECK_LAUNCH("tc_attention_forward_kernel", {"batch", batch}, {"hq", hq},
+                             {"hkv", hkv}, {"seq", seq}, {"dim", dim}, {"dtype", dtype});
+  });
+}
+
+void tensor_core_attention_backward(int dtype, void* dq, void* dk, void* dv, const void* q,
+                                    const void* k, const void* v, const void* out,
+                                    const void* lse, const void* dout, void* delta,
+                                    int64_t batch, int64_t hq, int64_t hkv, int64_t seq,
+                                    int64_t dim, double scale, bool causal, cudaStream_t stream) {
+  if (batch * hq * seq == 0) return;
+  const tc::Problem p{batch, hq, hkv, seq, static_cast<float>(scale), causal};
+  const unsigned query_blocks = tc_blocks("attention_backward", batch * hq, seq);
+  const unsigned key_blocks = tc_blocks("attention_backward", batch * hkv, seq);
+  dispatch_tc(dtype, dim, "attention_backward", [&]<int D, typename E>(
+                                                    std::integral_constant<int, D>, TypeTag<E>) {
+    constexpr int dq_bytes = tc::dq_shared_bytes<D>();
+    allow_shared_bytes(tc_attention_dq_kernel<D, E>, dq_bytes);
+    tc_attention_dq_kernel<D, E><<<query_blocks, tc::kThreads, dq_bytes, stream>>>(
+        static_cast<uint16_t*>(dq), static_cast<float*>(delta), static_cast<const uint16_t*>(q),
+        static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v),
+        static_cast<const uint16_t*>(out), static_cast<const uint16_t*>(dout),
+        static_cast<const float*>(lse), p);
+    AUTOTP_CUDA_CHECK_LAUNCH("tc_attention_dq_kernel", {"batch", batch}, {"hq", hq}, {"hkv", hkv},
+                             {"seq", seq}, {"dim", dim}, {"dtype", dtype});
+    constexpr int dkdv_bytes = tc::dkdv_shared_bytes<D>();
+    allow_shared_bytes(tc_attention_dkdv_kernel<D, E>, dkdv_bytes);
+    tc_attention_dkdv_kernel<D, E><<<key_blocks, tc::kThreads, dkdv_bytes, stream>>>(
+        static_cast<uint16_t*>(dk), static_cast<uint16_t*>(dv), static_cast<const uint16_t*>(q),
+        static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v),
+        static_cast<const uint16_t*>(dout), static_cast<const float*>(lse),
+        static_cast<const float*>(delta), p);
+    AUTOTP_CUDA_CHECK_LAUNCH("tc_attention_dkdv_kernel", {"batch", batch}, {"hq", hq},
+                             {"hkv", hkv}, {"seq", seq}, {"dim", dim}, {"dtype", dtype});
+  });
+}
+
+}  // namespace autotp::kernels::cuda

@@ -1,0 +1,29 @@
+// The tensor-core path of kernels/cuda/attention.h: bf16/f16 attention with head dims 32, 64,
+// 96 or 128 through the flash-style block bodies of kernels/tensor_core_attention.h (mma.sync,
+// f32 accumulation, probabilities rounded to the input type before the second products).
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/cuda/stream.h"
+
+namespace autotp::kernels::cuda {
+
+// True when attention of this dtype code and head dim runs on the tensor-core kernels.
+bool tensor_core_attention_applies(int dtype, int64_t dim);
+
+// Same contract as attention_forward (sizes already validated).
+void tensor_core_attention_forward(int dtype, void* out, void* lse, const void* q, const void* k,
+                                   const void* v, int64_t batch, int64_t hq, int64_t hkv,
+                                   int64_t seq, int64_t dim, double scale, bool causal,
+                                   cudaStream_t stream);
+
+// Same contract as attention_backward; delta comes from dout . out (one row each) instead of a
+// pass over the keys.
+void tensor_core_attention_backward(int dtype, void* dq, void* dk, void* dv, const void* q,
+                                    const void* k, const void* v, const void* out,
+                                    const void* lse, const void* dout, void* delta,
+                                    int64_t batch, int64_t hq, int64_t hkv, int64_t seq,
+                                    int64_t dim, double scale, bool causal, cudaStream_t stream);
+
+}  // namespace autotp::kernels::cuda

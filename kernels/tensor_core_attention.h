@@ -1,0 +1,536 @@
+// Flash-style causal/non-causal attention with grouped-query heads on tensor cores (bf16/f16
+// in, f32 accumulate): the per-block bodies of the forward, dq and dk/dv kernels, written
+// against a lane context so the same code runs on the GPU and in a CPU emulation of a block.
+//
+// A context `Ctx` (kernels/cuda/tensor_core_attention.cu has the device one, the tests an
+// emulated one) provides, for the calling lane of a 128-thread block:
+//   int thread(), warp(), lane()           position in the block
+//   void sync_block()                      __syncthreads
+//   float shfl_xor(float, int mask)        within the warp (every lane calls it)
+//   void mma(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2])
+//                                          c += A B, PTX mma.m16n8k16.row.col, f32 accumulate
+//   float to_float(uint16_t), uint32_t pack(float lo, float hi)   the 16-bit element format
+//   uint32_t load_u32(const uint16_t*), void store_u32(uint16_t*, uint32_t)
+//   void copy16(uint16_t* dst, const uint16_t* src), void zero16(uint16_t* dst)   8 elements
+//   float exp2(float), float log2(float)
+//
+// Fragments (PTX "row.col" m16n8k16), g = lane / 4, t = lane % 4, pairs are (low, high) halves:
+//   A 16x16: a[0] = (g, 2t..2t+1), a[1] = (g+8, 2t..), a[2] = (g, 2t+8..), a[3] = (g+8, 2t+8..)
+//   B 16x8 (k x n): b[0] = (k 2t..2t+1, n g), b[1] = (k 2t+8..2t+9, n g)
+//   C 16x8: c[0], c[1] = (g, 2t), (g, 2t+1); c[2], c[3] = (g+8, 2t), (g+8, 2t+1)
+// Two adjacent C tiles of a 16-row product are, once packed to 16 bits, the A fragment of the
+// next product over those 16 columns: probabilities never leave registers.
+//
+// Layouts as kernels/cuda/attention.h: q, out, dout, dq [batch, hq, seq, D]; k, v, dk, dv
+// [batch, hkv, seq, D]; lse, delta [batch, hq, seq] in f32; query head h reads kv head
+// h / (hq / hkv). Scores are scale * q . k; lse is in natural-log units. Deterministic: every
+// sum runs in a fixed order and nothing is accumulated with atomics.
+#pragma once
+
+#include <cstdint>
+
+#include <limits>
+
+#if defined(__CUDACC__)
+#define AUTOTP_LANE_FN __device__ __forceinline__
+#define AUTOTP_UNROLL _Pragma("unroll")
+#else
+#define AUTOTP_LANE_FN inline
+#define AUTOTP_UNROLL
+#endif
+
+namespace autotp::tc_attention {
+
+constexpr int kWarps = 4;
+constexpr int kThreads = 32 * kWarps;
+constexpr int kBlockRows = 16 * kWarps;  // query rows (forward, dq) or key rows (dk/dv) a block owns
+constexpr int kForwardKeys = 64;         // keys per shared-memory tile in the forward
+constexpr int kDqKeys = 32;              // keys per tile in the dq kernel (fewer live registers)
+constexpr int kDkdvQueries = 32;         // queries per tile in the dk/dv kernel
+constexpr int kPad = 8;  // elements added to each shared row: fragment loads hit distinct banks
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// Head dims the tensor-core kernels are instantiated for.
+inline constexpr bool supports_head_dim(int64_t dim) {
+  return dim == 32 || dim == 64 || dim == 96 || dim == 128;
+}
+
+template <int D>
+constexpr int row_stride() {
+  return D + kPad;
+}
+
+// Row tiles of kBlockRows per (batch, head): blocks are heads x tiles, flattened.
+inline constexpr int64_t row_tiles(int64_t seq) { return (seq + kBlockRows - 1) / kBlockRows; }
+
+template <int D>
+constexpr int forward_shared_bytes() {
+  return 2 * kForwardKeys * row_stride<D>() * 2;  // k and v tiles
+}
+template <int D>
+constexpr int dq_shared_bytes() {
+  return 2 * kDqKeys * row_stride<D>() * 2;  // k and v tiles
+}
+template <int D>
+constexpr int dkdv_shared_bytes() {
+  // the block's k and v rows, a q and a dout tile, the tile's lse and delta
+  return 2 * kBlockRows * row_stride<D>() * 2 + 2 * kDkdvQueries * row_stride<D>() * 2 +
+         2 * kDkdvQueries * 4;
+}
+
+struct Problem {
+  int64_t batch, hq, hkv, seq;
+  float scale;
+  bool causal;
+};
+
+namespace detail {
+
+AUTOTP_LANE_FN float max_of(float a, float b) { return a > b ? a : b; }
+
+AUTOTP_LANE_FN uint32_t pack_bits(uint16_t lo, uint16_t hi) {
+  return static_cast<uint32_t>(lo) | (static_cast<uint32_t>(hi) << 16);
+}
+
+// Rows [first, first + rows) of a [seq, D] matrix into a shared tile (zeros past seq).
+template <int D, class Ctx>
+AUTOTP_LANE_FN void stage_rows(Ctx& ctx, uint16_t* tile, const uint16_t* matrix, int64_t first,
+                               int rows, int64_t seq) {
+  constexpr int kChunks = D / 8;
+  for (int e = ctx.thread(); e < rows * kChunks; e += kThreads) {
+    const int r = e / kChunks, c = e - r * kChunks;
+    uint16_t* dst = tile + r * row_stride<D>() + c * 8;
+    if (first + r < seq) {
+      ctx.copy16(dst, matrix + (first + r) * D + c * 8);
+    } else {
+      ctx.zero16(dst);
+    }
+  }
+}
+
+// A = M[row0 .. row0+16) x [col0 .. col0+16) of a row-major tile with `stride`.
+template <class Ctx>
+AUTOTP_LANE_FN void load_a(Ctx& ctx, uint32_t (&a)[4], const uint16_t* m, int stride, int row0,
+                           int col0) {
+  const int g = ctx.lane() >> 2, t = ctx.lane() & 3;
+  const uint16_t* p = m + (row0 + g) * stride + col0 + 2 * t;
+  a[0] = ctx.load_u32(p);
+  a[1] = ctx.load_u32(p + 8 * stride);
+  a[2] = ctx.load_u32(p + 8);
+  a[3] = ctx.load_u32(p + 8 * stride + 8);
+}
+
+// The same from a [seq, D] matrix in global memory; rows at or past seq read as zeros.
+template <int D, class Ctx>
+AUTOTP_LANE_FN void load_a_rows(Ctx& ctx, uint32_t (&a)[4], const uint16_t* m, int64_t seq,
+                                int64_t row0, int col0) {
+  const int g = ctx.lane() >> 2, t = ctx.lane() & 3;
+  const int64_t r0 = row0 + g, r1 = r0 + 8;
+  const int64_t col = col0 + 2 * t;
+  a[0] = r0 < seq ? ctx.load_u32(m + r0 * D + col) : 0u;
+  a[1] = r1 < seq ? ctx.load_u32(m + r1 * D + col) : 0u;
+  a[2] = r0 < seq ? ctx.load_u32(m + r0 * D + col + 8) : 0u;
+  a[3] = r1 < seq ? ctx.load_u32(m + r1 * D + col + 8) : 0u;
+}
+
+// B[k][n] = M[n0 + n][k0 + k]: the transpose of rows of a row-major tile (k . q^T and the like).
+template <class Ctx>
+AUTOTP_LANE_FN void load_b_transposed(Ctx& ctx, uint32_t (&b)[2], const uint16_t* m, int stride,
+                                      int n0, int k0) {
+  const int g = ctx.lane() >> 2, t = ctx.lane() & 3;
+  const uint16_t* p = m + (n0 + g) * stride + k0 + 2 * t;
+  b[0] = ctx.load_u32(p);
+  b[1] = ctx.load_u32(p + 8);
+}
+
+// B[k][n] = M[k0 + k][n0 + n]: rows of a row-major tile as they are (p . v and the like).
+template <class Ctx>
+AUTOTP_LANE_FN void load_b(Ctx& ctx, uint32_t (&b)[2], const uint16_t* m, int stride, int k0,
+                           int n0) {
+  const int g = ctx.lane() >> 2, t = ctx.lane() & 3;
+  const uint16_t* p = m + (k0 + 2 * t) * stride + n0 + g;
+  b[0] = pack_bits(p[0], p[stride]);
+  b[1] = pack_bits(p[8 * stride], p[9 * stride]);
+}
+
+// C tiles `first` and `first + 1` (16 x 16 together) packed as an A fragment.
+template <class Ctx, int N>
+AUTOTP_LANE_FN void pack_a(Ctx& ctx, uint32_t (&a)[4], const float (&c)[N][4], int first) {
+  a[0] = ctx.pack(c[first][0], c[first][1]);
+  a[1] = ctx.pack(c[first][2], c[first][3]);
+  a[2] = ctx.pack(c[first + 1][0], c[first + 1][1]);
+  a[3] = ctx.pack(c[first + 1][2], c[first + 1][3]);
+}
+
+// Sum over the four lanes that share a fragment row.
+template <class Ctx>
+AUTOTP_LANE_FN float row_sum(Ctx& ctx, float v) {
+  v += ctx.shfl_xor(v, 1);
+  return v + ctx.shfl_xor(v, 2);
+}
+
+template <class Ctx>
+AUTOTP_LANE_FN float row_max(Ctx& ctx, float v) {
+  v = max_of(v, ctx.shfl_xor(v, 1));
+  return max_of(v, ctx.shfl_xor(v, 2));
+}
+
+// Stores rows of a 16 x D accumulator (scaled per row) as 16-bit values; rows past seq skipped.
+template <int D, class Ctx>
+AUTOTP_LANE_FN void store_rows(Ctx& ctx, uint16_t* m, int64_t seq, int64_t row0,
+                               const float (&acc)[D / 8][4], float scale_a, float scale_b) {
+  const int g = ctx.lane() >> 2, t = ctx.lane() & 3;
+  const int64_t r0 = row0 + g, r1 = r0 + 8;
+  AUTOTP_UNROLL
+  for (int nd = 0; nd < D / 8; ++nd) {
+    const int col = nd * 8 + 2 * t;
+    if (r0 < seq) ctx.store_u32(m + r0 * D + col, ctx.pack(acc[nd][0] * scale_a, acc[nd][1] * scale_a));
+    if (r1 < seq) ctx.store_u32(m + r1 * D + col, ctx.pack(acc[nd][2] * scale_b, acc[nd][3] * scale_b));
+  }
+}
+
+}  // namespace detail
+
+// One block of the forward: query rows [64 i, 64 i + 64) of one (batch, query head), a warp per
+// 16 rows. K and V tiles of 64 keys are staged in shared memory; S = Q K^T and O += P V run on
+// tensor cores with an online softmax (running max and sum per row, in base-2 units).
+// Shared memory: forward_shared_bytes<D>().
+template <int D, class Ctx>
+AUTOTP_LANE_FN void forward_block(Ctx& ctx, int64_t block, unsigned char* shared, uint16_t* out,
+                                  float* lse, const uint16_t* q, const uint16_t* k,
+                                  const uint16_t* v, const Problem& p) {
+  using namespace detail;
+  constexpr int kStride = row_stride<D>();
+  constexpr int kSteps = D / 16;           // k-steps over the head dim
+  constexpr int kDimTiles = D / 8;         // n-tiles over the head dim
+  constexpr int kKeyTiles = kForwardKeys / 8;
+  uint16_t* k_tile = reinterpret_cast<uint16_t*>(shared);
+  uint16_t* v_tile = k_tile + kForwardKeys * kStride;
+  const int64_t tiles = row_tiles(p.seq);
+  const int64_t bh = block / tiles;                    // b * hq + h
+  const int64_t q_tile = tiles - 1 - block % tiles;    // causal: the longest rows first
+  const int64_t kv_head = (bh / p.hq) * p.hkv + (bh % p.hq) / (p.hq / p.hkv);
+  const int warp = ctx.warp(), g = ctx.lane() >> 2, t = ctx.lane() & 3;
+  const int64_t q0 = q_tile * kBlockRows, warp_row0 = q0 + 16 * warp;
+  const int64_t rows[2] = {warp_row0 + g, warp_row0 + g + 8};
+  const uint16_t* k_head = k + kv_head * p.seq * D;
+  const uint16_t* v_head = v + kv_head * p.seq * D;
+
+  uint32_t qa[kSteps][4];
+  AUTOTP_UNROLL
+  for (int ks = 0; ks < kSteps; ++ks)
+    load_a_rows<D>(ctx, qa[ks], q + bh * p.seq * D, p.seq, warp_row0, 16 * ks);
+  float o[kDimTiles][4];
+  AUTOTP_UNROLL
+  for (int nd = 0; nd < kDimTiles; ++nd)
+    o[nd][0] = o[nd][1] = o[nd][2] = o[nd][3] = 0.0f;
+  float m[2] = {kNegInf, kNegInf}, l[2] = {0.0f, 0.0f};  // l: this lane's share of the row sum
+  const float scale2 = p.scale * kLog2e;
+  const int64_t key_end = p.causal && q0 + kBlockRows < p.seq ? q0 + kBlockRows : p.seq;
+
+  for (int64_t k0 = 0; k0 < key_end; k0 += kForwardKeys) {
+    ctx.sync_block();  // every warp is done with the previous tile
+    stage_rows<D>(ctx, k_tile, k_head, k0, kForwardKeys, p.seq);
+    stage_rows<D>(ctx, v_tile, v_head, k0, kForwardKeys, p.seq);
+    ctx.sync_block();
+
+    float s[kKeyTiles][4];
+    AUTOTP_UNROLL
+    for (int nk = 0; nk < kKeyTiles; ++nk) {
+      s[nk][0] = s[nk][1] = s[nk][2] = s[nk][3] = 0.0f;
+      AUTOTP_UNROLL
+      for (int ks = 0; ks < kSteps; ++ks) {
+        uint32_t b[2];
+        load_b_transposed(ctx, b, k_tile, kStride, 8 * nk, 16 * ks);
+        ctx.mma(s[nk], qa[ks], b);
+      }
+    }
+    // Keys past seq, and causally hidden keys, only occur in the last tiles.
+    const bool edge = k0 + kForwardKeys > p.seq || (p.causal && k0 + kForwardKeys > q0);
+    float tile_max[2] = {kNegInf, kNegInf};
+    AUTOTP_UNROLL
+    for (int nk = 0; nk < kKeyTiles; ++nk) {
+      AUTOTP_UNROLL
+      for (int i = 0; i < 4; ++i) {
+        float x = s[nk][i] * scale2;
+        if (edge) {
+          const int64_t key = k0 + 8 * nk + 2 * t + (i & 1);
+          if (key >= p.seq || (p.causal && key > rows[i >> 1])) x = kNegInf;
+        }
+        s[nk][i] = x;
+        tile_max[i >> 1] = max_of(tile_max[i >> 1], x);
+      }
+    }
+    float base[2], correction[2];
+    AUTOTP_UNROLL
+    for (int r = 0; r < 2; ++r) {
+      const float new_max = max_of(m[r], row_max(ctx, tile_max[r]));
+      base[r] = new_max == kNegInf ? 0.0f : new_max;  // a row with no visible key yet
+      correction[r] = ctx.exp2(m[r] - base[r]);       // 0 while m is -inf
+      m[r] = new_max;
+      l[r] *= correction[r];
+    }
+    AUTOTP_UNROLL
+    for (int nk = 0; nk < kKeyTiles; ++nk) {
+      AUTOTP_UNROLL
+      for (int i = 0; i < 4; ++i) {
+        s[nk][i] = ctx.exp2(s[nk][i] - base[i >> 1]);
+        l[i >> 1] += s[nk][i];
+      }
+    }
+    AUTOTP_UNROLL
+    for (int nd = 0; nd < kDimTiles; ++nd) {
+      o[nd][0] *= correction[0];
+      o[nd][1] *= correction[0];
+      o[nd][2] *= correction[1];
+      o[nd][3] *= correction[1];
+    }
+    AUTOTP_UNROLL
+    for (int kk = 0; kk < kKeyTiles / 2; ++kk) {
+      uint32_t pa[4];
+      pack_a(ctx, pa, s, 2 * kk);
+      AUTOTP_UNROLL
+      for (int nd = 0; nd < kDimTiles; ++nd) {
+        uint32_t b[2];
+        load_b(ctx, b, v_tile, kStride, 16 * kk, 8 * nd);
+        ctx.mma(o[nd], pa, b);
+      }
+    }
+  }
+
+  float inverse[2];
+  AUTOTP_UNROLL
+  for (int r = 0; r < 2; ++r) {
+    l[r] = row_sum(ctx, l[r]);
+    inverse[r] = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+  }
+  store_rows<D>(ctx, out + bh * p.seq * D, p.seq, warp_row0, o, inverse[0], inverse[1]);
+  if (t == 0) {
+    AUTOTP_UNROLL
+    for (int r = 0; r < 2; ++r) {
+      if (rows[r] < p.seq) lse[bh * p.seq + rows[r]] = (m[r] + ctx.log2(l[r])) * kLn2;
+    }
+  }
+}
+
+// One block of dq (and delta): the forward's blocks. delta[i] = dout[i] . out[i]; then over
+// key tiles of 32: S = Q K^T, P = exp(S - lse), dP = dO V^T, dS = P (dP - delta),
+// dQ += dS K, and dq = scale * dQ. Shared memory: dq_shared_bytes<D>().
+template <int D, class Ctx>
+AUTOTP_LANE_FN void dq_block(Ctx& ctx, int64_t block, unsigned char* shared, uint16_t* dq,
+                             float* delta, const uint16_t* q, const uint16_t* k, const uint16_t* v,
+                             const uint16_t* out, const uint16_t* dout, const float* lse,
+                             const Problem& p) {
+  using namespace detail;
+  constexpr int kStride = row_stride<D>();
+  constexpr int kSteps = D / 16;
+  constexpr int kDimTiles = D / 8;
+  constexpr int kKeyTiles = kDqKeys / 8;
+  uint16_t* k_tile = reinterpret_cast<uint16_t*>(shared);
+  uint16_t* v_tile = k_tile + kDqKeys * kStride;
+  const int64_t tiles = row_tiles(p.seq);
+  const int64_t bh = block / tiles;
+  const int64_t q_tile = tiles - 1 - block % tiles;
+  const int64_t kv_head = (bh / p.hq) * p.hkv + (bh % p.hq) / (p.hq / p.hkv);
+  const int warp = ctx.warp(), g = ctx.lane() >> 2, t = ctx.lane() & 3;
+  const int64_t q0 = q_tile * kBlockRows, warp_row0 = q0 + 16 * warp;
+  const int64_t rows[2] = {warp_row0 + g, warp_row0 + g + 8};
+  const int64_t head_offset = bh * p.seq * D;
+  const uint16_t* k_head = k + kv_head * p.seq * D;
+  const uint16_t* v_head = v + kv_head * p.seq * D;
+
+  uint32_t qa[kSteps][4], da[kSteps][4];
+  float row_delta[2] = {0.0f, 0.0f};
+  AUTOTP_UNROLL
+  for (int ks = 0; ks < kSteps; ++ks) {
+    load_a_rows<D>(ctx, qa[ks], q + head_offset, p.seq, warp_row0, 16 * ks);
+    load_a_rows<D>(ctx, da[ks], dout + head_offset, p.seq, warp_row0, 16 * ks);
+    uint32_t oa[4];
+    load_a_rows<D>(ctx, oa, out + head_offset, p.seq, warp_row0, 16 * ks);
+    AUTOTP_UNROLL
+    for (int reg = 0; reg < 4; ++reg) {  // registers 0, 2 hold row g; 1, 3 row g + 8
+      const float lo = ctx.to_float(static_cast<uint16_t>(da[ks][reg])) *
+                       ctx.to_float(static_cast<uint16_t>(oa[reg]));
+      const float hi = ctx.to_float(static_cast<uint16_t>(da[ks][reg] >> 16)) *
+                       ctx.to_float(static_cast<uint16_t>(oa[reg] >> 16));
+      row_delta[reg & 1] += lo + hi;
+    }
+  }
+  float lse2[2];
+  AUTOTP_UNROLL
+  for (int r = 0; r < 2; ++r) {
+    row_delta[r] = row_sum(ctx, row_delta[r]);
+    lse2[r] = rows[r] < p.seq ? lse[bh * p.seq + rows[r]] * kLog2e : 0.0f;
+    if (t == 0 && rows[r] < p.seq) delta[bh * p.seq + rows[r]] = row_delta[r];
+  }
+  float acc[kDimTiles][4];
+  AUTOTP_UNROLL
+  for (int nd = 0; nd < kDimTiles; ++nd)
+    acc[nd][0] = acc[nd][1] = acc[nd][2] = acc[nd][3] = 0.0f;
+  const float scale2 = p.scale * kLog2e;
+  const int64_t key_end = p.causal && q0 + kBlockRows < p.seq ? q0 + kBlockRows : p.seq;
+
+  for (int64_t k0 = 0; k0 < key_end; k0 += kDqKeys) {
+    ctx.sync_block();
+    stage_rows<D>(ctx, k_tile, k_head, k0, kDqKeys, p.seq);
+    stage_rows<D>(ctx, v_tile, v_head, k0, kDqKeys, p.seq);
+    ctx.sync_block();
+
+    float s[kKeyTiles][4], dp[kKeyTiles][4];
+    AUTOTP_UNROLL
+    for (int nk = 0; nk < kKeyTiles; ++nk) {
+      AUTOTP_UNROLL
+      for (int i = 0; i < 4; ++i)
+        s[nk][i] = dp[nk][i] = 0.0f;
+      AUTOTP_UNROLL
+      for (int ks = 0; ks < kSteps; ++ks) {
+        uint32_t b[2];
+        load_b_transposed(ctx, b, k_tile, kStride, 8 * nk, 16 * ks);
+        ctx.mma(s[nk], qa[ks], b);
+        load_b_transposed(ctx, b, v_tile, kStride, 8 * nk, 16 * ks);
+        ctx.mma(dp[nk], da[ks], b);
+      }
+    }
+    const bool edge = k0 + kDqKeys > p.seq || (p.causal && k0 + kDqKeys > q0);
+    AUTOTP_UNROLL
+    for (int nk = 0; nk < kKeyTiles; ++nk) {
+      AUTOTP_UNROLL
+      for (int i = 0; i < 4; ++i) {
+        const int r = i >> 1;
+        float prob = ctx.exp2(s[nk][i] * scale2 - lse2[r]);
+        if (edge) {
+          const int64_t key = k0 + 8 * nk + 2 * t + (i & 1);
+          if (key >= p.seq || (p.causal && key > rows[r])) prob = 0.0f;
+        }
+        s[nk][i] = prob * (dp[nk][i] - row_delta[r]);  // dS
+      }
+    }
+    AUTOTP_UNROLL
+    for (int kk = 0; kk < kKeyTiles / 2; ++kk) {
+      uint32_t dsa[4];
+      pack_a(ctx, dsa, s, 2 * kk);
+      AUTOTP_UNROLL
+      for (int nd = 0; nd < kDimTiles; ++nd) {
+        uint32_t b[2];
+        load_b(ctx, b, k_tile, kStride, 16 * kk, 8 * nd);
+        ctx.mma(acc[nd], dsa, b);
+      }
+    }
+  }
+  store_rows<D>(ctx, dq + head_offset, p.seq, warp_row0, acc, p.scale, p.scale);
+}
+
+// One block of dk and dv: key rows [64 j, 64 j + 64) of one (batch, kv head), a warp per 16
+// keys; the query heads sharing the kv head in order, each over query tiles of 32 in order:
+// S^T = K Q^T, P^T = exp(S^T - lse), dV += P^T dO, dP^T = V dO^T, dS^T = P^T (dP^T - delta),
+// dK += dS^T Q; dk = scale * dK. Needs the delta the dq kernel wrote.
+// Shared memory: dkdv_shared_bytes<D>().
+template <int D, class Ctx>
+AUTOTP_LANE_FN void dkdv_block(Ctx& ctx, int64_t block, unsigned char* shared, uint16_t* dk,
+                               uint16_t* dv, const uint16_t* q, const uint16_t* k,
+                               const uint16_t* v, const uint16_t* dout, const float* lse,
+                               const float* delta, const Problem& p) {
+  using namespace detail;
+  constexpr int kStride = row_stride<D>();
+  constexpr int kSteps = D / 16;
+  constexpr int kDimTiles = D / 8;
+  constexpr int kQueryTiles = kDkdvQueries / 8;
+  uint16_t* k_tile = reinterpret_cast<uint16_t*>(shared);
+  uint16_t* v_tile = k_tile + kBlockRows * kStride;
+  uint16_t* q_tile = v_tile + kBlockRows * kStride;
+  uint16_t* dout_tile = q_tile + kDkdvQueries * kStride;
+  float* lse_tile = reinterpret_cast<float*>(dout_tile + kDkdvQueries * kStride);
+  float* delta_tile = lse_tile + kDkdvQueries;
+  const int64_t tiles = row_tiles(p.seq);
+  const int64_t bkv = block / tiles;       // b * hkv + kv head
+  const int64_t key_tile = block % tiles;  // causal: the first keys see the most queries
+  const int64_t group = p.hq / p.hkv;
+  const int64_t b = bkv / p.hkv, kv = bkv % p.hkv;
+  const int warp = ctx.warp(), g = ctx.lane() >> 2, t = ctx.lane() & 3;
+  const int64_t k0 = key_tile * kBlockRows, warp_key0 = k0 + 16 * warp;
+  const int64_t keys[2] = {warp_key0 + g, warp_key0 + g + 8};
+
+  stage_rows<D>(ctx, k_tile, k + bkv * p.seq * D, k0, kBlockRows, p.seq);
+  stage_rows<D>(ctx, v_tile, v + bkv * p.seq * D, k0, kBlockRows, p.seq);
+  float dk_acc[kDimTiles][4], dv_acc[kDimTiles][4];
+  AUTOTP_UNROLL
+  for (int nd = 0; nd < kDimTiles; ++nd) {
+    AUTOTP_UNROLL
+    for (int i = 0; i < 4; ++i)
+      dk_acc[nd][i] = dv_acc[nd][i] = 0.0f;
+  }
+  const float scale2 = p.scale * kLog2e;
+  const int64_t first_query = p.causal ? k0 : 0;  // earlier queries see none of these keys
+
+  for (int64_t gi = 0; gi < group; ++gi) {
+    const int64_t bh = b * p.hq + kv * group + gi;
+    for (int64_t i0 = first_query; i0 < p.seq; i0 += kDkdvQueries) {
+      ctx.sync_block();  // the previous tile is consumed (and the k/v rows are staged)
+      stage_rows<D>(ctx, q_tile, q + bh * p.seq * D, i0, kDkdvQueries, p.seq);
+      stage_rows<D>(ctx, dout_tile, dout + bh * p.seq * D, i0, kDkdvQueries, p.seq);
+      for (int e = ctx.thread(); e < kDkdvQueries; e += kThreads) {
+        const bool valid = i0 + e < p.seq;
+        lse_tile[e] = valid ? lse[bh * p.seq + i0 + e] * kLog2e : 0.0f;
+        delta_tile[e] = valid ? delta[bh * p.seq + i0 + e] : 0.0f;
+      }
+      ctx.sync_block();
+
+      float s[kQueryTiles][4], dp[kQueryTiles][4];
+      AUTOTP_UNROLL
+      for (int nq = 0; nq < kQueryTiles; ++nq) {
+        AUTOTP_UNROLL
+        for (int i = 0; i < 4; ++i)
+          s[nq][i] = dp[nq][i] = 0.0f;
+      }
+      AUTOTP_UNROLL
+      for (int ks = 0; ks < kSteps; ++ks) {
+        uint32_t ka[4], va[4];
+        load_a(ctx, ka, k_tile, kStride, 16 * warp, 16 * ks);
+        load_a(ctx, va, v_tile, kStride, 16 * warp, 16 * ks);
+        AUTOTP_UNROLL
+        for (int nq = 0; nq < kQueryTiles; ++nq) {
+          uint32_t bq[2], bd[2];
+          load_b_transposed(ctx, bq, q_tile, kStride, 8 * nq, 16 * ks);
+          ctx.mma(s[nq], ka, bq);
+          load_b_transposed(ctx, bd, dout_tile, kStride, 8 * nq, 16 * ks);
+          ctx.mma(dp[nq], va, bd);
+        }
+      }
+      const bool edge = i0 + kDkdvQueries > p.seq || (p.causal && i0 < k0 + kBlockRows);
+      AUTOTP_UNROLL
+      for (int nq = 0; nq < kQueryTiles; ++nq) {
+        AUTOTP_UNROLL
+        for (int i = 0; i < 4; ++i) {
+          const int e = 8 * nq + 2 * t + (i & 1);  // query i0 + e
+          float prob = ctx.exp2(s[nq][i] * scale2 - lse_tile[e]);
+          if (edge) {
+            const int64_t query = i0 + e;
+            if (query >= p.seq || (p.causal && query < keys[i >> 1])) prob = 0.0f;
+          }
+          s[nq][i] = prob;                                  // P^T
+          dp[nq][i] = prob * (dp[nq][i] - delta_tile[e]);  // dS^T
+        }
+      }
+      AUTOTP_UNROLL
+      for (int kk = 0; kk < kQueryTiles / 2; ++kk) {
+        uint32_t pa[4], dsa[4];
+        pack_a(ctx, pa, s, 2 * kk);
+        pack_a(ctx, dsa, dp, 2 * kk);
+        AUTOTP_UNROLL
+        for (int nd = 0; nd < kDimTiles; ++nd) {
+          uint32_t b[2];
+          load_b(ctx, b, dout_tile, kStride, 16 * kk, 8 * nd);
+          ctx.mma(dv_acc[nd], pa, b);
+          load_b(ctx, b, q_tile, kStride, 16 * kk, 8 * nd);
+          ctx.mma(dk_acc[nd], dsa, b);
+        }
+      }
+    }
+  }
+  store_rows<D>(ctx, dk + bkv * p.seq * D, p.seq, warp_key0, dk_acc, p.scale, p.scale);
+  store_rows<D>(ctx, dv + bkv * p.seq * D, p.seq, warp_key0, dv_acc, 1.0f, 1.0f);
+}
+
+}  // namespace autotp::tc_attention
