@@ -43,10 +43,11 @@ namespace autotp::tc_attention {
 
 constexpr int kWarps = 4;
 constexpr int kThreads = 32 * kWarps;
-constexpr int kBlockRows = 16 * kWarps;  // query rows (forward, dq) or key rows (dk/dv) a block owns
-constexpr int kForwardKeys = 64;         // keys per shared-memory tile in the forward
-constexpr int kDqKeys = 32;              // keys per tile in the dq kernel (fewer live registers)
-constexpr int kDkdvQueries = 32;         // queries per tile in the dk/dv kernel
+constexpr int kBlockRows =
+    16 * kWarps;                  // query rows (forward, dq) or key rows (dk/dv) a block owns
+constexpr int kForwardKeys = 64;  // keys per shared-memory tile in the forward
+constexpr int kDqKeys = 32;       // keys per tile in the dq kernel (fewer live registers)
+constexpr int kDkdvQueries = 32;  // queries per tile in the dk/dv kernel
 constexpr int kPad = 8;  // elements added to each shared row: fragment loads hit distinct banks
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
@@ -63,7 +64,9 @@ constexpr int row_stride() {
 }
 
 // Row tiles of kBlockRows per (batch, head): blocks are heads x tiles, flattened.
-inline constexpr int64_t row_tiles(int64_t seq) { return (seq + kBlockRows - 1) / kBlockRows; }
+inline constexpr int64_t row_tiles(int64_t seq) {
+  return (seq + kBlockRows - 1) / kBlockRows;
+}
 
 template <int D>
 constexpr int forward_shared_bytes() {
@@ -88,7 +91,9 @@ struct Problem {
 
 namespace detail {
 
-AUTOTP_LANE_FN float max_of(float a, float b) { return a > b ? a : b; }
+AUTOTP_LANE_FN float max_of(float a, float b) {
+  return a > b ? a : b;
+}
 
 AUTOTP_LANE_FN uint32_t pack_bits(uint16_t lo, uint16_t hi) {
   return static_cast<uint32_t>(lo) | (static_cast<uint32_t>(hi) << 16);
@@ -186,8 +191,10 @@ AUTOTP_LANE_FN void store_rows(Ctx& ctx, uint16_t* m, int64_t seq, int64_t row0,
   AUTOTP_UNROLL
   for (int nd = 0; nd < D / 8; ++nd) {
     const int col = nd * 8 + 2 * t;
-    if (r0 < seq) ctx.store_u32(m + r0 * D + col, ctx.pack(acc[nd][0] * scale_a, acc[nd][1] * scale_a));
-    if (r1 < seq) ctx.store_u32(m + r1 * D + col, ctx.pack(acc[nd][2] * scale_b, acc[nd][3] * scale_b));
+    if (r0 < seq)
+      ctx.store_u32(m + r0 * D + col, ctx.pack(acc[nd][0] * scale_a, acc[nd][1] * scale_a));
+    if (r1 < seq)
+      ctx.store_u32(m + r1 * D + col, ctx.pack(acc[nd][2] * scale_b, acc[nd][3] * scale_b));
   }
 }
 
@@ -203,14 +210,14 @@ AUTOTP_LANE_FN void forward_block(Ctx& ctx, int64_t block, unsigned char* shared
                                   const uint16_t* v, const Problem& p) {
   using namespace detail;
   constexpr int kStride = row_stride<D>();
-  constexpr int kSteps = D / 16;           // k-steps over the head dim
-  constexpr int kDimTiles = D / 8;         // n-tiles over the head dim
+  constexpr int kSteps = D / 16;    // k-steps over the head dim
+  constexpr int kDimTiles = D / 8;  // n-tiles over the head dim
   constexpr int kKeyTiles = kForwardKeys / 8;
   uint16_t* k_tile = reinterpret_cast<uint16_t*>(shared);
   uint16_t* v_tile = k_tile + kForwardKeys * kStride;
   const int64_t tiles = row_tiles(p.seq);
-  const int64_t bh = block / tiles;                    // b * hq + h
-  const int64_t q_tile = tiles - 1 - block % tiles;    // causal: the longest rows first
+  const int64_t bh = block / tiles;                  // b * hq + h
+  const int64_t q_tile = tiles - 1 - block % tiles;  // causal: the longest rows first
   const int64_t kv_head = (bh / p.hq) * p.hkv + (bh % p.hq) / (p.hq / p.hkv);
   const int warp = ctx.warp(), g = ctx.lane() >> 2, t = ctx.lane() & 3;
   const int64_t q0 = q_tile * kBlockRows, warp_row0 = q0 + 16 * warp;
@@ -509,7 +516,7 @@ AUTOTP_LANE_FN void dkdv_block(Ctx& ctx, int64_t block, unsigned char* shared, u
             const int64_t query = i0 + e;
             if (query >= p.seq || (p.causal && query < keys[i >> 1])) prob = 0.0f;
           }
-          s[nq][i] = prob;                                  // P^T
+          s[nq][i] = prob;                                 // P^T
           dp[nq][i] = prob * (dp[nq][i] - delta_tile[e]);  // dS^T
         }
       }

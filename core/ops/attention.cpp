@@ -2,6 +2,7 @@
 // kernels for forward and backward; attention saves the per-row logsumexp, not the
 // probabilities (on CUDA a tiled kernel with an online softmax: no [S, S] matrix in memory).
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
 #include "core/autograd/node.h"
@@ -45,6 +46,14 @@ Tensor causal_fill(const Tensor& x, double value) {
   return out;
 }
 
+// A contiguous copy that starts on a 16-byte boundary: the tensor-core kernels load 16 bytes
+// at a time, and a contiguous view into a larger buffer may start anywhere.
+Tensor aligned_contiguous(const Tensor& t) {
+  Tensor c = t.detach().contiguous();
+  if (reinterpret_cast<uintptr_t>(c.raw_data()) % 16 != 0) c = c.clone();
+  return c;
+}
+
 }  // namespace
 
 Tensor causal_mask(const Tensor& scores, double value) {
@@ -81,9 +90,9 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   check_same_device(q, k, op, "q", "k");
   check_same_device(q, v, op, "q", "v");
   const double s = scale > 0.0 ? scale : 1.0 / std::sqrt(static_cast<double>(dim));
-  const Tensor qc = q.detach().contiguous();                     // [B, Hq, S, D]
-  const Tensor kc = k.detach().contiguous();                     // [B, Hkv, S, D]
-  const Tensor vc = v.detach().contiguous();                     // [B, Hkv, S, D]
+  const Tensor qc = aligned_contiguous(q);                       // [B, Hq, S, D]
+  const Tensor kc = aligned_contiguous(k);                       // [B, Hkv, S, D]
+  const Tensor vc = aligned_contiguous(v);                       // [B, Hkv, S, D]
   Tensor out = Tensor::empty(q.shape(), q.dtype(), q.device());  // [B, Hq, S, D]
   if (q.device().is_cpu()) {
     Tensor lse = Tensor::empty({batch, hq, seq}, q.dtype(), q.device());  // [B, Hq, S]
@@ -124,7 +133,7 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
       out, "AttentionBackward", {&q, &k, &v},
       [qc, kc, vc, saved_out, lse, batch, hq, hkv, seq, dim, s, causal](const Tensor& g) {
         check_same_device(qc, g, "scaled_dot_product_attention backward", "q", "gradient");
-        const Tensor gc = g.contiguous();                                      // [B, Hq, S, D]
+        const Tensor gc = aligned_contiguous(g);                               // [B, Hq, S, D]
         Tensor dq = Tensor::empty(qc.shape(), qc.dtype(), qc.device());        // [B, Hq, S, D]
         Tensor dk = Tensor::empty(kc.shape(), kc.dtype(), kc.device());        // [B, Hkv, S, D]
         Tensor dv = Tensor::empty(vc.shape(), vc.dtype(), vc.device());        // [B, Hkv, S, D]

@@ -6,8 +6,10 @@
 #include "kernels/cuda/tensor_core_attention.h"
 #include "kernels/tensor_core_attention.h"
 
+#include <initializer_list>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace autotp::kernels::cuda {
 
@@ -149,6 +151,19 @@ void allow_shared_bytes(Kernel kernel, int bytes) {
   }
 }
 
+// The kernels move 16 bytes at a time (and 4 for fragments): every matrix must start on a
+// 16-byte boundary (rows are then aligned too, D being a multiple of 8).
+void check_aligned(const char* op,
+                   std::initializer_list<std::pair<const char*, const void*>> ptrs) {
+  for (const auto& [name, ptr] : ptrs) {
+    if (reinterpret_cast<uintptr_t>(ptr) % 16 != 0) {
+      throw std::invalid_argument(std::string(op) + ": " + name +
+                                  " does not start on a 16-byte boundary (the tensor-core "
+                                  "kernels need aligned, contiguous matrices)");
+    }
+  }
+}
+
 }  // namespace
 
 bool tensor_core_attention_applies(int dtype, int64_t dim) {
@@ -163,48 +178,59 @@ void tensor_core_attention_forward(int dtype, void* out, void* lse, const void* 
   if (batch * hq * seq == 0) return;
   const tc::Problem p{batch, hq, hkv, seq, static_cast<float>(scale), causal};
   const unsigned blocks = tc_blocks("attention_forward", batch * hq, seq);
-  dispatch_tc(dtype, dim, "attention_forward", [&]<int D, typename E>(
-                                                   std::integral_constant<int, D>, TypeTag<E>) {
-    constexpr int bytes = tc::forward_shared_bytes<D>();
-    allow_shared_bytes(tc_attention_forward_kernel<D, E>, bytes);
-    tc_attention_forward_kernel<D, E><<<blocks, tc::kThreads, bytes, stream>>>(
-        static_cast<uint16_t*>(out), static_cast<float*>(lse), static_cast<const uint16_t*>(q),
-        static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v), p);
-    AUTOTP_CUDA_CHECK_LAUNCH("tc_attention_forward_kernel", {"batch", batch}, {"hq", hq},
-                             {"hkv", hkv}, {"seq", seq}, {"dim", dim}, {"dtype", dtype});
-  });
+  check_aligned("attention_forward", {{"out", out}, {"q", q}, {"k", k}, {"v", v}});
+  dispatch_tc(
+      dtype, dim, "attention_forward",
+      [&]<int D, typename E>(std::integral_constant<int, D>, TypeTag<E>) {
+        constexpr int bytes = tc::forward_shared_bytes<D>();
+        allow_shared_bytes(tc_attention_forward_kernel<D, E>, bytes);
+        tc_attention_forward_kernel<D, E><<<blocks, tc::kThreads, bytes, stream>>>(
+            static_cast<uint16_t*>(out), static_cast<float*>(lse), static_cast<const uint16_t*>(q),
+            static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v), p);
+        AUTOTP_CUDA_CHECK_LAUNCH("tc_attention_forward_kernel", {"batch", batch}, {"hq", hq},
+                                 {"hkv", hkv}, {"seq", seq}, {"dim", dim}, {"dtype", dtype});
+      });
 }
 
 void tensor_core_attention_backward(int dtype, void* dq, void* dk, void* dv, const void* q,
-                                    const void* k, const void* v, const void* out,
-                                    const void* lse, const void* dout, void* delta,
-                                    int64_t batch, int64_t hq, int64_t hkv, int64_t seq,
-                                    int64_t dim, double scale, bool causal, cudaStream_t stream) {
+                                    const void* k, const void* v, const void* out, const void* lse,
+                                    const void* dout, void* delta, int64_t batch, int64_t hq,
+                                    int64_t hkv, int64_t seq, int64_t dim, double scale,
+                                    bool causal, cudaStream_t stream) {
   if (batch * hq * seq == 0) return;
   const tc::Problem p{batch, hq, hkv, seq, static_cast<float>(scale), causal};
   const unsigned query_blocks = tc_blocks("attention_backward", batch * hq, seq);
   const unsigned key_blocks = tc_blocks("attention_backward", batch * hkv, seq);
-  dispatch_tc(dtype, dim, "attention_backward", [&]<int D, typename E>(
-                                                    std::integral_constant<int, D>, TypeTag<E>) {
-    constexpr int dq_bytes = tc::dq_shared_bytes<D>();
-    allow_shared_bytes(tc_attention_dq_kernel<D, E>, dq_bytes);
-    tc_attention_dq_kernel<D, E><<<query_blocks, tc::kThreads, dq_bytes, stream>>>(
-        static_cast<uint16_t*>(dq), static_cast<float*>(delta), static_cast<const uint16_t*>(q),
-        static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v),
-        static_cast<const uint16_t*>(out), static_cast<const uint16_t*>(dout),
-        static_cast<const float*>(lse), p);
-    AUTOTP_CUDA_CHECK_LAUNCH("tc_attention_dq_kernel", {"batch", batch}, {"hq", hq}, {"hkv", hkv},
-                             {"seq", seq}, {"dim", dim}, {"dtype", dtype});
-    constexpr int dkdv_bytes = tc::dkdv_shared_bytes<D>();
-    allow_shared_bytes(tc_attention_dkdv_kernel<D, E>, dkdv_bytes);
-    tc_attention_dkdv_kernel<D, E><<<key_blocks, tc::kThreads, dkdv_bytes, stream>>>(
-        static_cast<uint16_t*>(dk), static_cast<uint16_t*>(dv), static_cast<const uint16_t*>(q),
-        static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v),
-        static_cast<const uint16_t*>(dout), static_cast<const float*>(lse),
-        static_cast<const float*>(delta), p);
-    AUTOTP_CUDA_CHECK_LAUNCH("tc_attention_dkdv_kernel", {"batch", batch}, {"hq", hq},
-                             {"hkv", hkv}, {"seq", seq}, {"dim", dim}, {"dtype", dtype});
-  });
+  check_aligned("attention_backward", {{"dq", dq},
+                                       {"dk", dk},
+                                       {"dv", dv},
+                                       {"q", q},
+                                       {"k", k},
+                                       {"v", v},
+                                       {"out", out},
+                                       {"dout", dout}});
+  dispatch_tc(
+      dtype, dim, "attention_backward",
+      [&]<int D, typename E>(std::integral_constant<int, D>, TypeTag<E>) {
+        constexpr int dq_bytes = tc::dq_shared_bytes<D>();
+        allow_shared_bytes(tc_attention_dq_kernel<D, E>, dq_bytes);
+        tc_attention_dq_kernel<D, E><<<query_blocks, tc::kThreads, dq_bytes, stream>>>(
+            static_cast<uint16_t*>(dq), static_cast<float*>(delta), static_cast<const uint16_t*>(q),
+            static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v),
+            static_cast<const uint16_t*>(out), static_cast<const uint16_t*>(dout),
+            static_cast<const float*>(lse), p);
+        AUTOTP_CUDA_CHECK_LAUNCH("tc_attention_dq_kernel", {"batch", batch}, {"hq", hq},
+                                 {"hkv", hkv}, {"seq", seq}, {"dim", dim}, {"dtype", dtype});
+        constexpr int dkdv_bytes = tc::dkdv_shared_bytes<D>();
+        allow_shared_bytes(tc_attention_dkdv_kernel<D, E>, dkdv_bytes);
+        tc_attention_dkdv_kernel<D, E><<<key_blocks, tc::kThreads, dkdv_bytes, stream>>>(
+            static_cast<uint16_t*>(dk), static_cast<uint16_t*>(dv), static_cast<const uint16_t*>(q),
+            static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v),
+            static_cast<const uint16_t*>(dout), static_cast<const float*>(lse),
+            static_cast<const float*>(delta), p);
+        AUTOTP_CUDA_CHECK_LAUNCH("tc_attention_dkdv_kernel", {"batch", batch}, {"hq", hq},
+                                 {"hkv", hkv}, {"seq", seq}, {"dim", dim}, {"dtype", dtype});
+      });
 }
 
 }  // namespace autotp::kernels::cuda

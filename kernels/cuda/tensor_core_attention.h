@@ -21,9 +21,9 @@ void tensor_core_attention_forward(int dtype, void* out, void* lse, const void* 
 // Same contract as attention_backward; delta comes from dout . out (one row each) instead of a
 // pass over the keys.
 void tensor_core_attention_backward(int dtype, void* dq, void* dk, void* dv, const void* q,
-                                    const void* k, const void* v, const void* out,
-                                    const void* lse, const void* dout, void* delta,
-                                    int64_t batch, int64_t hq, int64_t hkv, int64_t seq,
-                                    int64_t dim, double scale, bool causal, cudaStream_t stream);
+                                    const void* k, const void* v, const void* out, const void* lse,
+                                    const void* dout, void* delta, int64_t batch, int64_t hq,
+                                    int64_t hkv, int64_t seq, int64_t dim, double scale,
+                                    bool causal, cudaStream_t stream);
 
 }  // namespace autotp::kernels::cuda

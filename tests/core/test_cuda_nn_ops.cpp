@@ -734,6 +734,28 @@ TEST(CudaAttention, ExplicitScaleAndStridedInputsMatchTheCpu_CUDA) {
       {q, k, v}, g, {f32, bf16_after(f32), bf16_after(f32), kTensorCoreAttentionAtol});
 }
 
+TEST(CudaAttention, ContiguousViewsOffA16ByteBoundaryMatchTheCpu_CUDA) {
+  SKIP_WITHOUT_CUDA();
+  // Each input is a contiguous view one element into a larger buffer: the tensor-core path
+  // (bf16, D = 64) must not load 16 bytes from a misaligned address.
+  const AttentionCase c{1, 4, 2, 37, 64};
+  auto offset_view = [](const Tensor& t) {
+    return ops::cat({Tensor::zeros({1}, t.dtype(), t.device()), t.reshape({t.numel()})}, 0)
+        .narrow(0, 1, t.numel())
+        .reshape(t.shape());
+  };
+  const Tensor q = uniform_cpu({1, 4, 37, 64}, 7201), k = uniform_cpu({1, 2, 37, 64}, 7202);
+  const Tensor v = uniform_cpu({1, 2, 37, 64}, 7203), g = uniform_cpu({1, 4, 37, 64}, 7204);
+  const Tolerance f32 = f32_within(attention_units(c));
+  expect_cuda_matches_cpu("attention of views one element into their buffers",
+                          [&](const std::vector<Tensor>& in) {
+                            return ops::scaled_dot_product_attention(
+                                offset_view(in[0]), offset_view(in[1]), offset_view(in[2]), true);
+                          },
+                          {q, k, v}, g,
+                          {f32, bf16_after(f32), bf16_after(f32), kTensorCoreAttentionAtol});
+}
+
 TEST(CudaAttention, HeadDimAboveTheKernelLimitIsAnError_CUDA) {
   SKIP_WITHOUT_CUDA();
   const Tensor q = Tensor::zeros({1, 1, 3, 320}, DType::F32, kCuda);

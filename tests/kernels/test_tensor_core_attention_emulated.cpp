@@ -236,20 +236,20 @@ void expect_matches_reference(const Case& c, const char* dtype, uint32_t seed) {
   const int64_t key_blocks = c.batch * c.hkv * tc::row_tiles(s);
   int misaligned = 0;
   auto run = [&]<int D>() {
-    misaligned += run_grid<Half>(
-        query_blocks, tc::forward_shared_bytes<D>(), [&](auto& ctx, int64_t block, auto* shared) {
-          tc::forward_block<D>(ctx, block, shared, out.data(), lse.data(), q.data(), k.data(),
-                               v.data(), p);
-        });
+    misaligned += run_grid<Half>(query_blocks, tc::forward_shared_bytes<D>(),
+                                 [&](auto& ctx, int64_t block, auto* shared) {
+                                   tc::forward_block<D>(ctx, block, shared, out.data(), lse.data(),
+                                                        q.data(), k.data(), v.data(), p);
+                                 });
     misaligned += run_grid<Half>(
         query_blocks, tc::dq_shared_bytes<D>(), [&](auto& ctx, int64_t block, auto* shared) {
-          tc::dq_block<D>(ctx, block, shared, dq.data(), delta.data(), q.data(), k.data(),
-                          v.data(), out.data(), dout.data(), lse.data(), p);
+          tc::dq_block<D>(ctx, block, shared, dq.data(), delta.data(), q.data(), k.data(), v.data(),
+                          out.data(), dout.data(), lse.data(), p);
         });
     misaligned += run_grid<Half>(
         key_blocks, tc::dkdv_shared_bytes<D>(), [&](auto& ctx, int64_t block, auto* shared) {
-          tc::dkdv_block<D>(ctx, block, shared, dk.data(), dv.data(), q.data(), k.data(),
-                            v.data(), dout.data(), lse.data(), delta.data(), p);
+          tc::dkdv_block<D>(ctx, block, shared, dk.data(), dv.data(), q.data(), k.data(), v.data(),
+                            dout.data(), lse.data(), delta.data(), p);
         });
   };
   switch (d) {
