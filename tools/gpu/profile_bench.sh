@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Speed figures on a GPU machine in one call, for issue-8 work: `autotp bench` of CONFIG in
+# bf16 (JSON), then, where the tools exist there, the per-kernel time table of two profiled
+# steps (Nsight Systems) and the PyTorch side-by-side (tools/bench/torch_bench.py).
+# Usage: tools/gpu/profile_bench.sh PACK_DIR RESULTS_DIR [CONFIG] [more autotp bench args]
+#   PACK_DIR from tools/gpu/package_for_device.sh; CONFIG defaults to configs/llama-3.2-1b.yaml.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+pack=$(cd "$1" && pwd)
+results=$2
+config=${3:-$root/configs/llama-3.2-1b.yaml}
+shift $(($# < 3 ? $# : 3))
+mkdir -p "$results"
+export LD_LIBRARY_PATH="$pack/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$results/device.txt"
+status=0
+
+echo "== autotp bench $(basename "$config") --dtype bf16 $*"
+"$pack/bin/autotp" bench "$config" --device cuda --dtype bf16 --steps 4 --warmup 2 \
+  --json "$results/autotp_bf16.json" "$@" >"$results/autotp_bf16.log" 2>&1 || status=1
+tail -n 15 "$results/autotp_bf16.log"
+
+nsys_bin=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -1)
+if [ -n "$nsys_bin" ]; then
+  echo "== kernel times of 2 profiled steps ($nsys_bin)"
+  "$nsys_bin" profile --trace=cuda --force-overwrite=true -o "$results/profile" \
+    "$pack/bin/autotp" bench "$config" --device cuda --dtype bf16 --steps 2 --warmup 1 "$@" \
+    >"$results/nsys.log" 2>&1 || status=1
+  "$nsys_bin" stats --report cuda_gpu_kern_sum --format csv --output "$results/kernels" \
+    "$results/profile.nsys-rep" >>"$results/nsys.log" 2>&1 || status=1
+  # Time (%), total time, instances, average, ..., name: the top 20 kernels.
+  csv=$(ls "$results"/kernels*.csv 2>/dev/null | head -1)
+  [ -n "$csv" ] && head -n 21 "$csv" | cut -c1-220
+  rm -f "$results/profile.sqlite"
+else
+  echo "== no nsys on this machine: per-kernel times skipped"
+fi
+
+if python3 -c "import torch, transformers" 2>/dev/null; then
+  echo "== PyTorch side by side"
+  python3 "$root/tools/bench/torch_bench.py" "$config" --dtype bf16 --steps 4 --warmup 2 \
+    --autotp-json "$results/autotp_bf16.json" --out "$results/torch_bf16.json" \
+    >"$results/torch_bf16.log" 2>&1 || status=1
+  tail -n 12 "$results/torch_bf16.log"
+else
+  echo "== no torch + transformers here: the PyTorch comparison is skipped"
+fi
+exit $status
