@@ -10,6 +10,8 @@
 //   void mma(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2])
 //                                          c += A B, PTX mma.m16n8k16.row.col, f32 accumulate
 //   float to_float(uint16_t), uint32_t pack(float lo, float hi)   the 16-bit element format
+//   void ldmatrix_x4(uint32_t (&r)[4], const uint16_t* row), ldmatrix_x4_trans(...)
+//                                          PTX ldmatrix.m8n8.x4(.trans) from shared memory
 //   uint32_t load_u32(const uint16_t*), void store_u32(uint16_t*, uint32_t)
 //   void copy16(uint16_t* dst, const uint16_t* src), void zero16(uint16_t* dst)   8 elements
 //   float exp2(float), float log2(float)
@@ -95,10 +97,6 @@ AUTOTP_LANE_FN float max_of(float a, float b) {
   return a > b ? a : b;
 }
 
-AUTOTP_LANE_FN uint32_t pack_bits(uint16_t lo, uint16_t hi) {
-  return static_cast<uint32_t>(lo) | (static_cast<uint32_t>(hi) << 16);
-}
-
 // Rows [first, first + rows) of a [seq, D] matrix into a shared tile (zeros past seq).
 template <int D, class Ctx>
 AUTOTP_LANE_FN void stage_rows(Ctx& ctx, uint16_t* tile, const uint16_t* matrix, int64_t first,
@@ -115,16 +113,17 @@ AUTOTP_LANE_FN void stage_rows(Ctx& ctx, uint16_t* tile, const uint16_t* matrix,
   }
 }
 
-// A = M[row0 .. row0+16) x [col0 .. col0+16) of a row-major tile with `stride`.
+// Shared-memory fragments come from ldmatrix.x4: lane l names row l % 8 of 8x8 matrix l / 8
+// and receives (row l / 4, columns 2 (l % 4) and 2 (l % 4) + 1) of each matrix (transposed:
+// (rows 2 (l % 4) and 2 (l % 4) + 1, column l / 4)). With rows of 16-byte multiples every row
+// address is 16-byte aligned, and the padded stride puts the 8 rows in distinct banks.
+
+// A = M[row0 .. row0+16) x [col0 .. col0+16) of a row-major shared tile with `stride`.
 template <class Ctx>
 AUTOTP_LANE_FN void load_a(Ctx& ctx, uint32_t (&a)[4], const uint16_t* m, int stride, int row0,
                            int col0) {
-  const int g = ctx.lane() >> 2, t = ctx.lane() & 3;
-  const uint16_t* p = m + (row0 + g) * stride + col0 + 2 * t;
-  a[0] = ctx.load_u32(p);
-  a[1] = ctx.load_u32(p + 8 * stride);
-  a[2] = ctx.load_u32(p + 8);
-  a[3] = ctx.load_u32(p + 8 * stride + 8);
+  const int i = ctx.lane() >> 3, r = ctx.lane() & 7;  // matrices: rows +0/+8, then cols +8
+  ctx.ldmatrix_x4(a, m + (row0 + r + 8 * (i & 1)) * stride + col0 + 8 * (i >> 1));
 }
 
 // The same from a [seq, D] matrix in global memory; rows at or past seq read as zeros.
@@ -140,24 +139,32 @@ AUTOTP_LANE_FN void load_a_rows(Ctx& ctx, uint32_t (&a)[4], const uint16_t* m, i
   a[3] = r1 < seq ? ctx.load_u32(m + r1 * D + col + 8) : 0u;
 }
 
-// B[k][n] = M[n0 + n][k0 + k]: the transpose of rows of a row-major tile (k . q^T and the like).
+// B[k][n] = M[n0 + n][k0 + k] (the transpose of rows of a row-major shared tile, as k in
+// q k^T) for two k-steps: `first` over k0 .. k0+16, `second` over k0+16 .. k0+32.
 template <class Ctx>
-AUTOTP_LANE_FN void load_b_transposed(Ctx& ctx, uint32_t (&b)[2], const uint16_t* m, int stride,
-                                      int n0, int k0) {
-  const int g = ctx.lane() >> 2, t = ctx.lane() & 3;
-  const uint16_t* p = m + (n0 + g) * stride + k0 + 2 * t;
-  b[0] = ctx.load_u32(p);
-  b[1] = ctx.load_u32(p + 8);
+AUTOTP_LANE_FN void load_b_transposed_pair(Ctx& ctx, uint32_t (&first)[2], uint32_t (&second)[2],
+                                           const uint16_t* m, int stride, int n0, int k0) {
+  const int i = ctx.lane() >> 3, r = ctx.lane() & 7;  // matrices: columns k0 + 8 i
+  uint32_t x[4];
+  ctx.ldmatrix_x4(x, m + (n0 + r) * stride + k0 + 8 * i);
+  first[0] = x[0];
+  first[1] = x[1];
+  second[0] = x[2];
+  second[1] = x[3];
 }
 
-// B[k][n] = M[k0 + k][n0 + n]: rows of a row-major tile as they are (p . v and the like).
+// B[k][n] = M[k0 + k][n0 + n] (rows of a row-major shared tile as they are, as v in p v) for
+// two n-tiles: `first` over n0 .. n0+8, `second` over n0+8 .. n0+16.
 template <class Ctx>
-AUTOTP_LANE_FN void load_b(Ctx& ctx, uint32_t (&b)[2], const uint16_t* m, int stride, int k0,
-                           int n0) {
-  const int g = ctx.lane() >> 2, t = ctx.lane() & 3;
-  const uint16_t* p = m + (k0 + 2 * t) * stride + n0 + g;
-  b[0] = pack_bits(p[0], p[stride]);
-  b[1] = pack_bits(p[8 * stride], p[9 * stride]);
+AUTOTP_LANE_FN void load_b_pair(Ctx& ctx, uint32_t (&first)[2], uint32_t (&second)[2],
+                                const uint16_t* m, int stride, int k0, int n0) {
+  const int i = ctx.lane() >> 3, r = ctx.lane() & 7;  // matrices: rows +0/+8, then cols +8
+  uint32_t x[4];
+  ctx.ldmatrix_x4_trans(x, m + (k0 + r + 8 * (i & 1)) * stride + n0 + 8 * (i >> 1));
+  first[0] = x[0];
+  first[1] = x[1];
+  second[0] = x[2];
+  second[1] = x[3];
 }
 
 // C tiles `first` and `first + 1` (16 x 16 together) packed as an A fragment.
@@ -248,10 +255,11 @@ AUTOTP_LANE_FN void forward_block(Ctx& ctx, int64_t block, unsigned char* shared
     for (int nk = 0; nk < kKeyTiles; ++nk) {
       s[nk][0] = s[nk][1] = s[nk][2] = s[nk][3] = 0.0f;
       AUTOTP_UNROLL
-      for (int ks = 0; ks < kSteps; ++ks) {
-        uint32_t b[2];
-        load_b_transposed(ctx, b, k_tile, kStride, 8 * nk, 16 * ks);
-        ctx.mma(s[nk], qa[ks], b);
+      for (int ks = 0; ks < kSteps; ks += 2) {
+        uint32_t b0[2], b1[2];
+        load_b_transposed_pair(ctx, b0, b1, k_tile, kStride, 8 * nk, 16 * ks);
+        ctx.mma(s[nk], qa[ks], b0);
+        ctx.mma(s[nk], qa[ks + 1], b1);
       }
     }
     // Keys past seq, and causally hidden keys, only occur in the last tiles.
@@ -299,10 +307,11 @@ AUTOTP_LANE_FN void forward_block(Ctx& ctx, int64_t block, unsigned char* shared
       uint32_t pa[4];
       pack_a(ctx, pa, s, 2 * kk);
       AUTOTP_UNROLL
-      for (int nd = 0; nd < kDimTiles; ++nd) {
-        uint32_t b[2];
-        load_b(ctx, b, v_tile, kStride, 16 * kk, 8 * nd);
-        ctx.mma(o[nd], pa, b);
+      for (int nd = 0; nd < kDimTiles; nd += 2) {
+        uint32_t b0[2], b1[2];
+        load_b_pair(ctx, b0, b1, v_tile, kStride, 16 * kk, 8 * nd);
+        ctx.mma(o[nd], pa, b0);
+        ctx.mma(o[nd + 1], pa, b1);
       }
     }
   }
@@ -392,12 +401,14 @@ AUTOTP_LANE_FN void dq_block(Ctx& ctx, int64_t block, unsigned char* shared, uin
       for (int i = 0; i < 4; ++i)
         s[nk][i] = dp[nk][i] = 0.0f;
       AUTOTP_UNROLL
-      for (int ks = 0; ks < kSteps; ++ks) {
-        uint32_t b[2];
-        load_b_transposed(ctx, b, k_tile, kStride, 8 * nk, 16 * ks);
-        ctx.mma(s[nk], qa[ks], b);
-        load_b_transposed(ctx, b, v_tile, kStride, 8 * nk, 16 * ks);
-        ctx.mma(dp[nk], da[ks], b);
+      for (int ks = 0; ks < kSteps; ks += 2) {
+        uint32_t b0[2], b1[2];
+        load_b_transposed_pair(ctx, b0, b1, k_tile, kStride, 8 * nk, 16 * ks);
+        ctx.mma(s[nk], qa[ks], b0);
+        ctx.mma(s[nk], qa[ks + 1], b1);
+        load_b_transposed_pair(ctx, b0, b1, v_tile, kStride, 8 * nk, 16 * ks);
+        ctx.mma(dp[nk], da[ks], b0);
+        ctx.mma(dp[nk], da[ks + 1], b1);
       }
     }
     const bool edge = k0 + kDqKeys > p.seq || (p.causal && k0 + kDqKeys > q0);
@@ -419,10 +430,11 @@ AUTOTP_LANE_FN void dq_block(Ctx& ctx, int64_t block, unsigned char* shared, uin
       uint32_t dsa[4];
       pack_a(ctx, dsa, s, 2 * kk);
       AUTOTP_UNROLL
-      for (int nd = 0; nd < kDimTiles; ++nd) {
-        uint32_t b[2];
-        load_b(ctx, b, k_tile, kStride, 16 * kk, 8 * nd);
-        ctx.mma(acc[nd], dsa, b);
+      for (int nd = 0; nd < kDimTiles; nd += 2) {
+        uint32_t b0[2], b1[2];
+        load_b_pair(ctx, b0, b1, k_tile, kStride, 16 * kk, 8 * nd);
+        ctx.mma(acc[nd], dsa, b0);
+        ctx.mma(acc[nd + 1], dsa, b1);
       }
     }
   }
@@ -492,17 +504,22 @@ AUTOTP_LANE_FN void dkdv_block(Ctx& ctx, int64_t block, unsigned char* shared, u
           s[nq][i] = dp[nq][i] = 0.0f;
       }
       AUTOTP_UNROLL
-      for (int ks = 0; ks < kSteps; ++ks) {
-        uint32_t ka[4], va[4];
-        load_a(ctx, ka, k_tile, kStride, 16 * warp, 16 * ks);
-        load_a(ctx, va, v_tile, kStride, 16 * warp, 16 * ks);
+      for (int ks = 0; ks < kSteps; ks += 2) {  // two k-steps per B load
+        uint32_t ka[2][4], va[2][4];
+        AUTOTP_UNROLL
+        for (int half = 0; half < 2; ++half) {
+          load_a(ctx, ka[half], k_tile, kStride, 16 * warp, 16 * (ks + half));
+          load_a(ctx, va[half], v_tile, kStride, 16 * warp, 16 * (ks + half));
+        }
         AUTOTP_UNROLL
         for (int nq = 0; nq < kQueryTiles; ++nq) {
-          uint32_t bq[2], bd[2];
-          load_b_transposed(ctx, bq, q_tile, kStride, 8 * nq, 16 * ks);
-          ctx.mma(s[nq], ka, bq);
-          load_b_transposed(ctx, bd, dout_tile, kStride, 8 * nq, 16 * ks);
-          ctx.mma(dp[nq], va, bd);
+          uint32_t b0[2], b1[2];
+          load_b_transposed_pair(ctx, b0, b1, q_tile, kStride, 8 * nq, 16 * ks);
+          ctx.mma(s[nq], ka[0], b0);
+          ctx.mma(s[nq], ka[1], b1);
+          load_b_transposed_pair(ctx, b0, b1, dout_tile, kStride, 8 * nq, 16 * ks);
+          ctx.mma(dp[nq], va[0], b0);
+          ctx.mma(dp[nq], va[1], b1);
         }
       }
       const bool edge = i0 + kDkdvQueries > p.seq || (p.causal && i0 < k0 + kBlockRows);
@@ -526,12 +543,14 @@ AUTOTP_LANE_FN void dkdv_block(Ctx& ctx, int64_t block, unsigned char* shared, u
         pack_a(ctx, pa, s, 2 * kk);
         pack_a(ctx, dsa, dp, 2 * kk);
         AUTOTP_UNROLL
-        for (int nd = 0; nd < kDimTiles; ++nd) {
-          uint32_t b[2];
-          load_b(ctx, b, dout_tile, kStride, 16 * kk, 8 * nd);
-          ctx.mma(dv_acc[nd], pa, b);
-          load_b(ctx, b, q_tile, kStride, 16 * kk, 8 * nd);
-          ctx.mma(dk_acc[nd], dsa, b);
+        for (int nd = 0; nd < kDimTiles; nd += 2) {
+          uint32_t b0[2], b1[2];
+          load_b_pair(ctx, b0, b1, dout_tile, kStride, 16 * kk, 8 * nd);
+          ctx.mma(dv_acc[nd], pa, b0);
+          ctx.mma(dv_acc[nd + 1], pa, b1);
+          load_b_pair(ctx, b0, b1, q_tile, kStride, 16 * kk, 8 * nd);
+          ctx.mma(dk_acc[nd], dsa, b0);
+          ctx.mma(dk_acc[nd + 1], dsa, b1);
         }
       }
     }

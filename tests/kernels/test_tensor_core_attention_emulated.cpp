@@ -1,7 +1,7 @@
 // The tensor-core attention block bodies (kernels/tensor_core_attention.h) run on the CPU in an
 // emulation of a CUDA block: 128 threads, __syncthreads as a block barrier, warp shuffles and
-// the mma.sync m16n8k16 fragment exchange as per-warp barriers, the fragment layouts written
-// out from the PTX ISA tables. Compared against the double-precision CPU reference
+// the mma.sync m16n8k16 and ldmatrix fragment exchanges as per-warp barriers, the fragment
+// layouts written out from the PTX ISA tables. Compared against the double-precision CPU reference
 // (kernels/cpu/attention.h) on the same 16-bit inputs, with bounds from a rounding model.
 // This checks indexing, masking, tiling, the online softmax and the fragment bookkeeping
 // without a GPU; the GPU runs the same bodies (tests/core/test_cuda_nn_ops.cpp compares them).
@@ -35,6 +35,7 @@ struct EmulatedBlockState {
     float values[32];
     uint32_t a[32][4];
     uint32_t b[32][2];
+    const uint16_t* rows[32];
   };
   std::barrier<> block_barrier{tc::kThreads};
   Warp warps[tc::kWarps];
@@ -84,6 +85,12 @@ class EmulatedLanes {
     w.barrier.arrive_and_wait();
   }
 
+  // ldmatrix.m8n8.x4: lane l names row l % 8 of matrix l / 8; each lane receives (row l / 4,
+  // columns 2 (l % 4) and 2 (l % 4) + 1) of every matrix, transposed: (rows 2 (l % 4) and
+  // 2 (l % 4) + 1, column l / 4).
+  void ldmatrix_x4(uint32_t (&r)[4], const uint16_t* row) { ldmatrix(r, row, false); }
+  void ldmatrix_x4_trans(uint32_t (&r)[4], const uint16_t* row) { ldmatrix(r, row, true); }
+
   float to_float(uint16_t bits) const { return Half::to_float(bits); }
   uint32_t pack(float lo, float hi) const {
     return static_cast<uint32_t>(Half::from_float(lo)) |
@@ -112,6 +119,25 @@ class EmulatedLanes {
   float log2(float x) const { return std::log2(x); }
 
  private:
+  void ldmatrix(uint32_t (&r)[4], const uint16_t* row, bool transposed) {
+    check_alignment(row, 16);
+    EmulatedBlockState::Warp& w = block_.warps[warp()];
+    w.rows[lane()] = row;
+    w.barrier.arrive_and_wait();
+    const int g = lane() / 4, t = lane() % 4;
+    for (int i = 0; i < 4; ++i) {
+      uint16_t lo, hi;
+      if (transposed) {
+        lo = w.rows[8 * i + 2 * t][g];
+        hi = w.rows[8 * i + 2 * t + 1][g];
+      } else {
+        lo = w.rows[8 * i + g][2 * t];
+        hi = w.rows[8 * i + g][2 * t + 1];
+      }
+      r[i] = static_cast<uint32_t>(lo) | (static_cast<uint32_t>(hi) << 16);
+    }
+    w.barrier.arrive_and_wait();
+  }
   float half_of(uint32_t word, int high) const {
     return Half::to_float(static_cast<uint16_t>(high ? word >> 16 : word));
   }
