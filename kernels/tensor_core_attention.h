@@ -13,7 +13,9 @@
 //   void ldmatrix_x4(uint32_t (&r)[4], const uint16_t* row), ldmatrix_x4_trans(...)
 //                                          PTX ldmatrix.m8n8.x4(.trans) from shared memory
 //   uint32_t load_u32(const uint16_t*), void store_u32(uint16_t*, uint32_t)
-//   void copy16(uint16_t* dst, const uint16_t* src), void zero16(uint16_t* dst)   8 elements
+//   void copy16_async(uint16_t* dst, const uint16_t* src)   8 elements global -> shared, async
+//   void wait_async()                      this lane's async copies have landed (cp.async)
+//   void zero16(uint16_t* dst)             8 zero elements into shared memory
 //   float exp2(float), float log2(float)
 //
 // Fragments (PTX "row.col" m16n8k16), g = lane / 4, t = lane % 4, pairs are (low, high) halves:
@@ -70,19 +72,33 @@ inline constexpr int64_t row_tiles(int64_t seq) {
   return (seq + kBlockRows - 1) / kBlockRows;
 }
 
+// Tiles streamed over a loop are double-buffered: the next one loads (cp.async) while the
+// warps compute on the current one.
+template <int D>
+constexpr int forward_tile_elements() {
+  return 2 * kForwardKeys * row_stride<D>();  // k and v
+}
 template <int D>
 constexpr int forward_shared_bytes() {
-  return 2 * kForwardKeys * row_stride<D>() * 2;  // k and v tiles
+  return 2 * forward_tile_elements<D>() * 2;
+}
+template <int D>
+constexpr int dq_tile_elements() {
+  return 2 * kDqKeys * row_stride<D>();  // k and v
 }
 template <int D>
 constexpr int dq_shared_bytes() {
-  return 2 * kDqKeys * row_stride<D>() * 2;  // k and v tiles
+  return 2 * dq_tile_elements<D>() * 2;
+}
+// dk/dv: the block's k and v rows, then two buffers of (a q and a dout tile, their lse and
+// delta as f32).
+template <int D>
+constexpr int dkdv_query_tile_bytes() {
+  return 2 * kDkdvQueries * row_stride<D>() * 2 + 2 * kDkdvQueries * 4;
 }
 template <int D>
 constexpr int dkdv_shared_bytes() {
-  // the block's k and v rows, a q and a dout tile, the tile's lse and delta
-  return 2 * kBlockRows * row_stride<D>() * 2 + 2 * kDkdvQueries * row_stride<D>() * 2 +
-         2 * kDkdvQueries * 4;
+  return 2 * kBlockRows * row_stride<D>() * 2 + 2 * dkdv_query_tile_bytes<D>();
 }
 
 struct Problem {
@@ -97,7 +113,8 @@ AUTOTP_LANE_FN float max_of(float a, float b) {
   return a > b ? a : b;
 }
 
-// Rows [first, first + rows) of a [seq, D] matrix into a shared tile (zeros past seq).
+// Starts loading rows [first, first + rows) of a [seq, D] matrix into a shared tile (zeros
+// past seq); visible to the block after wait_async() and sync_block().
 template <int D, class Ctx>
 AUTOTP_LANE_FN void stage_rows(Ctx& ctx, uint16_t* tile, const uint16_t* matrix, int64_t first,
                                int rows, int64_t seq) {
@@ -106,7 +123,7 @@ AUTOTP_LANE_FN void stage_rows(Ctx& ctx, uint16_t* tile, const uint16_t* matrix,
     const int r = e / kChunks, c = e - r * kChunks;
     uint16_t* dst = tile + r * row_stride<D>() + c * 8;
     if (first + r < seq) {
-      ctx.copy16(dst, matrix + (first + r) * D + c * 8);
+      ctx.copy16_async(dst, matrix + (first + r) * D + c * 8);
     } else {
       ctx.zero16(dst);
     }
@@ -220,8 +237,7 @@ AUTOTP_LANE_FN void forward_block(Ctx& ctx, int64_t block, unsigned char* shared
   constexpr int kSteps = D / 16;    // k-steps over the head dim
   constexpr int kDimTiles = D / 8;  // n-tiles over the head dim
   constexpr int kKeyTiles = kForwardKeys / 8;
-  uint16_t* k_tile = reinterpret_cast<uint16_t*>(shared);
-  uint16_t* v_tile = k_tile + kForwardKeys * kStride;
+  uint16_t* const buffers = reinterpret_cast<uint16_t*>(shared);  // [2][k tile, v tile]
   const int64_t tiles = row_tiles(p.seq);
   const int64_t bh = block / tiles;                  // b * hq + h
   const int64_t q_tile = tiles - 1 - block % tiles;  // causal: the longest rows first
@@ -244,11 +260,18 @@ AUTOTP_LANE_FN void forward_block(Ctx& ctx, int64_t block, unsigned char* shared
   const float scale2 = p.scale * kLog2e;
   const int64_t key_end = p.causal && q0 + kBlockRows < p.seq ? q0 + kBlockRows : p.seq;
 
-  for (int64_t k0 = 0; k0 < key_end; k0 += kForwardKeys) {
-    ctx.sync_block();  // every warp is done with the previous tile
-    stage_rows<D>(ctx, k_tile, k_head, k0, kForwardKeys, p.seq);
-    stage_rows<D>(ctx, v_tile, v_head, k0, kForwardKeys, p.seq);
-    ctx.sync_block();
+  auto stage = [&](int64_t buffer, int64_t first_key) {
+    uint16_t* tile = buffers + buffer * forward_tile_elements<D>();
+    stage_rows<D>(ctx, tile, k_head, first_key, kForwardKeys, p.seq);
+    stage_rows<D>(ctx, tile + kForwardKeys * kStride, v_head, first_key, kForwardKeys, p.seq);
+  };
+  if (key_end > 0) stage(0, 0);
+  for (int64_t k0 = 0, it = 0; k0 < key_end; k0 += kForwardKeys, ++it) {
+    ctx.wait_async();
+    ctx.sync_block();  // this tile is in; every warp is done with the other buffer
+    if (k0 + kForwardKeys < key_end) stage((it + 1) & 1, k0 + kForwardKeys);
+    const uint16_t* k_tile = buffers + (it & 1) * forward_tile_elements<D>();
+    const uint16_t* v_tile = k_tile + kForwardKeys * kStride;
 
     float s[kKeyTiles][4];
     AUTOTP_UNROLL
@@ -344,8 +367,7 @@ AUTOTP_LANE_FN void dq_block(Ctx& ctx, int64_t block, unsigned char* shared, uin
   constexpr int kSteps = D / 16;
   constexpr int kDimTiles = D / 8;
   constexpr int kKeyTiles = kDqKeys / 8;
-  uint16_t* k_tile = reinterpret_cast<uint16_t*>(shared);
-  uint16_t* v_tile = k_tile + kDqKeys * kStride;
+  uint16_t* const buffers = reinterpret_cast<uint16_t*>(shared);  // [2][k tile, v tile]
   const int64_t tiles = row_tiles(p.seq);
   const int64_t bh = block / tiles;
   const int64_t q_tile = tiles - 1 - block % tiles;
@@ -388,11 +410,18 @@ AUTOTP_LANE_FN void dq_block(Ctx& ctx, int64_t block, unsigned char* shared, uin
   const float scale2 = p.scale * kLog2e;
   const int64_t key_end = p.causal && q0 + kBlockRows < p.seq ? q0 + kBlockRows : p.seq;
 
-  for (int64_t k0 = 0; k0 < key_end; k0 += kDqKeys) {
-    ctx.sync_block();
-    stage_rows<D>(ctx, k_tile, k_head, k0, kDqKeys, p.seq);
-    stage_rows<D>(ctx, v_tile, v_head, k0, kDqKeys, p.seq);
-    ctx.sync_block();
+  auto stage = [&](int64_t buffer, int64_t first_key) {
+    uint16_t* tile = buffers + buffer * dq_tile_elements<D>();
+    stage_rows<D>(ctx, tile, k_head, first_key, kDqKeys, p.seq);
+    stage_rows<D>(ctx, tile + kDqKeys * kStride, v_head, first_key, kDqKeys, p.seq);
+  };
+  if (key_end > 0) stage(0, 0);
+  for (int64_t k0 = 0, it = 0; k0 < key_end; k0 += kDqKeys, ++it) {
+    ctx.wait_async();
+    ctx.sync_block();  // this tile is in; every warp is done with the other buffer
+    if (k0 + kDqKeys < key_end) stage((it + 1) & 1, k0 + kDqKeys);
+    const uint16_t* k_tile = buffers + (it & 1) * dq_tile_elements<D>();
+    const uint16_t* v_tile = k_tile + kDqKeys * kStride;
 
     float s[kKeyTiles][4], dp[kKeyTiles][4];
     AUTOTP_UNROLL
@@ -458,10 +487,7 @@ AUTOTP_LANE_FN void dkdv_block(Ctx& ctx, int64_t block, unsigned char* shared, u
   constexpr int kQueryTiles = kDkdvQueries / 8;
   uint16_t* k_tile = reinterpret_cast<uint16_t*>(shared);
   uint16_t* v_tile = k_tile + kBlockRows * kStride;
-  uint16_t* q_tile = v_tile + kBlockRows * kStride;
-  uint16_t* dout_tile = q_tile + kDkdvQueries * kStride;
-  float* lse_tile = reinterpret_cast<float*>(dout_tile + kDkdvQueries * kStride);
-  float* delta_tile = lse_tile + kDkdvQueries;
+  unsigned char* const query_buffers = shared + 2 * kBlockRows * kStride * 2;
   const int64_t tiles = row_tiles(p.seq);
   const int64_t bkv = block / tiles;       // b * hkv + kv head
   const int64_t key_tile = block % tiles;  // causal: the first keys see the most queries
@@ -483,78 +509,96 @@ AUTOTP_LANE_FN void dkdv_block(Ctx& ctx, int64_t block, unsigned char* shared, u
   const float scale2 = p.scale * kLog2e;
   const int64_t first_query = p.causal ? k0 : 0;  // earlier queries see none of these keys
 
-  for (int64_t gi = 0; gi < group; ++gi) {
-    const int64_t bh = b * p.hq + kv * group + gi;
-    for (int64_t i0 = first_query; i0 < p.seq; i0 += kDkdvQueries) {
-      ctx.sync_block();  // the previous tile is consumed (and the k/v rows are staged)
-      stage_rows<D>(ctx, q_tile, q + bh * p.seq * D, i0, kDkdvQueries, p.seq);
-      stage_rows<D>(ctx, dout_tile, dout + bh * p.seq * D, i0, kDkdvQueries, p.seq);
-      for (int e = ctx.thread(); e < kDkdvQueries; e += kThreads) {
-        const bool valid = i0 + e < p.seq;
-        lse_tile[e] = valid ? lse[bh * p.seq + i0 + e] * kLog2e : 0.0f;
-        delta_tile[e] = valid ? delta[bh * p.seq + i0 + e] : 0.0f;
-      }
-      ctx.sync_block();
+  // Query tiles in order: the group's query heads, each over its rows from first_query.
+  const int64_t tiles_per_head = (p.seq - first_query + kDkdvQueries - 1) / kDkdvQueries;
+  const int64_t steps = first_query < p.seq ? group * tiles_per_head : 0;
+  auto tile_buffer = [&](int64_t step) {
+    return query_buffers + (step & 1) * dkdv_query_tile_bytes<D>();
+  };
+  auto stage = [&](int64_t step) {
+    const int64_t bh = b * p.hq + kv * group + step / tiles_per_head;
+    const int64_t i0 = first_query + (step % tiles_per_head) * kDkdvQueries;
+    uint16_t* q_dst = reinterpret_cast<uint16_t*>(tile_buffer(step));
+    uint16_t* dout_dst = q_dst + kDkdvQueries * kStride;
+    float* stats_dst = reinterpret_cast<float*>(dout_dst + kDkdvQueries * kStride);
+    stage_rows<D>(ctx, q_dst, q + bh * p.seq * D, i0, kDkdvQueries, p.seq);
+    stage_rows<D>(ctx, dout_dst, dout + bh * p.seq * D, i0, kDkdvQueries, p.seq);
+    for (int e = ctx.thread(); e < kDkdvQueries; e += kThreads) {
+      const bool valid = i0 + e < p.seq;
+      stats_dst[e] = valid ? lse[bh * p.seq + i0 + e] * kLog2e : 0.0f;
+      stats_dst[kDkdvQueries + e] = valid ? delta[bh * p.seq + i0 + e] : 0.0f;
+    }
+  };
+  if (steps > 0) stage(0);
+  for (int64_t step = 0; step < steps; ++step) {
+    const int64_t i0 = first_query + (step % tiles_per_head) * kDkdvQueries;
+    ctx.wait_async();
+    ctx.sync_block();  // this tile (and the k/v rows) are in; the other buffer is consumed
+    if (step + 1 < steps) stage(step + 1);
+    const uint16_t* q_tile = reinterpret_cast<const uint16_t*>(tile_buffer(step));
+    const uint16_t* dout_tile = q_tile + kDkdvQueries * kStride;
+    const float* lse_tile = reinterpret_cast<const float*>(dout_tile + kDkdvQueries * kStride);
+    const float* delta_tile = lse_tile + kDkdvQueries;
 
-      float s[kQueryTiles][4], dp[kQueryTiles][4];
+    float s[kQueryTiles][4], dp[kQueryTiles][4];
+    AUTOTP_UNROLL
+    for (int nq = 0; nq < kQueryTiles; ++nq) {
+      AUTOTP_UNROLL
+      for (int i = 0; i < 4; ++i)
+        s[nq][i] = dp[nq][i] = 0.0f;
+    }
+    AUTOTP_UNROLL
+    for (int ks = 0; ks < kSteps; ks += 2) {  // two k-steps per B load
+      uint32_t ka[2][4], va[2][4];
+      AUTOTP_UNROLL
+      for (int half = 0; half < 2; ++half) {
+        load_a(ctx, ka[half], k_tile, kStride, 16 * warp, 16 * (ks + half));
+        load_a(ctx, va[half], v_tile, kStride, 16 * warp, 16 * (ks + half));
+      }
       AUTOTP_UNROLL
       for (int nq = 0; nq < kQueryTiles; ++nq) {
-        AUTOTP_UNROLL
-        for (int i = 0; i < 4; ++i)
-          s[nq][i] = dp[nq][i] = 0.0f;
+        uint32_t b0[2], b1[2];
+        load_b_transposed_pair(ctx, b0, b1, q_tile, kStride, 8 * nq, 16 * ks);
+        ctx.mma(s[nq], ka[0], b0);
+        ctx.mma(s[nq], ka[1], b1);
+        load_b_transposed_pair(ctx, b0, b1, dout_tile, kStride, 8 * nq, 16 * ks);
+        ctx.mma(dp[nq], va[0], b0);
+        ctx.mma(dp[nq], va[1], b1);
       }
+    }
+    const bool edge = i0 + kDkdvQueries > p.seq || (p.causal && i0 < k0 + kBlockRows);
+    AUTOTP_UNROLL
+    for (int nq = 0; nq < kQueryTiles; ++nq) {
       AUTOTP_UNROLL
-      for (int ks = 0; ks < kSteps; ks += 2) {  // two k-steps per B load
-        uint32_t ka[2][4], va[2][4];
-        AUTOTP_UNROLL
-        for (int half = 0; half < 2; ++half) {
-          load_a(ctx, ka[half], k_tile, kStride, 16 * warp, 16 * (ks + half));
-          load_a(ctx, va[half], v_tile, kStride, 16 * warp, 16 * (ks + half));
+      for (int i = 0; i < 4; ++i) {
+        const int e = 8 * nq + 2 * t + (i & 1);  // query i0 + e
+        float prob = ctx.exp2(s[nq][i] * scale2 - lse_tile[e]);
+        if (edge) {
+          const int64_t query = i0 + e;
+          if (query >= p.seq || (p.causal && query < keys[i >> 1])) prob = 0.0f;
         }
-        AUTOTP_UNROLL
-        for (int nq = 0; nq < kQueryTiles; ++nq) {
-          uint32_t b0[2], b1[2];
-          load_b_transposed_pair(ctx, b0, b1, q_tile, kStride, 8 * nq, 16 * ks);
-          ctx.mma(s[nq], ka[0], b0);
-          ctx.mma(s[nq], ka[1], b1);
-          load_b_transposed_pair(ctx, b0, b1, dout_tile, kStride, 8 * nq, 16 * ks);
-          ctx.mma(dp[nq], va[0], b0);
-          ctx.mma(dp[nq], va[1], b1);
-        }
+        s[nq][i] = prob;                                 // P^T
+        dp[nq][i] = prob * (dp[nq][i] - delta_tile[e]);  // dS^T
       }
-      const bool edge = i0 + kDkdvQueries > p.seq || (p.causal && i0 < k0 + kBlockRows);
+    }
+    AUTOTP_UNROLL
+    for (int kk = 0; kk < kQueryTiles / 2; ++kk) {
+      uint32_t pa[4], dsa[4];
+      pack_a(ctx, pa, s, 2 * kk);
+      pack_a(ctx, dsa, dp, 2 * kk);
       AUTOTP_UNROLL
-      for (int nq = 0; nq < kQueryTiles; ++nq) {
-        AUTOTP_UNROLL
-        for (int i = 0; i < 4; ++i) {
-          const int e = 8 * nq + 2 * t + (i & 1);  // query i0 + e
-          float prob = ctx.exp2(s[nq][i] * scale2 - lse_tile[e]);
-          if (edge) {
-            const int64_t query = i0 + e;
-            if (query >= p.seq || (p.causal && query < keys[i >> 1])) prob = 0.0f;
-          }
-          s[nq][i] = prob;                                 // P^T
-          dp[nq][i] = prob * (dp[nq][i] - delta_tile[e]);  // dS^T
-        }
-      }
-      AUTOTP_UNROLL
-      for (int kk = 0; kk < kQueryTiles / 2; ++kk) {
-        uint32_t pa[4], dsa[4];
-        pack_a(ctx, pa, s, 2 * kk);
-        pack_a(ctx, dsa, dp, 2 * kk);
-        AUTOTP_UNROLL
-        for (int nd = 0; nd < kDimTiles; nd += 2) {
-          uint32_t b0[2], b1[2];
-          load_b_pair(ctx, b0, b1, dout_tile, kStride, 16 * kk, 8 * nd);
-          ctx.mma(dv_acc[nd], pa, b0);
-          ctx.mma(dv_acc[nd + 1], pa, b1);
-          load_b_pair(ctx, b0, b1, q_tile, kStride, 16 * kk, 8 * nd);
-          ctx.mma(dk_acc[nd], dsa, b0);
-          ctx.mma(dk_acc[nd + 1], dsa, b1);
-        }
+      for (int nd = 0; nd < kDimTiles; nd += 2) {
+        uint32_t b0[2], b1[2];
+        load_b_pair(ctx, b0, b1, dout_tile, kStride, 16 * kk, 8 * nd);
+        ctx.mma(dv_acc[nd], pa, b0);
+        ctx.mma(dv_acc[nd + 1], pa, b1);
+        load_b_pair(ctx, b0, b1, q_tile, kStride, 16 * kk, 8 * nd);
+        ctx.mma(dk_acc[nd], dsa, b0);
+        ctx.mma(dk_acc[nd + 1], dsa, b1);
       }
     }
   }
+  ctx.wait_async();  // no copy outlives the block (with no query tile, the k/v rows')
   store_rows<D>(ctx, dk + bkv * p.seq * D, p.seq, warp_key0, dk_acc, p.scale, p.scale);
   store_rows<D>(ctx, dv + bkv * p.seq * D, p.seq, warp_key0, dv_acc, 1.0f, 1.0f);
 }

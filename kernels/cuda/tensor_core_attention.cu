@@ -1,6 +1,6 @@
-// Device side of the tensor-core attention: the lane context over mma.sync and warp shuffles,
-// one __global__ wrapper per block body, and the launches (dynamic shared memory opted in
-// above 48 KiB where a head dim needs it).
+// Device side of the tensor-core attention: the lane context over mma.sync, ldmatrix, cp.async
+// and warp shuffles, one __global__ wrapper per block body, and the launches (dynamic shared
+// memory opted in above 48 KiB where a head dim needs it).
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/tensor_core_attention.h"
@@ -47,8 +47,12 @@ struct DeviceLanes {
   __device__ __forceinline__ void store_u32(uint16_t* p, uint32_t v) const {
     *reinterpret_cast<uint32_t*>(p) = v;
   }
-  __device__ __forceinline__ void copy16(uint16_t* dst, const uint16_t* src) const {
-    *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
+  __device__ __forceinline__ void copy16_async(uint16_t* dst, const uint16_t* src) const {
+    const auto address = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(address), "l"(src));
+  }
+  __device__ __forceinline__ void wait_async() const {
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
   }
   __device__ __forceinline__ void zero16(uint16_t* dst) const {
     *reinterpret_cast<uint4*>(dst) = make_uint4(0u, 0u, 0u, 0u);

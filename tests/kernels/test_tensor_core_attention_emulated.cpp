@@ -106,10 +106,19 @@ class EmulatedLanes {
     check_alignment(p, 4);
     std::memcpy(p, &v, 4);
   }
-  void copy16(uint16_t* dst, const uint16_t* src) {
+  // cp.async: the copy lands only when this lane waits, so a tile read before its wait and
+  // barrier still holds the previous tile (or the NaN fill).
+  void copy16_async(uint16_t* dst, const uint16_t* src) {
     check_alignment(dst, 16);
     check_alignment(src, 16);
-    std::memcpy(dst, src, 16);
+    PendingCopy copy{dst, {}};
+    std::memcpy(copy.bytes, src, 16);
+    pending_.push_back(copy);
+  }
+  void wait_async() {
+    for (const PendingCopy& copy : pending_)
+      std::memcpy(copy.dst, copy.bytes, 16);
+    pending_.clear();
   }
   void zero16(uint16_t* dst) {
     check_alignment(dst, 16);
@@ -145,8 +154,14 @@ class EmulatedLanes {
     if (reinterpret_cast<uintptr_t>(p) % bytes != 0) block_.misaligned.fetch_add(1);
   }
 
+  struct PendingCopy {
+    uint16_t* dst;
+    unsigned char bytes[16];
+  };
+
   EmulatedBlockState& block_;
   int thread_;
+  std::vector<PendingCopy> pending_;
 };
 
 // Runs `body(ctx, block, shared)` for every block of the grid, 128 threads per block. Shared
@@ -170,6 +185,7 @@ int run_grid(int64_t blocks, int shared_bytes, Body body) {
       threads.emplace_back([&, thread] {
         EmulatedLanes<Half> ctx(*state, thread);
         body(ctx, block, shared);
+        ctx.wait_async();  // copies still in flight at exit (none, in a correct body)
       });
     }
     for (std::thread& t : threads)
