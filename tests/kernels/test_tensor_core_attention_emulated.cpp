@@ -381,6 +381,12 @@ TEST(TensorCoreAttentionEmulated, Bf16GroupedHeadsOverPartialTilesMatchTheRefere
   expect_matches_reference<BFloat16>({1, 4, 2, 70, 64, false}, "bf16", 200);
 }
 
+TEST(TensorCoreAttentionEmulated, Bf16LlamaShapedGroupsOfFourMatchTheReference) {
+  // Llama-3.2-1B's 4 query heads per kv head at D = 64, seq 100: two query tiles (the last of
+  // 36 rows), dk/dv query tiles running across the group's head bounds.
+  expect_matches_reference<BFloat16>({1, 4, 1, 100, 64, true}, "bf16", 800);
+}
+
 TEST(TensorCoreAttentionEmulated, Bf16HeadDims32And128AndOddLengthsMatchTheReference) {
   expect_matches_reference<BFloat16>({2, 2, 1, 33, 32, true}, "bf16", 300);
   expect_matches_reference<BFloat16>({1, 2, 2, 19, 128, true}, "bf16", 400);
