@@ -209,6 +209,9 @@ SavedCheckpoint::SavedCheckpoint(std::string dir) : dir_(std::move(dir)) {
                      "{}: the moments have dtypes {} and {}, which autotp cannot load",
                      file.string(), m.dtype_name, part.info("exp_avg_sq").dtype_name);
         if (d == 0) r.flat_dtype = *m.dtype;
+        AUTOTP_CHECK(*m.dtype == r.flat_dtype,
+                     "{}: the moments are {}, those of partition 0 of TP rank {} {}", file.string(),
+                     m.dtype_name, t, io::safetensors_dtype_name(r.flat_dtype));
         step = static_cast<int64_t>(part.load("step").to_vector().at(0));
         r.partition_offsets.push_back(offset);
         r.partitions.push_back(std::move(part));
@@ -240,9 +243,8 @@ SavedCheckpoint::SavedCheckpoint(std::string dir) : dir_(std::move(dir)) {
           r.steps[s] = static_cast<int64_t>(r.adamw->load(info.name).to_vector().at(0));
           parts[s];
         } else {
-          AUTOTP_FAIL(
-              "{}: '{}' is not an AdamW state entry (<param>.exp_avg, .exp_avg_sq, .step)",
-              opt.string(), info.name);
+          AUTOTP_FAIL("{}: '{}' is not an AdamW state entry (<param>.exp_avg, .exp_avg_sq, .step)",
+                      opt.string(), info.name);
         }
       }
       for (const auto& [p, n] : parts) {
@@ -268,8 +270,8 @@ SavedCheckpoint::SavedCheckpoint(std::string dir) : dir_(std::move(dir)) {
   for (int64_t t = 0; t < tp_; ++t) {
     const TpRankFiles& r = ranks_[static_cast<size_t>(t)];
     for (const std::string& name : names_) {
-      AUTOTP_CHECK(r.model->contains(name), "'{}': {} lacks '{}', which TP rank 0's file has",
-                   dir_, r.model_name, name);
+      AUTOTP_CHECK(r.model->contains(name), "'{}': {} lacks '{}', which TP rank 0's file has", dir_,
+                   r.model_name, name);
     }
     for (const std::string& name : moment_names_) {
       AUTOTP_CHECK(r.steps.count(name) > 0, "'{}': TP rank {} has no optimizer state for '{}'",
@@ -350,9 +352,8 @@ Tensor SavedCheckpoint::read_piece(const std::string& name, SavedTensor which, i
     const int64_t p1 = p0 + shape_numel(part.info(flat_key(which)).shape);
     const int64_t lo = std::max(begin, p0), hi = std::min(begin + numel, p1);
     if (lo >= hi) continue;
-    const Tensor range = tracked(part.load_elements(flat_key(which), lo - p0, hi - lo));
-    bytes_read_ += range.numel() * static_cast<int64_t>(range.itemsize());
-    out.narrow(0, lo - begin, hi - lo).copy_(range);
+    part.read_elements(flat_key(which), lo - p0, out.narrow(0, lo - begin, hi - lo));
+    bytes_read_ += (hi - lo) * static_cast<int64_t>(out.itemsize());
   }
   return out.view(shape);
 }
@@ -393,15 +394,17 @@ Tensor SavedCheckpoint::read_shard(const std::string& name, SavedTensor which,
       bool overlaps = false;
       for (size_t j = 0; j < plan.widths.size(); ++j) {
         const int64_t a = sum_before(plan.widths[j], rank), c = sum_before(saved.widths[j], t);
-        overlaps = overlaps || std::max(a, c) < std::min(a + plan.widths[j][r],
-                                                         c + saved.widths[j][static_cast<size_t>(t)]);
+        overlaps = overlaps ||
+                   std::max(a, c) <
+                       std::min(a + plan.widths[j][r], c + saved.widths[j][static_cast<size_t>(t)]);
       }
       if (!overlaps) continue;
       const Tensor piece = read_piece(name, which, t).reshape(saved.local_view(t));
       if (!out.defined()) out = tracked(Tensor::empty(local, piece.dtype()));
       for (size_t j = 0; j < plan.widths.size(); ++j) {
         const int64_t a = sum_before(plan.widths[j], rank), w = plan.widths[j][r];
-        const int64_t c = sum_before(saved.widths[j], t), v = saved.widths[j][static_cast<size_t>(t)];
+        const int64_t c = sum_before(saved.widths[j], t),
+                      v = saved.widths[j][static_cast<size_t>(t)];
         const int64_t lo = std::max(a, c), hi = std::min(a + w, c + v);
         if (lo >= hi) continue;
         out.narrow(plan.dim, local_start(plan, j, rank) + lo - a, hi - lo)
