@@ -1,5 +1,5 @@
 // Distributed training checkpoints: per-rank weight shards and optimizer partitions with
-// their splits in the manifest (written last), and any layout read back unsharded to re-split.
+// their splits in the manifest (written last), and any layout loaded parameter by parameter.
 #include "engine/distributed_checkpoint.h"
 
 #include <algorithm>

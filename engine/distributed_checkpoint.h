@@ -1,6 +1,6 @@
 // Training checkpoints of multi-rank runs under any TP x DP x ZeRO layout: every rank writes
 // its own shards with how each tensor was split, world rank 0 the manifest last; loading
-// reassembles the unsharded tensors and re-splits them for the loading run's layout.
+// builds, one parameter at a time, the slice the loading run's layout keeps on this rank.
 #pragma once
 
 #include <map>
