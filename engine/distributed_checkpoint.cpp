@@ -1,5 +1,5 @@
 // Distributed training checkpoints: per-rank weight shards and optimizer partitions with
-// their splits in the manifest (written last), and any layout read back unsharded to re-split.
+// their splits in the manifest (written last), and any layout loaded parameter by parameter.
 #include "engine/distributed_checkpoint.h"
 
 #include <algorithm>
@@ -16,6 +16,7 @@
 #include "core/io/sharded_safetensors.h"
 #include "engine/checkpoint_files.h"
 #include "engine/hf_config.h"
+#include "engine/saved_checkpoint.h"
 #include "layers/parallel/tensor_parallel_layer.h"
 
 namespace autotp {
@@ -49,13 +50,6 @@ json::Value int_array(const std::vector<int64_t>& values) {
   return a;
 }
 
-std::vector<int64_t> read_ints(const json::Value& array) {
-  std::vector<int64_t> out;
-  for (const json::Value& v : array.elements())
-    out.push_back(v.as_int64());
-  return out;
-}
-
 // How a sharded tensor was split: its full shape, the logical view, the split dim of the view
 // and widths[sub-parameter][rank].
 json::Value split_json(const ParamSplitInfo& info) {
@@ -70,32 +64,6 @@ json::Value split_json(const ParamSplitInfo& info) {
   return out;
 }
 
-struct SavedSplit {
-  Shape shape;
-  SplitPlan plan;
-};
-
-SavedSplit split_from_json(const json::Value& v, int64_t tp) {
-  SavedSplit s;
-  s.shape = read_ints(v["shape"]);
-  s.plan.view = read_ints(v["view"]);
-  s.plan.dim = v["dim"].as_int64();
-  for (const json::Value& w : v["widths"].elements())
-    s.plan.widths.push_back(read_ints(w));
-  bool ok = s.plan.dim >= 0 && s.plan.dim < static_cast<int64_t>(s.plan.view.size()) &&
-            shape_numel(s.plan.view) == shape_numel(s.shape) && !s.plan.widths.empty();
-  for (const auto& w : s.plan.widths)
-    ok = ok && static_cast<int64_t>(w.size()) == tp;
-  if (ok) {
-    int64_t sum = 0;
-    for (int64_t size : s.plan.sub_sizes())
-      sum += size;
-    ok = sum == s.plan.view[static_cast<size_t>(s.plan.dim)];
-  }
-  AUTOTP_CHECK(ok, "{}: {}: an inconsistent split for {} TP ranks", v.source(), v.path(), tp);
-  return s;
-}
-
 // Every rank learns whether any rank failed (so none waits in a barrier for a rank that
 // threw); the error names the first failing rank and its message.
 void throw_if_any_rank_failed(Communicator& world, const std::string& failure,
@@ -106,92 +74,6 @@ void throw_if_any_rank_failed(Communicator& world, const std::string& failure,
     if (all[r].empty()) continue;
     AUTOTP_FAIL("{}: rank {} failed: {}", what, r, std::string(all[r].begin(), all[r].end()));
   }
-}
-
-// The tensors of one safetensors file in file order (= save order).
-NamedTensors read_all(const fs::path& file) {
-  const io::SafetensorsFile f(file.string());
-  NamedTensors out;
-  for (const io::SafetensorsTensorInfo& info : f.tensors())
-    out.emplace_back(info.name, f.load(info.name));
-  return out;
-}
-
-// AdamW::state_dict() entries ("<name>.exp_avg", ".exp_avg_sq", ".step") by parameter name.
-std::map<std::string, AdamWParamState> adamw_moments(const NamedTensors& state,
-                                                     const std::string& file) {
-  std::map<std::string, AdamWParamState> out;
-  const auto strip = [](const std::string& name, std::string_view suffix) -> std::string {
-    if (name.size() <= suffix.size() || !name.ends_with(suffix)) return "";
-    return name.substr(0, name.size() - suffix.size());
-  };
-  for (const auto& [name, t] : state) {
-    if (std::string p = strip(name, ".exp_avg_sq"); !p.empty()) {
-      out[p].exp_avg_sq = t;
-    } else if (std::string q = strip(name, ".exp_avg"); !q.empty()) {
-      out[q].exp_avg = t;
-    } else if (std::string s = strip(name, ".step"); !s.empty()) {
-      out[s].step = static_cast<int64_t>(t.to_vector().at(0));
-    } else {
-      AUTOTP_FAIL("{}: '{}' is not an AdamW state entry (<param>.exp_avg, .exp_avg_sq, .step)",
-                  file, name);
-    }
-  }
-  for (const auto& [name, s] : out) {
-    AUTOTP_CHECK(s.exp_avg.defined() && s.exp_avg_sq.defined() && s.step > 0,
-                 "{}: the AdamW state of '{}' is incomplete", file, name);
-  }
-  return out;
-}
-
-// One TP rank's ZeRO partitions (every DP rank's slice of its flat state) unflattened into
-// per-parameter moments, shaped like that rank's weights.
-std::map<std::string, AdamWParamState> zero_moments(const fs::path& dir, const json::Value& files,
-                                                    const std::vector<std::string>& names,
-                                                    const std::map<std::string, Tensor>& weights,
-                                                    int t, int64_t tp) {
-  std::vector<int64_t> offsets, numels;
-  int64_t total = 0;
-  for (const std::string& name : names) {
-    const auto it = weights.find(name);
-    AUTOTP_CHECK(it != weights.end(), "{}: the ZeRO state names parameter '{}', which {} lacks",
-                 dir.string(), name, model_file(t, static_cast<int>(tp)));
-    offsets.push_back(total);
-    numels.push_back(it->second.numel());
-    total += it->second.numel();
-  }
-  const std::string of_tp = tp > 1 ? fmt::format(" of TP rank {}", t) : "";
-  Tensor m, v;
-  int64_t step = 0;
-  for (size_t d = 0; d < files.size(); ++d) {
-    const fs::path file = dir / files.at(d).as_string();
-    AUTOTP_CHECK(fs::is_regular_file(file),
-                 "'{}' is not a complete training checkpoint: ZeRO partition {} of {}{} ({}) is "
-                 "missing",
-                 dir.string(), d, files.size(), of_tp, file.filename().string());
-    const io::SafetensorsFile part(file.string());
-    const Tensor pm = part.load("exp_avg"), pv = part.load("exp_avg_sq");
-    if (!m.defined()) {
-      m = Tensor::zeros({total}, pm.dtype());
-      v = Tensor::zeros({total}, pm.dtype());
-    }
-    const int64_t offset = std::stoll(part.metadata().at("partition_offset"));
-    AUTOTP_CHECK(offset >= 0 && offset + pm.numel() <= total && pv.numel() == pm.numel(),
-                 "{}: a partition at offset {} with {} elements does not fit the {} elements of "
-                 "the parameters",
-                 file.string(), offset, pm.numel(), total);
-    m.narrow(0, offset, pm.numel()).copy_(pm.to(m.dtype()));
-    v.narrow(0, offset, pv.numel()).copy_(pv.to(v.dtype()));
-    step = static_cast<int64_t>(part.load("step").to_vector().at(0));
-  }
-  std::map<std::string, AdamWParamState> out;
-  if (step == 0 || !m.defined()) return out;  // never stepped
-  for (size_t i = 0; i < names.size(); ++i) {
-    const Shape& shape = weights.at(names[i]).shape();
-    out[names[i]] = {step, m.narrow(0, offsets[i], numels[i]).contiguous().reshape(shape),
-                     v.narrow(0, offsets[i], numels[i]).contiguous().reshape(shape)};
-  }
-  return out;
 }
 
 // The model's tensors in save order, each parameter named in `stand_ins` replaced by its
@@ -341,104 +223,120 @@ std::string save_distributed_checkpoint(const std::string& out_dir, const Module
 }
 
 UnshardedCheckpoint read_unsharded_checkpoint(const std::string& checkpoint_dir) {
-  const fs::path dir(checkpoint_dir);
+  SavedCheckpoint saved(checkpoint_dir);
   UnshardedCheckpoint out;
-  out.state = read_training_state(checkpoint_dir);  // a missing manifest is named here
-  const json::Value manifest = json::parse_file((dir / kStateFile).string());
-  if (const json::Value* layout = manifest.find("layout")) {
-    out.tp_size = layout->get<int64_t>("tp_size");
-    out.dp_size = layout->get<int64_t>("dp_size");
-    out.zero_stage = layout->get<int64_t>("zero_stage");
-    AUTOTP_CHECK(out.tp_size >= 1 && out.dp_size >= 1 && out.zero_stage >= 0,
-                 "{}/{}: layout {} is invalid", checkpoint_dir, kStateFile, out.layout());
-  }
-  const int64_t tp = out.tp_size;
-  const json::Value* files = manifest.find("files");
-  std::vector<std::string> model_files;
-  for (int64_t t = 0; t < tp; ++t) {
-    model_files.push_back(files != nullptr
-                              ? (*files)["model"].at(static_cast<size_t>(t)).as_string()
-                              : model_file(0, 1));
-  }
-
-  // Each TP rank's weights and moments, as written.
-  std::vector<NamedTensors> weights(static_cast<size_t>(tp));
-  std::vector<std::map<std::string, Tensor>> by_name(static_cast<size_t>(tp));
-  std::vector<std::map<std::string, AdamWParamState>> moments(static_cast<size_t>(tp));
-  for (int64_t t = 0; t < tp; ++t) {
-    const auto ti = static_cast<size_t>(t);
-    const fs::path file = dir / model_files[ti];
-    AUTOTP_CHECK(fs::is_regular_file(file),
-                 "'{}' is not a complete training checkpoint: {} (the weights of TP rank {} of "
-                 "{}) is missing",
-                 checkpoint_dir, model_files[ti], t, tp);
-    weights[ti] = read_all(file);
-    for (const auto& [name, w] : weights[ti])
-      by_name[ti][name] = w;
-    if (out.zero_stage > 0) {
-      AUTOTP_CHECK(files != nullptr, "{}/{}: ZeRO stage {} without a file list", checkpoint_dir,
-                   kStateFile, out.zero_stage);
-      std::vector<std::string> names;
-      for (const json::Value& n : manifest["params"].elements())
-        names.push_back(n.as_string());
-      moments[ti] = zero_moments(dir, (*files)["optimizer"].at(ti), names, by_name[ti],
-                                 static_cast<int>(t), tp);
-    } else {
-      const std::string name =
-          files != nullptr ? (*files)["optimizer"].at(ti).as_string() : std::string(kOptimizerFile);
-      const fs::path opt = dir / name;
-      AUTOTP_CHECK(fs::is_regular_file(opt),
-                   "'{}' is not a complete training checkpoint: {} is missing", checkpoint_dir,
-                   name);
-      moments[ti] = adamw_moments(read_all(opt), opt.string());
-    }
-  }
-
-  // Reassemble the sharded tensors from their per-rank pieces.
-  std::map<std::string, SavedSplit> splits;
-  if (const json::Value* s = manifest.find("splits")) {
-    for (const std::string& name : s->keys())
-      splits[name] = split_from_json((*s)[name], tp);
-  }
-  const auto unshard = [&](const std::string& name, const auto& piece_of) -> Tensor {
-    const auto it = splits.find(name);
-    if (it == splits.end()) return piece_of(0);
-    std::vector<Tensor> pieces;
-    for (int64_t t = 0; t < tp; ++t)
-      pieces.push_back(piece_of(static_cast<size_t>(t)));
-    return assemble_full(pieces, it->second.plan).reshape(it->second.shape);
-  };
-  for (const auto& [name, w0] : weights[0]) {
-    out.weights.emplace_back(name, unshard(name, [&](size_t t) {
-                               const auto it = by_name[t].find(name);
-                               AUTOTP_CHECK(it != by_name[t].end(),
-                                            "'{}': {} lacks '{}', which TP rank 0's file has",
-                                            checkpoint_dir, model_files[t], name);
-                               return it->second;
-                             }));
-  }
-  for (const auto& [name, s0] : moments[0]) {
-    const auto piece = [&](size_t t) -> const AdamWParamState& {
-      const auto it = moments[t].find(name);
-      AUTOTP_CHECK(it != moments[t].end(), "'{}': TP rank {} has no optimizer state for '{}'",
-                   checkpoint_dir, t, name);
-      return it->second;
-    };
-    AdamWParamState full;
-    full.step = s0.step;
-    full.exp_avg = unshard(name, [&](size_t t) { return piece(t).exp_avg; });
-    full.exp_avg_sq = unshard(name, [&](size_t t) { return piece(t).exp_avg_sq; });
-    out.adamw[name] = full;
+  out.state = saved.state();
+  out.tp_size = saved.tp_size();
+  out.dp_size = saved.dp_size();
+  out.zero_stage = saved.zero_stage();
+  for (const std::string& name : saved.names())
+    out.weights.emplace_back(name, saved.read_full(name, SavedTensor::Weight));
+  for (const std::string& name : saved.moment_names()) {
+    out.adamw[name] = {saved.step(name), saved.read_full(name, SavedTensor::ExpAvg),
+                       saved.read_full(name, SavedTensor::ExpAvgSq)};
   }
   return out;
 }
 
 TrainingState load_any_training_checkpoint(const std::string& checkpoint_dir, Module& model,
                                            AdamW& adamw, ZeroAdamW* zero,
-                                           const NamedTensors* stand_ins) {
-  const UnshardedCheckpoint saved = read_unsharded_checkpoint(checkpoint_dir);
-  load_unsharded_checkpoint(saved, checkpoint_dir, model, &adamw, zero, stand_ins);
-  return saved.state;
+                                           const NamedTensors* stand_ins,
+                                           CheckpointReadStats* stats) {
+  SavedCheckpoint saved(checkpoint_dir);
+  const std::map<std::string, ShardedParameter> current = sharded_parameters(model);
+  const std::string where = fmt::format("'{}' (saved at {})", checkpoint_dir, saved.layout());
+  // The saved tensor's unsharded shape against the model's (from the headers and manifest).
+  const auto check_shape = [&](const std::string& name, SavedTensor which, const Tensor& like) {
+    const Shape full = saved.full_shape(name, which);
+    const auto it = current.find(name);
+    if (it == current.end()) {
+      AUTOTP_CHECK(full == like.shape(), "{}: '{}' has shape {} there, the model's is {}", where,
+                   name, shape_str(full), shape_str(like.shape()));
+      return;
+    }
+    AUTOTP_CHECK(full == it->second.split.original_shape,
+                 "{}: '{}' has shape {} there, the model's unsharded shape is {}", where, name,
+                 shape_str(full), shape_str(it->second.split.original_shape));
+  };
+  // This rank's part of a saved tensor, shaped like `like`: only the pieces it needs are read.
+  const auto local_part = [&](const std::string& name, SavedTensor which,
+                              const Tensor& like) -> Tensor {
+    const auto it = current.find(name);
+    const Tensor part = it == current.end() ? saved.read_full(name, which)
+                                            : saved.read_shard(name, which, it->second.split.plan,
+                                                               it->second.tp_rank);
+    AUTOTP_ASSERT(part.numel() == like.numel(), "'{}': a part of {} elements for a {} parameter",
+                  name, part.numel(), shape_str(like.shape()));
+    const Tensor out = part.reshape(like.shape()).to(like.dtype());
+    saved.track(out);
+    return out;
+  };
+
+  // Every name and shape checked (headers and manifest only) before anything is read or copied.
+  const std::vector<std::pair<std::string, Tensor>> state = state_with(model, stand_ins);
+  std::vector<std::string> missing, unexpected;
+  std::set<std::string> model_names;
+  for (const auto& [name, dst] : state) {
+    model_names.insert(name);
+    if (!saved.contains(name)) {
+      missing.push_back(name);
+      continue;
+    }
+    check_shape(name, SavedTensor::Weight, dst);
+  }
+  for (const std::string& name : saved.names()) {
+    if (model_names.count(name) == 0) unexpected.push_back(name);
+  }
+  AUTOTP_CHECK(missing.empty() && unexpected.empty(),
+               "{} does not match the model (nothing was loaded): missing tensors: [{}]; "
+               "unexpected tensors: [{}]",
+               where, fmt::join(missing, ", "), fmt::join(unexpected, ", "));
+  // ZeRO's parameters (the same as AdamW's, or their f32 masters) carry the state when given.
+  const NamedTensors& params = zero != nullptr ? zero->params() : adamw.params();
+  for (const auto& [name, p] : params) {
+    if (!saved.has_moments(name)) continue;
+    check_shape(name, SavedTensor::ExpAvg, p);
+    check_shape(name, SavedTensor::ExpAvgSq, p);
+  }
+  int64_t flat_step = 0;
+  if (zero != nullptr && !params.empty()) {
+    // One flat state: every parameter stepped equally often (or none did).
+    flat_step = saved.step(params[0].first);
+    for (const auto& [name, p] : params) {
+      AUTOTP_CHECK(saved.step(name) == flat_step,
+                   "{}: optimizer state: parameter '{}' took {} steps, '{}' took {} (a flat state "
+                   "needs equal counts)",
+                   where, name, saved.step(name), params[0].first, flat_step);
+    }
+  }
+
+  // One tensor at a time: read this rank's part, copy it in, let it go.
+  {
+    NoGradGuard no_grad;
+    for (const auto& [name, dst] : state)
+      dst.copy_(local_part(name, SavedTensor::Weight, dst).to(dst.device()));
+  }
+  try {
+    if (zero != nullptr) {
+      zero->load_state_by_parameter(flat_step, [&](size_t i) {
+        const auto& [name, p] = params[i];
+        return std::pair{local_part(name, SavedTensor::ExpAvg, p),
+                         local_part(name, SavedTensor::ExpAvgSq, p)};
+      });
+    } else {
+      adamw.load_state_dict({});  // parameters without saved state start fresh
+      for (size_t i = 0; i < params.size(); ++i) {
+        const auto& [name, p] = params[i];
+        if (!saved.has_moments(name)) continue;
+        const Tensor m = local_part(name, SavedTensor::ExpAvg, p);
+        adamw.load_param_state(i, saved.step(name), m, local_part(name, SavedTensor::ExpAvgSq, p));
+      }
+    }
+  } catch (const Error& e) {
+    throw Error(fmt::format("{}: {}", where, e.what()));
+  }
+  if (stats != nullptr) *stats = saved.stats();
+  return saved.state();
 }
 
 void load_unsharded_checkpoint(const UnshardedCheckpoint& saved, const std::string& checkpoint_dir,

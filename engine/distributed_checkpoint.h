@@ -1,6 +1,6 @@
 // Training checkpoints of multi-rank runs under any TP x DP x ZeRO layout: every rank writes
 // its own shards with how each tensor was split, world rank 0 the manifest last; loading
-// reassembles the unsharded tensors and re-splits them for the loading run's layout.
+// builds, one parameter at a time, the slice the loading run's layout keeps on this rank.
 #pragma once
 
 #include <map>
@@ -10,6 +10,7 @@
 #include "core/comm/parallel_grid.h"
 #include "engine/checkpoint.h"
 #include "engine/optimizer.h"
+#include "engine/saved_checkpoint.h"
 #include "engine/zero_optimizer.h"
 #include "models/causal_lm.h"
 
@@ -40,7 +41,7 @@ std::string save_distributed_checkpoint(const std::string& out_dir, const Module
 
 // A training checkpoint of any layout (one process, DP, TP, any ZeRO stage) read back as
 // unsharded tensors. Reads files only; every rank may call it. Memory: the full model and
-// both moments (what a reshard needs on the CPU trainer's scales).
+// both moments (for `autotp export` and tests; loading goes parameter by parameter).
 struct UnshardedCheckpoint {
   TrainingState state;
   NamedTensors weights;                              // the full state dict, in save order
@@ -52,13 +53,20 @@ UnshardedCheckpoint read_unsharded_checkpoint(const std::string& checkpoint_dir)
 
 // Loads any training checkpoint into `model` (unsharded, or sharded by the AutoTP pass: each
 // TensorParallelLayer's frozen split says which slice this rank keeps) and into `zero` when
-// given, else `adamw`. Names and shapes are checked before anything is copied; a mismatch
-// names the checkpoint, its layout and the tensor. Reads files only (no collectives).
+// given (its partition only; `adamw`'s own state is then left as it is), else `adamw`. Names
+// and shapes are checked from the manifest and file headers before anything is read or
+// copied; a mismatch names the checkpoint, its layout and the tensor. Reads files only (no
+// collectives). Memory: besides the destination, one parameter's tensors at a time: for each
+// parameter the weight, then each moment, this rank's part built from only the saved pieces
+// (and ZeRO partition ranges) it overlaps, copied in and released; under ZeRO the moments of
+// parameters outside this rank's partition are not read. `stats` (optional) receives what was
+// read and the most held at once.
 // `stand_ins` (optional): the saved values of parameters with these names go into these
 // tensors instead of the model's (e.g. f32 master weights; the caller then writes the model).
 TrainingState load_any_training_checkpoint(const std::string& checkpoint_dir, Module& model,
                                            AdamW& adamw, ZeroAdamW* zero,
-                                           const NamedTensors* stand_ins = nullptr);
+                                           const NamedTensors* stand_ins = nullptr,
+                                           CheckpointReadStats* stats = nullptr);
 
 // The same from an already-read checkpoint (`checkpoint_dir` names it in messages); with a
 // null `adamw` only the weights are loaded.

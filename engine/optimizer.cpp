@@ -267,6 +267,26 @@ void AdamW::load_state_dict(const NamedTensors& state) {
   state_ = std::move(loaded);
 }
 
+void AdamW::load_param_state(size_t index, int64_t step, const Tensor& exp_avg,
+                             const Tensor& exp_avg_sq) {
+  AUTOTP_ASSERT(index < params_.size(), "parameter {} of {}", index, params_.size());
+  const std::string& name = params_[index].first;
+  const Tensor& param = params_[index].second;
+  AUTOTP_CHECK(step >= 1, "AdamW state: '{}.step' must be a positive integer, got {}", name, step);
+  const auto buffer = [&](const char* field, const Tensor& value) {
+    AUTOTP_CHECK(value.shape() == param.shape(), "AdamW state: '{}.{}' has shape {}, expected {}",
+                 name, field, shape_str(value.shape()), shape_str(param.shape()));
+    Tensor out = Tensor::empty(param.shape(), param.dtype(), param.device());
+    out.copy_(value);
+    return out;
+  };
+  AdamWParamState st;
+  st.step = step;
+  st.exp_avg = buffer("exp_avg", exp_avg);
+  st.exp_avg_sq = buffer("exp_avg_sq", exp_avg_sq);
+  state_[index] = std::move(st);
+}
+
 void adamw_update_with_ops(const Tensor& param, const Tensor& exp_avg, const Tensor& exp_avg_sq,
                            const Tensor& grad, int64_t step, const AdamWOptions& options,
                            bool apply_weight_decay) {

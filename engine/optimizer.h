@@ -85,6 +85,10 @@ class AdamW {
   // Restores state_dict() output: copies the moments into this optimizer's buffers. Every
   // entry must name a known parameter with matching shapes; missing parameters start fresh.
   void load_state_dict(const NamedTensors& state);
+  // Restores parameter `index`'s state alone (a checkpoint loaded one parameter at a time):
+  // the moments are copied into new buffers shaped like the parameter; step >= 1.
+  void load_param_state(size_t index, int64_t step, const Tensor& exp_avg,
+                        const Tensor& exp_avg_sq);
 
  private:
   // Throws when the gradient's shape, dtype or device differs from the parameter's.

@@ -198,6 +198,27 @@ void ZeroAdamW::load_full_state(const FlatAdamWState& full) {
   step_ = full.step;
 }
 
+void ZeroAdamW::load_state_by_parameter(
+    int64_t step, const std::function<std::pair<Tensor, Tensor>(size_t)>& moments) {
+  const FlatParamLayout& l = layout();
+  exp_avg_.zero_();
+  exp_avg_sq_.zero_();
+  step_ = step;
+  if (step == 0) return;
+  const int64_t p0 = begin_of(l, dp_->rank()), p1 = p0 + exp_avg_.numel();
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const int64_t a = std::max(p0, l.offsets[i]), b = std::min(p1, l.offsets[i] + l.numels[i]);
+    if (a >= b) continue;
+    const auto [m, v] = moments(i);
+    AUTOTP_CHECK(m.numel() == l.numels[i] && v.numel() == l.numels[i],
+                 "ZeRO optimizer state: parameter '{}' has {} elements, its moments {} and {}",
+                 params_[i].first, l.numels[i], m.numel(), v.numel());
+    const int64_t from = a - l.offsets[i];
+    exp_avg_.narrow(0, a - p0, b - a).copy_(m.reshape({m.numel()}).narrow(0, from, b - a));
+    exp_avg_sq_.narrow(0, a - p0, b - a).copy_(v.reshape({v.numel()}).narrow(0, from, b - a));
+  }
+}
+
 FlatAdamWState ZeroAdamW::gather_full_state() const {
   FlatAdamWState s;
   s.step = step_;

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "core/comm/communicator.h"
@@ -64,6 +66,11 @@ class ZeroAdamW {
 
   // Installs this rank's slice of `full` (e.g. gathered from another layout's partitions).
   void load_full_state(const FlatAdamWState& full);
+  // The same, parameter by parameter, without the full state: `moments(i)` returns parameter
+  // i's (exp_avg, exp_avg_sq), each with its numel, and is called only for the parameters that
+  // overlap this rank's slice. step 0: a fresh state (zeros; `moments` is not called).
+  void load_state_by_parameter(int64_t step,
+                               const std::function<std::pair<Tensor, Tensor>(size_t)>& moments);
   // Collective: the whole state, gathered from every rank's slice.
   FlatAdamWState gather_full_state() const;
 

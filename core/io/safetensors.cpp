@@ -298,6 +298,38 @@ Tensor SafetensorsFile::load(std::string_view name, std::optional<DType> dtype) 
   return dtype ? out.to(*dtype) : out;
 }
 
+Tensor SafetensorsFile::load_elements(std::string_view name, int64_t begin, int64_t count) const {
+  const SafetensorsTensorInfo& t = info(name);
+  AUTOTP_CHECK(t.dtype.has_value(),
+               "{}: tensor '{}' has dtype {}, which autotp cannot load "
+               "(supported: {})",
+               path_, t.name, t.dtype_name, supported_names());
+  AUTOTP_CHECK(count >= 0, "{}: a negative element count {} for tensor '{}'", path_, count, t.name);
+  const Tensor out = Tensor::empty({count}, *t.dtype);
+  read_elements(name, begin, out);
+  return out;
+}
+
+void SafetensorsFile::read_elements(std::string_view name, int64_t begin, const Tensor& out) const {
+  const SafetensorsTensorInfo& t = info(name);
+  AUTOTP_CHECK(t.dtype.has_value() && out.dtype() == *t.dtype,
+               "{}: tensor '{}' has dtype {}, cannot be read into a {} tensor", path_, t.name,
+               t.dtype_name, dtype_name(out.dtype()));
+  AUTOTP_ASSERT(out.is_contiguous() && out.device().is_cpu(),
+                "read_elements needs a contiguous CPU destination");
+  const int64_t numel = shape_numel(t.shape), count = out.numel();
+  AUTOTP_CHECK(begin >= 0 && begin + count <= numel,
+               "{}: elements [{}, {}) of tensor '{}' lie outside its {} elements", path_, begin,
+               begin + count, t.name, numel);
+  AUTOTP_ASSERT(fd_ >= 0, "load from a moved-from SafetensorsFile");
+  const uint64_t item = out.itemsize(), bytes = static_cast<uint64_t>(count) * item;
+  if (bytes == 0) return;
+  const uint64_t at = 8 + header_bytes_ + t.data_begin + static_cast<uint64_t>(begin) * item;
+  AUTOTP_CHECK(pread_fully(fd_, out.raw_data(), bytes, at),
+               "{}: the file ended while reading tensor '{}' (was it truncated after opening?)",
+               path_, t.name);
+}
+
 std::map<std::string, Tensor> SafetensorsFile::load_all(std::optional<DType> dtype) const {
   std::map<std::string, Tensor> out;
   for (const auto& t : tensors_)

@@ -59,6 +59,12 @@ class SafetensorsFile {
 
   // Reads tensor `name` into a new CPU tensor, converted to `dtype` when given.
   Tensor load(std::string_view name, std::optional<DType> dtype = std::nullopt) const;
+  // Reads elements [begin, begin + count) of tensor `name` in row-major order into a new 1-D
+  // CPU tensor [count] of the file's dtype (e.g. one parameter's slice of a flat state) without
+  // reading the rest. Throws naming the file and tensor when the range exceeds the tensor.
+  Tensor load_elements(std::string_view name, int64_t begin, int64_t count) const;
+  // The same into `out` (a contiguous CPU tensor of the file's dtype; count = out.numel()).
+  void read_elements(std::string_view name, int64_t begin, const Tensor& out) const;
   // Every tensor, by name.
   std::map<std::string, Tensor> load_all(std::optional<DType> dtype = std::nullopt) const;
 

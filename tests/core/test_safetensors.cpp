@@ -193,6 +193,26 @@ TEST(SafetensorsRoundTrip, LoadConvertsToARequestedDtype) {
   EXPECT_EQ(file.load_all(DType::F64).at("f").dtype(), DType::F64);
 }
 
+TEST(SafetensorsRoundTrip, AnElementRangeReadsThoseElementsOnlyAndARangeBeyondIsNamed) {
+  TempDir dir;
+  const std::string path = dir.file("r.safetensors");
+  const Tensor first = values({9, 8}, {2}, DType::F32);
+  const Tensor flat = values({0.5, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, {3, 4}, DType::F64);
+  io::save_safetensors(path, {{"a", first}, {"flat", flat}});
+  const SafetensorsFile file(path);
+  const Tensor middle = file.load_elements("flat", 3, 6);
+  EXPECT_EQ(middle.dtype(), DType::F64);
+  EXPECT_EQ(middle.shape(), (Shape{6}));
+  EXPECT_EQ(middle.to_vector(), (std::vector<double>{3, 4, 5, 6, 7, 8}));
+  EXPECT_EQ(file.load_elements("flat", 0, 1).to_vector(), (std::vector<double>{0.5}));
+  EXPECT_EQ(file.load_elements("a", 1, 1).to_vector(), (std::vector<double>{8}));
+  EXPECT_EQ(file.load_elements("flat", 12, 0).numel(), 0);
+  EXPECT_ERROR_CONTAINS(file.load_elements("flat", 10, 3), path);
+  EXPECT_ERROR_CONTAINS(file.load_elements("flat", 10, 3),
+                        "elements [10, 13) of tensor 'flat' lie outside its 12 elements");
+  EXPECT_ERROR_CONTAINS(file.load_elements("nope", 0, 1), "no tensor named 'nope'");
+}
+
 TEST(SafetensorsRoundTrip, SavesCudaTensorsThroughTheHost_CUDA) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA device: CUDA tensors cannot be created here";
   TempDir dir;

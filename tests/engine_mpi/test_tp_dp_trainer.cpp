@@ -356,9 +356,10 @@ class FusedBlock : public Module {
 
 class FusedNet : public Module {
  public:
-  FusedNet() {
+  explicit FusedNet(int blocks = 1) {
     auto layers = register_module("layers", std::make_shared<ModuleList>());
-    layers->push_back(std::make_shared<FusedBlock>());
+    for (int b = 0; b < blocks; ++b)
+      layers->push_back(std::make_shared<FusedBlock>());
     Generator gen(7);
     for (const auto& [name, p] : named_parameters())
       init::normal_(p, 0.5, gen);
@@ -383,14 +384,15 @@ tensor_parallel:
         partition_type: row
 )";
 
-// A FusedNet sharded at `l` with one AdamW step taken on gradient = parameter (so the moments
-// are non-trivial and identical in every layout); ZeRO 2 over DP when dp > 1.
+// A FusedNet of `blocks` blocks sharded at `l` with one AdamW step taken on gradient =
+// parameter (so the moments are non-trivial and identical in every layout); ZeRO 2 over DP when
+// dp > 1 (or `zero` says so).
 struct ShardedFusedNet {
   FusedNet net;
   std::unique_ptr<AdamW> adamw;
   std::unique_ptr<ZeroAdamW> zero;
 
-  explicit ShardedFusedNet(Layout l) {
+  explicit ShardedFusedNet(Layout l, int blocks = 1, bool zero_at_dp1 = false) : net(blocks) {
     const std::shared_ptr<ParallelGrid> grid = grid_for(l.tp);
     if (l.tp > 1) {
       AutoTPConfig c =
@@ -405,7 +407,7 @@ struct ShardedFusedNet {
     adamw = std::make_unique<AdamW>(net.named_parameters(), o);
     for (const auto& [name, p] : net.named_parameters())
       p.set_grad(p.detach().clone());
-    if (l.dp > 1) {
+    if (l.dp > 1 || zero_at_dp1) {
       zero = std::make_unique<ZeroAdamW>(net.named_parameters(), o, 2, grid->dp(), 1024);
       zero->reduce_gradients();
       zero->step();
@@ -459,6 +461,79 @@ TEST(TensorParallelCheckpoint, AReshardRoundTripKeepsEveryUnshardedTensorOfFused
     EXPECT_LT(max_relative_diff({{name, x.adamw.at(name).exp_avg}},
                                 {{name, reference.adamw->state(i).exp_avg}}),
               1e-12);
+  }
+}
+
+// The loader reads one parameter at a time: a checkpoint of a 3-block FusedNet saved at tp 2 x
+// dp 2 under ZeRO 2 (tp 2 x dp 1 on 2 ranks) loaded at the same layout, at tp = world, at tp 1 x
+// dp = world (ZeRO 2) and into one unsharded model gives every rank what the full
+// materialization (read_unsharded_checkpoint + load_unsharded_checkpoint) gives, bit for bit,
+// while the bytes of read tensor data alive at once stay within the largest parameter's
+// unsharded size plus its two moments (3 x its f64 bytes).
+TEST(TensorParallelCheckpoint, LoadingHoldsOneParameterAtATimeAndEqualsTheFullReadBitForBit) {
+  const std::optional<Layout> a = saving_layout();
+  if (!a) GTEST_SKIP() << "no tp = 2 split of " << world()->size() << " ranks";
+  constexpr int kBlocks = 3;
+  SharedDir dir("tpdp", "bounded");
+  TrainingState state;
+  state.step = 1;
+  {
+    ShardedFusedNet at_a(*a, kBlocks, /*zero_at_dp1=*/true);
+    save_distributed_checkpoint(dir.sub("a"), at_a.net, *at_a.adamw, at_a.zero.get(), state,
+                                *grid_for(a->tp));
+  }
+  const std::string ckpt = dir.sub("a/checkpoints/step-00000001");
+
+  // The bound and the full total, from the unsharded model (f64: 8 bytes an element).
+  const FusedNet full_net(kBlocks);
+  int64_t largest = 0, total = 0;
+  for (const auto& [name, p] : full_net.named_parameters()) {
+    largest = std::max(largest, p.numel());
+    total += p.numel();
+  }
+  const int64_t bound = 3 * largest * 8, full_total = 3 * total * 8;
+  ASSERT_LT(5 * bound, full_total);  // the bound says something: well below everything
+  const UnshardedCheckpoint materialized = read_unsharded_checkpoint(ckpt);
+  ASSERT_EQ(materialized.weights.size(), full_net.named_parameters().size());
+  ASSERT_EQ(materialized.adamw.size(), full_net.named_parameters().size());
+
+  const auto expect_same = [](const Tensor& got, const Tensor& want, const std::string& what) {
+    ASSERT_TRUE(got.defined() && want.defined()) << what;
+    EXPECT_EQ(got.shape(), want.shape()) << what;
+    EXPECT_EQ(got.to_vector(), want.to_vector()) << what;  // bit for bit (f64 compared exactly)
+  };
+  for (const Layout l : {*a, Layout{world()->size(), 1}, Layout{1, world()->size()}, Layout{}}) {
+    const std::string label = l == Layout{} ? "one process" : l.str();
+    SCOPED_TRACE(label);
+    ShardedFusedNet bounded(l, kBlocks), full(l, kBlocks);
+    CheckpointReadStats stats;
+    const TrainingState got = load_any_training_checkpoint(ckpt, bounded.net, *bounded.adamw,
+                                                           bounded.zero.get(), nullptr, &stats);
+    EXPECT_EQ(got.step, 1);
+    load_unsharded_checkpoint(materialized, ckpt, full.net, full.adamw.get(), full.zero.get());
+    fmt::print(
+        "[ rank {} ] load at {}: peak {} bytes held (bound {}; full model + moments {}), "
+        "{} bytes read\n",
+        world()->rank(), label, stats.peak_bytes_held, bound, full_total, stats.bytes_read);
+    EXPECT_GT(stats.peak_bytes_held, 0);
+    EXPECT_LE(stats.peak_bytes_held, bound);
+    EXPECT_GT(stats.bytes_read, 0);
+
+    const NamedTensors& params = bounded.adamw->params();
+    for (size_t i = 0; i < params.size(); ++i)
+      expect_same(params[i].second, full.adamw->params()[i].second, params[i].first);
+    if (bounded.zero) {
+      EXPECT_EQ(bounded.zero->step_count(), full.zero->step_count());
+      expect_same(bounded.zero->exp_avg(), full.zero->exp_avg(), "ZeRO exp_avg");
+      expect_same(bounded.zero->exp_avg_sq(), full.zero->exp_avg_sq(), "ZeRO exp_avg_sq");
+      continue;
+    }
+    for (size_t i = 0; i < params.size(); ++i) {
+      const AdamWParamState &x = bounded.adamw->state(i), &y = full.adamw->state(i);
+      EXPECT_EQ(x.step, y.step) << params[i].first;
+      expect_same(x.exp_avg, y.exp_avg, params[i].first + ".exp_avg");
+      expect_same(x.exp_avg_sq, y.exp_avg_sq, params[i].first + ".exp_avg_sq");
+    }
   }
 }
 
