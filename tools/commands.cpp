@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "tools/bench_command.h"
+#include "tools/bench_ops_command.h"
 #include "tools/demo.h"
 #include "tools/eval_command.h"
 #include "tools/export_command.h"
@@ -28,13 +29,16 @@ void print_usage() {
       "             %s\n"
       "  bench    training throughput, MFU and peak memory on synthetic tokens (JSON too)\n"
       "             %s\n"
+      "  bench-ops  the step's kernels one at a time at the config's shapes: TFLOP/s or GB/s\n"
+      "           against the device's peak (JSON too)\n"
+      "             %s\n"
       "  plan     the AutoTP sharding plan of a config: rule, partition and shard shapes per\n"
       "           Linear, per-rank memory (--tp N, --json)\n"
       "  demo     train a small byte-level MLP language model with the autograd engine\n"
       "  version  print the version\n"
       "  help     print this list\n"
       "example: autotp train configs/tiny-llama.yaml --out runs/quickstart\n",
-      kTrainUsage, kEvalUsage, kExportUsage, kBenchUsage);
+      kTrainUsage, kEvalUsage, kExportUsage, kBenchUsage, kBenchOpsUsage);
 }
 }  // namespace
 
@@ -49,6 +53,7 @@ int run_command_line(int argc, char** argv) {
   if (command == "eval") return run_eval(args);
   if (command == "export") return run_export(args);
   if (command == "bench") return run_bench(args);
+  if (command == "bench-ops") return run_bench_ops(args);
   if (command == "demo") return run_demo(args);
   if (command == "plan") return run_plan_command(args);
   if (command == "version") {

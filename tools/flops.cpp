@@ -39,4 +39,21 @@ std::optional<double> dense_bf16_peak_flops(const std::string& name) {
   return std::nullopt;
 }
 
+std::optional<double> memory_bandwidth_bytes_per_s(const std::string& name) {
+  // Vendor datasheet HBM/GDDR bandwidths; more specific names first.
+  struct Entry {
+    const char* key;
+    double bytes_per_s;
+  };
+  static const Entry kTable[] = {
+      {"H200", 4.8e12},   {"H100 PCIe", 2.0e12},        {"H100", 3.35e12},
+      {"H800", 3.35e12},  {"A100-SXM4-40GB", 1.555e12}, {"A100-PCIE-40GB", 1.555e12},
+      {"A100", 2.039e12}, {"L40S", 0.864e12},           {"A10", 0.6e12},
+  };
+  for (const Entry& e : kTable) {
+    if (name.find(e.key) != std::string::npos) return e.bytes_per_s;
+  }
+  return std::nullopt;
+}
+
 }  // namespace autotp::tools

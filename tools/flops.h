@@ -1,5 +1,5 @@
-// Model FLOP accounting for training throughput (PaLM appendix B / nanoGPT convention) and the
-// dense bf16 peaks of known devices, for MFU.
+// Model FLOP accounting for training throughput (PaLM appendix B / nanoGPT convention), and
+// the dense bf16 peaks and memory bandwidths of known devices, for MFU and per-kernel figures.
 #pragma once
 
 #include <cstdint>
@@ -27,5 +27,8 @@ FlopCount training_flops_per_token(const ModelConfig& config, int64_t params, in
 // Dense bf16 tensor-core peak in FLOP/s of a device by its name ("NVIDIA H100 80GB HBM3"),
 // or nullopt when the device is not in the table.
 std::optional<double> dense_bf16_peak_flops(const std::string& device_name);
+
+// Peak memory bandwidth in bytes/s of a device by its name, or nullopt when not in the table.
+std::optional<double> memory_bandwidth_bytes_per_s(const std::string& device_name);
 
 }  // namespace autotp::tools

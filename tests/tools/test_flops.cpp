@@ -61,5 +61,14 @@ TEST(PeakFlops, KnowsHopperAndRejectsUnknownDevices) {
   EXPECT_FALSE(dense_bf16_peak_flops("cpu").has_value());
 }
 
+TEST(MemoryBandwidth, MatchesTheDatasheetsAndPrefersTheMoreSpecificName) {
+  EXPECT_DOUBLE_EQ(*memory_bandwidth_bytes_per_s("NVIDIA H100 80GB HBM3"), 3.35e12);
+  EXPECT_DOUBLE_EQ(*memory_bandwidth_bytes_per_s("NVIDIA H100 PCIe"), 2.0e12);
+  EXPECT_DOUBLE_EQ(*memory_bandwidth_bytes_per_s("NVIDIA H200"), 4.8e12);
+  EXPECT_DOUBLE_EQ(*memory_bandwidth_bytes_per_s("NVIDIA A100-SXM4-40GB"), 1.555e12);
+  EXPECT_DOUBLE_EQ(*memory_bandwidth_bytes_per_s("NVIDIA A100-SXM4-80GB"), 2.039e12);
+  EXPECT_FALSE(memory_bandwidth_bytes_per_s("cpu").has_value());
+}
+
 }  // namespace
 }  // namespace autotp::tools
