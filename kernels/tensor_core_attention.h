@@ -75,20 +75,12 @@ inline constexpr int64_t row_tiles(int64_t seq) {
 // Tiles streamed over a loop are double-buffered: the next one loads (cp.async) while the
 // warps compute on the current one.
 template <int D>
-constexpr int forward_tile_elements() {
-  return 2 * kForwardKeys * row_stride<D>();  // k and v
-}
-template <int D>
 constexpr int forward_shared_bytes() {
-  return 2 * forward_tile_elements<D>() * 2;
-}
-template <int D>
-constexpr int dq_tile_elements() {
-  return 2 * kDqKeys * row_stride<D>();  // k and v
+  return 2 * (2 * kForwardKeys * row_stride<D>()) * 2;  // two buffers of a k and a v tile
 }
 template <int D>
 constexpr int dq_shared_bytes() {
-  return 2 * dq_tile_elements<D>() * 2;
+  return 2 * (2 * kDqKeys * row_stride<D>()) * 2;
 }
 // dk/dv: the block's k and v rows, then two buffers of (a q and a dout tile, their lse and
 // delta as f32).
@@ -222,6 +214,71 @@ AUTOTP_LANE_FN void store_rows(Ctx& ctx, uint16_t* m, int64_t seq, int64_t row0,
   }
 }
 
+template <int N>
+AUTOTP_LANE_FN void zero(float (&c)[N][4]) {
+  AUTOTP_UNROLL
+  for (int n = 0; n < N; ++n)
+    c[n][0] = c[n][1] = c[n][2] = c[n][3] = 0.0f;
+}
+
+// c[n] += A (16 x D, as D / 16 fragments) times rows 8 n .. 8 n + 8 of a shared tile,
+// transposed: the products with keys (q k^T) or values (dout v^T) of a tile.
+template <int D, int N, class Ctx>
+AUTOTP_LANE_FN void multiply_by_rows(Ctx& ctx, float (&c)[N][4], const uint32_t (&a)[D / 16][4],
+                                     const uint16_t* tile) {
+  AUTOTP_UNROLL
+  for (int n = 0; n < N; ++n) {
+    AUTOTP_UNROLL
+    for (int ks = 0; ks < D / 16; ks += 2) {
+      uint32_t b0[2], b1[2];
+      load_b_transposed_pair(ctx, b0, b1, tile, row_stride<D>(), 8 * n, 16 * ks);
+      ctx.mma(c[n], a[ks], b0);
+      ctx.mma(c[n], a[ks + 1], b1);
+    }
+  }
+}
+
+// acc (16 x D) += A (16 x 16) times rows k0 .. k0 + 16 of a shared tile: p v, dS k and the like.
+template <int D, class Ctx>
+AUTOTP_LANE_FN void accumulate_product(Ctx& ctx, float (&acc)[D / 8][4], const uint32_t (&a)[4],
+                                       const uint16_t* tile, int k0) {
+  AUTOTP_UNROLL
+  for (int nd = 0; nd < D / 8; nd += 2) {
+    uint32_t b0[2], b1[2];
+    load_b_pair(ctx, b0, b1, tile, row_stride<D>(), k0, 8 * nd);
+    ctx.mma(acc[nd], a, b0);
+    ctx.mma(acc[nd + 1], a, b1);
+  }
+}
+
+// The keys a query tile starting at q0 sees: [0, visible_keys).
+AUTOTP_LANE_FN int64_t visible_keys(const Problem& p, int64_t q0) {
+  return p.causal && q0 + kBlockRows < p.seq ? q0 + kBlockRows : p.seq;
+}
+
+// Streams k and v rows [0, key_end) of one kv head through two shared buffers of kKeys-row
+// tiles (each: the k tile, then the v tile): while body(k0, k_tile, v_tile) runs on one, the
+// next loads into the other.
+template <int D, int kKeys, class Ctx, class Body>
+AUTOTP_LANE_FN void for_each_kv_tile(Ctx& ctx, uint16_t* buffers, const uint16_t* k_head,
+                                     const uint16_t* v_head, int64_t key_end, int64_t seq,
+                                     Body&& body) {
+  constexpr int kTile = kKeys * row_stride<D>();
+  auto stage = [&](int64_t buffer, int64_t first_key) {
+    uint16_t* tile = buffers + buffer * 2 * kTile;
+    stage_rows<D>(ctx, tile, k_head, first_key, kKeys, seq);
+    stage_rows<D>(ctx, tile + kTile, v_head, first_key, kKeys, seq);
+  };
+  if (key_end > 0) stage(0, 0);
+  for (int64_t k0 = 0, it = 0; k0 < key_end; k0 += kKeys, ++it) {
+    ctx.wait_async();
+    ctx.sync_block();  // this tile is in; every warp is done with the other buffer
+    if (k0 + kKeys < key_end) stage((it + 1) & 1, k0 + kKeys);
+    const uint16_t* k_tile = buffers + (it & 1) * 2 * kTile;
+    body(k0, k_tile, k_tile + kTile);
+  }
+}
+
 }  // namespace detail
 
 // One block of the forward: query rows [64 i, 64 i + 64) of one (batch, query head), a warp per
@@ -233,7 +290,6 @@ AUTOTP_LANE_FN void forward_block(Ctx& ctx, int64_t block, unsigned char* shared
                                   float* lse, const uint16_t* q, const uint16_t* k,
                                   const uint16_t* v, const Problem& p) {
   using namespace detail;
-  constexpr int kStride = row_stride<D>();
   constexpr int kSteps = D / 16;    // k-steps over the head dim
   constexpr int kDimTiles = D / 8;  // n-tiles over the head dim
   constexpr int kKeyTiles = kForwardKeys / 8;
@@ -253,91 +309,63 @@ AUTOTP_LANE_FN void forward_block(Ctx& ctx, int64_t block, unsigned char* shared
   for (int ks = 0; ks < kSteps; ++ks)
     load_a_rows<D>(ctx, qa[ks], q + bh * p.seq * D, p.seq, warp_row0, 16 * ks);
   float o[kDimTiles][4];
-  AUTOTP_UNROLL
-  for (int nd = 0; nd < kDimTiles; ++nd)
-    o[nd][0] = o[nd][1] = o[nd][2] = o[nd][3] = 0.0f;
+  zero(o);
   float m[2] = {kNegInf, kNegInf}, l[2] = {0.0f, 0.0f};  // l: this lane's share of the row sum
   const float scale2 = p.scale * kLog2e;
-  const int64_t key_end = p.causal && q0 + kBlockRows < p.seq ? q0 + kBlockRows : p.seq;
 
-  auto stage = [&](int64_t buffer, int64_t first_key) {
-    uint16_t* tile = buffers + buffer * forward_tile_elements<D>();
-    stage_rows<D>(ctx, tile, k_head, first_key, kForwardKeys, p.seq);
-    stage_rows<D>(ctx, tile + kForwardKeys * kStride, v_head, first_key, kForwardKeys, p.seq);
-  };
-  if (key_end > 0) stage(0, 0);
-  for (int64_t k0 = 0, it = 0; k0 < key_end; k0 += kForwardKeys, ++it) {
-    ctx.wait_async();
-    ctx.sync_block();  // this tile is in; every warp is done with the other buffer
-    if (k0 + kForwardKeys < key_end) stage((it + 1) & 1, k0 + kForwardKeys);
-    const uint16_t* k_tile = buffers + (it & 1) * forward_tile_elements<D>();
-    const uint16_t* v_tile = k_tile + kForwardKeys * kStride;
-
-    float s[kKeyTiles][4];
-    AUTOTP_UNROLL
-    for (int nk = 0; nk < kKeyTiles; ++nk) {
-      s[nk][0] = s[nk][1] = s[nk][2] = s[nk][3] = 0.0f;
-      AUTOTP_UNROLL
-      for (int ks = 0; ks < kSteps; ks += 2) {
-        uint32_t b0[2], b1[2];
-        load_b_transposed_pair(ctx, b0, b1, k_tile, kStride, 8 * nk, 16 * ks);
-        ctx.mma(s[nk], qa[ks], b0);
-        ctx.mma(s[nk], qa[ks + 1], b1);
-      }
-    }
-    // Keys past seq, and causally hidden keys, only occur in the last tiles.
-    const bool edge = k0 + kForwardKeys > p.seq || (p.causal && k0 + kForwardKeys > q0);
-    float tile_max[2] = {kNegInf, kNegInf};
-    AUTOTP_UNROLL
-    for (int nk = 0; nk < kKeyTiles; ++nk) {
-      AUTOTP_UNROLL
-      for (int i = 0; i < 4; ++i) {
-        float x = s[nk][i] * scale2;
-        if (edge) {
-          const int64_t key = k0 + 8 * nk + 2 * t + (i & 1);
-          if (key >= p.seq || (p.causal && key > rows[i >> 1])) x = kNegInf;
+  for_each_kv_tile<D, kForwardKeys>(
+      ctx, buffers, k_head, v_head, visible_keys(p, q0), p.seq,
+      [&](int64_t k0, const uint16_t* k_tile, const uint16_t* v_tile) {
+        float s[kKeyTiles][4];
+        zero(s);
+        multiply_by_rows<D>(ctx, s, qa, k_tile);
+        // Keys past seq, and causally hidden keys, only occur in the last tiles.
+        const bool edge = k0 + kForwardKeys > p.seq || (p.causal && k0 + kForwardKeys > q0);
+        float tile_max[2] = {kNegInf, kNegInf};
+        AUTOTP_UNROLL
+        for (int nk = 0; nk < kKeyTiles; ++nk) {
+          AUTOTP_UNROLL
+          for (int i = 0; i < 4; ++i) {
+            float x = s[nk][i] * scale2;
+            if (edge) {
+              const int64_t key = k0 + 8 * nk + 2 * t + (i & 1);
+              if (key >= p.seq || (p.causal && key > rows[i >> 1])) x = kNegInf;
+            }
+            s[nk][i] = x;
+            tile_max[i >> 1] = max_of(tile_max[i >> 1], x);
+          }
         }
-        s[nk][i] = x;
-        tile_max[i >> 1] = max_of(tile_max[i >> 1], x);
-      }
-    }
-    float base[2], correction[2];
-    AUTOTP_UNROLL
-    for (int r = 0; r < 2; ++r) {
-      const float new_max = max_of(m[r], row_max(ctx, tile_max[r]));
-      base[r] = new_max == kNegInf ? 0.0f : new_max;  // a row with no visible key yet
-      correction[r] = ctx.exp2(m[r] - base[r]);       // 0 while m is -inf
-      m[r] = new_max;
-      l[r] *= correction[r];
-    }
-    AUTOTP_UNROLL
-    for (int nk = 0; nk < kKeyTiles; ++nk) {
-      AUTOTP_UNROLL
-      for (int i = 0; i < 4; ++i) {
-        s[nk][i] = ctx.exp2(s[nk][i] - base[i >> 1]);
-        l[i >> 1] += s[nk][i];
-      }
-    }
-    AUTOTP_UNROLL
-    for (int nd = 0; nd < kDimTiles; ++nd) {
-      o[nd][0] *= correction[0];
-      o[nd][1] *= correction[0];
-      o[nd][2] *= correction[1];
-      o[nd][3] *= correction[1];
-    }
-    AUTOTP_UNROLL
-    for (int kk = 0; kk < kKeyTiles / 2; ++kk) {
-      uint32_t pa[4];
-      pack_a(ctx, pa, s, 2 * kk);
-      AUTOTP_UNROLL
-      for (int nd = 0; nd < kDimTiles; nd += 2) {
-        uint32_t b0[2], b1[2];
-        load_b_pair(ctx, b0, b1, v_tile, kStride, 16 * kk, 8 * nd);
-        ctx.mma(o[nd], pa, b0);
-        ctx.mma(o[nd + 1], pa, b1);
-      }
-    }
-  }
+        float base[2], correction[2];
+        AUTOTP_UNROLL
+        for (int r = 0; r < 2; ++r) {
+          const float new_max = max_of(m[r], row_max(ctx, tile_max[r]));
+          base[r] = new_max == kNegInf ? 0.0f : new_max;  // a row with no visible key yet
+          correction[r] = ctx.exp2(m[r] - base[r]);       // 0 while m is -inf
+          m[r] = new_max;
+          l[r] *= correction[r];
+        }
+        AUTOTP_UNROLL
+        for (int nk = 0; nk < kKeyTiles; ++nk) {
+          AUTOTP_UNROLL
+          for (int i = 0; i < 4; ++i) {
+            s[nk][i] = ctx.exp2(s[nk][i] - base[i >> 1]);
+            l[i >> 1] += s[nk][i];
+          }
+        }
+        AUTOTP_UNROLL
+        for (int nd = 0; nd < kDimTiles; ++nd) {
+          o[nd][0] *= correction[0];
+          o[nd][1] *= correction[0];
+          o[nd][2] *= correction[1];
+          o[nd][3] *= correction[1];
+        }
+        AUTOTP_UNROLL
+        for (int kk = 0; kk < kKeyTiles / 2; ++kk) {
+          uint32_t pa[4];
+          pack_a(ctx, pa, s, 2 * kk);
+          accumulate_product<D>(ctx, o, pa, v_tile, 16 * kk);
+        }
+      });
 
   float inverse[2];
   AUTOTP_UNROLL
@@ -363,7 +391,6 @@ AUTOTP_LANE_FN void dq_block(Ctx& ctx, int64_t block, unsigned char* shared, uin
                              const uint16_t* out, const uint16_t* dout, const float* lse,
                              const Problem& p) {
   using namespace detail;
-  constexpr int kStride = row_stride<D>();
   constexpr int kSteps = D / 16;
   constexpr int kDimTiles = D / 8;
   constexpr int kKeyTiles = kDqKeys / 8;
@@ -404,69 +431,38 @@ AUTOTP_LANE_FN void dq_block(Ctx& ctx, int64_t block, unsigned char* shared, uin
     if (t == 0 && rows[r] < p.seq) delta[bh * p.seq + rows[r]] = row_delta[r];
   }
   float acc[kDimTiles][4];
-  AUTOTP_UNROLL
-  for (int nd = 0; nd < kDimTiles; ++nd)
-    acc[nd][0] = acc[nd][1] = acc[nd][2] = acc[nd][3] = 0.0f;
+  zero(acc);
   const float scale2 = p.scale * kLog2e;
-  const int64_t key_end = p.causal && q0 + kBlockRows < p.seq ? q0 + kBlockRows : p.seq;
 
-  auto stage = [&](int64_t buffer, int64_t first_key) {
-    uint16_t* tile = buffers + buffer * dq_tile_elements<D>();
-    stage_rows<D>(ctx, tile, k_head, first_key, kDqKeys, p.seq);
-    stage_rows<D>(ctx, tile + kDqKeys * kStride, v_head, first_key, kDqKeys, p.seq);
-  };
-  if (key_end > 0) stage(0, 0);
-  for (int64_t k0 = 0, it = 0; k0 < key_end; k0 += kDqKeys, ++it) {
-    ctx.wait_async();
-    ctx.sync_block();  // this tile is in; every warp is done with the other buffer
-    if (k0 + kDqKeys < key_end) stage((it + 1) & 1, k0 + kDqKeys);
-    const uint16_t* k_tile = buffers + (it & 1) * dq_tile_elements<D>();
-    const uint16_t* v_tile = k_tile + kDqKeys * kStride;
-
-    float s[kKeyTiles][4], dp[kKeyTiles][4];
-    AUTOTP_UNROLL
-    for (int nk = 0; nk < kKeyTiles; ++nk) {
-      AUTOTP_UNROLL
-      for (int i = 0; i < 4; ++i)
-        s[nk][i] = dp[nk][i] = 0.0f;
-      AUTOTP_UNROLL
-      for (int ks = 0; ks < kSteps; ks += 2) {
-        uint32_t b0[2], b1[2];
-        load_b_transposed_pair(ctx, b0, b1, k_tile, kStride, 8 * nk, 16 * ks);
-        ctx.mma(s[nk], qa[ks], b0);
-        ctx.mma(s[nk], qa[ks + 1], b1);
-        load_b_transposed_pair(ctx, b0, b1, v_tile, kStride, 8 * nk, 16 * ks);
-        ctx.mma(dp[nk], da[ks], b0);
-        ctx.mma(dp[nk], da[ks + 1], b1);
-      }
-    }
-    const bool edge = k0 + kDqKeys > p.seq || (p.causal && k0 + kDqKeys > q0);
-    AUTOTP_UNROLL
-    for (int nk = 0; nk < kKeyTiles; ++nk) {
-      AUTOTP_UNROLL
-      for (int i = 0; i < 4; ++i) {
-        const int r = i >> 1;
-        float prob = ctx.exp2(s[nk][i] * scale2 - lse2[r]);
-        if (edge) {
-          const int64_t key = k0 + 8 * nk + 2 * t + (i & 1);
-          if (key >= p.seq || (p.causal && key > rows[r])) prob = 0.0f;
-        }
-        s[nk][i] = prob * (dp[nk][i] - row_delta[r]);  // dS
-      }
-    }
-    AUTOTP_UNROLL
-    for (int kk = 0; kk < kKeyTiles / 2; ++kk) {
-      uint32_t dsa[4];
-      pack_a(ctx, dsa, s, 2 * kk);
-      AUTOTP_UNROLL
-      for (int nd = 0; nd < kDimTiles; nd += 2) {
-        uint32_t b0[2], b1[2];
-        load_b_pair(ctx, b0, b1, k_tile, kStride, 16 * kk, 8 * nd);
-        ctx.mma(acc[nd], dsa, b0);
-        ctx.mma(acc[nd + 1], dsa, b1);
-      }
-    }
-  }
+  for_each_kv_tile<D, kDqKeys>(ctx, buffers, k_head, v_head, visible_keys(p, q0), p.seq,
+                               [&](int64_t k0, const uint16_t* k_tile, const uint16_t* v_tile) {
+                                 float s[kKeyTiles][4], dp[kKeyTiles][4];
+                                 zero(s);
+                                 zero(dp);
+                                 multiply_by_rows<D>(ctx, s, qa, k_tile);
+                                 multiply_by_rows<D>(ctx, dp, da, v_tile);
+                                 const bool edge =
+                                     k0 + kDqKeys > p.seq || (p.causal && k0 + kDqKeys > q0);
+                                 AUTOTP_UNROLL
+                                 for (int nk = 0; nk < kKeyTiles; ++nk) {
+                                   AUTOTP_UNROLL
+                                   for (int i = 0; i < 4; ++i) {
+                                     const int r = i >> 1;
+                                     float prob = ctx.exp2(s[nk][i] * scale2 - lse2[r]);
+                                     if (edge) {
+                                       const int64_t key = k0 + 8 * nk + 2 * t + (i & 1);
+                                       if (key >= p.seq || (p.causal && key > rows[r])) prob = 0.0f;
+                                     }
+                                     s[nk][i] = prob * (dp[nk][i] - row_delta[r]);  // dS
+                                   }
+                                 }
+                                 AUTOTP_UNROLL
+                                 for (int kk = 0; kk < kKeyTiles / 2; ++kk) {
+                                   uint32_t dsa[4];
+                                   pack_a(ctx, dsa, s, 2 * kk);
+                                   accumulate_product<D>(ctx, acc, dsa, k_tile, 16 * kk);
+                                 }
+                               });
   store_rows<D>(ctx, dq + head_offset, p.seq, warp_row0, acc, p.scale, p.scale);
 }
 
@@ -500,12 +496,8 @@ AUTOTP_LANE_FN void dkdv_block(Ctx& ctx, int64_t block, unsigned char* shared, u
   stage_rows<D>(ctx, k_tile, k + bkv * p.seq * D, k0, kBlockRows, p.seq);
   stage_rows<D>(ctx, v_tile, v + bkv * p.seq * D, k0, kBlockRows, p.seq);
   float dk_acc[kDimTiles][4], dv_acc[kDimTiles][4];
-  AUTOTP_UNROLL
-  for (int nd = 0; nd < kDimTiles; ++nd) {
-    AUTOTP_UNROLL
-    for (int i = 0; i < 4; ++i)
-      dk_acc[nd][i] = dv_acc[nd][i] = 0.0f;
-  }
+  zero(dk_acc);
+  zero(dv_acc);
   const float scale2 = p.scale * kLog2e;
   const int64_t first_query = p.causal ? k0 : 0;  // earlier queries see none of these keys
 
@@ -541,12 +533,8 @@ AUTOTP_LANE_FN void dkdv_block(Ctx& ctx, int64_t block, unsigned char* shared, u
     const float* delta_tile = lse_tile + kDkdvQueries;
 
     float s[kQueryTiles][4], dp[kQueryTiles][4];
-    AUTOTP_UNROLL
-    for (int nq = 0; nq < kQueryTiles; ++nq) {
-      AUTOTP_UNROLL
-      for (int i = 0; i < 4; ++i)
-        s[nq][i] = dp[nq][i] = 0.0f;
-    }
+    zero(s);
+    zero(dp);
     AUTOTP_UNROLL
     for (int ks = 0; ks < kSteps; ks += 2) {  // two k-steps per B load
       uint32_t ka[2][4], va[2][4];
@@ -586,16 +574,8 @@ AUTOTP_LANE_FN void dkdv_block(Ctx& ctx, int64_t block, unsigned char* shared, u
       uint32_t pa[4], dsa[4];
       pack_a(ctx, pa, s, 2 * kk);
       pack_a(ctx, dsa, dp, 2 * kk);
-      AUTOTP_UNROLL
-      for (int nd = 0; nd < kDimTiles; nd += 2) {
-        uint32_t b0[2], b1[2];
-        load_b_pair(ctx, b0, b1, dout_tile, kStride, 16 * kk, 8 * nd);
-        ctx.mma(dv_acc[nd], pa, b0);
-        ctx.mma(dv_acc[nd + 1], pa, b1);
-        load_b_pair(ctx, b0, b1, q_tile, kStride, 16 * kk, 8 * nd);
-        ctx.mma(dk_acc[nd], dsa, b0);
-        ctx.mma(dk_acc[nd + 1], dsa, b1);
-      }
+      accumulate_product<D>(ctx, dv_acc, pa, dout_tile, 16 * kk);
+      accumulate_product<D>(ctx, dk_acc, dsa, q_tile, 16 * kk);
     }
   }
   ctx.wait_async();  // no copy outlives the block (with no query tile, the k/v rows')

@@ -3,10 +3,7 @@
 #include "tools/bench_command.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
-#include <fstream>
-#include <numeric>
 
 #include "core/autograd/grad_mode.h"
 #include "core/error.h"
@@ -18,7 +15,7 @@
 #include "engine/model_source.h"
 #include "engine/optimizer.h"
 #include "models/registry.h"
-#include "tools/command_args.h"
+#include "tools/bench_options.h"
 #include "tools/flops.h"
 #ifdef AUTOTP_WITH_CUDA
 #include "core/cuda_allocator.h"
@@ -30,77 +27,18 @@ const char* const kBenchUsage =
     "autotp bench CONFIG.yaml [--steps N] [--warmup K] [--json FILE] [--device cpu|cuda] "
     "[--dtype f32|bf16] [--set key.path=value ...]";
 
-namespace {
-
-struct BenchArgs {
-  std::string config_path;
-  int64_t steps = 10;
-  int64_t warmup = 3;
-  std::string json_path;
-  std::string device;  // empty: cuda when available, else cpu
-  std::string dtype;   // empty: bf16 when the config enables it on CUDA, else f32
-  std::vector<std::string> overrides;
-};
-
-BenchArgs parse_bench_args(const std::vector<std::string>& args) {
-  BenchArgs a;
-  ArgWalker w(args, "bench", kBenchUsage);
-  for (; !w.done(); w.advance()) {
-    const std::string& arg = w.current();
-    if (auto v = w.take_value("--steps")) {
-      a.steps = w.parse_int("--steps", *v, 1);
-    } else if (auto v = w.take_value("--warmup")) {
-      a.warmup = w.parse_int("--warmup", *v, 0);
-    } else if (auto v = w.take_value("--json")) {
-      a.json_path = *v;
-    } else if (auto v = w.take_value("--device")) {
-      if (*v != "cpu" && *v != "cuda") w.fail(fmt::format("--device: '{}' is not cpu or cuda", *v));
-      a.device = *v;
-    } else if (auto v = w.take_value("--dtype")) {
-      if (*v != "f32" && *v != "bf16") w.fail(fmt::format("--dtype: '{}' is not f32 or bf16", *v));
-      a.dtype = *v;
-    } else if (auto v = w.take_value("--set")) {
-      a.overrides.push_back(*v);
-    } else if (!arg.empty() && arg[0] == '-') {
-      w.fail(fmt::format("unknown option '{}'", arg));
-    } else if (a.config_path.empty()) {
-      a.config_path = arg;
-    } else {
-      w.fail(fmt::format("unexpected argument '{}'", arg));
-    }
-  }
-  if (a.config_path.empty()) w.fail("a CONFIG.yaml is required");
-  return a;
-}
-
-using Clock = std::chrono::steady_clock;
-
-double ms_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-
-double mean(const std::vector<double>& v) {
-  return v.empty() ? 0.0 : std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
-}
-
-}  // namespace
-
 int run_bench(const std::vector<std::string>& raw_args) {
-  const BenchArgs args = parse_bench_args(raw_args);
+  const BenchOptions args = parse_bench_options(raw_args, "bench", kBenchUsage, "--steps", 10, 3);
   ConfigLoadOptions load;
   load.overrides = args.overrides;
   const Config config = load_config_file(args.config_path, load);
 
-  const bool use_cuda = args.device == "cuda" || (args.device.empty() && cuda_available());
-  AUTOTP_CHECK(!use_cuda || cuda_available(),
-               "bench: --device cuda needs a GPU (cuda_available() is false{})",
-               cuda_device_count() == 0 ? ": no visible device or a build without CUDA" : "");
-  const Device device = use_cuda ? Device::cuda(0) : Device::cpu();
+  const Device device = bench_device(args, "bench");
+  const bool use_cuda = device.is_cuda();
   // bf16: bf16 weights and activations with f32 master weights and optimizer state (DeepSpeed's
   // bf16.enabled); f32: everything in f32 (no TF32).
-  const bool bf16 = args.dtype == "bf16" || (args.dtype.empty() && use_cuda && config.bf16);
-  AUTOTP_CHECK(!bf16 || use_cuda, "bench: bf16 runs on CUDA only (CPU kernels compute in f32)");
-  const DType dtype = bf16 ? DType::BF16 : DType::F32;
+  const DType dtype = bench_dtype(args, device, use_cuda && config.bf16, "bench");
+  const bool bf16 = dtype == DType::BF16;
 
   ModelSource source = resolve_model_source(config.model);
   ModelConfig model_config = source.config;
@@ -147,19 +85,19 @@ int run_bench(const std::vector<std::string>& raw_args) {
 
   std::vector<double> forward_ms, backward_ms, optimizer_ms, step_ms;
   double last_loss = 0.0;
-  for (int64_t i = 0; i < args.warmup + args.steps; ++i) {
+  for (int64_t i = 0; i < args.warmup + args.count; ++i) {
     const Batch batch = loader.batch(i, 0);
     const Tensor ids = batch.input_ids.to(device), labels = batch.labels.to(device);
     sync();
-    const auto t0 = Clock::now();
+    const auto t0 = BenchClock::now();
     const Tensor loss = next_token_loss(model->forward(ids), labels);
     sync();
     const double fwd = ms_since(t0);
-    const auto t1 = Clock::now();
+    const auto t1 = BenchClock::now();
     loss.backward();
     sync();
     const double bwd = ms_since(t1);
-    const auto t2 = Clock::now();
+    const auto t2 = BenchClock::now();
     if (mixed) {
       mixed->step();
       mixed->zero_grad();
@@ -180,7 +118,7 @@ int run_bench(const std::vector<std::string>& raw_args) {
   }
 
   const double tokens_per_step = static_cast<double>(micro_batch * seq_len);
-  const double step_s = mean(step_ms) / 1e3;
+  const double step_s = mean_of(step_ms) / 1e3;
   const double tokens_per_s = tokens_per_step / step_s;
   const double achieved = flops.flops_per_token * tokens_per_s;
   // A peak of 0 means none known (plain values: GCC 12 -O3 misreads optional<double> here).
@@ -197,9 +135,9 @@ int run_bench(const std::vector<std::string>& raw_args) {
               static_cast<long long>(flops.non_embedding_params), dtype_name(dtype).data());
   std::printf("batch         %lld x %lld tokens per step (%lld warm-up + %lld timed steps)\n",
               static_cast<long long>(micro_batch), static_cast<long long>(seq_len),
-              static_cast<long long>(args.warmup), static_cast<long long>(args.steps));
+              static_cast<long long>(args.warmup), static_cast<long long>(args.count));
   std::printf("step          %.2f ms (forward %.2f, backward %.2f, optimizer %.2f, comm 0)\n",
-              mean(step_ms), mean(forward_ms), mean(backward_ms), mean(optimizer_ms));
+              mean_of(step_ms), mean_of(forward_ms), mean_of(backward_ms), mean_of(optimizer_ms));
   std::printf("throughput    %.0f tokens/s, %.2f TFLOP/s\n", tokens_per_s, achieved / 1e12);
   std::printf("flops         %s\n", flops.formula.c_str());
   if (peak > 0.0) {
@@ -220,11 +158,11 @@ int run_bench(const std::vector<std::string>& raw_args) {
   out.set("non_embedding_params", json::Value(flops.non_embedding_params));
   out.set("micro_batch", json::Value(micro_batch));
   out.set("seq_len", json::Value(seq_len));
-  out.set("steps", json::Value(args.steps));
-  out.set("step_ms", json::Value(mean(step_ms)));
-  out.set("forward_ms", json::Value(mean(forward_ms)));
-  out.set("backward_ms", json::Value(mean(backward_ms)));
-  out.set("optimizer_ms", json::Value(mean(optimizer_ms)));
+  out.set("steps", json::Value(args.count));
+  out.set("step_ms", json::Value(mean_of(step_ms)));
+  out.set("forward_ms", json::Value(mean_of(forward_ms)));
+  out.set("backward_ms", json::Value(mean_of(backward_ms)));
+  out.set("optimizer_ms", json::Value(mean_of(optimizer_ms)));
   out.set("communication_ms", json::Value(0.0));
   out.set("tokens_per_s", json::Value(tokens_per_s));
   out.set("flops_per_token", json::Value(flops.flops_per_token));
@@ -234,13 +172,7 @@ int run_bench(const std::vector<std::string>& raw_args) {
   out.set("mfu", peak > 0.0 ? json::Value(achieved / peak) : json::Value());
   out.set("peak_memory_bytes", json::Value(peak_memory));
   out.set("last_loss", json::Value(last_loss));
-  const std::string text = out.dump();
-  std::printf("%s\n", text.c_str());
-  if (!args.json_path.empty()) {
-    std::ofstream f(args.json_path);
-    AUTOTP_CHECK(f.good(), "bench: cannot write --json file '{}'", args.json_path);
-    f << text << "\n";
-  }
+  emit_json_report(out.dump(), args, "bench");
   return 0;
 }
 

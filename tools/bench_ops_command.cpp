@@ -3,11 +3,8 @@
 // bytes the op must move at least (memory-bound ops), and set against the device's peak.
 #include "tools/bench_ops_command.h"
 
-#include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <functional>
-#include <numeric>
 
 #include "core/autograd/grad_mode.h"
 #include "core/error.h"
@@ -17,7 +14,7 @@
 #include "engine/config.h"
 #include "engine/model_source.h"
 #include "engine/optimizer.h"
-#include "tools/command_args.h"
+#include "tools/bench_options.h"
 #include "tools/flops.h"
 
 namespace autotp::tools {
@@ -27,57 +24,6 @@ const char* const kBenchOpsUsage =
     "[--dtype f32|bf16] [--set key.path=value ...]";
 
 namespace {
-
-struct BenchOpsArgs {
-  std::string config_path;
-  int64_t iters = 10;
-  int64_t warmup = 2;
-  std::string json_path;
-  std::string device;  // empty: cuda when available, else cpu
-  std::string dtype;   // empty: bf16 on CUDA, f32 on the CPU
-  std::vector<std::string> overrides;
-};
-
-BenchOpsArgs parse_args(const std::vector<std::string>& args) {
-  BenchOpsArgs a;
-  ArgWalker w(args, "bench-ops", kBenchOpsUsage);
-  for (; !w.done(); w.advance()) {
-    const std::string& arg = w.current();
-    if (auto v = w.take_value("--iters")) {
-      a.iters = w.parse_int("--iters", *v, 1);
-    } else if (auto v = w.take_value("--warmup")) {
-      a.warmup = w.parse_int("--warmup", *v, 0);
-    } else if (auto v = w.take_value("--json")) {
-      a.json_path = *v;
-    } else if (auto v = w.take_value("--device")) {
-      if (*v != "cpu" && *v != "cuda") w.fail(fmt::format("--device: '{}' is not cpu or cuda", *v));
-      a.device = *v;
-    } else if (auto v = w.take_value("--dtype")) {
-      if (*v != "f32" && *v != "bf16") w.fail(fmt::format("--dtype: '{}' is not f32 or bf16", *v));
-      a.dtype = *v;
-    } else if (auto v = w.take_value("--set")) {
-      a.overrides.push_back(*v);
-    } else if (!arg.empty() && arg[0] == '-') {
-      w.fail(fmt::format("unknown option '{}'", arg));
-    } else if (a.config_path.empty()) {
-      a.config_path = arg;
-    } else {
-      w.fail(fmt::format("unexpected argument '{}'", arg));
-    }
-  }
-  if (a.config_path.empty()) w.fail("missing CONFIG.yaml");
-  return a;
-}
-
-using Clock = std::chrono::steady_clock;
-
-double ms_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-
-double mean(const std::vector<double>& v) {
-  return v.empty() ? 0.0 : std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
-}
 
 // What one op is measured against: FLOPs (tensor-core bound) or bytes (memory bound), for the
 // forward and the backward pass.
@@ -115,13 +61,13 @@ struct Context {
       for (const Tensor& leaf : leaves)
         leaf.zero_grad();
       sync();
-      const auto t0 = Clock::now();
+      const auto t0 = BenchClock::now();
       const Tensor out = fn();
       sync();
       const double f = ms_since(t0);
       double b = 0.0;
       if (grad_out.defined()) {
-        const auto t1 = Clock::now();
+        const auto t1 = BenchClock::now();
         out.backward(grad_out);
         sync();
         b = ms_since(t1);
@@ -131,28 +77,27 @@ struct Context {
         bwd.push_back(b);
       }
     }
-    r.forward_ms = mean(fwd);
-    r.backward_ms = mean(bwd);
+    r.forward_ms = mean_of(fwd);
+    r.backward_ms = mean_of(bwd);
   }
 };
 
-std::string shape_of(const std::vector<int64_t>& dims) { return shape_str(Shape(dims)); }
+std::string shape_of(const std::vector<int64_t>& dims) {
+  return shape_str(Shape(dims));
+}
 
 }  // namespace
 
 int run_bench_ops(const std::vector<std::string>& raw_args) {
-  const BenchOpsArgs args = parse_args(raw_args);
+  const BenchOptions args =
+      parse_bench_options(raw_args, "bench-ops", kBenchOpsUsage, "--iters", 10, 2);
   ConfigLoadOptions load;
   load.overrides = args.overrides;
   const Config config = load_config_file(args.config_path, load);
-  const bool use_cuda = args.device == "cuda" || (args.device.empty() && cuda_available());
-  AUTOTP_CHECK(!use_cuda || cuda_available(),
-               "bench-ops: --device cuda needs a GPU (cuda_available() is false{})",
-               cuda_device_count() == 0 ? ": no visible device or a build without CUDA" : "");
-  const bool bf16 = args.dtype == "bf16" || (args.dtype.empty() && use_cuda);
-  AUTOTP_CHECK(!bf16 || use_cuda, "bench-ops: bf16 runs on CUDA only (CPU kernels compute in f32)");
-  const DType dtype = bf16 ? DType::BF16 : DType::F32;
-  const Device device = use_cuda ? Device::cuda(0) : Device::cpu();
+  const Device device = bench_device(args, "bench-ops");
+  const bool use_cuda = device.is_cuda();
+  const DType dtype = bench_dtype(args, device, use_cuda, "bench-ops");
+  const bool bf16 = dtype == DType::BF16;
   const std::string device_name = use_cuda ? cuda_device_name(0) : std::string("cpu");
 
   ModelConfig m = resolve_model_source(config.model).config;
@@ -164,18 +109,17 @@ int run_bench_ops(const std::vector<std::string>& raw_args) {
   const int64_t vocab = m.vocab_size;
   const double e = static_cast<double>(dtype_size(dtype));  // bytes per element
 
-  Context ctx{device, dtype, args.iters, args.warmup, [&] {
+  Context ctx{device, dtype, args.count, args.warmup, [&] {
                 if (use_cuda) cuda_memory::synchronize(0);
               }};
-  std::printf("bench-ops: %s shapes of %s on %s (%s), %lld x %lld tokens\n",
-              m.model_type.c_str(), args.config_path.c_str(), device_name.c_str(),
-              dtype_name(dtype).data(), static_cast<long long>(batch), static_cast<long long>(seq));
+  std::printf("bench-ops: %s shapes of %s on %s (%s), %lld x %lld tokens\n", m.model_type.c_str(),
+              args.config_path.c_str(), device_name.c_str(), dtype_name(dtype).data(),
+              static_cast<long long>(batch), static_cast<long long>(seq));
   std::fflush(stdout);
   std::vector<OpResult> results;
 
   {  // causal attention with grouped-query heads
-    OpResult r{"attention",
-               fmt::format("B{} Hq{} Hkv{} S{} D{}", batch, hq, hkv, seq, dim),
+    OpResult r{"attention", fmt::format("B{} Hq{} Hkv{} S{} D{}", batch, hq, hkv, seq, dim),
                "useful causal FLOPs: forward 2 products x 2 B Hq S^2 D / 2, backward 2.5x that",
                Bound::Flops};
     r.forward_work = 4.0 * static_cast<double>(batch * hq) * static_cast<double>(seq) *
@@ -191,22 +135,24 @@ int run_bench_ops(const std::vector<std::string>& raw_args) {
   {  // the MLP's up projection: a GEMM at the model's largest inner shape
     OpResult r{"gemm (mlp up projection)", fmt::format("M{} K{} N{}", tokens, hidden, ffn),
                "2 M N K forward, 4 M N K backward (input and weight gradients)", Bound::Flops};
-    r.forward_work = 2.0 * static_cast<double>(tokens) * static_cast<double>(hidden) *
-                     static_cast<double>(ffn);
+    r.forward_work =
+        2.0 * static_cast<double>(tokens) * static_cast<double>(hidden) * static_cast<double>(ffn);
     r.backward_work = 2.0 * r.forward_work;
     const Tensor x = ctx.input({tokens, hidden}), w = ctx.input({ffn, hidden});
-    ctx.time(r, {x, w}, [&] { return ops::linear(x, w); }, ctx.input({tokens, ffn}, false));
+    ctx.time(
+        r, {x, w}, [&] { return ops::linear(x, w); }, ctx.input({tokens, ffn}, false));
     results.push_back(r);
   }
   const double n_hidden = static_cast<double>(tokens * hidden);
   {
     OpResult r{"rms_norm", shape_of({tokens, hidden}),
-               "bytes: forward reads x, writes y; backward reads x and dy, writes dx", Bound::Bytes};
+               "bytes: forward reads x, writes y; backward reads x and dy, writes dx",
+               Bound::Bytes};
     r.forward_work = 2.0 * n_hidden * e;
     r.backward_work = 3.0 * n_hidden * e;
     const Tensor x = ctx.input({tokens, hidden}), w = ctx.input({hidden});
-    ctx.time(r, {x, w}, [&] { return ops::rms_norm(x, w, 1e-5); },
-             ctx.input({tokens, hidden}, false));
+    ctx.time(
+        r, {x, w}, [&] { return ops::rms_norm(x, w, 1e-5); }, ctx.input({tokens, hidden}, false));
     results.push_back(r);
   }
   const double n_ffn = static_cast<double>(tokens * ffn);
@@ -218,7 +164,8 @@ int run_bench_ops(const std::vector<std::string>& raw_args) {
     r.forward_work = 3.0 * n_ffn * e;
     r.backward_work = 5.0 * n_ffn * e;
     const Tensor gate = ctx.input({tokens, ffn}), up = ctx.input({tokens, ffn});
-    ctx.time(r, {gate, up}, [&] { return ops::swiglu(gate, up); }, ctx.input({tokens, ffn}, false));
+    ctx.time(
+        r, {gate, up}, [&] { return ops::swiglu(gate, up); }, ctx.input({tokens, ffn}, false));
     results.push_back(r);
   }
   {
@@ -229,8 +176,9 @@ int run_bench_ops(const std::vector<std::string>& raw_args) {
     auto [cos, sin] = ops::rotary_tables(seq, dim, m.rope_theta);
     const Tensor c = cos.to(dtype).to(device), s = sin.to(dtype).to(device);
     const Tensor x = ctx.input({batch, hq, seq, dim});
-    ctx.time(r, {x}, [&] { return ops::apply_rotary(x, c, s); },
-             ctx.input({batch, hq, seq, dim}, false));
+    ctx.time(
+        r, {x}, [&] { return ops::apply_rotary(x, c, s); },
+        ctx.input({batch, hq, seq, dim}, false));
     results.push_back(r);
   }
   {
@@ -245,8 +193,9 @@ int run_bench_ops(const std::vector<std::string>& raw_args) {
     for (int64_t i = 0; i < tokens; ++i)
       ids[static_cast<size_t>(i)] = (i * 7919) % vocab;
     const Tensor targets = Tensor::from_vector_i64(ids, {tokens}, DType::I64, device);
-    ctx.time(r, {logits}, [&] { return ops::cross_entropy(logits, targets); },
-             Tensor::ones({}, dtype, device));
+    ctx.time(
+        r, {logits}, [&] { return ops::cross_entropy(logits, targets); },
+        Tensor::ones({}, dtype, device));
     results.push_back(r);
   }
   {  // AdamW over f32 parameters the size of one decoder layer's MLP (bf16: with model copies)
@@ -273,7 +222,8 @@ int run_bench_ops(const std::vector<std::string>& raw_args) {
   }
 
   const double peak_flops = use_cuda ? dense_bf16_peak_flops(device_name).value_or(0.0) : 0.0;
-  const double peak_bytes = use_cuda ? memory_bandwidth_bytes_per_s(device_name).value_or(0.0) : 0.0;
+  const double peak_bytes =
+      use_cuda ? memory_bandwidth_bytes_per_s(device_name).value_or(0.0) : 0.0;
   std::printf("%-26s %-22s %10s %10s %12s %12s %9s %9s\n", "op", "shape", "fwd ms", "bwd ms",
               "fwd rate", "bwd rate", "fwd peak", "bwd peak");
   json::Value ops_json = json::Value::array();
@@ -289,12 +239,11 @@ int run_bench_ops(const std::vector<std::string>& raw_args) {
                                           : std::string("n/a");
     };
     const char* unit = flops ? "TFLOP/s" : "GB/s";
-    std::printf("%-26s %-22s %10.3f %10.3f %12s %12s %9s %9s\n", r.name.c_str(), r.shape.c_str(),
-                r.forward_ms, r.backward_ms,
-                fmt::format("{:.1f} {}", fwd_rate / scale, unit).c_str(),
-                r.backward_ms > 0.0 ? fmt::format("{:.1f} {}", bwd_rate / scale, unit).c_str()
-                                    : "-",
-                percent(fwd_rate).c_str(), percent(bwd_rate).c_str());
+    std::printf(
+        "%-26s %-22s %10.3f %10.3f %12s %12s %9s %9s\n", r.name.c_str(), r.shape.c_str(),
+        r.forward_ms, r.backward_ms, fmt::format("{:.1f} {}", fwd_rate / scale, unit).c_str(),
+        r.backward_ms > 0.0 ? fmt::format("{:.1f} {}", bwd_rate / scale, unit).c_str() : "-",
+        percent(fwd_rate).c_str(), percent(bwd_rate).c_str());
     json::Value o = json::Value::object();
     o.set("op", json::Value(r.name))
         .set("shape", json::Value(r.shape))
@@ -318,17 +267,11 @@ int run_bench_ops(const std::vector<std::string>& raw_args) {
   json::Value out = json::Value::object();
   out.set("device", json::Value(device_name))
       .set("dtype", json::Value(std::string(dtype_name(dtype))))
-      .set("iters", json::Value(args.iters))
+      .set("iters", json::Value(args.count))
       .set("peak_bf16_flops", peak_flops > 0.0 ? json::Value(peak_flops) : json::Value())
       .set("peak_bytes_per_s", peak_bytes > 0.0 ? json::Value(peak_bytes) : json::Value())
       .set("ops", ops_json);
-  const std::string text = out.dump();
-  std::printf("%s\n", text.c_str());
-  if (!args.json_path.empty()) {
-    std::ofstream f(args.json_path);
-    AUTOTP_CHECK(f.good(), "bench-ops: cannot write --json file '{}'", args.json_path);
-    f << text << "\n";
-  }
+  emit_json_report(out.dump(), args, "bench-ops");
   return 0;
 }
 
