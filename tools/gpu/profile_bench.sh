@@ -44,9 +44,10 @@ fi
 
 if python3 -c "import torch, transformers" 2>/dev/null; then
   echo "== PyTorch side by side"
+  ours=()  # the side-by-side table needs autotp's figures; without them PyTorch runs alone
+  [ -s "$results/autotp_bf16.json" ] && ours=(--autotp-json "$results/autotp_bf16.json")
   python3 "$root/tools/bench/torch_bench.py" "$config" --dtype bf16 --steps 4 --warmup 2 \
-    --autotp-json "$results/autotp_bf16.json" --out "$results/torch_bf16.json" \
-    >"$results/torch_bf16.log" 2>&1 || status=1
+    "${ours[@]}" --out "$results/torch_bf16.json" >"$results/torch_bf16.log" 2>&1 || status=1
   tail -n 12 "$results/torch_bf16.log"
 else
   echo "== no torch + transformers here: the PyTorch comparison is skipped"
