@@ -56,8 +56,8 @@ Device bench_device(const BenchOptions& options, const char* command) {
 DType bench_dtype(const BenchOptions& options, const Device& device, bool bf16_by_default,
                   const char* command) {
   const bool bf16 = options.dtype == "bf16" || (options.dtype.empty() && bf16_by_default);
-  AUTOTP_CHECK(!bf16 || device.is_cuda(),
-               "{}: bf16 runs on CUDA only (CPU kernels compute in f32)", command);
+  AUTOTP_CHECK(!bf16 || device.is_cuda(), "{}: bf16 runs on CUDA only (CPU kernels compute in f32)",
+               command);
   return bf16 ? DType::BF16 : DType::F32;
 }
 
