@@ -32,7 +32,6 @@
 #pragma once
 
 #include <cstdint>
-
 #include <limits>
 
 #if defined(__CUDACC__)
@@ -47,8 +46,8 @@ namespace autotp::tc_attention {
 
 constexpr int kWarps = 4;
 constexpr int kThreads = 32 * kWarps;
-constexpr int kBlockRows =
-    16 * kWarps;                  // query rows (forward, dq) or key rows (dk/dv) a block owns
+// Query rows (forward, dq) or key rows (dk/dv) a block owns, 16 per warp.
+constexpr int kBlockRows = 16 * kWarps;
 constexpr int kForwardKeys = 64;  // keys per shared-memory tile in the forward
 constexpr int kDqKeys = 32;       // keys per tile in the dq kernel (fewer live registers)
 constexpr int kDkdvQueries = 32;  // queries per tile in the dk/dv kernel
@@ -57,7 +56,8 @@ constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-// Head dims the tensor-core kernels are instantiated for.
+// Head dims the tensor-core kernels are instantiated for (multiples of 32: the products take
+// two 16-wide k-steps per shared-memory load).
 inline constexpr bool supports_head_dim(int64_t dim) {
   return dim == 32 || dim == 64 || dim == 96 || dim == 128;
 }
@@ -282,8 +282,9 @@ AUTOTP_LANE_FN void for_each_kv_tile(Ctx& ctx, uint16_t* buffers, const uint16_t
 }  // namespace detail
 
 // One block of the forward: query rows [64 i, 64 i + 64) of one (batch, query head), a warp per
-// 16 rows. K and V tiles of 64 keys are staged in shared memory; S = Q K^T and O += P V run on
-// tensor cores with an online softmax (running max and sum per row, in base-2 units).
+// 16 rows. K and V tiles of 64 keys stream through shared memory (double-buffered); S = Q K^T
+// and O += P V run on tensor cores with an online softmax (running max and sum per row, in
+// base-2 units).
 // Shared memory: forward_shared_bytes<D>().
 template <int D, class Ctx>
 AUTOTP_LANE_FN void forward_block(Ctx& ctx, int64_t block, unsigned char* shared, uint16_t* out,
