@@ -238,10 +238,13 @@ UnshardedCheckpoint read_unsharded_checkpoint(const std::string& checkpoint_dir)
   return out;
 }
 
-TrainingState load_any_training_checkpoint(const std::string& checkpoint_dir, Module& model,
-                                           AdamW& adamw, ZeroAdamW* zero,
-                                           const NamedTensors* stand_ins,
-                                           CheckpointReadStats* stats) {
+namespace {
+
+// load_any_training_checkpoint with the optimizer optional: with neither `adamw` nor `zero`
+// only the weights are read.
+TrainingState load_checkpoint(const std::string& checkpoint_dir, Module& model, AdamW* adamw,
+                              ZeroAdamW* zero, const NamedTensors* stand_ins,
+                              CheckpointReadStats* stats) {
   SavedCheckpoint saved(checkpoint_dir);
   const std::map<std::string, ShardedParameter> current = sharded_parameters(model);
   const std::string where = fmt::format("'{}' (saved at {})", checkpoint_dir, saved.layout());
@@ -292,7 +295,9 @@ TrainingState load_any_training_checkpoint(const std::string& checkpoint_dir, Mo
                "unexpected tensors: [{}]",
                where, fmt::join(missing, ", "), fmt::join(unexpected, ", "));
   // ZeRO's parameters (the same as AdamW's, or their f32 masters) carry the state when given.
-  const NamedTensors& params = zero != nullptr ? zero->params() : adamw.params();
+  const NamedTensors no_params;
+  const NamedTensors& params =
+      zero != nullptr ? zero->params() : (adamw != nullptr ? adamw->params() : no_params);
   for (const auto& [name, p] : params) {
     if (!saved.has_moments(name)) continue;
     check_shape(name, SavedTensor::ExpAvg, p);
@@ -323,13 +328,13 @@ TrainingState load_any_training_checkpoint(const std::string& checkpoint_dir, Mo
         return std::pair{local_part(name, SavedTensor::ExpAvg, p),
                          local_part(name, SavedTensor::ExpAvgSq, p)};
       });
-    } else {
-      adamw.load_state_dict({});  // parameters without saved state start fresh
+    } else if (adamw != nullptr) {
+      adamw->load_state_dict({});  // parameters without saved state start fresh
       for (size_t i = 0; i < params.size(); ++i) {
         const auto& [name, p] = params[i];
         if (!saved.has_moments(name)) continue;
         const Tensor m = local_part(name, SavedTensor::ExpAvg, p);
-        adamw.load_param_state(i, saved.step(name), m, local_part(name, SavedTensor::ExpAvgSq, p));
+        adamw->load_param_state(i, saved.step(name), m, local_part(name, SavedTensor::ExpAvgSq, p));
       }
     }
   } catch (const Error& e) {
@@ -337,6 +342,20 @@ TrainingState load_any_training_checkpoint(const std::string& checkpoint_dir, Mo
   }
   if (stats != nullptr) *stats = saved.stats();
   return saved.state();
+}
+
+}  // namespace
+
+TrainingState load_any_training_checkpoint(const std::string& checkpoint_dir, Module& model,
+                                           AdamW& adamw, ZeroAdamW* zero,
+                                           const NamedTensors* stand_ins,
+                                           CheckpointReadStats* stats) {
+  return load_checkpoint(checkpoint_dir, model, &adamw, zero, stand_ins, stats);
+}
+
+TrainingState load_checkpoint_weights(const std::string& checkpoint_dir, Module& model,
+                                      CheckpointReadStats* stats) {
+  return load_checkpoint(checkpoint_dir, model, nullptr, nullptr, nullptr, stats);
 }
 
 void load_unsharded_checkpoint(const UnshardedCheckpoint& saved, const std::string& checkpoint_dir,

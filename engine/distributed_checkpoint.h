@@ -68,6 +68,12 @@ TrainingState load_any_training_checkpoint(const std::string& checkpoint_dir, Mo
                                            const NamedTensors* stand_ins = nullptr,
                                            CheckpointReadStats* stats = nullptr);
 
+// Only the weights of any training checkpoint into `model` (unsharded or sharded by the AutoTP
+// pass), one parameter at a time: the optimizer state is never read. Names and shapes are
+// checked first, as above. For evaluation and export.
+TrainingState load_checkpoint_weights(const std::string& checkpoint_dir, Module& model,
+                                      CheckpointReadStats* stats = nullptr);
+
 // The same from an already-read checkpoint (`checkpoint_dir` names it in messages); with a
 // null `adamw` only the weights are loaded.
 void load_unsharded_checkpoint(const UnshardedCheckpoint& saved, const std::string& checkpoint_dir,

@@ -64,6 +64,8 @@ class SavedCheckpoint {
   const std::vector<std::string>& moment_names() const { return moment_names_; }
   bool has_moments(const std::string& name) const { return steps_.count(name) > 0; }
   int64_t step(const std::string& name) const;
+  // The dtype `name`'s weight or moment was saved in (from the headers).
+  DType dtype(const std::string& name, SavedTensor which) const { return saved_dtype(name, which); }
   // The unsharded shape of `name`'s weight or moment (from the headers and the manifest).
   Shape full_shape(const std::string& name, SavedTensor which) const;
   // The split it was saved with; null when every TP rank holds it whole.

@@ -36,8 +36,7 @@ struct LoadedModel {
 LoadedModel load_checkpoint_model(const std::string& dir, const Config& config) {
   const ModelSource source = resolve_model_source(config.model);
   std::shared_ptr<CausalLM> model = create_model_uninitialized(source.config);
-  AdamW unused(model->named_parameters(), AdamWOptions{});  // receives the optimizer state
-  const TrainingState state = load_any_training_checkpoint(dir, *model, unused, nullptr);
+  const TrainingState state = load_checkpoint_weights(dir, *model);  // no optimizer state
   return {model, fmt::format("training checkpoint {} (step {})", dir, state.step)};
 }
 

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "engine/checkpoint.h"
 #include "engine/distributed_checkpoint.h"
+#include "engine/saved_checkpoint.h"
 #include "models/registry.h"
 #include "tools/command_args.h"
 
@@ -56,15 +57,18 @@ int run_export(const std::vector<std::string>& args) {
                "export: '{}' has no config.json (a checkpoint of a model autotp did not build?)",
                dir);
   const ModelConfig config = load_hf_config(dir);
-  const UnshardedCheckpoint saved = read_unsharded_checkpoint(dir);
-  const DType dtype = saved.weights.empty() ? DType::F32 : saved.weights.front().second.dtype();
+  // The headers give the saved dtype; the weights are then read one parameter at a time and
+  // the optimizer state not at all.
+  const SavedCheckpoint saved(dir);
+  const DType dtype =
+      saved.names().empty() ? DType::F32 : saved.dtype(saved.names().front(), SavedTensor::Weight);
   std::shared_ptr<CausalLM> model = create_model_uninitialized(config, dtype);
-  load_unsharded_checkpoint(saved, dir, *model, /*adamw=*/nullptr, /*zero=*/nullptr);
+  load_checkpoint_weights(dir, *model);
   std::optional<DType> out_dtype;
   if (!a.dtype.empty()) out_dtype = dtype_from_name(a.dtype);
   export_hf_model(*model, a.out_dir, out_dtype);
   std::printf("export: %s (step %lld, saved at %s) -> %s (a Hugging Face model directory)\n",
-              dir.c_str(), static_cast<long long>(saved.state.step), saved.layout().c_str(),
+              dir.c_str(), static_cast<long long>(saved.state().step), saved.layout().c_str(),
               a.out_dir.c_str());
   return 0;
 }

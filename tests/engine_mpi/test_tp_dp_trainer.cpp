@@ -522,6 +522,16 @@ TEST(TensorParallelCheckpoint, LoadingHoldsOneParameterAtATimeAndEqualsTheFullRe
     const NamedTensors& params = bounded.adamw->params();
     for (size_t i = 0; i < params.size(); ++i)
       expect_same(params[i].second, full.adamw->params()[i].second, params[i].first);
+    // Weights only (eval, export): the same weights, and no byte of the moments read: at most
+    // this rank's share of the weights' bytes, which the load with moments read besides them.
+    ShardedFusedNet weights_only(l, kBlocks);
+    CheckpointReadStats weight_stats;
+    EXPECT_EQ(load_checkpoint_weights(ckpt, weights_only.net, &weight_stats).step, 1);
+    for (size_t i = 0; i < params.size(); ++i)
+      expect_same(weights_only.adamw->params()[i].second, params[i].second, params[i].first);
+    EXPECT_GT(weight_stats.bytes_read, 0);
+    EXPECT_LE(weight_stats.bytes_read, total * 8);
+    EXPECT_LT(weight_stats.bytes_read, stats.bytes_read);
     if (bounded.zero) {
       EXPECT_EQ(bounded.zero->step_count(), full.zero->step_count());
       expect_same(bounded.zero->exp_avg(), full.zero->exp_avg(), "ZeRO exp_avg");
