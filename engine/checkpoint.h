@@ -38,6 +38,11 @@ void export_hf_model(const CausalLM& model, const std::string& dir,
 
 // ---- training checkpoints -----------------------------------------------------------------
 
+// File names every training checkpoint layout shares: the manifest (written last) and the
+// optimizer state of a one-process (or tp = 1, ZeRO 0) run.
+inline constexpr const char* kCheckpointManifestFile = "state.json";
+inline constexpr const char* kCheckpointOptimizerFile = "optimizer.safetensors";
+
 // Everything besides weights and optimizer state that resuming needs.
 struct TrainingState {
   int64_t step = 0;   // optimizer steps completed

@@ -25,9 +25,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr const char* kStateFile = "state.json";
-constexpr const char* kOptimizerFile = "optimizer.safetensors";
-
 // File names: tp = 1 keeps the single-process names (model.safetensors makes the directory an
 // HF model directory); tp > 1 adds the TP rank.
 std::string model_file(int t, int tp) {
@@ -35,7 +32,7 @@ std::string model_file(int t, int tp) {
                  : fmt::format("model-tp{:05d}-of-{:05d}.safetensors", t, tp);
 }
 std::string optimizer_file(int t, int tp) {
-  return tp == 1 ? std::string(kOptimizerFile)
+  return tp == 1 ? std::string(kCheckpointOptimizerFile)
                  : fmt::format("optimizer-tp{:05d}-of-{:05d}.safetensors", t, tp);
 }
 std::string partition_file(int t, int tp, int d, int dp) {
@@ -210,7 +207,8 @@ std::string save_distributed_checkpoint(const std::string& out_dir, const Module
           .set("params", params)
           .set("splits", splits);
       // The manifest last: its presence marks the directory complete.
-      io::write_file_atomically((staged / kStateFile).string(), manifest.dump(2) + "\n");
+      io::write_file_atomically((staged / kCheckpointManifestFile).string(),
+                                manifest.dump(2) + "\n");
       checkpoint_files::sync_directory(staged.string());
       checkpoint_files::replace_directory(staged.string(), target.string());
       io::write_file_atomically((root / "latest").string(), name + "\n");

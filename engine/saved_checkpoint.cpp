@@ -16,9 +16,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr const char* kStateFile = "state.json";
-constexpr const char* kOptimizerFile = "optimizer.safetensors";
-
 std::vector<int64_t> read_ints(const json::Value& array) {
   std::vector<int64_t> out;
   for (const json::Value& v : array.elements())
@@ -119,17 +116,17 @@ std::string SavedCheckpoint::layout() const {
 SavedCheckpoint::SavedCheckpoint(std::string dir) : dir_(std::move(dir)) {
   const fs::path root(dir_);
   state_ = read_training_state(dir_);  // a missing manifest is named here
-  const json::Value manifest = json::parse_file((root / kStateFile).string());
+  const json::Value manifest = json::parse_file((root / kCheckpointManifestFile).string());
   if (const json::Value* layout = manifest.find("layout")) {
     tp_ = layout->get<int64_t>("tp_size");
     dp_ = layout->get<int64_t>("dp_size");
     zero_stage_ = layout->get<int64_t>("zero_stage");
     AUTOTP_CHECK(tp_ >= 1 && dp_ >= 1 && zero_stage_ >= 0, "{}/{}: layout {} is invalid", dir_,
-                 kStateFile, this->layout());
+                 kCheckpointManifestFile, this->layout());
   }
   const json::Value* files = manifest.find("files");
   AUTOTP_CHECK(zero_stage_ == 0 || files != nullptr, "{}/{}: ZeRO stage {} without a file list",
-               dir_, kStateFile, zero_stage_);
+               dir_, kCheckpointManifestFile, zero_stage_);
   if (const json::Value* s = manifest.find("splits")) {
     for (const std::string& name : s->keys()) {
       const json::Value& v = (*s)[name];
@@ -223,7 +220,7 @@ SavedCheckpoint::SavedCheckpoint(std::string dir) : dir_(std::move(dir)) {
     } else {
       const std::string name = files != nullptr
                                    ? (*files)["optimizer"].at(static_cast<size_t>(t)).as_string()
-                                   : std::string(kOptimizerFile);
+                                   : std::string(kCheckpointOptimizerFile);
       const fs::path opt = root / name;
       AUTOTP_CHECK(fs::is_regular_file(opt),
                    "'{}' is not a complete training checkpoint: {} is missing", dir_, name);
@@ -284,7 +281,8 @@ SavedCheckpoint::SavedCheckpoint(std::string dir) : dir_(std::move(dir)) {
         AUTOTP_CHECK(shape_numel(file.info(key).shape) == want,
                      "{}: '{}' has shape {}, but TP rank {}'s shard of the split in {} has {} "
                      "elements",
-                     file.path(), key, shape_str(file.info(key).shape), t, kStateFile, want);
+                     file.path(), key, shape_str(file.info(key).shape), t, kCheckpointManifestFile,
+                     want);
       };
       check(*r.model, name);
       if (r.adamw) {

@@ -21,8 +21,6 @@ namespace {
 
 constexpr const char* kCheckpointsDir = "checkpoints";
 constexpr const char* kLatestFile = "latest";
-constexpr const char* kStateFile = "state.json";
-constexpr const char* kOptimizerFile = "optimizer.safetensors";
 constexpr const char* kConfigFile = "config.json";
 constexpr const char* kFormat = "autotp-training-checkpoint";
 constexpr int64_t kFormatVersion = 1;
@@ -57,10 +55,10 @@ json::Value state_json(const TrainingState& state) {
 
 // Reads and checks DIR/state.json (errors name the file).
 TrainingState read_state(const fs::path& dir) {
-  const fs::path path = dir / kStateFile;
+  const fs::path path = dir / kCheckpointManifestFile;
   AUTOTP_CHECK(fs::is_regular_file(path),
                "'{}' is not a complete training checkpoint: {} is missing (an interrupted save?)",
-               dir.string(), kStateFile);
+               dir.string(), kCheckpointManifestFile);
   const json::Value root = json::parse_file(path.string());
   AUTOTP_CHECK(root.is_object(), "{}: expected a JSON object, got {}", path.string(),
                json::kind_name(root.kind()));
@@ -135,9 +133,10 @@ std::string save_training_checkpoint(const std::string& out_dir, const CausalLM&
                               hf_config_json(model.config(), dtype).dump(2) + "\n");
     io::save_safetensors((staged / io::kSafetensorsFileName).string(),
                          checkpoint_files::ordered_state(model), {{"format", "pt"}});
-    io::save_safetensors((staged / kOptimizerFile).string(), optimizer.state_dict());
+    io::save_safetensors((staged / kCheckpointOptimizerFile).string(), optimizer.state_dict());
     // state.json last: its presence marks the directory complete.
-    io::write_file_atomically((staged / kStateFile).string(), state_json(state).dump(2) + "\n");
+    io::write_file_atomically((staged / kCheckpointManifestFile).string(),
+                              state_json(state).dump(2) + "\n");
     checkpoint_files::sync_directory(staged.string());
     checkpoint_files::replace_directory(staged.string(), target.string());
   } catch (...) {
@@ -171,10 +170,10 @@ TrainingState load_training_checkpoint(const std::string& checkpoint_dir, Causal
   AUTOTP_CHECK(fs::is_regular_file(model_file),
                "'{}' is not a complete training checkpoint: {} is missing", checkpoint_dir,
                io::kSafetensorsFileName);
-  const fs::path optimizer_file = dir / kOptimizerFile;
+  const fs::path optimizer_file = dir / kCheckpointOptimizerFile;
   AUTOTP_CHECK(fs::is_regular_file(optimizer_file),
                "'{}' is not a complete training checkpoint: {} is missing", checkpoint_dir,
-               kOptimizerFile);
+               kCheckpointOptimizerFile);
   // Open (and validate) both files before changing the model or the optimizer.
   const io::SafetensorsCheckpoint weights(checkpoint_dir);
   const io::SafetensorsFile optimizer_state(optimizer_file.string());
