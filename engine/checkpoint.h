@@ -10,6 +10,7 @@
 #include <string>
 
 #include "core/io/json.h"
+#include "engine/mixed_precision.h"
 #include "engine/optimizer.h"
 #include "models/causal_lm.h"
 
@@ -49,6 +50,9 @@ struct TrainingState {
   uint64_t seed = 0;  // the run's seed (data and init are pure functions of seed + step)
   int64_t tokens_seen = 0;
   std::string config_yaml;  // the resolved config the run was started with
+  // fp16's dynamic loss scaler at the save (absent without loss scaling), so that a resumed
+  // run skips and rescales exactly as the uninterrupted one.
+  std::optional<LossScalerState> loss_scaler;
 };
 
 // Writes OUT_DIR/checkpoints/step-<NNNNNNNN>/ (config.json + model.safetensors, so the

@@ -160,17 +160,31 @@ double MixedPrecisionOptimizer::clip_grad_norm(double max_norm) {
   return autotp::clip_grad_norm(masters_, max_norm);
 }
 
-bool MixedPrecisionOptimizer::step() {
+bool MixedPrecisionOptimizer::step(std::optional<bool> overflow_everywhere) {
   accumulate_grads();
   bool overflow = false;
   if (scaler_) {
-    overflow = grads_have_inf_or_nan(masters_);
+    overflow =
+        overflow_everywhere.has_value() ? *overflow_everywhere : grads_have_inf_or_nan(masters_);
     scaler_->update(overflow);
   }
   if (!overflow) adamw_.step();
   for (const auto& [name, m] : masters_)
     m.zero_grad();
   return !overflow;
+}
+
+bool MixedPrecisionOptimizer::record_overflow(bool overflow) {
+  if (!scaler_) return true;
+  scaler_->update(overflow);
+  return !overflow;
+}
+
+void MixedPrecisionOptimizer::set_loss_scaler_state(const LossScalerState& state) {
+  AUTOTP_CHECK(scaler_.has_value(),
+               "a loss scaler state was given to a mixed-precision optimizer without loss "
+               "scaling");
+  scaler_->set_state(state);
 }
 
 void MixedPrecisionOptimizer::write_model_params() {

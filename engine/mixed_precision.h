@@ -94,10 +94,18 @@ class MixedPrecisionOptimizer {
   // accumulate_grads(), then clip_grad_norm (engine/clip.h) on the master gradients; returns
   // the norm of the unscaled gradients before clipping. max_norm must be > 0.
   double clip_grad_norm(double max_norm);
-  // accumulate_grads(); with a loss scaler, checks the master gradients for inf/NaN and
-  // updates the scaler; unless they overflowed, the AdamW update of masters and model
-  // parameters. Master gradients are dropped either way. Returns true when it updated.
-  bool step();
+  // accumulate_grads(); with a loss scaler, records whether the gradients overflowed
+  // (`overflow` when the caller decided it for the whole job, e.g. from the global gradient
+  // norm so that every rank skips together; else these master gradients are checked for
+  // inf/NaN) and updates the scaler; unless they overflowed, the AdamW update of masters and
+  // model parameters. Master gradients are dropped either way. Returns true when it updated.
+  bool step(std::optional<bool> overflow = std::nullopt);
+  // For updates made elsewhere (ZeroAdamW over master_params()): with a loss scaler, records
+  // one iteration whose gradients did or did not overflow (decided for the whole job) and
+  // returns whether to update; without one, true.
+  bool record_overflow(bool overflow);
+  // Restores the loss scaler's state (a checkpoint's); an error without loss scaling.
+  void set_loss_scaler_state(const LossScalerState& state);
   // Drops the model and master gradients.
   void zero_grad();
 

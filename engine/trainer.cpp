@@ -121,12 +121,6 @@ Trainer::Trainer(Config config, TrainerOptions options)
     if (config_.bf16) notes_.push_back("bf16.enabled: the CPU trainer computes in fp32");
     if (config_.fp16.enabled) notes_.push_back("fp16.enabled: the CPU trainer computes in fp32");
   } else {
-    // fp16 skips a step when its gradients overflow; that decision is taken per rank from its
-    // own gradients, which agree across ranks only when they are fully reduced (ZeRO 0, no TP).
-    AUTOTP_CHECK(!config_.fp16.enabled || ((config_.zero_stage == 0 || !grid_) && tp_size == 1),
-                 "fp16.enabled on CUDA with {} is not supported yet (the overflow check of the "
-                 "loss scaler is per rank); use bf16.enabled",
-                 tp_size > 1 ? "tensor parallelism" : "ZeRO stage > 0");
     notes_.push_back(
         fmt::format("device: {} ({})", device_.str(), cuda_device_name(device_.index)));
   }
@@ -282,6 +276,13 @@ StepRecord Trainer::step() {
   }
   r.loss = loss_sum / static_cast<double>(accumulation);
   if (tp_grad_allreduce_) tp_grad_allreduce_->all_reduce_grads();
+  if (options_.before_gradient_reduction) options_.before_gradient_reduction(n + 1, *optimizer_);
+  // fp16 skips a step whose gradients overflowed, and every rank must skip it together: an
+  // inf or NaN in any gradient this rank holds (read before the reduction, which with mixed
+  // precision has not started yet) counts, also one its norm leaves out (a replicated
+  // parameter off TP rank 0).
+  const bool loss_scaling = mixed_ && mixed_->loss_scaler() != nullptr;
+  const bool local_overflow = loss_scaling && grid_ && grads_have_inf_or_nan(optimizer_->params());
   r.grad_norm = reduce_and_clip();
   // After the gradient reduction: no other DP collective may come between arm() and it.
   if (grid_ && grid_->dp()->size() > 1) {
@@ -293,17 +294,28 @@ StepRecord Trainer::step() {
     r.tokens = static_cast<int64_t>(v[1]);
   }
   // With fp16 loss scaling an overflow is expected now and then: the scaler skips the update.
-  const bool loss_scaling = mixed_ && mixed_->loss_scaler() != nullptr;
   AUTOTP_CHECK(loss_scaling || std::isfinite(r.grad_norm),
                "step {}: the gradient norm is {} (loss {}); stopping before the update, no "
                "checkpoint was written for this step",
                n + 1, r.grad_norm, r.loss);
+  // One decision for the whole job: any rank's overflow before the reduction, or a non-finite
+  // global norm (the reduced gradients of every rank), skips the step on every rank.
+  std::optional<bool> overflow_everywhere;
+  if (loss_scaling && grid_) {
+    const Tensor flag = Tensor::from_vector({local_overflow ? 1.0 : 0.0}, {1}, DType::F64);
+    grid_->world()->all_reduce(flag, ReduceOp::Max);
+    overflow_everywhere = flag.item() > 0.0 || !std::isfinite(r.grad_norm);
+  }
   if (zero_) {
-    zero_->set_lr(r.lr);
-    zero_->step();
-    if (mixed_) mixed_->write_model_params();  // ZeRO updated the masters
+    const bool update = !mixed_ || mixed_->record_overflow(overflow_everywhere.value_or(false));
+    r.skipped = !update;
+    if (update) {
+      zero_->set_lr(r.lr);
+      zero_->step();
+      if (mixed_) mixed_->write_model_params();  // ZeRO updated the masters
+    }
   } else if (mixed_) {
-    r.skipped = !mixed_->step();
+    r.skipped = !mixed_->step(overflow_everywhere);
   } else {
     optimizer_->step();
   }
@@ -330,6 +342,8 @@ void Trainer::save_checkpoint() {
   state.seed = config_.train.seed;
   state.tokens_seen = tokens_seen_;
   state.config_yaml = config_to_yaml(config_);
+  if (mixed_ && mixed_->loss_scaler() != nullptr)
+    state.loss_scaler = mixed_->loss_scaler()->state();
   if (!grid_) {
     save_training_checkpoint(out_dir_, *checkpoint_model(), *optimizer_, state);
     return;
@@ -355,6 +369,9 @@ TrainingState Trainer::load_checkpoint(const std::string& dir) {
   const TrainingState state = load_any_training_checkpoint(dir, *model_, *optimizer_, zero_.get(),
                                                            &mixed_->master_params());
   mixed_->write_model_params();
+  // A checkpoint without a scaler state (bf16, f32) leaves fp16 at its configured start.
+  if (state.loss_scaler && mixed_->loss_scaler() != nullptr)
+    mixed_->set_loss_scaler_state(*state.loss_scaler);
   return state;
 }
 
@@ -381,7 +398,8 @@ void Trainer::setup_precision() {
   const NamedTensors exact = model_->named_parameters();
   if (low != options_.dtype) model_->to(device_, low);
   std::optional<LossScalerOptions> scaling;
-  if (low_precision && config_.fp16.enabled) {
+  // force_master_weights runs fp16's loss scaling with f32 weights on the CPU (tests).
+  if (config_.fp16.enabled && (low_precision || options_.force_master_weights)) {
     scaling = LossScalerOptions::from_config(config_.fp16);
   }
   mixed_ = std::make_unique<MixedPrecisionOptimizer>(model_->named_parameters(), adamw, scaling);

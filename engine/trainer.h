@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -48,6 +49,10 @@ struct TrainerOptions {
   // the CPU the model weights stay f32, so the run must equal the plain run bit for bit, which
   // checks that path (accumulation, reduction, clipping, ZeRO, checkpoints) without a GPU.
   bool force_master_weights = false;
+  // Tests (fault injection): called each step after the backward passes, before the gradients
+  // are reduced and clipped, with the step number (1-based) and the optimizer whose params()
+  // hold the gradients (the f32 masters under mixed precision).
+  std::function<void(int64_t step, const AdamW& optimizer)> before_gradient_reduction;
   std::FILE* out = stdout;            // summary, progress and notes; nullptr: silent
   std::optional<bool> live_progress;  // a live progress bar; default: `out` is a terminal
   bool export_hf = true;              // write OUT/hf at the end of run()
@@ -67,8 +72,8 @@ struct StepRecord {
   double grad_norm = 0.0;  // global gradient norm before clipping
   int64_t tokens = 0;      // tokens this step trained on (all DP ranks)
   double seconds = 0.0;    // wall time of the step
-  // fp16 loss scaling: the gradients overflowed (grad_norm is not finite), so the update was
-  // skipped and the loss scale lowered, as DeepSpeed does.
+  // fp16 loss scaling: the gradients overflowed (on some rank, or in the global norm), so
+  // every rank skipped the update and lowered the loss scale, as DeepSpeed does.
   bool skipped = false;
 };
 

@@ -50,6 +50,14 @@ json::Value state_json(const TrainingState& state) {
   out.set("seed", state.seed);
   out.set("tokens_seen", state.tokens_seen);
   out.set("config_yaml", state.config_yaml);
+  if (state.loss_scaler) {
+    json::Value scaler = json::Value::object();
+    scaler.set("cur_scale", state.loss_scaler->cur_scale)
+        .set("cur_iter", state.loss_scaler->cur_iter)
+        .set("last_overflow_iter", state.loss_scaler->last_overflow_iter)
+        .set("cur_hysteresis", state.loss_scaler->cur_hysteresis);
+    out.set("loss_scaler", scaler);
+  }
   return out;
 }
 
@@ -74,6 +82,19 @@ TrainingState read_state(const fs::path& dir) {
   state.seed = root.get<uint64_t>("seed");
   state.tokens_seen = root.get<int64_t>("tokens_seen");
   state.config_yaml = root.get<std::string>("config_yaml");
+  if (root.contains("loss_scaler")) {
+    const json::Value& s = root["loss_scaler"];
+    LossScalerState scaler;
+    scaler.cur_scale = s.get<double>("cur_scale");
+    scaler.cur_iter = s.get<int64_t>("cur_iter");
+    scaler.last_overflow_iter = s.get<int64_t>("last_overflow_iter");
+    scaler.cur_hysteresis = s.get<int64_t>("cur_hysteresis");
+    AUTOTP_CHECK(scaler.cur_scale > 0.0 && scaler.cur_hysteresis >= 1,
+                 "{}: loss_scaler.cur_scale ({}) must be positive and cur_hysteresis ({}) at "
+                 "least 1",
+                 path.string(), scaler.cur_scale, scaler.cur_hysteresis);
+    state.loss_scaler = scaler;
+  }
   AUTOTP_CHECK(state.step >= 0 && state.tokens_seen >= 0,
                "{}: step ({}) and tokens_seen ({}) must not be negative", path.string(), state.step,
                state.tokens_seen);

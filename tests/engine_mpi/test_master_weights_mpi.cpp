@@ -2,13 +2,16 @@
 // in f32 where it must equal the plain run bit for bit: data parallelism at ZeRO 0/1/2 (the
 // reduction, the flat update over the masters and the model written back), a ZeRO-2
 // checkpoint of the masters resumed, and tensor parallelism with Qwen3's replicated per-head
-// norms (their gradient all-reduce moved to the masters).
+// norms (their gradient all-reduce moved to the masters). fp16's dynamic loss scaling on the
+// same path: one skip decision for every rank, and its scaler in checkpoints.
 #include <gtest/gtest.h>
 
 #include <unistd.h>
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 
 #include "core/comm/mpi_communicator.h"
 #include "core/comm/parallel_grid.h"
@@ -154,6 +157,105 @@ TEST(MasterWeightsTensorParallel, ACheckpointResumesTheRunBitForBit) {
   const std::vector<StepRecord> last = train(second, 3);
   expect_same_run(second, last, straight, std::vector<StepRecord>(six.begin() + 3, six.end()),
                   fmt::format("TP {} resumed", tp));
+}
+
+// ---- fp16 loss scaling ------------------------------------------------------------------
+
+// fp16.enabled through force_master_weights on the CPU: the f32 model's gradients are those of
+// the loss times a power of two, divided by it again, so without overflows the run equals the
+// plain one bit for bit; hysteresis 1 halves the scale at the first overflow.
+const std::vector<std::string> kFp16 = {"fp16.enabled=true", "fp16.initial_scale_power=8",
+                                        "fp16.hysteresis=1"};
+
+// Puts an inf into the first gradient at step `step` on the ranks `poisoned` says.
+std::function<void(int64_t, const AdamW&)> overflow_at(int64_t step,
+                                                       std::function<bool(int)> poisoned) {
+  return [step, poisoned](int64_t n, const AdamW& optimizer) {
+    if (n != step || !poisoned(world()->rank())) return;
+    const Tensor g = optimizer.params().front().second.grad();
+    ASSERT_TRUE(g.defined());
+    g.fill_(std::numeric_limits<double>::infinity());
+  };
+}
+
+// The skip decision of every step must be every rank's: an overflow on one rank (one TP shard,
+// or one DP rank's gradients before a ZeRO reduce-scatter) skips the step everywhere, exactly
+// as an overflow on every rank does, and halves the scale on every rank.
+void expect_one_skip_decision(const std::function<Config()>& config,
+                              const std::shared_ptr<ParallelGrid>& grid, const std::string& what) {
+  SCOPED_TRACE(what);
+  TrainerOptions one = options(grid, true), all = options(grid, true), none = options(grid, true);
+  one.before_gradient_reduction = overflow_at(2, [](int rank) { return rank == 1; });
+  all.before_gradient_reduction = overflow_at(2, [](int) { return true; });
+  Trainer on_one(config(), one), on_all(config(), all), clean(config(), none);
+  Trainer plain(config(), options(grid, false));
+  ASSERT_NE(on_one.mixed_precision()->loss_scaler(), nullptr);
+  const std::vector<StepRecord> got = train(on_one, 5), want = train(on_all, 5);
+  for (const StepRecord& r : got)
+    EXPECT_EQ(r.skipped, r.step == 2) << "rank " << world()->rank() << ", step " << r.step;
+  // (The reported norm of step 2 may stay finite: the poisoned gradient is a replicated
+  // parameter's, which the norm counts on TP rank 0 only; the skip is still everyone's.)
+  // Steps 1, 3, 4, 5 and the weights equal those of the run that overflowed everywhere.
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (want[i].step == 2) continue;
+    EXPECT_EQ(got[i].loss, want[i].loss) << "step " << want[i].step;
+    EXPECT_EQ(got[i].grad_norm, want[i].grad_norm) << "step " << want[i].step;
+  }
+  expect_same_run(on_one, {}, on_all, {}, "an overflow on rank 1 only");
+  EXPECT_EQ(on_one.mixed_precision()->loss_scaler()->scale(), 128.0);  // 2^8 halved once
+  // Without an overflow: nothing skipped, and the plain run bit for bit.
+  const std::vector<StepRecord> clean_steps = train(clean, 5);
+  for (const StepRecord& r : clean_steps)
+    EXPECT_FALSE(r.skipped) << "step " << r.step;
+  expect_same_run(clean, clean_steps, plain, train(plain, 5), "no overflow");
+  EXPECT_EQ(clean.mixed_precision()->loss_scaler()->scale(), 256.0);
+}
+
+TEST(Fp16LossScaling, AnOverflowOnOneDataParallelRankSkipsTheStepOnEveryRankAtZero2) {
+  const auto grid = std::make_shared<ParallelGrid>(world(), 1);
+  expect_one_skip_decision([] { return dp_config("unused", 2, kFp16); }, grid, "dp, ZeRO 2");
+}
+
+TEST(Fp16LossScaling, AnOverflowOnOneTensorParallelShardSkipsTheStepOnEveryRank) {
+  const int tp = world()->size();
+  if (tp != 2 && tp != 4) GTEST_SKIP() << "4 KV heads split evenly over 2 or 4 ranks only";
+  const auto grid = std::make_shared<ParallelGrid>(world(), tp);
+  expect_one_skip_decision([tp] { return qwen3_tp_config(tp, kFp16); }, grid,
+                           fmt::format("tp {}", tp));
+}
+
+// The scaler's state (scale, iterations since the last overflow) is in the checkpoint: saved
+// at step 3 after an overflow at step 2 (ZeRO-2), the resumed run continues as the straight
+// one, with the halved scale.
+TEST(Fp16LossScaling, ACheckpointCarriesTheLossScalerAcrossAResume) {
+  SharedDir dir("masters", "fp16_resume");
+  const auto grid = std::make_shared<ParallelGrid>(world(), 1);
+  auto with = [&](const std::string& out, std::vector<std::string> extra) {
+    std::vector<std::string> all = kFp16;
+    all.insert(all.end(), extra.begin(), extra.end());
+    return dp_config(dir.sub(out), 2, all);
+  };
+  TrainerOptions o = options(grid, true);
+  o.before_gradient_reduction = overflow_at(2, [](int) { return true; });
+  Trainer straight(with("straight", {"train.steps=6"}), o);
+  const std::vector<StepRecord> six = train(straight, 6);
+  Trainer first(with("split", {"train.steps=3", "train.checkpoint_interval=3"}), o);
+  first.run();
+  TrainerOptions resume = options(grid, true);
+  resume.resume = true;
+  Trainer second(with("split", {"train.steps=6"}), resume);
+  ASSERT_EQ(second.current_step(), 3);
+  EXPECT_EQ(second.mixed_precision()->loss_scaler()->scale(), 128.0);
+  EXPECT_EQ(second.mixed_precision()->loss_scaler()->state().cur_iter,
+            straight.mixed_precision()->loss_scaler()->state().cur_iter - 3);
+  const std::vector<StepRecord> last = train(second, 3);
+  expect_same_run(second, last, straight, std::vector<StepRecord>(six.begin() + 3, six.end()),
+                  "fp16 resumed");
+  EXPECT_EQ(second.mixed_precision()->loss_scaler()->state().cur_iter,
+            straight.mixed_precision()->loss_scaler()->state().cur_iter);
+  EXPECT_EQ(second.mixed_precision()->loss_scaler()->scale(),
+            straight.mixed_precision()->loss_scaler()->scale());
 }
 
 }  // namespace
