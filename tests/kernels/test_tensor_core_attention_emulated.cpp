@@ -198,12 +198,14 @@ int run_grid(int64_t blocks, int shared_bytes, Body body) {
 struct Case {
   int64_t batch, hq, hkv, seq, dim;
   bool causal;
+  double scale = 0.0;  // 0: 1 / sqrt(dim)
 };
 
 std::string name_of(const Case& c, const char* dtype) {
   return std::string(dtype) + " B=" + std::to_string(c.batch) + " Hq=" + std::to_string(c.hq) +
          " Hkv=" + std::to_string(c.hkv) + " S=" + std::to_string(c.seq) +
-         " D=" + std::to_string(c.dim) + (c.causal ? " causal" : "");
+         " D=" + std::to_string(c.dim) + (c.causal ? " causal" : "") +
+         (c.scale > 0.0 ? " scale " + std::to_string(c.scale) : "");
 }
 
 // 16-bit values uniform in [-1, 1], and the same values as doubles.
@@ -253,7 +255,7 @@ void expect_matches_reference(const Case& c, const char* dtype, uint32_t seed) {
   const int64_t d = c.dim, s = c.seq, group = c.hq / c.hkv;
   const size_t q_size = static_cast<size_t>(c.batch * c.hq * s * d);
   const size_t kv_size = static_cast<size_t>(c.batch * c.hkv * s * d);
-  const double scale = 1.0 / std::sqrt(static_cast<double>(d));
+  const double scale = c.scale > 0.0 ? c.scale : 1.0 / std::sqrt(static_cast<double>(d));
   std::vector<uint16_t> q, k, v, dout;
   std::vector<double> qd, kd, vd, doutd;
   random_tensor<Half>(q, qd, q_size, seed);
@@ -391,6 +393,13 @@ TEST(TensorCoreAttentionEmulated, Bf16HeadDims32And128AndOddLengthsMatchTheRefer
   expect_matches_reference<BFloat16>({2, 2, 1, 33, 32, true}, "bf16", 300);
   expect_matches_reference<BFloat16>({1, 2, 2, 19, 128, true}, "bf16", 400);
   expect_matches_reference<BFloat16>({1, 1, 1, 1, 64, true}, "bf16", 500);
+}
+
+TEST(TensorCoreAttentionEmulated, HeadDim128OverSeveralTilesWithAnExplicitScaleMatches) {
+  // D = 128 (the largest shared-memory layout) across two query tiles and three dk/dv query
+  // tiles per head, causal and not, with a scale other than 1 / sqrt(D).
+  expect_matches_reference<BFloat16>({1, 2, 1, 80, 128, false, 0.3}, "bf16", 900);
+  expect_matches_reference<BFloat16>({1, 2, 1, 80, 128, true, 0.3}, "bf16", 1000);
 }
 
 TEST(TensorCoreAttentionEmulated, F16AndHeadDim96MatchTheReference) {
