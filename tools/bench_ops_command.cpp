@@ -16,6 +16,9 @@
 #include "engine/optimizer.h"
 #include "tools/bench_options.h"
 #include "tools/flops.h"
+#ifdef AUTOTP_WITH_CUDA
+#include "kernels/cuda/tensor_core_attention.h"
+#endif
 
 namespace autotp::tools {
 
@@ -34,7 +37,20 @@ struct OpResult {
   Bound bound = Bound::Bytes;
   double forward_work = 0.0, backward_work = 0.0;  // FLOPs or bytes
   double forward_ms = 0.0, backward_ms = 0.0;      // 0 backward: not timed (no backward)
+  std::string implementation = {};                 // which kernels ran, where it varies
 };
+
+// The attention kernels that run for this device, dtype and head dim.
+std::string attention_implementation(const Device& device, [[maybe_unused]] DType dtype,
+                                     [[maybe_unused]] int64_t dim) {
+  if (device.is_cpu()) return "CPU reference";
+#ifdef AUTOTP_WITH_CUDA
+  if (kernels::cuda::tensor_core_attention_applies(static_cast<int>(dtype), dim)) {
+    return "tensor-core flash attention (mma.sync)";
+  }
+#endif
+  return "row-per-warp kernels (f32/f64, or a head dim outside 32/64/96/128)";
+}
 
 struct Context {
   Device device;
@@ -125,6 +141,7 @@ int run_bench_ops(const std::vector<std::string>& raw_args) {
     r.forward_work = 4.0 * static_cast<double>(batch * hq) * static_cast<double>(seq) *
                      static_cast<double>(seq) * static_cast<double>(dim) / 2.0;
     r.backward_work = 2.5 * r.forward_work;
+    r.implementation = attention_implementation(device, dtype, dim);
     const Tensor q = ctx.input({batch, hq, seq, dim}), k = ctx.input({batch, hkv, seq, dim});
     const Tensor v = ctx.input({batch, hkv, seq, dim});
     ctx.time(
@@ -249,6 +266,8 @@ int run_bench_ops(const std::vector<std::string>& raw_args) {
         .set("shape", json::Value(r.shape))
         .set("bound", json::Value(std::string(flops ? "flops" : "bytes")))
         .set("work", json::Value(r.work))
+        .set("implementation",
+             r.implementation.empty() ? json::Value() : json::Value(r.implementation))
         .set("forward_ms", json::Value(r.forward_ms))
         .set("backward_ms", json::Value(r.backward_ms))
         .set("forward_work", json::Value(r.forward_work))
@@ -259,6 +278,10 @@ int run_bench_ops(const std::vector<std::string>& raw_args) {
         .set("backward_of_peak",
              peak > 0.0 && r.backward_ms > 0.0 ? json::Value(bwd_rate / peak) : json::Value());
     ops_json.push(o);
+  }
+  for (const OpResult& r : results) {
+    if (!r.implementation.empty())
+      std::printf("%s: %s\n", r.name.c_str(), r.implementation.c_str());
   }
   if (peak_flops > 0.0 || peak_bytes > 0.0) {
     std::printf("peaks: %.0f TFLOP/s dense bf16, %.0f GB/s memory (%s datasheet)\n",
