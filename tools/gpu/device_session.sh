@@ -1,46 +1,64 @@
 #!/usr/bin/env bash
 # One device call's worth of GPU checks, every stage under its own timeout so that a hang
-# cannot spend the session's device time: the GPU tests (the *_CUDA ones only), a 20-step
-# `autotp train --device cuda`, TP = 2 as two ranks on the one GPU against the one-process run
-# (where an mpirun is found: MPIRUN or PATH), then `autotp bench` and `autotp bench-ops` on
-# CONFIG (default the Llama-3.2-1B shape; profile_bench.sh). Results are packed into
-# OUT_DIR/results.tar.gz with the summary lines in OUT_DIR/summary.txt (two files: within what
-# a device call returns).
-# Usage, on the GPU machine from the repository root, after tools/gpu/package_for_device.sh here:
+# cannot spend the session's device time. The correctness stages share the GPU and run at the
+# same time: the GPU tests (the CUDA ones only), a 20-step `autotp train --device cuda`, the
+# communicators' device check (NCCL at one rank per GPU, then two ranks on the one GPU through
+# MPI), and two multi-rank training runs on the one GPU checked against the one-process GPU run
+# (tests/check_tp_matches_tp1.cmake: TP = 2, and DP = 2 under ZeRO-2). Then, alone on the GPU,
+# `autotp bench`, `autotp bench-ops` and the PyTorch side-by-side on CONFIG (default the
+# Llama-3.2-1B shape; profile_bench.sh). Results are packed into OUT_DIR/results.tar.gz with
+# the stages' tails in OUT_DIR/summary.txt (two files: within what a device call returns).
+# Usage, on the GPU machine from the repository root, after tools/gpu/package_for_device.sh
+# here (which also packs Open MPI into PACK/openmpi for machines without one):
 #   tools/gpu/device_session.sh .dev/gpu "$OUT" [CONFIG]
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-pack=$1
+pack=$(cd "$1" && pwd)
 out=$2
 config=${3:-$root/configs/llama-3.2-1b.yaml}
 work=$(mktemp -d)
 mkdir -p "$out"
 summary="$out/summary.txt"
 : >"$summary"
-stage() {  # stage NAME SECONDS COMMAND...: runs it, appends its tail and exit status
+# The packed Open MPI is the one the binaries were linked against: it goes first on PATH.
+[ -f "$pack/openmpi/env.sh" ] && source "$pack/openmpi/env.sh"
+export LD_LIBRARY_PATH="$pack/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+stage() {  # stage NAME SECONDS COMMAND...: runs it; its tail and exit status go to NAME.summary
   local name=$1 seconds=$2
   shift 2
   local start=$SECONDS
-  echo "== $name (limit ${seconds}s)" | tee -a "$summary"
-  timeout "$seconds" "$@" >"$work/$name.log" 2>&1
-  local rc=$?
-  tail -n 40 "$work/$name.log" >>"$summary"
-  echo "== $name: exit $rc after $((SECONDS - start))s$([ $rc -eq 124 ] && echo ' (timed out)')" |
-    tee -a "$summary"
+  {
+    echo "== $name (limit ${seconds}s)"
+    timeout "$seconds" "$@" >"$work/$name.log" 2>&1
+    local rc=$?
+    tail -n 40 "$work/$name.log"
+    echo "== $name: exit $rc after $((SECONDS - start))s$([ $rc -eq 124 ] && echo ' (timed out)')"
+  } >"$work/$name.summary"
 }
-stage device_tests 300 "$root/tools/gpu/run_device_tests.sh" "$pack" "$work/tests" '*CUDA*'
-# TP = 2 as two ranks sharing the one GPU (the MPI path with host staging): every logged loss
-# and gradient norm of 20 steps must equal the one-process GPU run within 1e-5 relative.
-mpirun_bin=${MPIRUN:-$(command -v mpirun || true)}
-if [ -n "$mpirun_bin" ]; then
-  stage tp2_on_one_gpu 240 cmake -DAUTOTP="$pack/bin/autotp" \
-    -DCONFIG="$root/configs/tiny-llama.yaml" -DTP=2 -DWORK_DIR="$work/tp2_on_one_gpu" \
-    "-DMPI_COMMAND=$mpirun_bin;--allow-run-as-root;--oversubscribe;-np;2;$pack/bin/autotp" \
+tiny=$root/configs/tiny-llama.yaml
+matches_one_process() {  # NAME TP [PARALLEL_SETS]: the run under mpirun -np 2 on the one GPU
+  stage "$1" 170 cmake -DAUTOTP="$pack/bin/autotp" -DCONFIG="$tiny" -DTP="$2" \
+    -DWORK_DIR="$work/$1" "-DPARALLEL_SETS=${3:-}" \
+    "-DMPI_COMMAND=mpirun;--oversubscribe;-np;2;$pack/bin/autotp" \
     -P "$root/tests/check_tp_matches_tp1.cmake"
+}
+stages=(device_tests)
+stage device_tests 200 "$root/tools/gpu/run_device_tests.sh" "$pack" "$work/tests" \
+  '*CUDA*:CudaCachingAllocator*:CudaDevice*' &
+if command -v mpirun >/dev/null; then
+  stages+=(nccl_device_check tp2_on_one_gpu dp2_zero2_on_one_gpu)
+  stage nccl_device_check 100 "$root/tests/comm/nccl_device_check/run_on_device.sh" \
+    "$pack/bin/nccl_device_check" &
+  matches_one_process tp2_on_one_gpu 2 &
+  matches_one_process dp2_zero2_on_one_gpu 1 \
+    "--set;data_parallel_size=2;--set;train_micro_batch_size_per_gpu=4;--set;zero_optimization.stage=2" &
 else
-  echo "== no mpirun on this machine (set MPIRUN): the TP=2-on-one-GPU check is skipped" |
-    tee -a "$summary"
+  echo "== no mpirun (neither on PATH nor packed): the multi-rank GPU checks are skipped" >>"$summary"
 fi
-stage speed 240 "$root/tools/gpu/profile_bench.sh" "$pack" "$work/speed" "$config"
+wait
+stages+=(speed)
+stage speed 230 "$root/tools/gpu/profile_bench.sh" "$pack" "$work/speed" "$config"
+for name in "${stages[@]}"; do cat "$work/$name.summary" >>"$summary"; done
 tar -czf "$out/results.tar.gz" -C "$work" .
 rm -rf "$work"

@@ -2,7 +2,9 @@
 # Builds autotp with CUDA (Release) in BUILD_DIR (default build-gpu/) on this machine and packs what a bare GPU
 # machine needs to run the test binaries into .dev/gpu/: bin/ (the test executables and the
 # autotp command) and lib/ (the non-system shared libraries they link, e.g. fmt, yaml-cpp).
-# Then, on the GPU machine: tools/gpu/run_device_tests.sh .dev/gpu RESULTS_DIR
+# Then, on the GPU machine: tools/gpu/device_session.sh .dev/gpu RESULTS_DIR (or
+# tools/gpu/run_device_tests.sh .dev/gpu RESULTS_DIR for the tests alone). Open MPI is packed
+# into .dev/gpu/openmpi (tools/gpu/pack_openmpi.sh) for the multi-rank checks.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -12,13 +14,18 @@ cmake --build "$build"
 out=.dev/gpu
 rm -rf "$out"
 mkdir -p "$out/bin" "$out/lib"
-for exe in "$build"/bin/*; do
-  [ -x "$exe" ] && [ -f "$exe" ] && cp "$exe" "$out/bin/"
+# The binaries the GPU checks run (tools/gpu/device_session.sh): the tests with CUDA cases, the
+# command and the communicators' device check. Each embeds the sm_90 kernels, so all of them
+# together would pass the 64 MiB a device call carries; PACK_BINARIES names others.
+for name in ${PACK_BINARIES:-autotp nccl_device_check test_core test_engine}; do
+  cp "$build/bin/$name" "$out/bin/"
 done
+strip "$out"/bin/*
 # Shared libraries outside glibc/libstdc++ and the CUDA toolkit (which the GPU machine has).
 for exe in "$out"/bin/*; do
   ldd "$exe" | awk '/=> \// {print $3}'
 done | sort -u | grep -E 'libfmt|libyaml-cpp|libgtest|libmpi|libopen-|libhwloc|libevent|libudev' | while read -r lib; do
   cp -L "$lib" "$out/lib/"
 done
+"$root/tools/gpu/pack_openmpi.sh" "$out/openmpi"
 du -sh "$out"
