@@ -1,5 +1,7 @@
 // `autotp bench`: real training steps (forward, backward, AdamW) of the config's model on
 // synthetic tokens, timed per phase with device synchronization, reported as text and JSON.
+// With --kernels N, N more steps run under the kernel profiler (CUPTI) after the timed ones,
+// and the GPU time of every kernel per step is reported beside the step time.
 #include "tools/bench_command.h"
 
 #include <algorithm>
@@ -8,6 +10,7 @@
 #include "core/autograd/grad_mode.h"
 #include "core/error.h"
 #include "core/io/json.h"
+#include "core/kernel_profiler.h"
 #include "engine/config.h"
 #include "engine/data.h"
 #include "engine/evaluate.h"
@@ -25,7 +28,35 @@ namespace autotp::tools {
 
 const char* const kBenchUsage =
     "autotp bench CONFIG.yaml [--steps N] [--warmup K] [--json FILE] [--device cpu|cuda] "
-    "[--dtype f32|bf16] [--set key.path=value ...]";
+    "[--dtype f32|bf16] [--kernels N] [--set key.path=value ...]";
+
+namespace {
+
+// The kernels' GPU time per step, longest first, with their share of the summed GPU time;
+// names shortened to their first 100 characters (the JSON keeps them whole).
+void print_kernel_table(const std::vector<KernelTime>& kernels, int64_t steps, double step_ms) {
+  double total = 0.0;
+  for (const KernelTime& k : kernels)
+    total += k.total_ms;
+  const double per_step = total / static_cast<double>(steps);
+  std::printf(
+      "kernels       %.2f ms of GPU time per step over %lld profiled steps (%.2f ms wall "
+      "per step under the profiler; the gap is time the GPU sat idle)\n",
+      per_step, static_cast<long long>(steps), step_ms);
+  std::printf("  %9s %7s %6s  %s\n", "ms/step", "calls", "share", "kernel");
+  size_t shown = 0;
+  for (const KernelTime& k : kernels) {
+    if (++shown > 40) break;
+    const double ms = k.total_ms / static_cast<double>(steps);
+    std::printf("  %9.3f %7.1f %5.1f%%  %.100s\n", ms,
+                static_cast<double>(k.calls) / static_cast<double>(steps),
+                total > 0.0 ? 100.0 * k.total_ms / total : 0.0, k.name.c_str());
+  }
+  if (kernels.size() > shown)
+    std::printf("  ... %zu more in the JSON report\n", kernels.size() - shown);
+}
+
+}  // namespace
 
 int run_bench(const std::vector<std::string>& raw_args) {
   const BenchOptions args = parse_bench_options(raw_args, "bench", kBenchUsage, "--steps", 10, 3);
@@ -35,6 +66,9 @@ int run_bench(const std::vector<std::string>& raw_args) {
 
   const Device device = bench_device(args, "bench");
   const bool use_cuda = device.is_cuda();
+  AUTOTP_CHECK(args.kernel_steps == 0 || use_cuda,
+               "bench: --kernels profiles GPU kernels: it "
+               "needs --device cuda");
   // bf16: bf16 weights and activations with f32 master weights and optimizer state (DeepSpeed's
   // bf16.enabled); f32: everything in f32 (no TF32).
   const DType dtype = bench_dtype(args, device, use_cuda && config.bf16, "bench");
@@ -85,7 +119,12 @@ int run_bench(const std::vector<std::string>& raw_args) {
 
   std::vector<double> forward_ms, backward_ms, optimizer_ms, step_ms;
   double last_loss = 0.0;
-  for (int64_t i = 0; i < args.warmup + args.count; ++i) {
+  std::unique_ptr<KernelProfiler> profiler;
+  std::vector<KernelTime> kernels;
+  double profiled_step_ms = 0.0;
+  const int64_t timed_end = args.warmup + args.count;
+  for (int64_t i = 0; i < timed_end + args.kernel_steps; ++i) {
+    if (i == timed_end) profiler = std::make_unique<KernelProfiler>();
     const Batch batch = loader.batch(i, 0);
     const Tensor ids = batch.input_ids.to(device), labels = batch.labels.to(device);
     sync();
@@ -109,13 +148,17 @@ int run_bench(const std::vector<std::string>& raw_args) {
     const double opt = ms_since(t2);
     last_loss = loss.item();
     AUTOTP_CHECK(std::isfinite(last_loss), "bench: the loss became {} at step {}", last_loss, i);
-    if (i >= args.warmup) {
+    if (i >= timed_end) {
+      profiled_step_ms += (fwd + bwd + opt) / static_cast<double>(args.kernel_steps);
+    } else if (i >= args.warmup) {
       forward_ms.push_back(fwd);
       backward_ms.push_back(bwd);
       optimizer_ms.push_back(opt);
       step_ms.push_back(fwd + bwd + opt);
     }
   }
+
+  if (profiler) kernels = profiler->stop();
 
   const double tokens_per_step = static_cast<double>(micro_batch * seq_len);
   const double step_s = mean_of(step_ms) / 1e3;
@@ -149,6 +192,7 @@ int run_bench(const std::vector<std::string>& raw_args) {
   if (use_cuda)
     std::printf("peak memory   %.2f GiB\n", static_cast<double>(peak_memory) / (1 << 30));
   std::printf("last loss     %.4f\n", last_loss);
+  if (profiler) print_kernel_table(kernels, args.kernel_steps, profiled_step_ms);
 
   json::Value out = json::Value::object();
   out.set("device", json::Value(device_name));
@@ -172,6 +216,20 @@ int run_bench(const std::vector<std::string>& raw_args) {
   out.set("mfu", peak > 0.0 ? json::Value(achieved / peak) : json::Value());
   out.set("peak_memory_bytes", json::Value(peak_memory));
   out.set("last_loss", json::Value(last_loss));
+  if (profiler) {
+    out.set("profiled_steps", json::Value(args.kernel_steps));
+    out.set("profiled_step_ms", json::Value(profiled_step_ms));
+    json::Value list = json::Value::array();
+    for (const KernelTime& k : kernels) {
+      json::Value entry = json::Value::object();
+      entry.set("name", json::Value(k.name));
+      entry.set("calls_per_step",
+                json::Value(static_cast<double>(k.calls) / static_cast<double>(args.kernel_steps)));
+      entry.set("ms_per_step", json::Value(k.total_ms / static_cast<double>(args.kernel_steps)));
+      list.push(std::move(entry));
+    }
+    out.set("kernels", std::move(list));
+  }
   emit_json_report(out.dump(), args, "bench");
   return 0;
 }

@@ -31,6 +31,8 @@ BenchOptions parse_bench_options(const std::vector<std::string>& args, const cha
     } else if (auto v = w.take_value("--dtype")) {
       if (*v != "f32" && *v != "bf16") w.fail(fmt::format("--dtype: '{}' is not f32 or bf16", *v));
       o.dtype = *v;
+    } else if (auto v = w.take_value("--kernels"); v && std::string(command) == "bench") {
+      o.kernel_steps = w.parse_int("--kernels", *v, 1);
     } else if (auto v = w.take_value("--set")) {
       o.overrides.push_back(*v);
     } else if (!arg.empty() && arg[0] == '-') {

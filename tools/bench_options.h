@@ -20,6 +20,7 @@ struct BenchOptions {
   std::string device;  // empty: cuda when available, else cpu
   std::string dtype;   // empty: the command's default
   std::vector<std::string> overrides;
+  int64_t kernel_steps = 0;  // --kernels N: N extra steps under the kernel profiler (bench)
 };
 
 // Parses `command`'s arguments; `count_flag` names the count option ("--steps", "--iters").

@@ -1,5 +1,6 @@
 // Multi-tensor AdamW: the host splits every tensor into chunks of kAdamWChunkElements, copies
-// the tensor and chunk tables into the workspace and launches one block per chunk.
+// the tensor and chunk tables into the workspace and launches one block per chunk; a block
+// moves 16 bytes per access when its tensor's arrays are aligned for it.
 #include "kernels/cuda/adamw.h"
 
 #include <cuda_runtime.h>
@@ -10,6 +11,7 @@
 
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/launch.cuh"
+#include "kernels/cuda/vectorized.cuh"
 
 namespace autotp::kernels::cuda {
 
@@ -92,9 +94,8 @@ __global__ void adamw_chunk_kernel(const AdamWTensor* tensors, const AdamWChunk*
   C* copy = static_cast<C*>(t.model_copy);
   const int64_t end =
       chunk.start + kAdamWChunkElements < t.numel ? chunk.start + kAdamWChunkElements : t.numel;
-  for (int64_t i = chunk.start + threadIdx.x; i < end; i += blockDim.x) {
-    T p = param[i];
-    T g = grad[i];
+  // One element's update, in place on p, m and v (the CPU kernel's operations in its order).
+  auto update = [&](T& p, T g, T& m, T& v) {
     if (decay) {
       if (s.decoupled_weight_decay) {
         p = mul_rn(p, decay_factor);
@@ -102,13 +103,45 @@ __global__ void adamw_chunk_kernel(const AdamWTensor* tensors, const AdamWChunk*
         g = add_rn(g, mul_rn(weight_decay, p));
       }
     }
-    T m = exp_avg[i];
     const T diff = sub_rn(g, m);
     m = lerp_small ? add_rn(m, mul_rn(lerp_weight, diff)) : sub_rn(g, mul_rn(diff, one_minus_lerp));
-    T v = mul_rn(exp_avg_sq[i], beta2);
-    v = add_rn(v, mul_rn(mul_rn(one_minus_beta2, g), g));
+    v = add_rn(mul_rn(v, beta2), mul_rn(mul_rn(one_minus_beta2, g), g));
     const T denom = add_rn(div_rn(sqrt_rn(v), bc2_sqrt), eps);
     p = add_rn(p, div_rn(mul_rn(neg_step_size, m), denom));
+  };
+  // 16-byte accesses where this tensor's arrays allow them (uniform over the block: chunk
+  // starts are multiples of V); the chunk's last numel % V elements one by one.
+  constexpr int V = kVectorElems<T>;
+  const auto aligned = [](const void* ptr, size_t bytes) {
+    return reinterpret_cast<uintptr_t>(ptr) % bytes == 0;
+  };
+  const bool vectorized = aligned(param, 16) && aligned(exp_avg, 16) && aligned(exp_avg_sq, 16) &&
+                          aligned(grad, 16) && (copy == nullptr || aligned(copy, V * sizeof(C)));
+  int64_t scalar_start = chunk.start;
+  if (vectorized) {
+    scalar_start = chunk.start + (end - chunk.start) / V * V;
+    for (int64_t i = chunk.start + threadIdx.x * V; i < scalar_start; i += blockDim.x * V) {
+      Pack<T, V> p = load_pack<V>(param + i), m = load_pack<V>(exp_avg + i),
+                 v = load_pack<V>(exp_avg_sq + i);
+      const Pack<T, V> g = load_pack<V>(grad + i);
+#pragma unroll
+      for (int e = 0; e < V; ++e)
+        update(p.v[e], g.v[e], m.v[e], v.v[e]);
+      store_pack<V>(param + i, p);
+      store_pack<V>(exp_avg + i, m);
+      store_pack<V>(exp_avg_sq + i, v);
+      if (copy != nullptr) {
+        Pack<C, V> c;
+#pragma unroll
+        for (int e = 0; e < V; ++e)
+          c.v[e] = convert<C>(p.v[e]);
+        store_pack<V>(copy + i, c);
+      }
+    }
+  }
+  for (int64_t i = scalar_start + threadIdx.x; i < end; i += blockDim.x) {
+    T p = param[i], m = exp_avg[i], v = exp_avg_sq[i];
+    update(p, grad[i], m, v);
     param[i] = p;
     exp_avg[i] = m;
     exp_avg_sq[i] = v;

@@ -1,10 +1,16 @@
 // Norm kernels: forward and dx take a block per row (grid-stride over rows) with block
 // reductions for the row sums; dweight/dbias are per-chunk column partials (a 32 x 8 block per
 // 32 columns of a chunk of rows) summed over the chunks in order by a second kernel.
+// RMSNorm over rows that are 16-byte aligned with a width that is a multiple of the vector
+// width (at most 1024 vectors) takes vectorized kernels instead: the forward with 16-byte
+// accesses, and one backward kernel per chunk of rows in which each thread owns V columns,
+// writes their dx row by row and keeps their dweight partial sums in registers (x and dy are
+// read once, against three times by the two-kernel path).
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/norm.h"
 #include "kernels/cuda/row_utils.cuh"
+#include "kernels/cuda/vectorized.cuh"
 
 #include <stdexcept>
 #include <string>
@@ -56,6 +62,113 @@ __global__ void rms_norm_forward_kernel(T* y, ComputeType<T>* rstd, const T* x, 
         yr[j] = convert<T>(weight ? normalized * widen(weight[j]) : normalized);
       }
     }
+  }
+}
+
+// The forward over 16-byte vectors of the row (dim a multiple of V).
+template <typename T, int V>
+__global__ void rms_norm_forward_vector_kernel(T* y, ComputeType<T>* rstd, const T* x,
+                                               const T* weight, int64_t rows, int64_t dim,
+                                               ComputeType<T> eps) {
+  using C = ComputeType<T>;
+  __shared__ C scratch[32];
+  const int64_t vectors = dim / V;
+  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+    const T* xr = x + row * dim;
+    T* yr = y + row * dim;
+    C sum_sq = 0;
+    for (int64_t k = threadIdx.x; k < vectors; k += blockDim.x) {
+      const Pack<T, V> in = load_pack<V>(xr + k * V);
+#pragma unroll
+      for (int e = 0; e < V; ++e) {
+        const C v = widen(in.v[e]);
+        sum_sq += v * v;
+      }
+    }
+    const C rs = C(1) / math_sqrt(block_sum(sum_sq, scratch) / static_cast<C>(dim) + eps);
+    if (threadIdx.x == 0) rstd[row] = rs;
+    for (int64_t k = threadIdx.x; k < vectors; k += blockDim.x) {
+      const Pack<T, V> in = load_pack<V>(xr + k * V);
+      Pack<T, V> w;
+      if (weight) w = load_pack<V>(weight + k * V);
+      Pack<T, V> out;
+#pragma unroll
+      for (int e = 0; e < V; ++e) {
+        const C normalized = widen(in.v[e]) * rs;
+        if constexpr (kIs16BitFloat<T>) {
+          const T rounded = convert<T>(normalized);  // HF: hidden_states.to(input_dtype)
+          out.v[e] = weight ? convert<T>(widen(w.v[e]) * widen(rounded)) : rounded;
+        } else {
+          out.v[e] = convert<T>(weight ? normalized * widen(w.v[e]) : normalized);
+        }
+      }
+      store_pack<V>(yr + k * V, out);
+    }
+  }
+}
+
+// RMSNorm backward for one chunk of rows per block (blockIdx.x): thread t owns columns
+// [t V, t V + V) (threads past dim / V only join the reductions). Per row: dx as
+// norm_dx_kernel computes it; over the chunk's rows, in order: partial_w[chunk, j] =
+// sum dy xhat (as norm_param_partials_kernel, summed in row order instead of 8 interleaved
+// lanes). The next row's x and dy are loaded before this row's reduction.
+template <typename T, int V>
+__global__ void rms_norm_backward_vector_kernel(T* dx, ComputeType<T>* partial_w, const T* x,
+                                                const T* weight, const ComputeType<T>* rstd,
+                                                const T* dy, int64_t rows, int64_t dim,
+                                                int64_t chunk_rows) {
+  using C = ComputeType<T>;
+  __shared__ C scratch[32];
+  const int64_t column = static_cast<int64_t>(threadIdx.x) * V;
+  const bool owns = column < dim;
+  const int64_t first = static_cast<int64_t>(blockIdx.x) * chunk_rows;
+  const int64_t last = std::min(rows, first + chunk_rows);
+  C w[V], acc[V];
+  Pack<T, V> next_x{}, next_dy{};
+  if (owns) {
+    Pack<T, V> wp;
+    if (weight) wp = load_pack<V>(weight + column);
+#pragma unroll
+    for (int e = 0; e < V; ++e) {
+      w[e] = weight ? widen(wp.v[e]) : C(1);
+      acc[e] = C(0);
+    }
+    if (first < last) {
+      next_x = load_pack<V>(x + first * dim + column);
+      next_dy = load_pack<V>(dy + first * dim + column);
+    }
+  }
+  for (int64_t row = first; row < last; ++row) {
+    const Pack<T, V> xp = next_x, dyp = next_dy;
+    if (owns && row + 1 < last) {
+      next_x = load_pack<V>(x + (row + 1) * dim + column);
+      next_dy = load_pack<V>(dy + (row + 1) * dim + column);
+    }
+    const C rs = rstd[row];
+    C xhat[V], g[V];
+    C sum_g_xhat = 0;
+    if (owns) {
+#pragma unroll
+      for (int e = 0; e < V; ++e) {
+        xhat[e] = widen(xp.v[e]) * rs;
+        g[e] = widen(dyp.v[e]) * w[e];
+        sum_g_xhat += g[e] * xhat[e];
+        acc[e] += widen(dyp.v[e]) * xhat[e];
+      }
+    }
+    const C mean_g_xhat = block_sum(sum_g_xhat, scratch) / static_cast<C>(dim);
+    if (owns) {
+      Pack<T, V> out;
+#pragma unroll
+      for (int e = 0; e < V; ++e)
+        out.v[e] = convert<T>(rs * (g[e] - xhat[e] * mean_g_xhat));
+      store_pack<V>(dx + row * dim + column, out);
+    }
+  }
+  if (owns && partial_w) {
+#pragma unroll
+    for (int e = 0; e < V; ++e)
+      partial_w[static_cast<int64_t>(blockIdx.x) * dim + column + e] = acc[e];
   }
 }
 
@@ -213,6 +326,17 @@ void rms_norm_forward(int dtype, void* y, void* rstd, const void* x, const void*
   if (rows == 0) return;
   dispatch_float_code(dtype, "rms_norm_forward", [&]<typename T>(TypeTag<T>) {
     using C = ComputeType<T>;
+    constexpr int V = kVectorElems<T>;
+    if (dim % V == 0 && is_aligned(y, 16) && is_aligned(x, 16) &&
+        (!weight || is_aligned(weight, 16))) {
+      rms_norm_forward_vector_kernel<T, V>
+          <<<blocks_for_rows(rows), threads_for_row(dim / V), 0, stream>>>(
+              static_cast<T*>(y), static_cast<C*>(rstd), static_cast<const T*>(x),
+              static_cast<const T*>(weight), rows, dim, static_cast<C>(eps));
+      AUTOTP_CUDA_CHECK_LAUNCH("rms_norm_forward_vector_kernel", {"rows", rows}, {"dim", dim},
+                               {"dtype", dtype});
+      return;
+    }
     rms_norm_forward_kernel<T><<<blocks_for_rows(rows), threads_for_row(dim), 0, stream>>>(
         static_cast<T*>(y), static_cast<C*>(rstd), static_cast<const T*>(x),
         static_cast<const T*>(weight), rows, dim, static_cast<C>(eps));
@@ -227,6 +351,26 @@ void rms_norm_backward(int dtype, void* dx, void* dweight, const void* x, const 
   check_dim("rms_norm_backward", dim);
   dispatch_float_code(dtype, "rms_norm_backward", [&]<typename T>(TypeTag<T>) {
     using C = ComputeType<T>;
+    constexpr int V = kVectorElems<T>;
+    const int64_t vectors = dim / V;
+    if (rows > 0 && dim % V == 0 && vectors <= 1024 && is_aligned(dx, 16) && is_aligned(x, 16) &&
+        is_aligned(dy, 16) && (!weight || is_aligned(weight, 16))) {
+      const int64_t chunks = chunk_count(rows);
+      C* partial_w = dweight ? static_cast<C*>(workspace) : nullptr;
+      const int threads = static_cast<int>((vectors + 31) / 32 * 32);
+      rms_norm_backward_vector_kernel<T, V><<<static_cast<unsigned>(chunks), threads, 0, stream>>>(
+          static_cast<T*>(dx), partial_w, static_cast<const T*>(x), static_cast<const T*>(weight),
+          static_cast<const C*>(rstd), static_cast<const T*>(dy), rows, dim, rows_per_chunk(rows));
+      AUTOTP_CUDA_CHECK_LAUNCH("rms_norm_backward_vector_kernel", {"rows", rows}, {"dim", dim},
+                               {"chunks", chunks}, {"dtype", dtype});
+      if (dweight) {
+        sum_chunks_kernel<T><<<blocks_for(dim), kThreadsPerBlock, 0, stream>>>(
+            static_cast<T*>(dweight), partial_w, chunks, dim);
+        AUTOTP_CUDA_CHECK_LAUNCH("rms_norm sum_chunks_kernel", {"dim", dim}, {"chunks", chunks},
+                                 {"dtype", dtype});
+      }
+      return;
+    }
     if (rows > 0) {
       norm_dx_kernel<T, false><<<blocks_for_rows(rows), threads_for_row(dim), 0, stream>>>(
           static_cast<T*>(dx), static_cast<const T*>(x), static_cast<const T*>(weight), nullptr,

@@ -553,7 +553,10 @@ TEST(CudaIndexSelect, ForwardAndBackwardEqualTheCpuExactly_CUDA) {
 
 // ---- RMSNorm and LayerNorm -------------------------------------------------------------
 
-const std::vector<Shape> kNormShapes = {{7, 33}, {3, 5, 129}, {2, 64}, {1, 1000}, {130, 32}};
+// Widths 64, 1000, 32 and 256 take the 16-byte kernels (the 300 rows of 256 over several
+// chunks of the backward); 33 and 129 the scalar ones.
+const std::vector<Shape> kNormShapes = {{7, 33},   {3, 5, 129}, {2, 64},
+                                        {1, 1000}, {130, 32},   {300, 256}};
 
 // f32 units of the norms: the row's sum of squares (positive terms) errs by n u relative, so
 // rstd and y by (n + 8) u; dx adds mean(g xhat) with sum |g xhat| <= 4n (|dy| <= 1, weight
@@ -620,7 +623,8 @@ TEST(CudaRotary, ApplyRotaryMatchesTheCpuForwardAndBackward_CUDA) {
   const std::vector<Case> cases = {{{2, 6, 17, 64}, false},
                                    {{1, 2, 130, 32}, false},
                                    {{2, 3, 1, 64}, false},
-                                   {{2, 3, 17, 32}, true}};
+                                   {{2, 3, 17, 32}, true},
+                                   {{2, 4, 9, 12}, false}};  // half of 12: the scalar kernel
   uint64_t seed = 6000;
   for (const Case& c : cases) {
     const int64_t seq = c.x[2], dim = c.x[3];

@@ -26,7 +26,9 @@ const Device kCpu = Device::cpu();
 const Device kCuda = Device::cuda(0);
 
 // Element counts for the elementwise tests: odd, and none a multiple of a block size.
-const std::vector<int64_t> kSizes = {1, 7, 33, 1000003};
+// 4104 and 1000000 are multiples of every vector width (the 16-byte kernels); 7, 33 and
+// 1000003 are not (scalar kernels, or a scalar tail).
+const std::vector<int64_t> kSizes = {1, 7, 33, 4104, 1000003};
 
 std::string shape_name(const Shape& shape) {
   return shape_str(shape);
@@ -312,6 +314,37 @@ TEST(CudaElementwise, BinaryOpsReadStridedAndBroadcastViews_CUDA) {
   }
 }
 
+TEST(CudaElementwise, BinaryOpsOnAlignedRowsAndABroadcastRowTakeTheVectorKernels_CUDA) {
+  if (!cuda_available())
+    GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
+  // Rows of 64 (a multiple of every vector width) plus a row broadcast over them, a permuted
+  // [B, S, H, D] -> [B, H, S, D] operand (contiguous along D only), and a view whose rows start
+  // 4 elements in (16-byte aligned in f32; in bf16 off the boundary: the scalar kernel).
+  const Tensor a = integers_cpu({6, 64}, 11, -3, 3);
+  const Tensor row = integers_cpu({64}, 12, -3, 3);
+  const Tensor heads = integers_cpu({2, 5, 3, 64}, 13, -3, 3);
+  const Tensor gy = integers_cpu({6, 64}, 14, -3, 3);
+  const Tensor gy_heads = integers_cpu({2, 3, 5, 64}, 15, -3, 3);
+  const Tensor wide = integers_cpu({6, 68}, 16, -3, 3);
+  for (const BinaryCase& c : kBinaryCases) {
+    if (std::string(c.name) == "div") continue;  // operands hold zeros
+    expect_cuda_matches_cpu(
+        std::string(c.name) + " of aligned rows and a broadcast row",
+        [&](const std::vector<Tensor>& in) { return c.fn(in[0], in[1]); }, {a, row}, gy,
+        /*bf16=*/true, /*bf16_grads=*/true);
+    expect_cuda_matches_cpu(
+        std::string(c.name) + " of permuted heads",
+        [&](const std::vector<Tensor>& in) {
+          return c.fn(in[0].permute({0, 2, 1, 3}), in[0].permute({0, 2, 1, 3}));
+        },
+        {heads}, gy_heads, /*bf16=*/true, /*bf16_grads=*/true);
+    expect_cuda_matches_cpu(
+        std::string(c.name) + " of rows that start off the 16-byte boundary",
+        [&](const std::vector<Tensor>& in) { return c.fn(in[0].narrow(1, 4, 64), in[1]); },
+        {wide, row}, gy, /*bf16=*/true, /*bf16_grads=*/true);
+  }
+}
+
 // ---- elementwise: fused SwiGLU -------------------------------------------------
 
 Tensor swiglu_of(const std::vector<Tensor>& in) {
@@ -331,6 +364,25 @@ TEST(CudaSwiglu, MatchesTheCpuForwardAndBackwardInF32AndBf16_CUDA) {
     expect_cuda_matches_cpu("swiglu n=" + std::to_string(n), swiglu_of, {gate, up}, gy,
                             /*bf16=*/true, /*bf16_grads=*/true);
   }
+}
+
+TEST(CudaSwiglu, AlignedRowsOfProjectionsTakeTheVectorKernels_CUDA) {
+  if (!cuda_available())
+    GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
+  // The MLP's layout: [tokens, ffn] gate and up, contiguous; and both halves of one fused
+  // [tokens, 2 ffn] projection (row stride 2 ffn, still contiguous along ffn).
+  const Tensor gate = uniform_cpu({9, 136}, 730, -6.0, 6.0);
+  const Tensor up = uniform_cpu({9, 136}, 731, -2.0, 2.0);
+  const Tensor fused = uniform_cpu({9, 272}, 732, -4.0, 4.0);
+  const Tensor gy = uniform_cpu({9, 136}, 733, -1.0, 1.0);
+  expect_cuda_matches_cpu("swiglu of [9, 136] rows", swiglu_of, {gate, up}, gy, /*bf16=*/true,
+                          /*bf16_grads=*/true);
+  expect_cuda_matches_cpu(
+      "swiglu of the halves of a fused projection",
+      [](const std::vector<Tensor>& in) {
+        return ops::swiglu(in[0].narrow(1, 0, 136), in[0].narrow(1, 136, 136));
+      },
+      {fused}, gy, /*bf16=*/true, /*bf16_grads=*/true);
 }
 
 TEST(CudaSwiglu, ReadsTransposedAndNarrowedViews_CUDA) {
@@ -642,6 +694,20 @@ TEST(CudaCopy, ContiguousOfViewsMatchesTheCpu_CUDA) {
       }
       EXPECT_TRUE(identical(gpu.contiguous(), cpu.contiguous(),
                             name + " " + std::string(dtype_name(dtype))));
+    }
+  }
+  // Whole rows moved by the 16-byte kernels: [B, S, H, D] -> [B, H, S, D] (D = 64) and casts
+  // between dtypes of different widths.
+  const Tensor heads = uniform_cpu({2, 5, 3, 64}, 43, -100.0, 100.0);
+  for (DType dtype : {DType::F32, DType::BF16, DType::I64}) {
+    const Tensor cpu = heads.to(dtype).permute({0, 2, 1, 3});
+    const Tensor gpu = heads.to(dtype).to(kCuda).permute({0, 2, 1, 3});
+    EXPECT_TRUE(identical(gpu.contiguous(), cpu.contiguous(),
+                          "head permute " + std::string(dtype_name(dtype))));
+    for (DType to : {DType::F32, DType::BF16, DType::F64}) {
+      EXPECT_TRUE(identical(
+          gpu.contiguous().to(to), cpu.contiguous().to(to),
+          "cast " + std::string(dtype_name(dtype)) + " to " + std::string(dtype_name(to))));
     }
   }
   const Tensor narrowed = big.to(kCuda).narrow(0, 10, 1000003);

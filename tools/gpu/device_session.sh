@@ -32,7 +32,7 @@ stage() {  # stage NAME SECONDS COMMAND...: runs it; its tail and exit status go
     echo "== $name (limit ${seconds}s)"
     timeout "$seconds" "$@" >"$work/$name.log" 2>&1
     local rc=$?
-    tail -n 40 "$work/$name.log"
+    tail -n "${TAIL_LINES:-40}" "$work/$name.log"
     echo "== $name: exit $rc after $((SECONDS - start))s$([ $rc -eq 124 ] && echo ' (timed out)')"
   } >"$work/$name.summary"
 }
@@ -58,7 +58,7 @@ else
 fi
 wait
 stages+=(speed)
-stage speed 230 "$root/tools/gpu/profile_bench.sh" "$pack" "$work/speed" "$config"
+TAIL_LINES=120 stage speed 230 "$root/tools/gpu/profile_bench.sh" "$pack" "$work/speed" "$config"
 for name in "${stages[@]}"; do cat "$work/$name.summary" >>"$summary"; done
 tar -czf "$out/results.tar.gz" -C "$work" .
 rm -rf "$work"

@@ -24,7 +24,7 @@ strip "$out"/bin/*
 # Shared libraries outside glibc/libstdc++ and the CUDA toolkit (which the GPU machine has).
 for exe in "$out"/bin/*; do
   ldd "$exe" | awk '/=> \// {print $3}'
-done | sort -u | grep -E 'libfmt|libyaml-cpp|libgtest|libmpi|libopen-|libhwloc|libevent|libudev' | while read -r lib; do
+done | sort -u | grep -E 'libfmt|libyaml-cpp|libgtest|libmpi|libopen-|libhwloc|libevent|libudev|libcupti' | while read -r lib; do
   cp -L "$lib" "$out/lib/"
 done
 "$root/tools/gpu/pack_openmpi.sh" "$out/openmpi"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Speed figures on a GPU machine in one call, for issue-8 work: `autotp bench` of CONFIG in
-# bf16 (JSON), `autotp bench-ops` (each kernel's TFLOP/s or GB/s against the device's peak),
-# then, where the tools exist there, the per-kernel time table of two profiled steps (Nsight
-# Systems) and the PyTorch side-by-side (tools/bench/torch_bench.py).
+# bf16 (JSON) with the GPU time of every kernel over two more steps (`--kernels 2`, CUPTI),
+# `autotp bench-ops` (each op's TFLOP/s or GB/s against the device's peak), then, where torch
+# and transformers import, the PyTorch side-by-side (tools/bench/torch_bench.py).
 # Usage: tools/gpu/profile_bench.sh PACK_DIR RESULTS_DIR [CONFIG] [more autotp bench args]
 #   PACK_DIR from tools/gpu/package_for_device.sh; CONFIG defaults to configs/llama-3.2-1b.yaml.
 set -uo pipefail
@@ -17,30 +17,14 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 status=0
 
 echo "== autotp bench $(basename "$config") --dtype bf16 $*"
-"$pack/bin/autotp" bench "$config" --device cuda --dtype bf16 --steps 4 --warmup 2 \
+"$pack/bin/autotp" bench "$config" --device cuda --dtype bf16 --steps 4 --warmup 2 --kernels 2 \
   --json "$results/autotp_bf16.json" "$@" >"$results/autotp_bf16.log" 2>&1 || status=1
-tail -n 15 "$results/autotp_bf16.log"
+grep -v '^{' "$results/autotp_bf16.log" | head -n 60
 
 echo "== autotp bench-ops $(basename "$config") (bf16): each kernel against the device's peak"
 "$pack/bin/autotp" bench-ops "$config" --device cuda --dtype bf16 --iters 5 --warmup 2 \
   --json "$results/bench_ops_bf16.json" "$@" >"$results/bench_ops_bf16.log" 2>&1 || status=1
 grep -v '^{' "$results/bench_ops_bf16.log" | tail -n 12
-
-nsys_bin=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -1)
-if [ -n "$nsys_bin" ]; then
-  echo "== kernel times of 2 profiled steps ($nsys_bin)"
-  "$nsys_bin" profile --trace=cuda --force-overwrite=true -o "$results/profile" \
-    "$pack/bin/autotp" bench "$config" --device cuda --dtype bf16 --steps 2 --warmup 1 "$@" \
-    >"$results/nsys.log" 2>&1 || status=1
-  "$nsys_bin" stats --report cuda_gpu_kern_sum --format csv --output "$results/kernels" \
-    "$results/profile.nsys-rep" >>"$results/nsys.log" 2>&1 || status=1
-  # Time (%), total time, instances, average, ..., name: the top 20 kernels.
-  csv=$(ls "$results"/kernels*.csv 2>/dev/null | head -1)
-  [ -n "$csv" ] && head -n 21 "$csv" | cut -c1-220
-  rm -f "$results/profile.sqlite"
-else
-  echo "== no nsys on this machine: per-kernel times skipped"
-fi
 
 if python3 -c "import torch, transformers" 2>/dev/null; then
   echo "== PyTorch side by side"
