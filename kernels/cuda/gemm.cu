@@ -6,6 +6,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
+#include <array>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -96,6 +97,27 @@ uint32_t alignment_bytes(const void* ptr, int64_t ld, int64_t stride_elems, int6
   return static_cast<uint32_t>(bits & (~bits + 1));  // lowest set bit
 }
 
+// What a cuBLASLt GEMM of one shape needs beyond its pointers: the descriptors and the
+// algorithm the heuristic picked for them (or none: cuBLAS's GEMM then runs instead).
+struct LtPlan {
+  MatmulDesc op{CUBLAS_COMPUTE_32F, CUDA_R_32F};
+  std::unique_ptr<MatrixLayout> layout1, layout2, layout_c;
+  cublasLtMatmulAlgo_t algo = {};
+  bool use_cublas = false;
+};
+
+}  // namespace
+
+// Plans by (dtype, transposes, sizes, leading dims, batch strides, operand alignments);
+// bounded: a context that sees more shapes than kMaxPlans starts over.
+struct GemmPlanCache {
+  static constexpr size_t kMaxPlans = 4096;
+  std::mutex mutex;
+  std::map<std::array<int64_t, 16>, std::unique_ptr<LtPlan>> plans;
+};
+
+namespace {
+
 std::string sizes_text(int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc,
                        bool trans_a, bool trans_b, int64_t batch, int dtype) {
   return "M=" + std::to_string(m) + ", N=" + std::to_string(n) + ", K=" + std::to_string(k) +
@@ -117,24 +139,27 @@ __global__ void scale_matrices_kernel(T* c, int64_t ldc, int64_t stride_c, int64
   }
 }
 
-// f32 / bf16 / f16 through cuBLASLt with f32 compute.
-void lt_gemm(GemmContext& ctx, cudaDataType_t type, size_t itemsize, void* c, int64_t ldc,
-             int64_t stride_c, const void* a, int64_t lda, int64_t stride_a, bool trans_a,
-             const void* b, int64_t ldb, int64_t stride_b, bool trans_b, int64_t m, int64_t n,
-             int64_t k, float alpha, float beta, int64_t batch, cudaStream_t stream) {
-  MatmulDesc op(CUBLAS_COMPUTE_32F, CUDA_R_32F);
+// The plan of one GEMM shape: descriptors, preferences and the heuristic's first algorithm.
+std::unique_ptr<LtPlan> make_plan(cublasLtHandle_t handle, cudaDataType_t type, int64_t lda,
+                                  bool trans_a, int64_t ldb, bool trans_b, int64_t ldc, int64_t m,
+                                  int64_t n, int64_t k, int64_t batch, int64_t stride_a,
+                                  int64_t stride_b, int64_t stride_c, uint32_t align_a,
+                                  uint32_t align_b, uint32_t align_c) {
+  auto plan = std::make_unique<LtPlan>();
   // cuBLAS operand 1 is our B, operand 2 our A (see the file comment).
   const cublasOperation_t op1 = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op2 = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-  AUTOTP_CUBLAS_CHECK(
-      cublasLtMatmulDescSetAttribute(op.desc, CUBLASLT_MATMUL_DESC_TRANSA, &op1, sizeof(op1)));
-  AUTOTP_CUBLAS_CHECK(
-      cublasLtMatmulDescSetAttribute(op.desc, CUBLASLT_MATMUL_DESC_TRANSB, &op2, sizeof(op2)));
+  AUTOTP_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->op.desc, CUBLASLT_MATMUL_DESC_TRANSA,
+                                                     &op1, sizeof(op1)));
+  AUTOTP_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->op.desc, CUBLASLT_MATMUL_DESC_TRANSB,
+                                                     &op2, sizeof(op2)));
   // Column-major layouts of the stored matrices (before the op): op1(operand 1) is [N, K],
   // op2(operand 2) is [K, M], C is [N, M].
-  MatrixLayout layout1(type, trans_b ? k : n, trans_b ? n : k, ldb, batch, stride_b);
-  MatrixLayout layout2(type, trans_a ? m : k, trans_a ? k : m, lda, batch, stride_a);
-  MatrixLayout layout_c(type, n, m, ldc, batch, stride_c);
+  plan->layout1 =
+      std::make_unique<MatrixLayout>(type, trans_b ? k : n, trans_b ? n : k, ldb, batch, stride_b);
+  plan->layout2 =
+      std::make_unique<MatrixLayout>(type, trans_a ? m : k, trans_a ? k : m, lda, batch, stride_a);
+  plan->layout_c = std::make_unique<MatrixLayout>(type, n, m, ldc, batch, stride_c);
 
   Preference pref;
   pref.set_u64(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, GemmContext::kWorkspaceBytes);
@@ -142,25 +167,68 @@ void lt_gemm(GemmContext& ctx, cudaDataType_t type, size_t itemsize, void* c, in
   pref.set_u32(CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK,
                CUBLASLT_REDUCTION_SCHEME_NONE | CUBLASLT_REDUCTION_SCHEME_INPLACE |
                    CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE);
-  pref.set_u32(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
-               alignment_bytes(b, ldb, stride_b, batch, itemsize));
-  pref.set_u32(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
-               alignment_bytes(a, lda, stride_a, batch, itemsize));
-  const uint32_t align_c = alignment_bytes(c, ldc, stride_c, batch, itemsize);
+  pref.set_u32(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, align_b);
+  pref.set_u32(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, align_a);
   pref.set_u32(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align_c);
   pref.set_u32(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align_c);
 
-  auto handle = static_cast<cublasLtHandle_t>(ctx.lt_handle());
   cublasLtMatmulHeuristicResult_t heuristic = {};
   int found = 0;
   const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(
-      handle, op.desc, layout1.layout, layout2.layout, layout_c.layout, layout_c.layout, pref.pref,
-      1, &heuristic, &found);
+      handle, plan->op.desc, plan->layout1->layout, plan->layout2->layout, plan->layout_c->layout,
+      plan->layout_c->layout, pref.pref, 1, &heuristic, &found);
   if (status != CUBLAS_STATUS_NOT_SUPPORTED) AUTOTP_CUBLAS_CHECK(status);
-  if (status == CUBLAS_STATUS_NOT_SUPPORTED || found == 0 ||
-      heuristic.state != CUBLAS_STATUS_SUCCESS) {
+  plan->use_cublas = status == CUBLAS_STATUS_NOT_SUPPORTED || found == 0 ||
+                     heuristic.state != CUBLAS_STATUS_SUCCESS;
+  if (!plan->use_cublas) plan->algo = heuristic.algo;
+  return plan;
+}
+
+// f32 / bf16 / f16 through cuBLASLt with f32 compute.
+void lt_gemm(GemmContext& ctx, cudaDataType_t type, size_t itemsize, void* c, int64_t ldc,
+             int64_t stride_c, const void* a, int64_t lda, int64_t stride_a, bool trans_a,
+             const void* b, int64_t ldb, int64_t stride_b, bool trans_b, int64_t m, int64_t n,
+             int64_t k, float alpha, float beta, int64_t batch, cudaStream_t stream) {
+  const uint32_t align_b = alignment_bytes(b, ldb, stride_b, batch, itemsize);
+  const uint32_t align_a = alignment_bytes(a, lda, stride_a, batch, itemsize);
+  const uint32_t align_c = alignment_bytes(c, ldc, stride_c, batch, itemsize);
+  const std::array<int64_t, 16> key = {static_cast<int64_t>(type),
+                                       trans_a,
+                                       trans_b,
+                                       m,
+                                       n,
+                                       k,
+                                       lda,
+                                       ldb,
+                                       ldc,
+                                       stride_a,
+                                       stride_b,
+                                       stride_c,
+                                       batch,
+                                       align_a,
+                                       align_b,
+                                       align_c};
+  auto handle = static_cast<cublasLtHandle_t>(ctx.lt_handle());
+  GemmPlanCache& cache = ctx.plans();
+  const LtPlan* plan = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(cache.mutex);
+    auto found = cache.plans.find(key);
+    if (found == cache.plans.end()) {
+      if (cache.plans.size() >= GemmPlanCache::kMaxPlans) cache.plans.clear();
+      found =
+          cache.plans
+              .emplace(key, make_plan(handle, type, lda, trans_a, ldb, trans_b, ldc, m, n, k, batch,
+                                      stride_a, stride_b, stride_c, align_a, align_b, align_c))
+              .first;
+    }
+    plan = found->second.get();
+  }
+  if (plan->use_cublas) {
     // No cuBLASLt kernel for this alignment or shape: cuBLAS's strided-batched GEMM takes any
     // (same operands, same f32 compute; it may pick another summation order).
+    const cublasOperation_t op1 = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const cublasOperation_t op2 = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
     auto blas = static_cast<cublasHandle_t>(ctx.blas_handle());
     AUTOTP_CUBLAS_CHECK(cublasSetStream(blas, stream));
     AUTOTP_CUBLAS_CHECK(cublasGemmStridedBatchedEx_64(
@@ -168,14 +236,15 @@ void lt_gemm(GemmContext& ctx, cudaDataType_t type, size_t itemsize, void* c, in
         type, ldc, stride_c, batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     return;
   }
-  AUTOTP_CUBLAS_CHECK(cublasLtMatmul(handle, op.desc, &alpha, b, layout1.layout, a, layout2.layout,
-                                     &beta, c, layout_c.layout, c, layout_c.layout, &heuristic.algo,
-                                     ctx.workspace(), GemmContext::kWorkspaceBytes, stream));
+  AUTOTP_CUBLAS_CHECK(cublasLtMatmul(handle, plan->op.desc, &alpha, b, plan->layout1->layout, a,
+                                     plan->layout2->layout, &beta, c, plan->layout_c->layout, c,
+                                     plan->layout_c->layout, &plan->algo, ctx.workspace(),
+                                     GemmContext::kWorkspaceBytes, stream));
 }
 
 }  // namespace
 
-GemmContext::GemmContext(int device) : device_(device) {
+GemmContext::GemmContext(int device) : plans_(std::make_unique<GemmPlanCache>()), device_(device) {
   ScopedDevice guard(device);
   cublasLtHandle_t lt = nullptr;
   AUTOTP_CUBLAS_CHECK(cublasLtCreate(&lt));
@@ -196,6 +265,7 @@ GemmContext::GemmContext(int device) : device_(device) {
 }
 
 GemmContext::~GemmContext() {
+  plans_.reset();  // the descriptors go before the handles
   int previous = 0;
   const bool switched = cudaGetDevice(&previous) == cudaSuccess && previous != device_ &&
                         cudaSetDevice(device_) == cudaSuccess;
@@ -220,9 +290,12 @@ void gemm_strided_batched(GemmContext& ctx, int dtype, void* c, int64_t ldc, int
                           int64_t ldb, int64_t stride_b, bool trans_b, int64_t m, int64_t n,
                           int64_t k, double alpha, double beta, int64_t batch,
                           cudaStream_t stream) {
-  const std::string what = sizes_text(m, n, k, lda, ldb, ldc, trans_a, trans_b, batch, dtype);
+  // Built only for an error message (this runs for every GEMM of a step).
+  const auto what = [&] {
+    return sizes_text(m, n, k, lda, ldb, ldc, trans_a, trans_b, batch, dtype);
+  };
   if (m < 0 || n < 0 || k < 0 || batch < 0) {
-    throw std::invalid_argument("gemm_strided_batched: negative size (" + what + ")");
+    throw std::invalid_argument("gemm_strided_batched: negative size (" + what() + ")");
   }
   if (m == 0 || n == 0 || batch == 0) return;
   // Column-major requirements on the stored matrices (see the file comment).
@@ -231,14 +304,15 @@ void gemm_strided_batched(GemmContext& ctx, int dtype, void* c, int64_t ldc, int
                       ldb >= std::max<int64_t>(trans_b ? k : n, 1);
   if (!lds_ok) {
     throw std::invalid_argument("gemm_strided_batched: leading dimensions too small for cuBLAS (" +
-                                what + ")");
+                                what() + ")");
   }
   if (batch > 1 && stride_c == 0) {
-    throw std::invalid_argument("gemm_strided_batched: C needs a nonzero batch stride (" + what +
+    throw std::invalid_argument("gemm_strided_batched: C needs a nonzero batch stride (" + what() +
                                 ")");
   }
   if (batch > INT32_MAX) {
-    throw std::invalid_argument("gemm_strided_batched: batch too large for cuBLAS (" + what + ")");
+    throw std::invalid_argument("gemm_strided_batched: batch too large for cuBLAS (" + what() +
+                                ")");
   }
   ScopedDevice guard(ctx.device());
   if (k == 0) {  // no products: C = beta * C, done here (cuBLAS may reject K = 0)

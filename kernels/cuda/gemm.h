@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 #include "kernels/cuda/stream.h"
 
@@ -19,6 +20,8 @@ namespace autotp::kernels::cuda {
 // or a caller that wants its own) is destroyed normally.
 // A context's workspace is shared by every GEMM run with it: use one context per stream that
 // runs GEMMs concurrently (today every op runs on the legacy default stream).
+struct GemmPlanCache;  // gemm.cu: cuBLASLt descriptors and algorithms by GEMM shape
+
 class GemmContext {
  public:
   static constexpr size_t kWorkspaceBytes = size_t(32)
@@ -36,8 +39,12 @@ class GemmContext {
   void* lt_handle() const { return lt_handle_; }      // cublasLtHandle_t
   void* blas_handle() const { return blas_handle_; }  // cublasHandle_t
   void* workspace() const { return workspace_; }      // kWorkspaceBytes of device memory
+  // The plans of the GEMM shapes run with this context (descriptors and the algorithm the
+  // heuristic chose), so a training step's repeated shapes skip the heuristic query.
+  GemmPlanCache& plans() const { return *plans_; }
 
  private:
+  std::unique_ptr<GemmPlanCache> plans_;
   int device_;
   void* lt_handle_ = nullptr;
   void* blas_handle_ = nullptr;

@@ -91,6 +91,14 @@ struct DeviceLanes {
   }
 };
 
+// Blocks per SM the dk/dv kernel's register budget is fitted to (__launch_bounds__' second
+// argument): at D <= 64 the compiler's own allocation (170 registers at D = 64) lands just
+// above three blocks' worth (168 = 65536 / (3 x 128)), leaving two blocks (8 warps) per SM;
+// asking for three costs one 8-byte spill outside the loops (ptxas -v). The dq (130) and
+// forward (150) kernels already fit three; four would spill in their loops.
+template <int D>
+constexpr int kMinBlocksDkdv = D <= 64 ? 3 : 1;
+
 template <int D, typename E>
 __global__ void __launch_bounds__(tc::kThreads)
     tc_attention_forward_kernel(uint16_t* out, float* lse, const uint16_t* q, const uint16_t* k,
@@ -111,7 +119,7 @@ __global__ void __launch_bounds__(tc::kThreads)
 }
 
 template <int D, typename E>
-__global__ void __launch_bounds__(tc::kThreads)
+__global__ void __launch_bounds__(tc::kThreads, kMinBlocksDkdv<D>)
     tc_attention_dkdv_kernel(uint16_t* dk, uint16_t* dv, const uint16_t* q, const uint16_t* k,
                              const uint16_t* v, const uint16_t* dout, const float* lse,
                              const float* delta, tc::Problem p) {

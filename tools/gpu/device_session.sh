@@ -6,8 +6,10 @@
 # MPI), and two multi-rank training runs on the one GPU checked against the one-process GPU run
 # (tests/check_tp_matches_tp1.cmake: TP = 2, and DP = 2 under ZeRO-2). Then, alone on the GPU,
 # `autotp bench`, `autotp bench-ops` and the PyTorch side-by-side on CONFIG (default the
-# Llama-3.2-1B shape; profile_bench.sh). Results are packed into OUT_DIR/results.tar.gz with
-# the stages' tails in OUT_DIR/summary.txt (two files: within what a device call returns).
+# Llama-3.2-1B shape; profile_bench.sh; SPEED_LIMIT seconds, default 230). Results are packed
+# into OUT_DIR/results.tar.gz with the stages' tails in OUT_DIR/summary.txt, and the speed
+# stage's output also goes to OUT_DIR/speed_live.log as it runs (three files: within what a
+# device call returns, and what is there survives a call cut short).
 # Usage, on the GPU machine from the repository root, after tools/gpu/package_for_device.sh
 # here (which also packs Open MPI into PACK/openmpi for machines without one):
 #   tools/gpu/device_session.sh .dev/gpu "$OUT" [CONFIG]
@@ -30,8 +32,13 @@ stage() {  # stage NAME SECONDS COMMAND...: runs it; its tail and exit status go
   local start=$SECONDS
   {
     echo "== $name (limit ${seconds}s)"
-    timeout "$seconds" "$@" >"$work/$name.log" 2>&1
-    local rc=$?
+    if [ -n "${LIVE_LOG:-}" ]; then  # also into OUT as it runs: kept if the call is cut short
+      timeout "$seconds" "$@" 2>&1 | tee "$work/$name.log" >"$LIVE_LOG"
+      local rc=${PIPESTATUS[0]}
+    else
+      timeout "$seconds" "$@" >"$work/$name.log" 2>&1
+      local rc=$?
+    fi
     tail -n "${TAIL_LINES:-40}" "$work/$name.log"
     echo "== $name: exit $rc after $((SECONDS - start))s$([ $rc -eq 124 ] && echo ' (timed out)')"
   } >"$work/$name.summary"
@@ -57,8 +64,10 @@ else
   echo "== no mpirun (neither on PATH nor packed): the multi-rank GPU checks are skipped" >>"$summary"
 fi
 wait
-stages+=(speed)
-TAIL_LINES=120 stage speed 230 "$root/tools/gpu/profile_bench.sh" "$pack" "$work/speed" "$config"
 for name in "${stages[@]}"; do cat "$work/$name.summary" >>"$summary"; done
+tar -czf "$out/results.tar.gz" -C "$work" .  # again below; this one survives a cut-short call
+TAIL_LINES=120 LIVE_LOG="$out/speed_live.log" stage speed "${SPEED_LIMIT:-230}" \
+  "$root/tools/gpu/profile_bench.sh" "$pack" "$work/speed" "$config"
+cat "$work/speed.summary" >>"$summary"
 tar -czf "$out/results.tar.gz" -C "$work" .
 rm -rf "$work"
