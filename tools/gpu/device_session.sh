@@ -4,7 +4,8 @@
 # same time: the GPU tests (the CUDA ones only), a 20-step `autotp train --device cuda`, the
 # communicators' device check (NCCL at one rank per GPU, then two ranks on the one GPU through
 # MPI), and two multi-rank training runs on the one GPU checked against the one-process GPU run
-# (tests/check_tp_matches_tp1.cmake: TP = 2, and DP = 2 under ZeRO-2). Then, alone on the GPU,
+# (tests/check_tp_matches_tp1.cmake: TP = 2, and DP = 2 under ZeRO-2; and DP = 2 ZeRO-2 in bf16,
+# tools/gpu/check_bf16_zero2_on_one_gpu.sh). Then, alone on the GPU,
 # `autotp bench`, `autotp bench-ops` and the PyTorch side-by-side on CONFIG (default the
 # Llama-3.2-1B shape; profile_bench.sh; SPEED_LIMIT seconds, default 230). Results are packed
 # into OUT_DIR/results.tar.gz with the stages' tails in OUT_DIR/summary.txt, and the speed
@@ -54,12 +55,14 @@ stages=(device_tests)
 stage device_tests 200 "$root/tools/gpu/run_device_tests.sh" "$pack" "$work/tests" \
   '*CUDA*:CudaCachingAllocator*:CudaDevice*' &
 if command -v mpirun >/dev/null; then
-  stages+=(nccl_device_check tp2_on_one_gpu dp2_zero2_on_one_gpu)
+  stages+=(nccl_device_check tp2_on_one_gpu dp2_zero2_on_one_gpu bf16_dp2_zero2_on_one_gpu)
   stage nccl_device_check 100 "$root/tests/comm/nccl_device_check/run_on_device.sh" \
     "$pack/bin/nccl_device_check" &
   matches_one_process tp2_on_one_gpu 2 &
   matches_one_process dp2_zero2_on_one_gpu 1 \
     "--set;data_parallel_size=2;--set;train_micro_batch_size_per_gpu=4;--set;zero_optimization.stage=2" &
+  stage bf16_dp2_zero2_on_one_gpu 170 "$root/tools/gpu/check_bf16_zero2_on_one_gpu.sh" \
+    "$pack/bin/autotp" "$tiny" "$work/bf16_dp2_zero2_on_one_gpu" &
 else
   echo "== no mpirun (neither on PATH nor packed): the multi-rank GPU checks are skipped" >>"$summary"
 fi
