@@ -1,9 +1,9 @@
-// Cross-entropy kernels: a block per row computes the row's logsumexp and loss (max, then sum
-// of exponentials, by block reductions); one block then averages the row losses in f64.
-// Rows that are 16-byte aligned with a class count that is a multiple of the vector width (a
-// real vocabulary) take the vectorized kernels: the forward in one pass over the logits (an
-// online logsumexp: a running max and a sum rescaled when the max grows, merged over the block)
-// and the backward with 16-byte loads and stores.
+// Cross-entropy kernels: a block per row computes the row's logsumexp and loss in one pass over
+// the logits (an online logsumexp: a running max and a sum rescaled when the max grows, merged
+// over the block by block reductions); one block then averages the row losses in f64. Rows
+// that are 16-byte aligned with a class count that is a multiple of the vector width (a real
+// vocabulary) are read and written in 16-byte accesses, other rows element by element by the
+// same kernels.
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/cross_entropy.h"
 #include "kernels/cuda/launch.cuh"
@@ -14,45 +14,14 @@ namespace autotp::kernels::cuda {
 
 namespace {
 
-template <typename T, typename I>
+// A block per row, in one pass over the row in accesses of V elements (classes a multiple of
+// V; V = 1 takes any row). Each thread keeps a running max m and the sum s of exp(x - m) over
+// its elements; the block then takes the max M of the m and sums s exp(m - M). A thread that
+// saw only -inf (or NaN) carries a NaN s, so such a row's loss is NaN.
+template <typename T, typename I, int V>
 __global__ void cross_entropy_rows_kernel(ComputeType<T>* row_loss, ComputeType<T>* lse,
                                           const T* logits, const I* targets, int64_t rows,
                                           int64_t classes, int64_t ignore_index) {
-  using C = ComputeType<T>;
-  __shared__ C scratch[32];
-  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
-    const int64_t target = static_cast<int64_t>(targets[row]);
-    if (target == ignore_index) {  // uniform over the block
-      if (threadIdx.x == 0) {
-        row_loss[row] = C(0);
-        lse[row] = C(0);
-      }
-      continue;
-    }
-    const T* x = logits + row * classes;
-    C m = negative_infinity<C>();
-    for (int64_t c = threadIdx.x; c < classes; c += blockDim.x)
-      m = math_max(m, widen(x[c]));
-    m = block_max(m, scratch);
-    C sum = 0;
-    for (int64_t c = threadIdx.x; c < classes; c += blockDim.x)
-      sum += math_exp(widen(x[c]) - m);
-    const C row_lse = m + math_log(block_sum(sum, scratch));
-    if (threadIdx.x == 0) {
-      lse[row] = row_lse;
-      row_loss[row] = row_lse - widen(x[target]);
-    }
-  }
-}
-
-// The forward in one pass over 16-byte vectors (classes a multiple of V). Each thread keeps a
-// running max m and the sum s of exp(x - m) over its elements; the block then takes the max M
-// of the m and sums s exp(m - M). A thread that saw only -inf (or NaN) carries a NaN s, as
-// the two-pass kernel's sum would be.
-template <typename T, typename I, int V>
-__global__ void cross_entropy_rows_vector_kernel(ComputeType<T>* row_loss, ComputeType<T>* lse,
-                                                 const T* logits, const I* targets, int64_t rows,
-                                                 int64_t classes, int64_t ignore_index) {
   using C = ComputeType<T>;
   __shared__ C scratch[32];
   const int64_t vectors = classes / V;
@@ -103,37 +72,12 @@ __global__ void mean_loss_kernel(C* loss, const C* row_loss, int64_t rows, int64
     *loss = static_cast<C>(count == 0 ? 0.0 : total / static_cast<double>(count));
 }
 
-template <typename T, typename I>
+template <typename T, typename I, int V>
 __global__ void cross_entropy_backward_kernel(T* dlogits, const T* logits, const I* targets,
                                               const ComputeType<T>* lse,
                                               const ComputeType<T>* dloss, int64_t rows,
                                               int64_t classes, int64_t ignore_index,
                                               int64_t count) {
-  using C = ComputeType<T>;
-  const C scale = count == 0 ? C(0) : *dloss / static_cast<C>(count);
-  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
-    const int64_t target = static_cast<int64_t>(targets[row]);
-    const T* x = logits + row * classes;
-    T* dx = dlogits + row * classes;
-    if (target == ignore_index) {
-      for (int64_t c = threadIdx.x; c < classes; c += blockDim.x)
-        dx[c] = convert<T>(C(0));
-      continue;
-    }
-    const C row_lse = lse[row];
-    for (int64_t c = threadIdx.x; c < classes; c += blockDim.x) {
-      const C p = math_exp(widen(x[c]) - row_lse);
-      dx[c] = convert<T>(scale * (p - (c == target ? C(1) : C(0))));
-    }
-  }
-}
-
-template <typename T, typename I, int V>
-__global__ void cross_entropy_backward_vector_kernel(T* dlogits, const T* logits, const I* targets,
-                                                     const ComputeType<T>* lse,
-                                                     const ComputeType<T>* dloss, int64_t rows,
-                                                     int64_t classes, int64_t ignore_index,
-                                                     int64_t count) {
   using C = ComputeType<T>;
   const C scale = count == 0 ? C(0) : *dloss / static_cast<C>(count);
   const int64_t vectors = classes / V;
@@ -162,7 +106,7 @@ __global__ void cross_entropy_backward_vector_kernel(T* dlogits, const T* logits
   }
 }
 
-// Whether the rows can take the vectorized kernels.
+// Whether the rows can be read in 16-byte accesses.
 template <typename T>
 bool vectorizable_rows(int64_t classes, const void* a, const void* b = nullptr) {
   return classes % kVectorElems<T> == 0 && is_aligned(a, 16) && (!b || is_aligned(b, 16));
@@ -177,23 +121,19 @@ void cross_entropy_forward(int dtype, int index_dtype, void* loss, void* lse, vo
     using C = ComputeType<T>;
     if (rows > 0) {
       dispatch_index_code(index_dtype, "cross_entropy_forward", [&]<typename I>(TypeTag<I>) {
-        constexpr int V = kVectorElems<T>;
-        if (vectorizable_rows<T>(classes, logits)) {
-          cross_entropy_rows_vector_kernel<T, I, V>
+        const auto launch = [&]<int V>() {
+          cross_entropy_rows_kernel<T, I, V>
               <<<blocks_for_rows(rows), threads_for_row(classes / V), 0, stream>>>(
                   static_cast<C*>(row_loss), static_cast<C*>(lse), static_cast<const T*>(logits),
                   static_cast<const I*>(targets), rows, classes, ignore_index);
-          AUTOTP_CUDA_CHECK_LAUNCH("cross_entropy_rows_vector_kernel", {"rows", rows},
-                                   {"classes", classes}, {"dtype", dtype},
+          AUTOTP_CUDA_CHECK_LAUNCH("cross_entropy_rows_kernel", {"rows", rows},
+                                   {"classes", classes}, {"vector", V}, {"dtype", dtype},
                                    {"index_dtype", index_dtype});
-          return;
-        }
-        cross_entropy_rows_kernel<T, I>
-            <<<blocks_for_rows(rows), threads_for_row(classes), 0, stream>>>(
-                static_cast<C*>(row_loss), static_cast<C*>(lse), static_cast<const T*>(logits),
-                static_cast<const I*>(targets), rows, classes, ignore_index);
-        AUTOTP_CUDA_CHECK_LAUNCH("cross_entropy_rows_kernel", {"rows", rows}, {"classes", classes},
-                                 {"dtype", dtype}, {"index_dtype", index_dtype});
+        };
+        if (vectorizable_rows<T>(classes, logits))
+          launch.template operator()<kVectorElems<T>>();
+        else
+          launch.template operator()<1>();
       });
     }
     mean_loss_kernel<C><<<1, kThreadsPerBlock, 0, stream>>>(
@@ -211,26 +151,20 @@ void cross_entropy_backward(int dtype, int index_dtype, void* dlogits, const voi
   dispatch_float_code(dtype, "cross_entropy_backward", [&]<typename T>(TypeTag<T>) {
     using C = ComputeType<T>;
     dispatch_index_code(index_dtype, "cross_entropy_backward", [&]<typename I>(TypeTag<I>) {
-      constexpr int V = kVectorElems<T>;
-      if (vectorizable_rows<T>(classes, logits, dlogits)) {
-        cross_entropy_backward_vector_kernel<T, I, V>
+      const auto launch = [&]<int V>() {
+        cross_entropy_backward_kernel<T, I, V>
             <<<blocks_for_rows(rows), threads_for_row(classes / V), 0, stream>>>(
                 static_cast<T*>(dlogits), static_cast<const T*>(logits),
                 static_cast<const I*>(targets), static_cast<const C*>(lse),
                 static_cast<const C*>(dloss), rows, classes, ignore_index, count);
-        AUTOTP_CUDA_CHECK_LAUNCH("cross_entropy_backward_vector_kernel", {"rows", rows},
-                                 {"classes", classes}, {"dtype", dtype},
+        AUTOTP_CUDA_CHECK_LAUNCH("cross_entropy_backward_kernel", {"rows", rows},
+                                 {"classes", classes}, {"vector", V}, {"dtype", dtype},
                                  {"index_dtype", index_dtype});
-        return;
-      }
-      cross_entropy_backward_kernel<T, I>
-          <<<blocks_for_rows(rows), threads_for_row(classes), 0, stream>>>(
-              static_cast<T*>(dlogits), static_cast<const T*>(logits),
-              static_cast<const I*>(targets), static_cast<const C*>(lse),
-              static_cast<const C*>(dloss), rows, classes, ignore_index, count);
-      AUTOTP_CUDA_CHECK_LAUNCH("cross_entropy_backward_kernel", {"rows", rows},
-                               {"classes", classes}, {"dtype", dtype},
-                               {"index_dtype", index_dtype});
+      };
+      if (vectorizable_rows<T>(classes, logits, dlogits))
+        launch.template operator()<kVectorElems<T>>();
+      else
+        launch.template operator()<1>();
     });
   });
 }
