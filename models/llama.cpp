@@ -152,10 +152,13 @@ Tensor LlamaModel::forward(const Tensor& input_ids) {
                "not implemented (sequences up to the window are exact)",
                describe(), seq, *sliding_window_);
   Tensor h = embed_tokens().forward(input_ids);  // [B, S, hidden]
-  const auto [cos, sin] = ops::rotary_tables_from_inv_freq(seq, inv_freq_, h.dtype(), h.device());
+  if (rotary_.seq != seq || rotary_.dtype != h.dtype() || rotary_.device != h.device()) {
+    auto [cos, sin] = ops::rotary_tables_from_inv_freq(seq, inv_freq_, h.dtype(), h.device());
+    rotary_ = RotaryTables{seq, h.dtype(), h.device(), std::move(cos), std::move(sin)};
+  }
   ModuleList& list = layers();
   for (int64_t i = 0; i < list.size(); ++i)
-    h = list.at<LlamaDecoderLayer>(i).forward(h, cos, sin);
+    h = list.at<LlamaDecoderLayer>(i).forward(h, rotary_.cos, rotary_.sin);
   return norm().forward(h);  // [B, S, hidden]
 }
 

@@ -102,7 +102,17 @@ class LlamaModel : public Module {
   const std::vector<double>& inv_freq() const { return inv_freq_; }
 
  private:
-  std::vector<double> inv_freq_;           // [head_dim / 2]
+  std::vector<double> inv_freq_;  // [head_dim / 2]
+  // The rotary cos/sin tables of the last forward's (seq, dtype, device): computing them costs
+  // milliseconds of host time at seq 2048 (and a host-to-device copy), during which a GPU
+  // would sit idle at the start of every step.
+  struct RotaryTables {
+    int64_t seq = -1;
+    DType dtype = DType::F32;
+    Device device = Device::cpu();
+    Tensor cos, sin;  // [seq, head_dim]
+  };
+  RotaryTables rotary_;
   std::optional<int64_t> sliding_window_;  // longer sequences are rejected (not implemented)
 };
 

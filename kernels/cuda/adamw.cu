@@ -1,6 +1,9 @@
-// Multi-tensor AdamW: the host splits every tensor into chunks of kAdamWChunkElements, copies
-// the tensor and chunk tables into the workspace and launches one block per chunk; a block
-// moves 16 bytes per access when its tensor's arrays are aligned for it.
+// Multi-tensor AdamW: every tensor is split into chunks of kAdamWChunkElements, one block per
+// chunk. The host copies the tensor table and each tensor's first chunk index (a prefix sum,
+// count + 1 entries) into the workspace; a block finds its tensor by binary search over the
+// prefix. (A table with an entry per chunk would be megabytes at a billion parameters, copied
+// from pageable memory every step.) A block moves 16 bytes per access when its tensor's arrays
+// are aligned for it.
 #include "kernels/cuda/adamw.h"
 
 #include <cuda_runtime.h>
@@ -9,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/chunk_lookup.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/vectorized.cuh"
@@ -17,16 +21,10 @@ namespace autotp::kernels::cuda {
 
 namespace {
 
-// Block b updates elements [start, start + kAdamWChunkElements) of tensor `tensor`.
-struct AdamWChunk {
-  int64_t tensor;
-  int64_t start;
-};
-
 constexpr int kAdamWThreads = 256;
 
-// Workspace layout: the tensor table, then the chunk table at the next 16-byte boundary.
-int64_t chunk_table_offset(int64_t count) {
+// Workspace layout: the tensor table, then the first-chunk prefix at the next 16-byte boundary.
+int64_t prefix_offset(int64_t count) {
   const int64_t bytes = count * static_cast<int64_t>(sizeof(AdamWTensor));
   return (bytes + 15) / 16 * 16;
 }
@@ -69,10 +67,14 @@ __device__ __forceinline__ double sqrt_rn(double a) {
 }
 
 // T: the parameter/moment/gradient type (float, double); C: the model copy's type.
+// first_chunk[k] is the index of tensor k's first chunk (first_chunk[count] = all chunks).
 template <typename T, typename C>
-__global__ void adamw_chunk_kernel(const AdamWTensor* tensors, const AdamWChunk* chunks) {
-  const AdamWChunk chunk = chunks[blockIdx.x];
-  const AdamWTensor& t = tensors[chunk.tensor];
+__global__ void adamw_chunk_kernel(const AdamWTensor* tensors, const int64_t* first_chunk,
+                                   int64_t count) {
+  const int64_t block = blockIdx.x;
+  const int64_t tensor = tensor_of_chunk(first_chunk, count, block);
+  const AdamWTensor& t = tensors[tensor];
+  const int64_t chunk_start = (block - first_chunk[tensor]) * kAdamWChunkElements;
   const cpu::AdamWStep& s = t.step;
   // The constants as the CPU kernel rounds them: differences in double, then to T.
   const bool decay = s.weight_decay != 0.0;
@@ -93,7 +95,7 @@ __global__ void adamw_chunk_kernel(const AdamWTensor* tensors, const AdamWChunk*
   const T* grad = static_cast<const T*>(t.grad);
   C* copy = static_cast<C*>(t.model_copy);
   const int64_t end =
-      chunk.start + kAdamWChunkElements < t.numel ? chunk.start + kAdamWChunkElements : t.numel;
+      chunk_start + kAdamWChunkElements < t.numel ? chunk_start + kAdamWChunkElements : t.numel;
   // One element's update, in place on p, m and v (the CPU kernel's operations in its order).
   auto update = [&](T& p, T g, T& m, T& v) {
     if (decay) {
@@ -117,10 +119,10 @@ __global__ void adamw_chunk_kernel(const AdamWTensor* tensors, const AdamWChunk*
   };
   const bool vectorized = aligned(param, 16) && aligned(exp_avg, 16) && aligned(exp_avg_sq, 16) &&
                           aligned(grad, 16) && (copy == nullptr || aligned(copy, V * sizeof(C)));
-  int64_t scalar_start = chunk.start;
+  int64_t scalar_start = chunk_start;
   if (vectorized) {
-    scalar_start = chunk.start + (end - chunk.start) / V * V;
-    for (int64_t i = chunk.start + threadIdx.x * V; i < scalar_start; i += blockDim.x * V) {
+    scalar_start = chunk_start + (end - chunk_start) / V * V;
+    for (int64_t i = chunk_start + threadIdx.x * V; i < scalar_start; i += blockDim.x * V) {
       Pack<T, V> p = load_pack<V>(param + i), m = load_pack<V>(exp_avg + i),
                  v = load_pack<V>(exp_avg_sq + i);
       const Pack<T, V> g = load_pack<V>(grad + i);
@@ -169,49 +171,44 @@ void check_tables(int copy_dtype, const AdamWTensor* tensors, int64_t count) {
 }  // namespace
 
 int64_t adamw_workspace_bytes(const AdamWTensor* tensors, int64_t count) {
-  int64_t chunks = 0;
-  for (int64_t k = 0; k < count; ++k) {
-    if (tensors[k].numel > 0) chunks += chunk_count(tensors[k]);
-  }
-  return chunk_table_offset(count) + chunks * static_cast<int64_t>(sizeof(AdamWChunk));
+  (void)tensors;  // the layout depends on the count alone
+  return prefix_offset(count) + (count + 1) * static_cast<int64_t>(sizeof(int64_t));
 }
 
 void adamw_multi_tensor(int dtype, int copy_dtype, const AdamWTensor* tensors, int64_t count,
                         void* workspace, int64_t workspace_bytes, cudaStream_t stream) {
   check_tables(copy_dtype, tensors, count);
-  std::vector<AdamWChunk> chunks;
-  for (int64_t k = 0; k < count; ++k) {
-    for (int64_t c = 0; tensors[k].numel > 0 && c < chunk_count(tensors[k]); ++c) {
-      chunks.push_back({k, c * kAdamWChunkElements});
-    }
-  }
-  if (chunks.empty()) return;
+  std::vector<int64_t> first_chunk(static_cast<size_t>(count) + 1, 0);
+  for (int64_t k = 0; k < count; ++k)
+    first_chunk[k + 1] = first_chunk[k] + (tensors[k].numel > 0 ? chunk_count(tensors[k]) : 0);
+  const int64_t chunks = first_chunk[count];
+  if (chunks == 0) return;
   const int64_t needed = adamw_workspace_bytes(tensors, count);
   if (workspace == nullptr || workspace_bytes < needed) {
     throw std::invalid_argument("adamw_multi_tensor: workspace of " +
                                 std::to_string(workspace_bytes) + " bytes, need " +
                                 std::to_string(needed));
   }
-  if (static_cast<int64_t>(chunks.size()) > 0x7fffffff) {
-    throw std::invalid_argument("adamw_multi_tensor: too many chunks (" +
-                                std::to_string(chunks.size()) + ") for one launch");
+  if (chunks > 0x7fffffff) {
+    throw std::invalid_argument("adamw_multi_tensor: too many chunks (" + std::to_string(chunks) +
+                                ") for one launch");
   }
   char* base = static_cast<char*>(workspace);
   auto* device_tensors = reinterpret_cast<AdamWTensor*>(base);
-  auto* device_chunks = reinterpret_cast<AdamWChunk*>(base + chunk_table_offset(count));
+  auto* device_first_chunk = reinterpret_cast<int64_t*>(base + prefix_offset(count));
   // From pageable host memory: the copies return once the host arrays have been staged.
   AUTOTP_CUDA_CHECK(cudaMemcpyAsync(device_tensors, tensors,
                                     static_cast<size_t>(count) * sizeof(AdamWTensor),
                                     cudaMemcpyHostToDevice, stream));
-  AUTOTP_CUDA_CHECK(cudaMemcpyAsync(device_chunks, chunks.data(),
-                                    chunks.size() * sizeof(AdamWChunk), cudaMemcpyHostToDevice,
+  AUTOTP_CUDA_CHECK(cudaMemcpyAsync(device_first_chunk, first_chunk.data(),
+                                    first_chunk.size() * sizeof(int64_t), cudaMemcpyHostToDevice,
                                     stream));
-  const auto blocks = static_cast<unsigned>(chunks.size());
+  const auto blocks = static_cast<unsigned>(chunks);
   auto launch = [&]<typename T, typename C>() {
-    adamw_chunk_kernel<T, C><<<blocks, kAdamWThreads, 0, stream>>>(device_tensors, device_chunks);
-    AUTOTP_CUDA_CHECK_LAUNCH("adamw_chunk_kernel", {"tensors", count},
-                             {"chunks", static_cast<int64_t>(chunks.size())}, {"dtype", dtype},
-                             {"copy_dtype", copy_dtype});
+    adamw_chunk_kernel<T, C>
+        <<<blocks, kAdamWThreads, 0, stream>>>(device_tensors, device_first_chunk, count);
+    AUTOTP_CUDA_CHECK_LAUNCH("adamw_chunk_kernel", {"tensors", count}, {"chunks", chunks},
+                             {"dtype", dtype}, {"copy_dtype", copy_dtype});
   };
   auto with_param_type = [&]<typename T>(TypeTag<T>) {
     if (copy_dtype == kAdamWNoCopy) {

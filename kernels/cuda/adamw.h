@@ -1,5 +1,6 @@
 // CUDA AdamW over many parameters in one launch ("multi-tensor apply"): a table of tensors and
-// a table of fixed-size chunks in device memory, one block per chunk, kernels/cpu/adamw.h's math.
+// their chunk offsets in device memory, one block per fixed-size chunk, kernels/cpu/adamw.h's
+// math.
 #pragma once
 
 #include <cstdint>
@@ -30,7 +31,7 @@ constexpr int64_t kAdamWChunkElements = 8192;
 constexpr int kAdamWNoCopy = -1;
 
 // Bytes of device workspace a launch over these `count` tensors (host array) needs: the
-// tensor table plus one entry per chunk.
+// tensor table plus count + 1 chunk offsets.
 int64_t adamw_workspace_bytes(const AdamWTensor* tensors, int64_t count);
 
 // For every tensor, every element, the update of kernels/cpu/adamw.h in the same operation

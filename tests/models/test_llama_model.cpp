@@ -150,6 +150,22 @@ TEST(LlamaModel, RejectsBadInputIdsAndSequencesLongerThanTheSlidingWindow) {
   EXPECT_EQ(mistral->forward(ids.narrow(1, 0, 4)).shape(), (Shape{1, 4, 11}));
 }
 
+TEST(LlamaModel, RotaryTablesFollowTheSequenceLengthFromForwardToForward) {
+  // The model keeps the last forward's cos/sin tables: a forward at another length must give
+  // exactly what a fresh model (no tables yet) gives.
+  const ModelConfig config = tiny("llama");
+  auto reused = create_model(config, 3, DType::F64);
+  const Tensor long_ids = Tensor::from_vector_i64({1, 2, 3, 4, 5, 6, 7, 1, 9, 10}, {2, 5});
+  const Tensor short_ids = long_ids.narrow(1, 0, 3);
+  auto fresh_logits = [&](const Tensor& ids) {
+    auto model = create_model(config, 3, DType::F64);
+    return model->forward(ids).to_vector();
+  };
+  for (const Tensor& ids : {long_ids, short_ids, long_ids}) {
+    EXPECT_EQ(reused->forward(ids).to_vector(), fresh_logits(ids)) << "seq " << ids.size(1);
+  }
+}
+
 TEST(ModelRegistry, CreateModelInitializesLikeHfFromTheSeed) {
   const ModelConfig config = tiny("llama");
   auto a = create_model(config, 5, DType::F64);
