@@ -17,7 +17,7 @@ namespace autotp::kernels {
 // whose first chunk is at or before `chunk`: the one that owns it (an empty tensor is always
 // followed by an equal entry, so it is never the last).
 AUTOTP_CHUNK_LOOKUP_FN int64_t tensor_of_chunk(const int64_t* first_chunk, int64_t count,
-                                           int64_t chunk) {
+                                               int64_t chunk) {
   int64_t lo = 0, hi = count - 1;
   while (lo < hi) {
     const int64_t mid = (lo + hi + 1) / 2;

@@ -67,9 +67,18 @@ constexpr int row_stride() {
   return D + kPad;
 }
 
-// Row tiles of kBlockRows per (batch, head): blocks are heads x tiles, flattened.
-inline constexpr int64_t row_tiles(int64_t seq) {
-  return (seq + kBlockRows - 1) / kBlockRows;
+// Row tiles of `rows` (kBlockRows unless given) per (batch, head): blocks are heads x tiles,
+// flattened.
+inline constexpr int64_t row_tiles(int64_t seq, int64_t rows = kBlockRows) {
+  return (seq + rows - 1) / rows;
+}
+
+// Query rows of a forward block whose warps each own M row tiles of 16: with M = 2 every K/V
+// fragment loaded from shared memory feeds two products instead of one (FlashAttention-2's
+// 128-row blocks), at the price of twice the accumulator registers.
+template <int M>
+constexpr int forward_block_rows() {
+  return 16 * kWarps * M;
 }
 
 // Tiles streamed over a loop are double-buffered: the next one loads (cp.async) while the
@@ -251,9 +260,49 @@ AUTOTP_LANE_FN void accumulate_product(Ctx& ctx, float (&acc)[D / 8][4], const u
   }
 }
 
-// The keys a query tile starting at q0 sees: [0, visible_keys).
-AUTOTP_LANE_FN int64_t visible_keys(const Problem& p, int64_t q0) {
-  return p.causal && q0 + kBlockRows < p.seq ? q0 + kBlockRows : p.seq;
+// M row tiles at once: c[mt] += a[mt] times the same rows of a tile (multiply_by_rows for
+// each mt, every B fragment loaded once for all of them; per c the products run in the same
+// order as there).
+template <int D, int M, int N, class Ctx>
+AUTOTP_LANE_FN void multiply_tiles_by_rows(Ctx& ctx, float (&c)[M][N][4],
+                                           const uint32_t (&a)[M][D / 16][4],
+                                           const uint16_t* tile) {
+  AUTOTP_UNROLL
+  for (int n = 0; n < N; ++n) {
+    AUTOTP_UNROLL
+    for (int ks = 0; ks < D / 16; ks += 2) {
+      uint32_t b0[2], b1[2];
+      load_b_transposed_pair(ctx, b0, b1, tile, row_stride<D>(), 8 * n, 16 * ks);
+      AUTOTP_UNROLL
+      for (int mt = 0; mt < M; ++mt) {
+        ctx.mma(c[mt][n], a[mt][ks], b0);
+        ctx.mma(c[mt][n], a[mt][ks + 1], b1);
+      }
+    }
+  }
+}
+
+// M row tiles at once: acc[mt] += a[mt] times rows k0 .. k0 + 16 of a tile (accumulate_product
+// for each mt, every B fragment loaded once).
+template <int D, int M, class Ctx>
+AUTOTP_LANE_FN void accumulate_tiles_product(Ctx& ctx, float (&acc)[M][D / 8][4],
+                                             const uint32_t (&a)[M][4], const uint16_t* tile,
+                                             int k0) {
+  AUTOTP_UNROLL
+  for (int nd = 0; nd < D / 8; nd += 2) {
+    uint32_t b0[2], b1[2];
+    load_b_pair(ctx, b0, b1, tile, row_stride<D>(), k0, 8 * nd);
+    AUTOTP_UNROLL
+    for (int mt = 0; mt < M; ++mt) {
+      ctx.mma(acc[mt][nd], a[mt], b0);
+      ctx.mma(acc[mt][nd + 1], a[mt], b1);
+    }
+  }
+}
+
+// The keys a query tile of `rows` rows starting at q0 sees: [0, visible_keys).
+AUTOTP_LANE_FN int64_t visible_keys(const Problem& p, int64_t q0, int64_t rows = kBlockRows) {
+  return p.causal && q0 + rows < p.seq ? q0 + rows : p.seq;
 }
 
 // Streams k and v rows [0, key_end) of one kv head through two shared buffers of kKeys-row
@@ -281,12 +330,14 @@ AUTOTP_LANE_FN void for_each_kv_tile(Ctx& ctx, uint16_t* buffers, const uint16_t
 
 }  // namespace detail
 
-// One block of the forward: query rows [64 i, 64 i + 64) of one (batch, query head), a warp per
-// 16 rows. K and V tiles of 64 keys stream through shared memory (double-buffered); S = Q K^T
-// and O += P V run on tensor cores with an online softmax (running max and sum per row, in
-// base-2 units).
+// One block of the forward: query rows [R i, R i + R) of one (batch, query head), R =
+// forward_block_rows<M>(), each warp owning M tiles of 16 rows. K and V tiles of 64 keys stream
+// through shared memory (double-buffered); S = Q K^T and O += P V run on tensor cores with an
+// online softmax (running max and sum per row, in base-2 units). Every row's arithmetic is the
+// same for every M (a causal block of more rows only adds fully masked key tiles for its first
+// rows, which change nothing), so M = 1 and M = 2 give identical results.
 // Shared memory: forward_shared_bytes<D>().
-template <int D, class Ctx>
+template <int D, int M = 1, class Ctx>
 AUTOTP_LANE_FN void forward_block(Ctx& ctx, int64_t block, unsigned char* shared, uint16_t* out,
                                   float* lse, const uint16_t* q, const uint16_t* k,
                                   const uint16_t* v, const Problem& p) {
@@ -294,91 +345,117 @@ AUTOTP_LANE_FN void forward_block(Ctx& ctx, int64_t block, unsigned char* shared
   constexpr int kSteps = D / 16;    // k-steps over the head dim
   constexpr int kDimTiles = D / 8;  // n-tiles over the head dim
   constexpr int kKeyTiles = kForwardKeys / 8;
+  constexpr int kRows = forward_block_rows<M>();
   uint16_t* const buffers = reinterpret_cast<uint16_t*>(shared);  // [2][k tile, v tile]
-  const int64_t tiles = row_tiles(p.seq);
+  const int64_t tiles = row_tiles(p.seq, kRows);
   const int64_t bh = block / tiles;                  // b * hq + h
   const int64_t q_tile = tiles - 1 - block % tiles;  // causal: the longest rows first
   const int64_t kv_head = (bh / p.hq) * p.hkv + (bh % p.hq) / (p.hq / p.hkv);
   const int warp = ctx.warp(), g = ctx.lane() >> 2, t = ctx.lane() & 3;
-  const int64_t q0 = q_tile * kBlockRows, warp_row0 = q0 + 16 * warp;
-  const int64_t rows[2] = {warp_row0 + g, warp_row0 + g + 8};
+  const int64_t q0 = q_tile * kRows, warp_row0 = q0 + 16 * M * warp;
+  int64_t rows[M][2];  // this lane's two rows of each row tile
+  AUTOTP_UNROLL
+  for (int mt = 0; mt < M; ++mt) {
+    rows[mt][0] = warp_row0 + 16 * mt + g;
+    rows[mt][1] = rows[mt][0] + 8;
+  }
   const uint16_t* k_head = k + kv_head * p.seq * D;
   const uint16_t* v_head = v + kv_head * p.seq * D;
 
-  uint32_t qa[kSteps][4];
+  uint32_t qa[M][kSteps][4];
   AUTOTP_UNROLL
-  for (int ks = 0; ks < kSteps; ++ks)
-    load_a_rows<D>(ctx, qa[ks], q + bh * p.seq * D, p.seq, warp_row0, 16 * ks);
-  float o[kDimTiles][4];
-  zero(o);
-  float m[2] = {kNegInf, kNegInf}, l[2] = {0.0f, 0.0f};  // l: this lane's share of the row sum
+  for (int mt = 0; mt < M; ++mt) {
+    AUTOTP_UNROLL
+    for (int ks = 0; ks < kSteps; ++ks)
+      load_a_rows<D>(ctx, qa[mt][ks], q + bh * p.seq * D, p.seq, warp_row0 + 16 * mt, 16 * ks);
+  }
+  float o[M][kDimTiles][4];
+  float m[M][2], l[M][2];  // l: this lane's share of the row sum
+  AUTOTP_UNROLL
+  for (int mt = 0; mt < M; ++mt) {
+    zero(o[mt]);
+    m[mt][0] = m[mt][1] = kNegInf;
+    l[mt][0] = l[mt][1] = 0.0f;
+  }
   const float scale2 = p.scale * kLog2e;
 
   for_each_kv_tile<D, kForwardKeys>(
-      ctx, buffers, k_head, v_head, visible_keys(p, q0), p.seq,
+      ctx, buffers, k_head, v_head, visible_keys(p, q0, kRows), p.seq,
       [&](int64_t k0, const uint16_t* k_tile, const uint16_t* v_tile) {
-        float s[kKeyTiles][4];
-        zero(s);
-        multiply_by_rows<D>(ctx, s, qa, k_tile);
+        float s[M][kKeyTiles][4];
+        AUTOTP_UNROLL
+        for (int mt = 0; mt < M; ++mt)
+          zero(s[mt]);
+        multiply_tiles_by_rows<D>(ctx, s, qa, k_tile);
         // Keys past seq, and causally hidden keys, only occur in the last tiles.
         const bool edge = k0 + kForwardKeys > p.seq || (p.causal && k0 + kForwardKeys > q0);
-        float tile_max[2] = {kNegInf, kNegInf};
         AUTOTP_UNROLL
-        for (int nk = 0; nk < kKeyTiles; ++nk) {
+        for (int mt = 0; mt < M; ++mt) {
+          float tile_max[2] = {kNegInf, kNegInf};
           AUTOTP_UNROLL
-          for (int i = 0; i < 4; ++i) {
-            float x = s[nk][i] * scale2;
-            if (edge) {
-              const int64_t key = k0 + 8 * nk + 2 * t + (i & 1);
-              if (key >= p.seq || (p.causal && key > rows[i >> 1])) x = kNegInf;
+          for (int nk = 0; nk < kKeyTiles; ++nk) {
+            AUTOTP_UNROLL
+            for (int i = 0; i < 4; ++i) {
+              float x = s[mt][nk][i] * scale2;
+              if (edge) {
+                const int64_t key = k0 + 8 * nk + 2 * t + (i & 1);
+                if (key >= p.seq || (p.causal && key > rows[mt][i >> 1])) x = kNegInf;
+              }
+              s[mt][nk][i] = x;
+              tile_max[i >> 1] = max_of(tile_max[i >> 1], x);
             }
-            s[nk][i] = x;
-            tile_max[i >> 1] = max_of(tile_max[i >> 1], x);
           }
-        }
-        float base[2], correction[2];
-        AUTOTP_UNROLL
-        for (int r = 0; r < 2; ++r) {
-          const float new_max = max_of(m[r], row_max(ctx, tile_max[r]));
-          base[r] = new_max == kNegInf ? 0.0f : new_max;  // a row with no visible key yet
-          correction[r] = ctx.exp2(m[r] - base[r]);       // 0 while m is -inf
-          m[r] = new_max;
-          l[r] *= correction[r];
-        }
-        AUTOTP_UNROLL
-        for (int nk = 0; nk < kKeyTiles; ++nk) {
+          float base[2], correction[2];
           AUTOTP_UNROLL
-          for (int i = 0; i < 4; ++i) {
-            s[nk][i] = ctx.exp2(s[nk][i] - base[i >> 1]);
-            l[i >> 1] += s[nk][i];
+          for (int r = 0; r < 2; ++r) {
+            const float new_max = max_of(m[mt][r], row_max(ctx, tile_max[r]));
+            base[r] = new_max == kNegInf ? 0.0f : new_max;  // a row with no visible key yet
+            correction[r] = ctx.exp2(m[mt][r] - base[r]);   // 0 while m is -inf
+            m[mt][r] = new_max;
+            l[mt][r] *= correction[r];
           }
-        }
-        AUTOTP_UNROLL
-        for (int nd = 0; nd < kDimTiles; ++nd) {
-          o[nd][0] *= correction[0];
-          o[nd][1] *= correction[0];
-          o[nd][2] *= correction[1];
-          o[nd][3] *= correction[1];
+          AUTOTP_UNROLL
+          for (int nk = 0; nk < kKeyTiles; ++nk) {
+            AUTOTP_UNROLL
+            for (int i = 0; i < 4; ++i) {
+              s[mt][nk][i] = ctx.exp2(s[mt][nk][i] - base[i >> 1]);
+              l[mt][i >> 1] += s[mt][nk][i];
+            }
+          }
+          AUTOTP_UNROLL
+          for (int nd = 0; nd < kDimTiles; ++nd) {
+            o[mt][nd][0] *= correction[0];
+            o[mt][nd][1] *= correction[0];
+            o[mt][nd][2] *= correction[1];
+            o[mt][nd][3] *= correction[1];
+          }
         }
         AUTOTP_UNROLL
         for (int kk = 0; kk < kKeyTiles / 2; ++kk) {
-          uint32_t pa[4];
-          pack_a(ctx, pa, s, 2 * kk);
-          accumulate_product<D>(ctx, o, pa, v_tile, 16 * kk);
+          uint32_t pa[M][4];
+          AUTOTP_UNROLL
+          for (int mt = 0; mt < M; ++mt)
+            pack_a(ctx, pa[mt], s[mt], 2 * kk);
+          accumulate_tiles_product<D>(ctx, o, pa, v_tile, 16 * kk);
         }
       });
 
-  float inverse[2];
   AUTOTP_UNROLL
-  for (int r = 0; r < 2; ++r) {
-    l[r] = row_sum(ctx, l[r]);
-    inverse[r] = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
-  }
-  store_rows<D>(ctx, out + bh * p.seq * D, p.seq, warp_row0, o, inverse[0], inverse[1]);
-  if (t == 0) {
+  for (int mt = 0; mt < M; ++mt) {
+    float inverse[2];
     AUTOTP_UNROLL
     for (int r = 0; r < 2; ++r) {
-      if (rows[r] < p.seq) lse[bh * p.seq + rows[r]] = (m[r] + ctx.log2(l[r])) * kLn2;
+      l[mt][r] = row_sum(ctx, l[mt][r]);
+      inverse[r] = l[mt][r] > 0.0f ? 1.0f / l[mt][r] : 0.0f;
+    }
+    store_rows<D>(ctx, out + bh * p.seq * D, p.seq, warp_row0 + 16 * mt, o[mt], inverse[0],
+                  inverse[1]);
+    if (t == 0) {
+      AUTOTP_UNROLL
+      for (int r = 0; r < 2; ++r) {
+        if (rows[mt][r] < p.seq)
+          lse[bh * p.seq + rows[mt][r]] = (m[mt][r] + ctx.log2(l[mt][r])) * kLn2;
+      }
     }
   }
 }

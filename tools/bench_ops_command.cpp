@@ -3,6 +3,7 @@
 // bytes the op must move at least (memory-bound ops), and set against the device's peak.
 #include "tools/bench_ops_command.h"
 
+#include <cmath>
 #include <cstdio>
 #include <functional>
 
@@ -149,6 +150,34 @@ int run_bench_ops(const std::vector<std::string>& raw_args) {
         ctx.input({batch, hq, seq, dim}, false));
     results.push_back(r);
   }
+#ifdef AUTOTP_WITH_CUDA
+  // The tensor-core forward with two 16-row tiles per warp (128-row blocks; identical results),
+  // beside the one training runs, so a GPU run says which is faster on this device.
+  if (use_cuda && dim <= 64 &&
+      kernels::cuda::tensor_core_attention_applies(static_cast<int>(dtype), dim)) {
+    OpResult r{"attention fwd, 2 row tiles/warp",
+               fmt::format("B{} Hq{} Hkv{} S{} D{}", batch, hq, hkv, seq, dim),
+               "useful causal FLOPs: 2 products x 2 B Hq S^2 D / 2 (forward only)", Bound::Flops};
+    r.forward_work = results.front().forward_work;
+    r.implementation = "tensor-core flash attention (mma.sync), 128-row blocks";
+    const Tensor q = ctx.input({batch, hq, seq, dim}, false);
+    const Tensor k = ctx.input({batch, hkv, seq, dim}, false);
+    const Tensor v = ctx.input({batch, hkv, seq, dim}, false);
+    const Tensor out = Tensor::empty({batch, hq, seq, dim}, dtype, device);
+    const Tensor lse = Tensor::empty({batch, hq, seq}, DType::F32, device);
+    const double scale = 1.0 / std::sqrt(static_cast<double>(dim));
+    ctx.time(
+        r, {},
+        [&] {
+          kernels::cuda::tensor_core_attention_forward(
+              static_cast<int>(dtype), out.raw_data(), lse.raw_data(), q.raw_data(), k.raw_data(),
+              v.raw_data(), batch, hq, hkv, seq, dim, scale, true, nullptr, 2);
+          return Tensor();
+        },
+        Tensor());
+    results.push_back(r);
+  }
+#endif
   {  // the MLP's up projection: a GEMM at the model's largest inner shape
     OpResult r{"gemm (mlp up projection)", fmt::format("M{} K{} N{}", tokens, hidden, ffn),
                "2 M N K forward, 4 M N K backward (input and weight gradients)", Bound::Flops};

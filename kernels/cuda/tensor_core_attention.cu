@@ -99,13 +99,13 @@ struct DeviceLanes {
 template <int D>
 constexpr int kMinBlocksDkdv = D <= 64 ? 3 : 1;
 
-template <int D, typename E>
+template <int D, typename E, int M>
 __global__ void __launch_bounds__(tc::kThreads)
     tc_attention_forward_kernel(uint16_t* out, float* lse, const uint16_t* q, const uint16_t* k,
                                 const uint16_t* v, tc::Problem p) {
   extern __shared__ __align__(16) unsigned char shared[];
   DeviceLanes<E> ctx;
-  tc::forward_block<D>(ctx, blockIdx.x, shared, out, lse, q, k, v, p);
+  tc::forward_block<D, M>(ctx, blockIdx.x, shared, out, lse, q, k, v, p);
 }
 
 template <int D, typename E>
@@ -156,12 +156,13 @@ void dispatch_tc(int dtype, int64_t dim, const char* op, Fn&& fn) {
   }
 }
 
-// Launch size of a row-tiled grid, checked against the grid's limit.
-unsigned tc_blocks(const char* op, int64_t heads, int64_t seq) {
-  const int64_t blocks = heads * tc::row_tiles(seq);
+// Launch size of a grid of `rows`-row tiles, checked against the grid's limit.
+unsigned tc_blocks(const char* op, int64_t heads, int64_t seq, int64_t rows = tc::kBlockRows) {
+  const int64_t blocks = heads * tc::row_tiles(seq, rows);
   if (blocks > INT32_MAX) {
     throw std::invalid_argument(std::string(op) + ": too many blocks (" + std::to_string(heads) +
-                                " heads x " + std::to_string(tc::row_tiles(seq)) + " row tiles)");
+                                " heads x " + std::to_string(tc::row_tiles(seq, rows)) +
+                                " row tiles)");
   }
   return static_cast<unsigned>(blocks);
 }
@@ -198,21 +199,39 @@ bool tensor_core_attention_applies(int dtype, int64_t dim) {
 void tensor_core_attention_forward(int dtype, void* out, void* lse, const void* q, const void* k,
                                    const void* v, int64_t batch, int64_t hq, int64_t hkv,
                                    int64_t seq, int64_t dim, double scale, bool causal,
-                                   cudaStream_t stream) {
+                                   cudaStream_t stream, int row_tiles_per_warp) {
+  if (row_tiles_per_warp != 1 && row_tiles_per_warp != 2) {
+    throw std::invalid_argument("attention_forward: row_tiles_per_warp must be 1 or 2, got " +
+                                std::to_string(row_tiles_per_warp));
+  }
   if (batch * hq * seq == 0) return;
   const tc::Problem p{batch, hq, hkv, seq, static_cast<float>(scale), causal};
-  const unsigned blocks = tc_blocks("attention_forward", batch * hq, seq);
   check_aligned("attention_forward", {{"out", out}, {"q", q}, {"k", k}, {"v", v}});
   dispatch_tc(
       dtype, dim, "attention_forward",
       [&]<int D, typename E>(std::integral_constant<int, D>, TypeTag<E>) {
-        constexpr int bytes = tc::forward_shared_bytes<D>();
-        allow_shared_bytes(tc_attention_forward_kernel<D, E>, bytes);
-        tc_attention_forward_kernel<D, E><<<blocks, tc::kThreads, bytes, stream>>>(
-            static_cast<uint16_t*>(out), static_cast<float*>(lse), static_cast<const uint16_t*>(q),
-            static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v), p);
-        AUTOTP_CUDA_CHECK_LAUNCH("tc_attention_forward_kernel", {"batch", batch}, {"hq", hq},
-                                 {"hkv", hkv}, {"seq", seq}, {"dim", dim}, {"dtype", dtype});
+        const auto launch = [&]<int M>() {
+          constexpr int bytes = tc::forward_shared_bytes<D>();
+          const unsigned blocks =
+              tc_blocks("attention_forward", batch * hq, seq, tc::forward_block_rows<M>());
+          allow_shared_bytes(tc_attention_forward_kernel<D, E, M>, bytes);
+          tc_attention_forward_kernel<D, E, M><<<blocks, tc::kThreads, bytes, stream>>>(
+              static_cast<uint16_t*>(out), static_cast<float*>(lse),
+              static_cast<const uint16_t*>(q), static_cast<const uint16_t*>(k),
+              static_cast<const uint16_t*>(v), p);
+          AUTOTP_CUDA_CHECK_LAUNCH("tc_attention_forward_kernel", {"batch", batch}, {"hq", hq},
+                                   {"hkv", hkv}, {"seq", seq}, {"dim", dim}, {"dtype", dtype},
+                                   {"row_tiles_per_warp", M});
+        };
+        if (row_tiles_per_warp == 1) {
+          launch.template operator()<1>();
+        } else if constexpr (D <= 64) {
+          launch.template operator()<2>();
+        } else {  // two row tiles' accumulators spill at D > 64 (ptxas -v)
+          throw std::invalid_argument(
+              "attention_forward: two row tiles per warp are built for head dims up to 64, not " +
+              std::to_string(D));
+        }
       });
 }
 

@@ -12,11 +12,14 @@ namespace autotp::kernels::cuda {
 // True when attention of this dtype code and head dim runs on the tensor-core kernels.
 bool tensor_core_attention_applies(int dtype, int64_t dim);
 
-// Same contract as attention_forward (sizes already validated).
+// Same contract as attention_forward (sizes already validated). row_tiles_per_warp (1, or 2
+// for head dims up to 64): 16-row tiles each warp owns, i.e. 64- or 128-row blocks
+// (forward_block's M); both give identical results. attention_forward uses 1; `autotp
+// bench-ops` times both.
 void tensor_core_attention_forward(int dtype, void* out, void* lse, const void* q, const void* k,
                                    const void* v, int64_t batch, int64_t hq, int64_t hkv,
                                    int64_t seq, int64_t dim, double scale, bool causal,
-                                   cudaStream_t stream);
+                                   cudaStream_t stream, int row_tiles_per_warp = 1);
 
 // Same contract as attention_backward; delta comes from dout . out (one row each) instead of a
 // pass over the keys.

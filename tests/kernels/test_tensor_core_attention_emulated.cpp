@@ -279,7 +279,22 @@ void expect_matches_reference(const Case& c, const char* dtype, uint32_t seed) {
   const int64_t query_blocks = c.batch * c.hq * tc::row_tiles(s);
   const int64_t key_blocks = c.batch * c.hkv * tc::row_tiles(s);
   int misaligned = 0;
+  // The forward with two 16-row tiles per warp (128-row blocks), where it is built (D <= 64):
+  // every row's arithmetic is the M = 1 forward's, so out and lse must be identical.
+  std::vector<uint16_t> out_m2(q_size);
+  std::vector<float> lse_m2(q_size / d);
+  bool ran_m2 = false;
   auto run = [&]<int D>() {
+    if constexpr (D <= 64) {
+      constexpr int kRowsM2 = tc::forward_block_rows<2>();
+      misaligned +=
+          run_grid<Half>(c.batch * c.hq * tc::row_tiles(s, kRowsM2), tc::forward_shared_bytes<D>(),
+                         [&](auto& ctx, int64_t block, auto* shared) {
+                           tc::forward_block<D, 2>(ctx, block, shared, out_m2.data(), lse_m2.data(),
+                                                   q.data(), k.data(), v.data(), p);
+                         });
+      ran_m2 = true;
+    }
     misaligned += run_grid<Half>(query_blocks, tc::forward_shared_bytes<D>(),
                                  [&](auto& ctx, int64_t block, auto* shared) {
                                    tc::forward_block<D>(ctx, block, shared, out.data(), lse.data(),
@@ -313,6 +328,10 @@ void expect_matches_reference(const Case& c, const char* dtype, uint32_t seed) {
       FAIL() << "no tensor-core instantiation for D=" << d;
   }
   EXPECT_EQ(misaligned, 0) << "32-bit or 16-byte accesses off their alignment";
+  if (ran_m2) {
+    EXPECT_EQ(out_m2, out) << "the forward with two row tiles per warp differs from one";
+    EXPECT_EQ(lse_m2, lse) << "lse with two row tiles per warp differs from one";
+  }
 
   // Bounds from the rounding model, with p and ds recomputed from the reference's lse.
   std::vector<double> out_terms(q_size, 0.0), dq_terms(q_size, 0.0), dk_terms(kv_size, 0.0),
