@@ -230,23 +230,6 @@ AUTOTP_LANE_FN void zero(float (&c)[N][4]) {
     c[n][0] = c[n][1] = c[n][2] = c[n][3] = 0.0f;
 }
 
-// c[n] += A (16 x D, as D / 16 fragments) times rows 8 n .. 8 n + 8 of a shared tile,
-// transposed: the products with keys (q k^T) or values (dout v^T) of a tile.
-template <int D, int N, class Ctx>
-AUTOTP_LANE_FN void multiply_by_rows(Ctx& ctx, float (&c)[N][4], const uint32_t (&a)[D / 16][4],
-                                     const uint16_t* tile) {
-  AUTOTP_UNROLL
-  for (int n = 0; n < N; ++n) {
-    AUTOTP_UNROLL
-    for (int ks = 0; ks < D / 16; ks += 2) {
-      uint32_t b0[2], b1[2];
-      load_b_transposed_pair(ctx, b0, b1, tile, row_stride<D>(), 8 * n, 16 * ks);
-      ctx.mma(c[n], a[ks], b0);
-      ctx.mma(c[n], a[ks + 1], b1);
-    }
-  }
-}
-
 // acc (16 x D) += A (16 x 16) times rows k0 .. k0 + 16 of a shared tile: p v, dS k and the like.
 template <int D, class Ctx>
 AUTOTP_LANE_FN void accumulate_product(Ctx& ctx, float (&acc)[D / 8][4], const uint32_t (&a)[4],
@@ -260,9 +243,9 @@ AUTOTP_LANE_FN void accumulate_product(Ctx& ctx, float (&acc)[D / 8][4], const u
   }
 }
 
-// M row tiles at once: c[mt] += a[mt] times the same rows of a tile (multiply_by_rows for
-// each mt, every B fragment loaded once for all of them; per c the products run in the same
-// order as there).
+// c[mt][n] += A[mt] (16 x D, as D / 16 fragments) times rows 8 n .. 8 n + 8 of a shared tile,
+// transposed (the products with keys, q k^T, or values, dout v^T), for M row tiles at once:
+// every B fragment is loaded once and feeds all M products.
 template <int D, int M, int N, class Ctx>
 AUTOTP_LANE_FN void multiply_tiles_by_rows(Ctx& ctx, float (&c)[M][N][4],
                                            const uint32_t (&a)[M][D / 16][4],
@@ -282,8 +265,7 @@ AUTOTP_LANE_FN void multiply_tiles_by_rows(Ctx& ctx, float (&c)[M][N][4],
   }
 }
 
-// M row tiles at once: acc[mt] += a[mt] times rows k0 .. k0 + 16 of a tile (accumulate_product
-// for each mt, every B fragment loaded once).
+// accumulate_product for M row tiles at once, every B fragment loaded once.
 template <int D, int M, class Ctx>
 AUTOTP_LANE_FN void accumulate_tiles_product(Ctx& ctx, float (&acc)[M][D / 8][4],
                                              const uint32_t (&a)[M][4], const uint16_t* tile,
@@ -460,10 +442,13 @@ AUTOTP_LANE_FN void forward_block(Ctx& ctx, int64_t block, unsigned char* shared
   }
 }
 
-// One block of dq (and delta): the forward's blocks. delta[i] = dout[i] . out[i]; then over
-// key tiles of 32: S = Q K^T, P = exp(S - lse), dP = dO V^T, dS = P (dP - delta),
-// dQ += dS K, and dq = scale * dQ. Shared memory: dq_shared_bytes<D>().
-template <int D, class Ctx>
+// One block of dq (and delta): query rows [R i, R i + R) of one (batch, query head), R =
+// forward_block_rows<M>() as in the forward (each warp owns M tiles of 16 rows).
+// delta[i] = dout[i] . out[i]; then over key tiles of 32: S = Q K^T, P = exp(S - lse),
+// dP = dO V^T, dS = P (dP - delta), dQ += dS K, and dq = scale * dQ. Every row's arithmetic is
+// the same for every M (fully masked key tiles add exact zeros), so M = 1 and M = 2 give
+// identical results. Shared memory: dq_shared_bytes<D>().
+template <int D, int M = 1, class Ctx>
 AUTOTP_LANE_FN void dq_block(Ctx& ctx, int64_t block, unsigned char* shared, uint16_t* dq,
                              float* delta, const uint16_t* q, const uint16_t* k, const uint16_t* v,
                              const uint16_t* out, const uint16_t* dout, const float* lse,
@@ -472,76 +457,98 @@ AUTOTP_LANE_FN void dq_block(Ctx& ctx, int64_t block, unsigned char* shared, uin
   constexpr int kSteps = D / 16;
   constexpr int kDimTiles = D / 8;
   constexpr int kKeyTiles = kDqKeys / 8;
+  constexpr int kRows = forward_block_rows<M>();
   uint16_t* const buffers = reinterpret_cast<uint16_t*>(shared);  // [2][k tile, v tile]
-  const int64_t tiles = row_tiles(p.seq);
+  const int64_t tiles = row_tiles(p.seq, kRows);
   const int64_t bh = block / tiles;
   const int64_t q_tile = tiles - 1 - block % tiles;
   const int64_t kv_head = (bh / p.hq) * p.hkv + (bh % p.hq) / (p.hq / p.hkv);
   const int warp = ctx.warp(), g = ctx.lane() >> 2, t = ctx.lane() & 3;
-  const int64_t q0 = q_tile * kBlockRows, warp_row0 = q0 + 16 * warp;
-  const int64_t rows[2] = {warp_row0 + g, warp_row0 + g + 8};
+  const int64_t q0 = q_tile * kRows, warp_row0 = q0 + 16 * M * warp;
+  int64_t rows[M][2];  // this lane's two rows of each row tile
+  AUTOTP_UNROLL
+  for (int mt = 0; mt < M; ++mt) {
+    rows[mt][0] = warp_row0 + 16 * mt + g;
+    rows[mt][1] = rows[mt][0] + 8;
+  }
   const int64_t head_offset = bh * p.seq * D;
   const uint16_t* k_head = k + kv_head * p.seq * D;
   const uint16_t* v_head = v + kv_head * p.seq * D;
 
-  uint32_t qa[kSteps][4], da[kSteps][4];
-  float row_delta[2] = {0.0f, 0.0f};
+  uint32_t qa[M][kSteps][4], da[M][kSteps][4];
+  float row_delta[M][2], lse2[M][2];
   AUTOTP_UNROLL
-  for (int ks = 0; ks < kSteps; ++ks) {
-    load_a_rows<D>(ctx, qa[ks], q + head_offset, p.seq, warp_row0, 16 * ks);
-    load_a_rows<D>(ctx, da[ks], dout + head_offset, p.seq, warp_row0, 16 * ks);
-    uint32_t oa[4];
-    load_a_rows<D>(ctx, oa, out + head_offset, p.seq, warp_row0, 16 * ks);
+  for (int mt = 0; mt < M; ++mt) {
+    const int64_t tile_row0 = warp_row0 + 16 * mt;
+    row_delta[mt][0] = row_delta[mt][1] = 0.0f;
     AUTOTP_UNROLL
-    for (int reg = 0; reg < 4; ++reg) {  // registers 0, 2 hold row g; 1, 3 row g + 8
-      const float lo = ctx.to_float(static_cast<uint16_t>(da[ks][reg])) *
-                       ctx.to_float(static_cast<uint16_t>(oa[reg]));
-      const float hi = ctx.to_float(static_cast<uint16_t>(da[ks][reg] >> 16)) *
-                       ctx.to_float(static_cast<uint16_t>(oa[reg] >> 16));
-      row_delta[reg & 1] += lo + hi;
+    for (int ks = 0; ks < kSteps; ++ks) {
+      load_a_rows<D>(ctx, qa[mt][ks], q + head_offset, p.seq, tile_row0, 16 * ks);
+      load_a_rows<D>(ctx, da[mt][ks], dout + head_offset, p.seq, tile_row0, 16 * ks);
+      uint32_t oa[4];
+      load_a_rows<D>(ctx, oa, out + head_offset, p.seq, tile_row0, 16 * ks);
+      AUTOTP_UNROLL
+      for (int reg = 0; reg < 4; ++reg) {  // registers 0, 2 hold row g; 1, 3 row g + 8
+        const float lo = ctx.to_float(static_cast<uint16_t>(da[mt][ks][reg])) *
+                         ctx.to_float(static_cast<uint16_t>(oa[reg]));
+        const float hi = ctx.to_float(static_cast<uint16_t>(da[mt][ks][reg] >> 16)) *
+                         ctx.to_float(static_cast<uint16_t>(oa[reg] >> 16));
+        row_delta[mt][reg & 1] += lo + hi;
+      }
+    }
+    AUTOTP_UNROLL
+    for (int r = 0; r < 2; ++r) {
+      row_delta[mt][r] = row_sum(ctx, row_delta[mt][r]);
+      lse2[mt][r] = rows[mt][r] < p.seq ? lse[bh * p.seq + rows[mt][r]] * kLog2e : 0.0f;
+      if (t == 0 && rows[mt][r] < p.seq) delta[bh * p.seq + rows[mt][r]] = row_delta[mt][r];
     }
   }
-  float lse2[2];
+  float acc[M][kDimTiles][4];
   AUTOTP_UNROLL
-  for (int r = 0; r < 2; ++r) {
-    row_delta[r] = row_sum(ctx, row_delta[r]);
-    lse2[r] = rows[r] < p.seq ? lse[bh * p.seq + rows[r]] * kLog2e : 0.0f;
-    if (t == 0 && rows[r] < p.seq) delta[bh * p.seq + rows[r]] = row_delta[r];
-  }
-  float acc[kDimTiles][4];
-  zero(acc);
+  for (int mt = 0; mt < M; ++mt)
+    zero(acc[mt]);
   const float scale2 = p.scale * kLog2e;
 
-  for_each_kv_tile<D, kDqKeys>(ctx, buffers, k_head, v_head, visible_keys(p, q0), p.seq,
-                               [&](int64_t k0, const uint16_t* k_tile, const uint16_t* v_tile) {
-                                 float s[kKeyTiles][4], dp[kKeyTiles][4];
-                                 zero(s);
-                                 zero(dp);
-                                 multiply_by_rows<D>(ctx, s, qa, k_tile);
-                                 multiply_by_rows<D>(ctx, dp, da, v_tile);
-                                 const bool edge =
-                                     k0 + kDqKeys > p.seq || (p.causal && k0 + kDqKeys > q0);
-                                 AUTOTP_UNROLL
-                                 for (int nk = 0; nk < kKeyTiles; ++nk) {
-                                   AUTOTP_UNROLL
-                                   for (int i = 0; i < 4; ++i) {
-                                     const int r = i >> 1;
-                                     float prob = ctx.exp2(s[nk][i] * scale2 - lse2[r]);
-                                     if (edge) {
-                                       const int64_t key = k0 + 8 * nk + 2 * t + (i & 1);
-                                       if (key >= p.seq || (p.causal && key > rows[r])) prob = 0.0f;
-                                     }
-                                     s[nk][i] = prob * (dp[nk][i] - row_delta[r]);  // dS
-                                   }
-                                 }
-                                 AUTOTP_UNROLL
-                                 for (int kk = 0; kk < kKeyTiles / 2; ++kk) {
-                                   uint32_t dsa[4];
-                                   pack_a(ctx, dsa, s, 2 * kk);
-                                   accumulate_product<D>(ctx, acc, dsa, k_tile, 16 * kk);
-                                 }
-                               });
-  store_rows<D>(ctx, dq + head_offset, p.seq, warp_row0, acc, p.scale, p.scale);
+  for_each_kv_tile<D, kDqKeys>(
+      ctx, buffers, k_head, v_head, visible_keys(p, q0, kRows), p.seq,
+      [&](int64_t k0, const uint16_t* k_tile, const uint16_t* v_tile) {
+        float s[M][kKeyTiles][4], dp[M][kKeyTiles][4];
+        AUTOTP_UNROLL
+        for (int mt = 0; mt < M; ++mt) {
+          zero(s[mt]);
+          zero(dp[mt]);
+        }
+        multiply_tiles_by_rows<D>(ctx, s, qa, k_tile);
+        multiply_tiles_by_rows<D>(ctx, dp, da, v_tile);
+        const bool edge = k0 + kDqKeys > p.seq || (p.causal && k0 + kDqKeys > q0);
+        AUTOTP_UNROLL
+        for (int mt = 0; mt < M; ++mt) {
+          AUTOTP_UNROLL
+          for (int nk = 0; nk < kKeyTiles; ++nk) {
+            AUTOTP_UNROLL
+            for (int i = 0; i < 4; ++i) {
+              const int r = i >> 1;
+              float prob = ctx.exp2(s[mt][nk][i] * scale2 - lse2[mt][r]);
+              if (edge) {
+                const int64_t key = k0 + 8 * nk + 2 * t + (i & 1);
+                if (key >= p.seq || (p.causal && key > rows[mt][r])) prob = 0.0f;
+              }
+              s[mt][nk][i] = prob * (dp[mt][nk][i] - row_delta[mt][r]);  // dS
+            }
+          }
+        }
+        AUTOTP_UNROLL
+        for (int kk = 0; kk < kKeyTiles / 2; ++kk) {
+          uint32_t dsa[M][4];
+          AUTOTP_UNROLL
+          for (int mt = 0; mt < M; ++mt)
+            pack_a(ctx, dsa[mt], s[mt], 2 * kk);
+          accumulate_tiles_product<D>(ctx, acc, dsa, k_tile, 16 * kk);
+        }
+      });
+  AUTOTP_UNROLL
+  for (int mt = 0; mt < M; ++mt)
+    store_rows<D>(ctx, dq + head_offset, p.seq, warp_row0 + 16 * mt, acc[mt], p.scale, p.scale);
 }
 
 // One block of dk and dv: key rows [64 j, 64 j + 64) of one (batch, kv head), a warp per 16

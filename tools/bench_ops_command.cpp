@@ -151,31 +151,55 @@ int run_bench_ops(const std::vector<std::string>& raw_args) {
     results.push_back(r);
   }
 #ifdef AUTOTP_WITH_CUDA
-  // The tensor-core forward with two 16-row tiles per warp (128-row blocks; identical results),
-  // beside the one training runs, so a GPU run says which is faster on this device.
+  // The tensor-core kernels alone (no autograd around them) with one and with two 16-row tiles
+  // per warp in the forward and dq kernels (64- or 128-row blocks; identical results), so a
+  // GPU run says which layout is faster on this device.
   if (use_cuda && dim <= 64 &&
       kernels::cuda::tensor_core_attention_applies(static_cast<int>(dtype), dim)) {
-    OpResult r{"attention fwd, 2 row tiles/warp",
-               fmt::format("B{} Hq{} Hkv{} S{} D{}", batch, hq, hkv, seq, dim),
-               "useful causal FLOPs: 2 products x 2 B Hq S^2 D / 2 (forward only)", Bound::Flops};
-    r.forward_work = results.front().forward_work;
-    r.implementation = "tensor-core flash attention (mma.sync), 128-row blocks";
     const Tensor q = ctx.input({batch, hq, seq, dim}, false);
     const Tensor k = ctx.input({batch, hkv, seq, dim}, false);
     const Tensor v = ctx.input({batch, hkv, seq, dim}, false);
+    const Tensor dout = ctx.input({batch, hq, seq, dim}, false);
     const Tensor out = Tensor::empty({batch, hq, seq, dim}, dtype, device);
     const Tensor lse = Tensor::empty({batch, hq, seq}, DType::F32, device);
+    const Tensor delta = Tensor::empty({batch, hq, seq}, DType::F32, device);
+    const Tensor dq = Tensor::empty({batch, hq, seq, dim}, dtype, device);
+    const Tensor dk = Tensor::empty({batch, hkv, seq, dim}, dtype, device);
+    const Tensor dv = Tensor::empty({batch, hkv, seq, dim}, dtype, device);
     const double scale = 1.0 / std::sqrt(static_cast<double>(dim));
-    ctx.time(
-        r, {},
-        [&] {
-          kernels::cuda::tensor_core_attention_forward(
-              static_cast<int>(dtype), out.raw_data(), lse.raw_data(), q.raw_data(), k.raw_data(),
-              v.raw_data(), batch, hq, hkv, seq, dim, scale, true, nullptr, 2);
-          return Tensor();
-        },
-        Tensor());
-    results.push_back(r);
+    const int code = static_cast<int>(dtype);
+    for (int tiles : {1, 2}) {
+      OpResult r{fmt::format("attention kernels, {} row tile{}/warp", tiles, tiles > 1 ? "s" : ""),
+                 fmt::format("B{} Hq{} Hkv{} S{} D{}", batch, hq, hkv, seq, dim),
+                 "as attention; the kernels alone (forward; dq and dk/dv)", Bound::Flops};
+      r.forward_work = results.front().forward_work;
+      r.backward_work = results.front().backward_work;
+      r.implementation =
+          fmt::format("tensor-core flash attention, {}-row forward and dq blocks", tiles * 64);
+      std::vector<double> fwd, bwd;
+      for (int64_t i = 0; i < ctx.warmup + ctx.iters; ++i) {
+        ctx.sync();
+        const auto t0 = BenchClock::now();
+        kernels::cuda::tensor_core_attention_forward(
+            code, out.raw_data(), lse.raw_data(), q.raw_data(), k.raw_data(), v.raw_data(), batch,
+            hq, hkv, seq, dim, scale, true, nullptr, tiles);
+        ctx.sync();
+        const double f = ms_since(t0);
+        const auto t1 = BenchClock::now();
+        kernels::cuda::tensor_core_attention_backward(
+            code, dq.raw_data(), dk.raw_data(), dv.raw_data(), q.raw_data(), k.raw_data(),
+            v.raw_data(), out.raw_data(), lse.raw_data(), dout.raw_data(), delta.raw_data(), batch,
+            hq, hkv, seq, dim, scale, true, nullptr, tiles);
+        ctx.sync();
+        if (i >= ctx.warmup) {
+          fwd.push_back(f);
+          bwd.push_back(ms_since(t1));
+        }
+      }
+      r.forward_ms = mean_of(fwd);
+      r.backward_ms = mean_of(bwd);
+      results.push_back(r);
+    }
   }
 #endif
   {  // the MLP's up projection: a GEMM at the model's largest inner shape

@@ -108,14 +108,14 @@ __global__ void __launch_bounds__(tc::kThreads)
   tc::forward_block<D, M>(ctx, blockIdx.x, shared, out, lse, q, k, v, p);
 }
 
-template <int D, typename E>
+template <int D, typename E, int M>
 __global__ void __launch_bounds__(tc::kThreads)
     tc_attention_dq_kernel(uint16_t* dq, float* delta, const uint16_t* q, const uint16_t* k,
                            const uint16_t* v, const uint16_t* out, const uint16_t* dout,
                            const float* lse, tc::Problem p) {
   extern __shared__ __align__(16) unsigned char shared[];
   DeviceLanes<E> ctx;
-  tc::dq_block<D>(ctx, blockIdx.x, shared, dq, delta, q, k, v, out, dout, lse, p);
+  tc::dq_block<D, M>(ctx, blockIdx.x, shared, dq, delta, q, k, v, out, dout, lse, p);
 }
 
 template <int D, typename E>
@@ -189,6 +189,15 @@ void check_aligned(const char* op,
   }
 }
 
+// Two 16-row tiles per warp are built for head dims up to 64 (their accumulators spill above,
+// ptxas -v); one tile for every head dim.
+void check_row_tiles_per_warp(const char* op, int tiles, int64_t dim) {
+  if (tiles == 1 || (tiles == 2 && dim <= 64)) return;
+  throw std::invalid_argument(std::string(op) + ": " + std::to_string(tiles) +
+                              " row tiles per warp are not built for head dim " +
+                              std::to_string(dim) + " (1 always, 2 up to head dim 64)");
+}
+
 }  // namespace
 
 bool tensor_core_attention_applies(int dtype, int64_t dim) {
@@ -200,49 +209,41 @@ void tensor_core_attention_forward(int dtype, void* out, void* lse, const void* 
                                    const void* v, int64_t batch, int64_t hq, int64_t hkv,
                                    int64_t seq, int64_t dim, double scale, bool causal,
                                    cudaStream_t stream, int row_tiles_per_warp) {
-  if (row_tiles_per_warp != 1 && row_tiles_per_warp != 2) {
-    throw std::invalid_argument("attention_forward: row_tiles_per_warp must be 1 or 2, got " +
-                                std::to_string(row_tiles_per_warp));
-  }
+  check_row_tiles_per_warp("attention_forward", row_tiles_per_warp, dim);
   if (batch * hq * seq == 0) return;
   const tc::Problem p{batch, hq, hkv, seq, static_cast<float>(scale), causal};
   check_aligned("attention_forward", {{"out", out}, {"q", q}, {"k", k}, {"v", v}});
-  dispatch_tc(
-      dtype, dim, "attention_forward",
-      [&]<int D, typename E>(std::integral_constant<int, D>, TypeTag<E>) {
-        const auto launch = [&]<int M>() {
-          constexpr int bytes = tc::forward_shared_bytes<D>();
-          const unsigned blocks =
-              tc_blocks("attention_forward", batch * hq, seq, tc::forward_block_rows<M>());
-          allow_shared_bytes(tc_attention_forward_kernel<D, E, M>, bytes);
-          tc_attention_forward_kernel<D, E, M><<<blocks, tc::kThreads, bytes, stream>>>(
-              static_cast<uint16_t*>(out), static_cast<float*>(lse),
-              static_cast<const uint16_t*>(q), static_cast<const uint16_t*>(k),
-              static_cast<const uint16_t*>(v), p);
-          AUTOTP_CUDA_CHECK_LAUNCH("tc_attention_forward_kernel", {"batch", batch}, {"hq", hq},
-                                   {"hkv", hkv}, {"seq", seq}, {"dim", dim}, {"dtype", dtype},
-                                   {"row_tiles_per_warp", M});
-        };
-        if (row_tiles_per_warp == 1) {
-          launch.template operator()<1>();
-        } else if constexpr (D <= 64) {
-          launch.template operator()<2>();
-        } else {  // two row tiles' accumulators spill at D > 64 (ptxas -v)
-          throw std::invalid_argument(
-              "attention_forward: two row tiles per warp are built for head dims up to 64, not " +
-              std::to_string(D));
-        }
-      });
+  dispatch_tc(dtype, dim, "attention_forward",
+              [&]<int D, typename E>(std::integral_constant<int, D>, TypeTag<E>) {
+                const auto launch = [&]<int M>() {
+                  constexpr int bytes = tc::forward_shared_bytes<D>();
+                  const unsigned blocks =
+                      tc_blocks("attention_forward", batch * hq, seq, tc::forward_block_rows<M>());
+                  allow_shared_bytes(tc_attention_forward_kernel<D, E, M>, bytes);
+                  tc_attention_forward_kernel<D, E, M><<<blocks, tc::kThreads, bytes, stream>>>(
+                      static_cast<uint16_t*>(out), static_cast<float*>(lse),
+                      static_cast<const uint16_t*>(q), static_cast<const uint16_t*>(k),
+                      static_cast<const uint16_t*>(v), p);
+                  AUTOTP_CUDA_CHECK_LAUNCH("tc_attention_forward_kernel", {"batch", batch},
+                                           {"hq", hq}, {"hkv", hkv}, {"seq", seq}, {"dim", dim},
+                                           {"dtype", dtype}, {"row_tiles_per_warp", M});
+                };
+                if (row_tiles_per_warp == 1) {
+                  launch.template operator()<1>();
+                } else if constexpr (D <= 64) {
+                  launch.template operator()<2>();
+                }
+              });
 }
 
 void tensor_core_attention_backward(int dtype, void* dq, void* dk, void* dv, const void* q,
                                     const void* k, const void* v, const void* out, const void* lse,
                                     const void* dout, void* delta, int64_t batch, int64_t hq,
                                     int64_t hkv, int64_t seq, int64_t dim, double scale,
-                                    bool causal, cudaStream_t stream) {
+                                    bool causal, cudaStream_t stream, int dq_row_tiles_per_warp) {
+  check_row_tiles_per_warp("attention_backward", dq_row_tiles_per_warp, dim);
   if (batch * hq * seq == 0) return;
   const tc::Problem p{batch, hq, hkv, seq, static_cast<float>(scale), causal};
-  const unsigned query_blocks = tc_blocks("attention_backward", batch * hq, seq);
   const unsigned key_blocks = tc_blocks("attention_backward", batch * hkv, seq);
   check_aligned("attention_backward", {{"dq", dq},
                                        {"dk", dk},
@@ -252,28 +253,38 @@ void tensor_core_attention_backward(int dtype, void* dq, void* dk, void* dv, con
                                        {"v", v},
                                        {"out", out},
                                        {"dout", dout}});
-  dispatch_tc(
-      dtype, dim, "attention_backward",
-      [&]<int D, typename E>(std::integral_constant<int, D>, TypeTag<E>) {
-        constexpr int dq_bytes = tc::dq_shared_bytes<D>();
-        allow_shared_bytes(tc_attention_dq_kernel<D, E>, dq_bytes);
-        tc_attention_dq_kernel<D, E><<<query_blocks, tc::kThreads, dq_bytes, stream>>>(
-            static_cast<uint16_t*>(dq), static_cast<float*>(delta), static_cast<const uint16_t*>(q),
-            static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v),
-            static_cast<const uint16_t*>(out), static_cast<const uint16_t*>(dout),
-            static_cast<const float*>(lse), p);
-        AUTOTP_CUDA_CHECK_LAUNCH("tc_attention_dq_kernel", {"batch", batch}, {"hq", hq},
-                                 {"hkv", hkv}, {"seq", seq}, {"dim", dim}, {"dtype", dtype});
-        constexpr int dkdv_bytes = tc::dkdv_shared_bytes<D>();
-        allow_shared_bytes(tc_attention_dkdv_kernel<D, E>, dkdv_bytes);
-        tc_attention_dkdv_kernel<D, E><<<key_blocks, tc::kThreads, dkdv_bytes, stream>>>(
-            static_cast<uint16_t*>(dk), static_cast<uint16_t*>(dv), static_cast<const uint16_t*>(q),
-            static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v),
-            static_cast<const uint16_t*>(dout), static_cast<const float*>(lse),
-            static_cast<const float*>(delta), p);
-        AUTOTP_CUDA_CHECK_LAUNCH("tc_attention_dkdv_kernel", {"batch", batch}, {"hq", hq},
-                                 {"hkv", hkv}, {"seq", seq}, {"dim", dim}, {"dtype", dtype});
-      });
+  dispatch_tc(dtype, dim, "attention_backward",
+              [&]<int D, typename E>(std::integral_constant<int, D>, TypeTag<E>) {
+                const auto launch_dq = [&]<int M>() {
+                  constexpr int dq_bytes = tc::dq_shared_bytes<D>();
+                  const unsigned query_blocks =
+                      tc_blocks("attention_backward", batch * hq, seq, tc::forward_block_rows<M>());
+                  allow_shared_bytes(tc_attention_dq_kernel<D, E, M>, dq_bytes);
+                  tc_attention_dq_kernel<D, E, M><<<query_blocks, tc::kThreads, dq_bytes, stream>>>(
+                      static_cast<uint16_t*>(dq), static_cast<float*>(delta),
+                      static_cast<const uint16_t*>(q), static_cast<const uint16_t*>(k),
+                      static_cast<const uint16_t*>(v), static_cast<const uint16_t*>(out),
+                      static_cast<const uint16_t*>(dout), static_cast<const float*>(lse), p);
+                  AUTOTP_CUDA_CHECK_LAUNCH("tc_attention_dq_kernel", {"batch", batch}, {"hq", hq},
+                                           {"hkv", hkv}, {"seq", seq}, {"dim", dim},
+                                           {"dtype", dtype}, {"row_tiles_per_warp", M});
+                };
+                if (dq_row_tiles_per_warp == 1) {
+                  launch_dq.template operator()<1>();
+                } else if constexpr (D <= 64) {
+                  launch_dq.template operator()<2>();
+                }
+                constexpr int dkdv_bytes = tc::dkdv_shared_bytes<D>();
+                allow_shared_bytes(tc_attention_dkdv_kernel<D, E>, dkdv_bytes);
+                tc_attention_dkdv_kernel<D, E><<<key_blocks, tc::kThreads, dkdv_bytes, stream>>>(
+                    static_cast<uint16_t*>(dk), static_cast<uint16_t*>(dv),
+                    static_cast<const uint16_t*>(q), static_cast<const uint16_t*>(k),
+                    static_cast<const uint16_t*>(v), static_cast<const uint16_t*>(dout),
+                    static_cast<const float*>(lse), static_cast<const float*>(delta), p);
+                AUTOTP_CUDA_CHECK_LAUNCH("tc_attention_dkdv_kernel", {"batch", batch}, {"hq", hq},
+                                         {"hkv", hkv}, {"seq", seq}, {"dim", dim},
+                                         {"dtype", dtype});
+              });
 }
 
 }  // namespace autotp::kernels::cuda

@@ -22,11 +22,13 @@ void tensor_core_attention_forward(int dtype, void* out, void* lse, const void* 
                                    cudaStream_t stream, int row_tiles_per_warp = 1);
 
 // Same contract as attention_backward; delta comes from dout . out (one row each) instead of a
-// pass over the keys.
+// pass over the keys. dq_row_tiles_per_warp: the dq kernel's row tiles per warp, as
+// row_tiles_per_warp above (identical results; bench-ops times both).
 void tensor_core_attention_backward(int dtype, void* dq, void* dk, void* dv, const void* q,
                                     const void* k, const void* v, const void* out, const void* lse,
                                     const void* dout, void* delta, int64_t batch, int64_t hq,
                                     int64_t hkv, int64_t seq, int64_t dim, double scale,
-                                    bool causal, cudaStream_t stream);
+                                    bool causal, cudaStream_t stream,
+                                    int dq_row_tiles_per_warp = 1);
 
 }  // namespace autotp::kernels::cuda

@@ -279,10 +279,11 @@ void expect_matches_reference(const Case& c, const char* dtype, uint32_t seed) {
   const int64_t query_blocks = c.batch * c.hq * tc::row_tiles(s);
   const int64_t key_blocks = c.batch * c.hkv * tc::row_tiles(s);
   int misaligned = 0;
-  // The forward with two 16-row tiles per warp (128-row blocks), where it is built (D <= 64):
-  // every row's arithmetic is the M = 1 forward's, so out and lse must be identical.
-  std::vector<uint16_t> out_m2(q_size);
-  std::vector<float> lse_m2(q_size / d);
+  // The forward and dq with two 16-row tiles per warp (128-row blocks), where they are built
+  // (D <= 64): every row's arithmetic is the M = 1 kernels', so out, lse, dq and delta must be
+  // identical (dq from the M = 1 forward's out and lse, like the M = 1 dq).
+  std::vector<uint16_t> out_m2(q_size), dq_m2(q_size);
+  std::vector<float> lse_m2(q_size / d), delta_m2(q_size / d);
   bool ran_m2 = false;
   auto run = [&]<int D>() {
     if constexpr (D <= 64) {
@@ -310,6 +311,14 @@ void expect_matches_reference(const Case& c, const char* dtype, uint32_t seed) {
           tc::dkdv_block<D>(ctx, block, shared, dk.data(), dv.data(), q.data(), k.data(), v.data(),
                             dout.data(), lse.data(), delta.data(), p);
         });
+    if constexpr (D <= 64) {
+      misaligned += run_grid<Half>(
+          c.batch * c.hq * tc::row_tiles(s, tc::forward_block_rows<2>()), tc::dq_shared_bytes<D>(),
+          [&](auto& ctx, int64_t block, auto* shared) {
+            tc::dq_block<D, 2>(ctx, block, shared, dq_m2.data(), delta_m2.data(), q.data(),
+                               k.data(), v.data(), out.data(), dout.data(), lse.data(), p);
+          });
+    }
   };
   switch (d) {
     case 32:
@@ -331,6 +340,8 @@ void expect_matches_reference(const Case& c, const char* dtype, uint32_t seed) {
   if (ran_m2) {
     EXPECT_EQ(out_m2, out) << "the forward with two row tiles per warp differs from one";
     EXPECT_EQ(lse_m2, lse) << "lse with two row tiles per warp differs from one";
+    EXPECT_EQ(dq_m2, dq) << "dq with two row tiles per warp differs from one";
+    EXPECT_EQ(delta_m2, delta) << "delta with two row tiles per warp differs from one";
   }
 
   // Bounds from the rounding model, with p and ds recomputed from the reference's lse.
