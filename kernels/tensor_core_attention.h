@@ -282,6 +282,21 @@ AUTOTP_LANE_FN void accumulate_tiles_product(Ctx& ctx, float (&acc)[M][D / 8][4]
   }
 }
 
+// acc[mt] += C[mt] (16 x N columns of scores, C tiles of 8) times rows 0 .. N of a tile: the
+// score tiles packed to 16 bits as A fragments, two C tiles per 16 keys (P V, dS K).
+template <int D, int M, int N, class Ctx>
+AUTOTP_LANE_FN void accumulate_scores_times_rows(Ctx& ctx, float (&acc)[M][D / 8][4],
+                                                 const float (&c)[M][N][4], const uint16_t* tile) {
+  AUTOTP_UNROLL
+  for (int kk = 0; kk < N / 2; ++kk) {
+    uint32_t a[M][4];
+    AUTOTP_UNROLL
+    for (int mt = 0; mt < M; ++mt)
+      pack_a(ctx, a[mt], c[mt], 2 * kk);
+    accumulate_tiles_product<D>(ctx, acc, a, tile, 16 * kk);
+  }
+}
+
 // The keys a query tile of `rows` rows starting at q0 sees: [0, visible_keys).
 AUTOTP_LANE_FN int64_t visible_keys(const Problem& p, int64_t q0, int64_t rows = kBlockRows) {
   return p.causal && q0 + rows < p.seq ? q0 + rows : p.seq;
@@ -412,14 +427,7 @@ AUTOTP_LANE_FN void forward_block(Ctx& ctx, int64_t block, unsigned char* shared
             o[mt][nd][3] *= correction[1];
           }
         }
-        AUTOTP_UNROLL
-        for (int kk = 0; kk < kKeyTiles / 2; ++kk) {
-          uint32_t pa[M][4];
-          AUTOTP_UNROLL
-          for (int mt = 0; mt < M; ++mt)
-            pack_a(ctx, pa[mt], s[mt], 2 * kk);
-          accumulate_tiles_product<D>(ctx, o, pa, v_tile, 16 * kk);
-        }
+        accumulate_scores_times_rows<D>(ctx, o, s, v_tile);  // O += P V
       });
 
   AUTOTP_UNROLL
@@ -537,14 +545,7 @@ AUTOTP_LANE_FN void dq_block(Ctx& ctx, int64_t block, unsigned char* shared, uin
             }
           }
         }
-        AUTOTP_UNROLL
-        for (int kk = 0; kk < kKeyTiles / 2; ++kk) {
-          uint32_t dsa[M][4];
-          AUTOTP_UNROLL
-          for (int mt = 0; mt < M; ++mt)
-            pack_a(ctx, dsa[mt], s[mt], 2 * kk);
-          accumulate_tiles_product<D>(ctx, acc, dsa, k_tile, 16 * kk);
-        }
+        accumulate_scores_times_rows<D>(ctx, acc, s, k_tile);  // dQ += dS K
       });
   AUTOTP_UNROLL
   for (int mt = 0; mt < M; ++mt)
