@@ -1,8 +1,9 @@
 // KernelProfiler over CUPTI's activity API. CUPTI hands completed record buffers to plain C
 // callbacks, so the records collected so far live in one process-wide sink (guarded by a
-// mutex) that exists only while a profiler records; a second profiler is refused. Compiled in
-// CUDA builds only (kernel_profiler_nocuda.cpp stands in otherwise).
-#ifdef AUTOTP_WITH_CUDA
+// mutex) that exists only while a profiler records; a second profiler is refused. Builds
+// without CUDA, or whose toolkit has no CUPTI (AUTOTP_WITH_CUPTI unset), get a profiler that
+// refuses to start with the reason.
+#if defined(AUTOTP_WITH_CUDA) && defined(AUTOTP_WITH_CUPTI)
 #include <cuda_runtime.h>
 #include <cupti.h>
 #include <cxxabi.h>
@@ -173,4 +174,28 @@ std::vector<KernelTime> KernelProfiler::stop() {
 
 }  // namespace autotp
 
-#endif  // AUTOTP_WITH_CUDA
+#else  // no CUDA or no CUPTI
+
+#include "core/error.h"
+#include "core/kernel_profiler.h"
+
+namespace autotp {
+
+KernelProfiler::KernelProfiler() {
+#ifdef AUTOTP_WITH_CUDA
+  AUTOTP_CHECK(false,
+               "the kernel profiler needs CUPTI, which this build's CUDA toolkit did not have");
+#else
+  AUTOTP_CHECK(false, "the kernel profiler needs a build with CUDA (this one has none)");
+#endif
+}
+
+KernelProfiler::~KernelProfiler() = default;
+
+std::vector<KernelTime> KernelProfiler::stop() {
+  return {};
+}
+
+}  // namespace autotp
+
+#endif
