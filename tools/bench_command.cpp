@@ -1,13 +1,17 @@
 // `autotp bench`: real training steps (forward, backward, AdamW) of the config's model on
-// synthetic tokens, timed per phase with device synchronization, reported as text and JSON.
+// synthetic tokens, timed per phase by GPU events (one host wait per step), reported as text
+// and JSON.
 // With --kernels N, N more steps run under the kernel profiler (CUPTI) after the timed ones,
 // and the GPU time of every kernel per step is reported beside the step time.
 #include "tools/bench_command.h"
 
 #include <algorithm>
+#include <array>
+#include <chrono>
 #include <cstdio>
 
 #include "core/autograd/grad_mode.h"
+#include "core/device_timer.h"
 #include "core/error.h"
 #include "core/io/json.h"
 #include "core/kernel_profiler.h"
@@ -110,12 +114,30 @@ int run_bench(const std::vector<std::string>& raw_args) {
   const int64_t params = model->num_parameters();
   const FlopCount flops = training_flops_per_token(model_config, params, seq_len);
   const std::string device_name = use_cuda ? cuda_device_name(0) : std::string("cpu");
-  auto sync = [&] {
-    if (use_cuda) cuda_memory::synchronize(0);
-  };
 #ifdef AUTOTP_WITH_CUDA
   if (use_cuda) CudaCachingAllocator::for_device(0).reset_peak();
 #endif
+
+  // Phase boundaries of a step. On CUDA they are events timed by the GPU and the host waits
+  // once per step (after the optimizer), as the PyTorch script does: no synchronization
+  // between the phases, so the host queues work ahead of the GPU as in training. The step
+  // time is the host's wall time from the step's start to the end of its work on the GPU.
+  enum Mark { kStart, kForwardDone, kBackwardDone, kOptimizerDone, kMarks };
+  std::unique_ptr<DeviceTimer> timer;
+  if (use_cuda) {
+    cuda_memory::synchronize(0);
+    timer = std::make_unique<DeviceTimer>(0, kMarks);
+  }
+  std::array<BenchClock::time_point, kMarks> host_marks;
+  auto mark = [&](Mark m) {
+    host_marks[m] = BenchClock::now();
+    if (timer) timer->mark(m);
+  };
+  auto phase_ms = [&](Mark from, Mark to) {
+    return timer ? timer->elapsed_ms(from, to)
+                 : std::chrono::duration<double, std::milli>(host_marks[to] - host_marks[from])
+                       .count();
+  };
 
   std::vector<double> forward_ms, backward_ms, optimizer_ms, step_ms;
   double last_loss = 0.0;
@@ -126,17 +148,12 @@ int run_bench(const std::vector<std::string>& raw_args) {
   for (int64_t i = 0; i < timed_end + args.kernel_steps; ++i) {
     if (i == timed_end) profiler = std::make_unique<KernelProfiler>();
     const Batch batch = loader.batch(i, 0);
+    mark(kStart);
     const Tensor ids = batch.input_ids.to(device), labels = batch.labels.to(device);
-    sync();
-    const auto t0 = BenchClock::now();
     const Tensor loss = next_token_loss(model->forward(ids), labels);
-    sync();
-    const double fwd = ms_since(t0);
-    const auto t1 = BenchClock::now();
+    mark(kForwardDone);
     loss.backward();
-    sync();
-    const double bwd = ms_since(t1);
-    const auto t2 = BenchClock::now();
+    mark(kBackwardDone);
     if (mixed) {
       mixed->step();
       mixed->zero_grad();
@@ -144,17 +161,20 @@ int run_bench(const std::vector<std::string>& raw_args) {
       plain->step();
       plain->zero_grad();
     }
-    sync();
-    const double opt = ms_since(t2);
+    mark(kOptimizerDone);
+    if (timer) timer->wait(kOptimizerDone);
+    const double step = ms_since(host_marks[kStart]);
+    const double fwd = phase_ms(kStart, kForwardDone), bwd = phase_ms(kForwardDone, kBackwardDone),
+                 opt = phase_ms(kBackwardDone, kOptimizerDone);
     last_loss = loss.item();
     AUTOTP_CHECK(std::isfinite(last_loss), "bench: the loss became {} at step {}", last_loss, i);
     if (i >= timed_end) {
-      profiled_step_ms += (fwd + bwd + opt) / static_cast<double>(args.kernel_steps);
+      profiled_step_ms += step / static_cast<double>(args.kernel_steps);
     } else if (i >= args.warmup) {
       forward_ms.push_back(fwd);
       backward_ms.push_back(bwd);
       optimizer_ms.push_back(opt);
-      step_ms.push_back(fwd + bwd + opt);
+      step_ms.push_back(step);
     }
   }
 
