@@ -1,43 +1,34 @@
 // Global gradient norm and clipping.
 #include "engine/clip.h"
 
+#include <algorithm>
 #include <cmath>
+#include <utility>
+#include <vector>
 
 #include "core/autograd/grad_mode.h"
-#include "core/dispatch.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/reduce.h"
-#include "kernels/cpu/sum_of_squares.h"
 
 namespace autotp {
 
 double grad_sq_sum(const NamedTensors& params) {
-  double total = 0.0;
-  // Device gradients: the f64 sum of their sums, kept on the device and read back once.
-  Tensor device_total;  // [] f64
+  // The gradients of each device (in order of first appearance) in one sum_of_squares: on
+  // CUDA one launch and one read, however many parameters.
+  std::vector<std::pair<Device, std::vector<Tensor>>> by_device;
   for (const auto& [name, p] : params) {
     const Tensor g = p.grad();
     if (!g.defined()) continue;
     AUTOTP_CHECK(is_floating(g.dtype()), "grad norm: gradient of '{}' has dtype {}", name,
                  dtype_name(g.dtype()));
-    if (g.device().is_cpu() && (g.dtype() == DType::F32 || g.dtype() == DType::F64)) {
-      const Tensor c = g.contiguous();
-      dispatch_float(c.dtype(), "grad norm", [&]<typename T>(TypeTag<T>) {
-        total += kernels::cpu::sum_of_squares<T>(c.data<T>(), c.numel());
-      });
-    } else {
-      // Other devices/dtypes: square in f32, reduce with the device's sum, add in double.
-      NoGradGuard no_grad;
-      const Tensor g32 = g.dtype() == DType::F64 ? g : g.to(DType::F32);
-      const Tensor s = ops::sum(ops::mul(g32, g32)).to(DType::F64);  // []
-      if (device_total.defined() && device_total.device() != s.device()) {
-        total += device_total.item();  // gradients on several devices: one read per switch
-        device_total = Tensor();
-      }
-      device_total = device_total.defined() ? ops::add(device_total, s) : s;
-    }
+    auto it = std::find_if(by_device.begin(), by_device.end(),
+                           [&](const auto& entry) { return entry.first == g.device(); });
+    if (it == by_device.end()) it = by_device.insert(by_device.end(), {g.device(), {}});
+    it->second.push_back(g);
   }
-  if (device_total.defined()) total += device_total.item();
+  double total = 0.0;
+  for (const auto& [device, grads] : by_device)
+    total += ops::sum_of_squares(grads).item();
   return total;
 }
 

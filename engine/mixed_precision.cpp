@@ -83,15 +83,9 @@ void DynamicLossScaler::set_state(const LossScalerState& state) {
 }
 
 bool grads_have_inf_or_nan(const NamedTensors& params) {
-  NoGradGuard no_grad;
-  Tensor total;  // [] f32: the sum of every gradient's f32 sum (inf/NaN propagate)
-  for (const auto& [name, p] : params) {
-    const Tensor g = p.grad();
-    if (!g.defined()) continue;
-    const Tensor s = ops::sum(g.to(DType::F32));
-    total = total.defined() ? ops::add(total, s) : s;
-  }
-  return total.defined() && !std::isfinite(total.item());
+  // Squares summed in f64 stay finite for every finite f32 (or narrower) value, so the sum is
+  // finite exactly when no element is inf or NaN.
+  return !std::isfinite(grad_sq_sum(params));
 }
 
 // ---- MixedPrecisionOptimizer --------------------------------------------------------------
@@ -138,15 +132,28 @@ Tensor MixedPrecisionOptimizer::scale_loss(const Tensor& loss) const {
   return scaler_ ? ops::mul(loss, scaler_->scale()) : loss;
 }
 
+bool MixedPrecisionOptimizer::reads_model_grads() const {
+  if (scaler_) return false;
+  for (const auto& [name, m] : masters_) {
+    if (m.grad().defined()) return false;
+  }
+  return true;
+}
+
 void MixedPrecisionOptimizer::accumulate_grads() {
   NoGradGuard no_grad;
   const double inv_scale = 1.0 / loss_scale();
+  // A clipping coefficient taken from the model gradients applies to exactly these gradients
+  // (the master gradients were empty when it was computed).
+  const double clip_scale = pending_grad_scale_;
+  pending_grad_scale_ = 1.0;
   for (size_t i = 0; i < model_params_.size(); ++i) {
     const Tensor& p = model_params_[i].second;
     const Tensor g = p.grad();
     if (!g.defined()) continue;
     Tensor g32 = g.to(DType::F32);  // [shape of p]; g itself when already f32
     if (inv_scale != 1.0) g32 = ops::mul(g32, inv_scale);
+    if (clip_scale != 1.0) g32 = ops::mul(g32, clip_scale);
     const Tensor& master = masters_[i].second;
     const Tensor acc = master.grad();
     // The model's gradient record is dropped below, so g32 may alias it.
@@ -155,12 +162,37 @@ void MixedPrecisionOptimizer::accumulate_grads() {
   }
 }
 
+double MixedPrecisionOptimizer::grad_norm() {
+  if (reads_model_grads() && pending_grad_scale_ == 1.0) return global_grad_norm(model_params_);
+  accumulate_grads();
+  return global_grad_norm(masters_);
+}
+
 double MixedPrecisionOptimizer::clip_grad_norm(double max_norm) {
+  AUTOTP_CHECK(max_norm > 0.0, "gradient clipping: max_norm must be > 0, got {}", max_norm);
+  if (reads_model_grads() && pending_grad_scale_ == 1.0) {
+    // The model gradients widen to f32 exactly: the masters' norm, without the copy.
+    const double norm = global_grad_norm(model_params_);
+    if (std::isfinite(norm)) pending_grad_scale_ = clip_coefficient(norm, max_norm);
+    return norm;
+  }
   accumulate_grads();
   return autotp::clip_grad_norm(masters_, max_norm);
 }
 
 bool MixedPrecisionOptimizer::step(std::optional<bool> overflow_everywhere) {
+  if (reads_model_grads()) {
+    // No loss scaler, so no overflow to skip: AdamW reads the model gradients (16-bit on
+    // CUDA) with the clipping coefficient folded in, then they are dropped.
+    std::vector<Tensor> grads;
+    for (const auto& [name, p] : model_params_)
+      grads.push_back(p.grad());
+    adamw_.step_with_grads(grads, pending_grad_scale_);
+    pending_grad_scale_ = 1.0;
+    for (const auto& [name, p] : model_params_)
+      p.zero_grad();
+    return true;
+  }
   accumulate_grads();
   bool overflow = false;
   if (scaler_) {
@@ -194,6 +226,7 @@ void MixedPrecisionOptimizer::write_model_params() {
 }
 
 void MixedPrecisionOptimizer::zero_grad() {
+  pending_grad_scale_ = 1.0;
   for (const auto& [name, p] : model_params_)
     p.zero_grad();
   for (const auto& [name, m] : masters_)

@@ -62,8 +62,9 @@ class DynamicLossScaler {
   LossScalerState state_;
 };
 
-// True when a defined gradient of `params` holds an inf or a NaN, tested as DeepSpeed does by
-// summing each gradient in f32 (one device-to-host read for all of them).
+// True when a defined gradient of `params` holds an inf or a NaN: their f64 sum of squares
+// (engine/clip.h's grad_sq_sum; one multi-tensor launch and one read on CUDA) is not finite.
+// f64 gradients of magnitude above ~1e154 would overflow it too (no training produces them).
 bool grads_have_inf_or_nan(const NamedTensors& params);
 
 // AdamW over f32 master weights for model parameters of any floating dtype D (bf16 on CUDA
@@ -75,6 +76,12 @@ bool grads_have_inf_or_nan(const NamedTensors& params);
 // gradients hold an inf/NaN is skipped; AdamW updates the masters and, in the same pass,
 // writes each model parameter as its master rounded to D (one fused launch on CUDA).
 // Clipping and norms run on master_params() (f32 gradients).
+//
+// Without a loss scaler, while no master gradient has been accumulated (one backward per
+// step), grad_norm, clip_grad_norm and step read the model gradients directly instead: the
+// norm from them (widened to f32 exactly, so the same value), the clipping coefficient kept
+// and folded into the AdamW update, which reads the 16-bit gradients itself (no f32 copy of
+// the gradients is written or read). The result is bit-identical to the master-gradient path.
 class MixedPrecisionOptimizer {
  public:
   // `model_params`: the model's trainable leaves. The masters start as their f32 values (as
@@ -92,8 +99,11 @@ class MixedPrecisionOptimizer {
   // Call after each backward of an accumulation window, or leave it to step().
   void accumulate_grads();
   // accumulate_grads(), then clip_grad_norm (engine/clip.h) on the master gradients; returns
-  // the norm of the unscaled gradients before clipping. max_norm must be > 0.
+  // the norm of the unscaled gradients before clipping. max_norm must be > 0. (Read from the
+  // model gradients and applied inside step() when the class comment's conditions hold.)
   double clip_grad_norm(double max_norm);
+  // The global norm of the unscaled gradients clip_grad_norm would compute, without clipping.
+  double grad_norm();
   // accumulate_grads(); with a loss scaler, records whether the gradients overflowed
   // (`overflow` when the caller decided it for the whole job, e.g. from the global gradient
   // norm so that every rank skips together; else these master gradients are checked for
@@ -139,6 +149,11 @@ class MixedPrecisionOptimizer {
   NamedTensors masters_;  // f32, parallel to model_params_
   AdamW adamw_;           // over masters_, writing model_params_ as its model copies
   std::optional<DynamicLossScaler> scaler_;
+  // A clipping coefficient computed from the model gradients, not yet applied (1: none).
+  double pending_grad_scale_ = 1.0;
+
+  // True when the norm and the update may read the model gradients directly.
+  bool reads_model_grads() const;
 };
 
 }  // namespace autotp

@@ -94,41 +94,61 @@ void AdamW::set_model_copies(std::vector<Tensor> copies) {
 }
 
 void AdamW::step() {
+  std::vector<Tensor> grads(params_.size());
+  for (size_t i = 0; i < params_.size(); ++i)
+    grads[i] = params_[i].second.grad();
+  update_all(grads, 1.0, /*any_dtype=*/false);
+}
+
+void AdamW::step_with_grads(const std::vector<Tensor>& grads, double grad_scale) {
+  AUTOTP_CHECK(grads.size() == params_.size(), "AdamW: {} gradients given for {} parameters",
+               grads.size(), params_.size());
+  AUTOTP_CHECK(grad_scale > 0.0 && std::isfinite(grad_scale),
+               "AdamW: the gradient scale must be positive and finite, got {}", grad_scale);
+  update_all(grads, grad_scale, /*any_dtype=*/true);
+}
+
+void AdamW::update_all(const std::vector<Tensor>& grads, double grad_scale, bool any_dtype) {
   check_options(options_);
   NoGradGuard no_grad;
   // Every gradient is checked before any parameter changes.
-  std::vector<Tensor> grads(params_.size());
   for (size_t i = 0; i < params_.size(); ++i) {
-    grads[i] = params_[i].second.grad();
-    if (grads[i].defined()) check_grad(i, grads[i]);
+    if (grads[i].defined()) check_grad(i, grads[i], any_dtype);
   }
-  // CUDA f32/f64 parameters: one multi-tensor launch per (device, dtype, copy dtype).
-  std::map<std::tuple<int, int, int>, std::vector<size_t>> fused_groups;
+  // CUDA f32/f64 parameters: one multi-tensor launch per (device, dtype, grad dtype, copy
+  // dtype).
+  std::map<std::tuple<int, int, int, int>, std::vector<size_t>> fused_groups;
   for (size_t i = 0; i < params_.size(); ++i) {
     const Tensor& grad = grads[i];
     if (!grad.defined()) continue;  // PyTorch skips parameters without a gradient
-    if (fused_cuda_eligible(i)) {
-      const Tensor& p = params_[i].second;
+    const Tensor& p = params_[i].second;
+    if (fused_cuda_eligible(i, grad)) {
       const Tensor copy = model_copies_.empty() ? Tensor() : model_copies_[i];
       const int copy_dtype = copy.defined() ? static_cast<int>(copy.dtype()) : -1;
-      fused_groups[{p.device().index, static_cast<int>(p.dtype()), copy_dtype}].push_back(i);
+      fused_groups[{p.device().index, static_cast<int>(p.dtype()), static_cast<int>(grad.dtype()),
+                    copy_dtype}]
+          .push_back(i);
     } else {
-      update(i, grad);
+      Tensor g = grad.to(p.dtype());
+      if (grad_scale != 1.0) g = ops::mul(g, grad_scale);
+      update(i, g);
     }
   }
   for (const auto& [key, indices] : fused_groups)
-    update_fused_cuda(indices, grads);
+    update_fused_cuda(indices, grads, grad_scale);
 }
 
 bool AdamW::applies_decay(size_t index) const {
   return !(options_.no_weight_decay && options_.no_weight_decay(params_[index].first));
 }
 
-void AdamW::check_grad(size_t index, const Tensor& grad) const {
+void AdamW::check_grad(size_t index, const Tensor& grad, bool any_dtype) const {
   const auto& [name, param] = params_[index];
   AUTOTP_CHECK(grad.shape() == param.shape(), "AdamW: gradient of '{}' has shape {}, expected {}",
                name, shape_str(grad.shape()), shape_str(param.shape()));
-  AUTOTP_CHECK(grad.dtype() == param.dtype() && grad.device() == param.device(),
+  AUTOTP_CHECK(is_floating(grad.dtype()), "AdamW: gradient of '{}' has non-floating dtype {}", name,
+               dtype_name(grad.dtype()));
+  AUTOTP_CHECK((any_dtype || grad.dtype() == param.dtype()) && grad.device() == param.device(),
                "AdamW: gradient of '{}' is {} on {}, parameter is {} on {}", name,
                dtype_name(grad.dtype()), grad.device().str(), dtype_name(param.dtype()),
                param.device().str());
@@ -162,18 +182,22 @@ void AdamW::update(size_t index, const Tensor& grad) {
   if (!model_copies_.empty() && model_copies_[index].defined()) model_copies_[index].copy_(param);
 }
 
-bool AdamW::fused_cuda_eligible(size_t index) const {
+bool AdamW::fused_cuda_eligible(size_t index, const Tensor& grad) const {
 #ifdef AUTOTP_WITH_CUDA
   const Tensor& p = params_[index].second;
-  return p.device().is_cuda() && (p.dtype() == DType::F32 || p.dtype() == DType::F64);
+  const bool grad_readable =
+      grad.dtype() == p.dtype() || grad.dtype() == DType::BF16 || grad.dtype() == DType::F16;
+  return p.device().is_cuda() && (p.dtype() == DType::F32 || p.dtype() == DType::F64) &&
+         grad_readable;
 #else
   (void)index;
+  (void)grad;
   return false;
 #endif
 }
 
-void AdamW::update_fused_cuda(const std::vector<size_t>& indices,
-                              const std::vector<Tensor>& grads) {
+void AdamW::update_fused_cuda(const std::vector<size_t>& indices, const std::vector<Tensor>& grads,
+                              double grad_scale) {
 #ifdef AUTOTP_WITH_CUDA
   AUTOTP_ASSERT(!indices.empty(), "update_fused_cuda without parameters");
   const Tensor& first = params_[indices[0]].second;
@@ -195,11 +219,13 @@ void AdamW::update_fused_cuda(const std::vector<size_t>& indices,
   const auto count = static_cast<int64_t>(table.size());
   const int64_t bytes = kernels::cuda::adamw_workspace_bytes(table.data(), count);
   const Tensor workspace = Tensor::empty({(bytes + 7) / 8}, DType::I64, first.device());
-  kernels::cuda::adamw_multi_tensor(static_cast<int>(first.dtype()), copy_dtype, table.data(),
-                                    count, workspace.raw_data(), workspace.numel() * 8, nullptr);
+  kernels::cuda::adamw_multi_tensor(
+      static_cast<int>(first.dtype()), static_cast<int>(grads[indices[0]].dtype()), copy_dtype,
+      grad_scale, table.data(), count, workspace.raw_data(), workspace.numel() * 8, nullptr);
 #else
   (void)indices;
   (void)grads;
+  (void)grad_scale;
   AUTOTP_FAIL("AdamW: CUDA parameters need a build with the CUDA backend");
 #endif
 }

@@ -63,6 +63,15 @@ class AdamW {
 
   // Updates every parameter that has a gradient, under NoGradGuard, using lr() as the rate.
   void step();
+  // The same update from gradients the caller holds (the parameters' own grad() are not read):
+  // `grads` is parallel to params(), an undefined entry skips its parameter (as a missing
+  // gradient does), each defined one has its parameter's shape and device and any floating
+  // dtype. Each gradient is converted to its parameter's dtype and, when grad_scale != 1,
+  // multiplied by it in that dtype (as ops::mul(g, grad_scale) would), then the update runs as
+  // in step(). On CUDA the conversion and the scale happen inside the fused kernel, with no
+  // copy of the gradients: f32 masters are updated straight from bf16 model gradients, with a
+  // clipping coefficient folded in.
+  void step_with_grads(const std::vector<Tensor>& grads, double grad_scale = 1.0);
   // Drops every parameter's gradient (the next backward pass allocates fresh ones).
   void zero_grad();
 
@@ -91,14 +100,17 @@ class AdamW {
                         const Tensor& exp_avg_sq);
 
  private:
-  // Throws when the gradient's shape, dtype or device differs from the parameter's.
-  void check_grad(size_t index, const Tensor& grad) const;
+  // Throws when the gradient's shape or device (or, unless any_dtype, its dtype) differs from
+  // the parameter's.
+  void check_grad(size_t index, const Tensor& grad, bool any_dtype) const;
+  void update_all(const std::vector<Tensor>& grads, double grad_scale, bool any_dtype);
   // Allocates the moments on first use and advances the step count.
   void begin_update(size_t index);
   void update(size_t index, const Tensor& grad);
   // One multi-tensor CUDA launch over `indices` (same device, dtype and copy dtype).
-  void update_fused_cuda(const std::vector<size_t>& indices, const std::vector<Tensor>& grads);
-  bool fused_cuda_eligible(size_t index) const;
+  void update_fused_cuda(const std::vector<size_t>& indices, const std::vector<Tensor>& grads,
+                         double grad_scale);
+  bool fused_cuda_eligible(size_t index, const Tensor& grad) const;
   bool applies_decay(size_t index) const;  // false when no_weight_decay excludes its name
 
   NamedTensors params_;

@@ -237,6 +237,11 @@ StepRecord Trainer::step() {
   r.lr = schedule_.lr_for_step(n);
   optimizer_->set_lr(r.lr);
   zero_grads();
+  // Mixed precision on one process with one backward per step, no loss scaler and nothing
+  // that inspects the master gradients before the update.
+  const bool mixed_reads_model_grads = mixed_ && !grid_ && accumulation == 1 &&
+                                       mixed_->loss_scaler() == nullptr &&
+                                       !options_.before_gradient_reduction;
   // The micro-batch losses stay on the device until every backward has been queued.
   const Tensor losses = Tensor::empty({accumulation}, DType::F64, device_);  // [accumulation]
   for (int64_t m = 0; m < accumulation; ++m) {
@@ -261,7 +266,9 @@ StepRecord Trainer::step() {
       }
     }
     loss.backward();
-    if (mixed_) mixed_->accumulate_grads();  // into the f32 master gradients
+    // Into the f32 master gradients, unless the step's one backward leaves them where they
+    // are: then the norm and AdamW read the model gradients directly (no f32 copy of them).
+    if (mixed_ && !mixed_reads_model_grads) mixed_->accumulate_grads();
     r.tokens += batch.labels.numel();
   }
   double loss_sum = 0.0;
@@ -495,6 +502,8 @@ void Trainer::setup_parallel() {
 double Trainer::reduce_and_clip() {
   const NamedTensors& params = optimizer_->params();
   const double max_norm = config_.gradient_clipping;
+  if (!grid_ && mixed_)
+    return max_norm > 0.0 ? mixed_->clip_grad_norm(max_norm) : mixed_->grad_norm();
   if (!grid_) {
     return max_norm > 0.0 ? clip_grad_norm(params, max_norm) : global_grad_norm(params);
   }

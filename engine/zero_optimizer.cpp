@@ -58,9 +58,9 @@ void update_pieces_on_device(const std::vector<SlicePiece>& pieces, DType dtype,
   const int64_t bytes = kernels::cuda::adamw_workspace_bytes(table.data(), count);
   // Freed into the caching allocator on return; later work on the stream runs after the kernel.
   const Tensor workspace = Tensor::empty({(bytes + 7) / 8}, DType::I64, device);
-  kernels::cuda::adamw_multi_tensor(static_cast<int>(dtype), kernels::cuda::kAdamWNoCopy,
-                                    table.data(), count, workspace.raw_data(),
-                                    workspace.numel() * 8, nullptr);
+  kernels::cuda::adamw_multi_tensor(static_cast<int>(dtype), static_cast<int>(dtype),
+                                    kernels::cuda::kAdamWNoCopy, /*grad_scale=*/1.0, table.data(),
+                                    count, workspace.raw_data(), workspace.numel() * 8, nullptr);
 #else
   AUTOTP_FAIL("ZeroAdamW: parameters on {} need a build with the CUDA backend", device.str());
 #endif
@@ -106,18 +106,14 @@ double ZeroAdamW::partition_grad_sq_sum(const std::vector<bool>& counts) const {
   const FlatParamLayout& l = layout();
   const int64_t p0 = begin_of(l, dp_->rank()), p1 = p0 + grad_.numel();
   if (!grad_.device().is_cpu()) {
-    // Each counted piece squared and summed on the device, added up there in f64: one read.
-    NoGradGuard no_grad;
-    Tensor total;  // [] f64
+    // The counted pieces in one multi-tensor sum of squares on the device: one read.
+    std::vector<Tensor> pieces;
     for (size_t i = 0; i < l.offsets.size(); ++i) {
       if (!counts.empty() && !counts[i]) continue;
       const int64_t a = std::max(p0, l.offsets[i]), b = std::min(p1, l.offsets[i] + l.numels[i]);
-      if (a >= b) continue;
-      const Tensor g = grad_.narrow(0, a - p0, b - a);  // [b - a]
-      const Tensor s = ops::sum(ops::mul(g, g)).to(DType::F64);
-      total = total.defined() ? ops::add(total, s) : s;
+      if (a < b) pieces.push_back(grad_.narrow(0, a - p0, b - a));  // [b - a]
     }
-    return total.defined() ? total.item() : 0.0;
+    return pieces.empty() ? 0.0 : ops::sum_of_squares(pieces).item();
   }
   double sum = 0.0;
   dispatch_float(grad_.dtype(), "grad norm", [&]<typename T>(TypeTag<T>) {

@@ -18,4 +18,11 @@ Tensor max(const Tensor& x, int64_t dim, bool keepdim = false);
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim = false);
 Tensor max(const Tensor& x);  // all elements -> 0-dim
 
+// The sum over every element of every tensor of double(x)^2, as a 0-dim f64 tensor on their
+// device (one device for all; any floating dtypes; views allowed). For global gradient norms:
+// no autograd. The CPU accumulates each tensor sequentially in f64 (kernels/cpu/
+// sum_of_squares.h; 16-bit values widened exactly); CUDA squares and sums in f64 in one
+// multi-tensor launch per dtype, per-chunk partials added in a fixed order (deterministic).
+Tensor sum_of_squares(const std::vector<Tensor>& tensors);
+
 }  // namespace autotp::ops

@@ -66,11 +66,13 @@ __device__ __forceinline__ double sqrt_rn(double a) {
   return __dsqrt_rn(a);
 }
 
-// T: the parameter/moment/gradient type (float, double); C: the model copy's type.
-// first_chunk[k] is the index of tensor k's first chunk (first_chunk[count] = all chunks).
-template <typename T, typename C>
+// T: the parameter/moment type (float, double); G: the gradient's (T, or a 16-bit float read
+// and widened exactly); C: the model copy's type. grad_scale multiplies each widened gradient
+// element in T unless it is 1. first_chunk[k] is the index of tensor k's first chunk
+// (first_chunk[count] = all chunks).
+template <typename T, typename G, typename C>
 __global__ void adamw_chunk_kernel(const AdamWTensor* tensors, const int64_t* first_chunk,
-                                   int64_t count) {
+                                   int64_t count, double grad_scale) {
   const int64_t block = blockIdx.x;
   const int64_t tensor = tensor_of_chunk(first_chunk, count, block);
   const AdamWTensor& t = tensors[tensor];
@@ -88,16 +90,20 @@ __global__ void adamw_chunk_kernel(const AdamWTensor* tensors, const int64_t* fi
   const T neg_step_size = static_cast<T>(-s.step_size);
   const T bc2_sqrt = static_cast<T>(s.bias_correction2_sqrt);
   const T eps = static_cast<T>(s.eps);
+  const bool scale_grad = grad_scale != 1.0;
+  const T grad_factor = static_cast<T>(grad_scale);
 
   T* param = static_cast<T*>(t.param);
   T* exp_avg = static_cast<T*>(t.exp_avg);
   T* exp_avg_sq = static_cast<T*>(t.exp_avg_sq);
-  const T* grad = static_cast<const T*>(t.grad);
+  const G* grad = static_cast<const G*>(t.grad);
   C* copy = static_cast<C*>(t.model_copy);
   const int64_t end =
       chunk_start + kAdamWChunkElements < t.numel ? chunk_start + kAdamWChunkElements : t.numel;
   // One element's update, in place on p, m and v (the CPU kernel's operations in its order).
-  auto update = [&](T& p, T g, T& m, T& v) {
+  auto update = [&](T& p, G raw_grad, T& m, T& v) {
+    T g = convert<T>(raw_grad);
+    if (scale_grad) g = mul_rn(g, grad_factor);
     if (decay) {
       if (s.decoupled_weight_decay) {
         p = mul_rn(p, decay_factor);
@@ -118,14 +124,15 @@ __global__ void adamw_chunk_kernel(const AdamWTensor* tensors, const int64_t* fi
     return reinterpret_cast<uintptr_t>(ptr) % bytes == 0;
   };
   const bool vectorized = aligned(param, 16) && aligned(exp_avg, 16) && aligned(exp_avg_sq, 16) &&
-                          aligned(grad, 16) && (copy == nullptr || aligned(copy, V * sizeof(C)));
+                          aligned(grad, V * sizeof(G)) &&
+                          (copy == nullptr || aligned(copy, V * sizeof(C)));
   int64_t scalar_start = chunk_start;
   if (vectorized) {
     scalar_start = chunk_start + (end - chunk_start) / V * V;
     for (int64_t i = chunk_start + threadIdx.x * V; i < scalar_start; i += blockDim.x * V) {
       Pack<T, V> p = load_pack<V>(param + i), m = load_pack<V>(exp_avg + i),
                  v = load_pack<V>(exp_avg_sq + i);
-      const Pack<T, V> g = load_pack<V>(grad + i);
+      const Pack<G, V> g = load_pack<V>(grad + i);
 #pragma unroll
       for (int e = 0; e < V; ++e)
         update(p.v[e], g.v[e], m.v[e], v.v[e]);
@@ -175,9 +182,14 @@ int64_t adamw_workspace_bytes(const AdamWTensor* tensors, int64_t count) {
   return prefix_offset(count) + (count + 1) * static_cast<int64_t>(sizeof(int64_t));
 }
 
-void adamw_multi_tensor(int dtype, int copy_dtype, const AdamWTensor* tensors, int64_t count,
-                        void* workspace, int64_t workspace_bytes, cudaStream_t stream) {
+void adamw_multi_tensor(int dtype, int grad_dtype, int copy_dtype, double grad_scale,
+                        const AdamWTensor* tensors, int64_t count, void* workspace,
+                        int64_t workspace_bytes, cudaStream_t stream) {
   check_tables(copy_dtype, tensors, count);
+  if (!(grad_scale > 0.0) || grad_scale > 1e300) {
+    throw std::invalid_argument("adamw_multi_tensor: grad_scale must be positive and finite, got " +
+                                std::to_string(grad_scale));
+  }
   std::vector<int64_t> first_chunk(static_cast<size_t>(count) + 1, 0);
   for (int64_t k = 0; k < count; ++k)
     first_chunk[k + 1] = first_chunk[k] + (tensors[k].numel > 0 ? chunk_count(tensors[k]) : 0);
@@ -204,18 +216,33 @@ void adamw_multi_tensor(int dtype, int copy_dtype, const AdamWTensor* tensors, i
                                     first_chunk.size() * sizeof(int64_t), cudaMemcpyHostToDevice,
                                     stream));
   const auto blocks = static_cast<unsigned>(chunks);
-  auto launch = [&]<typename T, typename C>() {
-    adamw_chunk_kernel<T, C>
-        <<<blocks, kAdamWThreads, 0, stream>>>(device_tensors, device_first_chunk, count);
+  auto launch = [&]<typename T, typename G, typename C>() {
+    adamw_chunk_kernel<T, G, C><<<blocks, kAdamWThreads, 0, stream>>>(
+        device_tensors, device_first_chunk, count, grad_scale);
     AUTOTP_CUDA_CHECK_LAUNCH("adamw_chunk_kernel", {"tensors", count}, {"chunks", chunks},
-                             {"dtype", dtype}, {"copy_dtype", copy_dtype});
+                             {"dtype", dtype}, {"grad_dtype", grad_dtype},
+                             {"copy_dtype", copy_dtype});
   };
-  auto with_param_type = [&]<typename T>(TypeTag<T>) {
+  auto with_grad_type = [&]<typename T, typename G>() {
     if (copy_dtype == kAdamWNoCopy) {
-      launch.template operator()<T, T>();
+      launch.template operator()<T, G, T>();
     } else {
       dispatch_float_code(copy_dtype, "adamw_multi_tensor (model copy)",
-                          [&]<typename C>(TypeTag<C>) { launch.template operator()<T, C>(); });
+                          [&]<typename C>(TypeTag<C>) { launch.template operator()<T, G, C>(); });
+    }
+  };
+  // Gradients in the parameters' dtype, or 16-bit gradients read directly (f32 masters
+  // updated from bf16/f16 model gradients without an f32 copy of them).
+  auto with_param_type = [&]<typename T>(TypeTag<T>) {
+    if (grad_dtype == dtype) {
+      with_grad_type.template operator()<T, T>();
+    } else if (static_cast<DTypeCode>(grad_dtype) == DTypeCode::BF16) {
+      with_grad_type.template operator()<T, bf16>();
+    } else if (static_cast<DTypeCode>(grad_dtype) == DTypeCode::F16) {
+      with_grad_type.template operator()<T, f16>();
+    } else {
+      throw_unsupported_dtype("adamw_multi_tensor (gradients)", grad_dtype,
+                              "the parameters' dtype, bf16 or f16");
     }
   };
   switch (static_cast<DTypeCode>(dtype)) {

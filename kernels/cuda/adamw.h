@@ -10,11 +10,12 @@
 
 namespace autotp::kernels::cuda {
 
-// One parameter of a launch. param, exp_avg, exp_avg_sq and grad are contiguous device arrays
-// of `numel` elements of the launch's dtype; model_copy, when not null, receives the updated
-// parameter converted to the launch's copy dtype (e.g. the bf16 model weight beside its f32
-// master weight). `step` holds the parameter's own constants (its step count's bias
-// corrections, its weight decay), in double, exactly as the CPU kernel receives them.
+// One parameter of a launch. param, exp_avg and exp_avg_sq are contiguous device arrays of
+// `numel` elements of the launch's dtype, grad one of its gradient dtype; model_copy, when not
+// null, receives the updated parameter converted to the launch's copy dtype (e.g. the bf16
+// model weight beside its f32 master weight). `step` holds the parameter's own constants (its
+// step count's bias corrections, its weight decay), in double, exactly as the CPU kernel
+// receives them.
 struct AdamWTensor {
   void* param;
   void* exp_avg;
@@ -37,12 +38,17 @@ int64_t adamw_workspace_bytes(const AdamWTensor* tensors, int64_t count);
 // For every tensor, every element, the update of kernels/cpu/adamw.h in the same operation
 // order with correctly rounded operations (no contraction into FMAs), so an f32/f64 result
 // equals the CPU kernel's bit for bit; then model_copy[i] = convert(param[i]).
-// dtype: F32 or F64 (DTypeCode); copy_dtype: a floating DTypeCode or kAdamWNoCopy.
+// dtype: F32 or F64 (DTypeCode); grad_dtype: dtype, BF16 or F16 (a 16-bit gradient is widened
+// exactly, so the update equals one from its f32 copy); copy_dtype: a floating DTypeCode or
+// kAdamWNoCopy. grad_scale (> 0) multiplies every widened gradient element, rounded to dtype,
+// before the update when it is not 1: g * scale as ops::mul(g, scale) computes it (a clipping
+// coefficient folded into the update instead of a pass over the gradients).
 // `tensors` is a host array; the tables are copied into `workspace` (device memory of at
 // least adamw_workspace_bytes, 16-byte aligned) before one kernel launch on `stream`. The
 // host array may be reused on return; the workspace must stay allocated until the kernel has
 // run (stream order). Tensors with numel 0 are skipped.
-void adamw_multi_tensor(int dtype, int copy_dtype, const AdamWTensor* tensors, int64_t count,
-                        void* workspace, int64_t workspace_bytes, cudaStream_t stream);
+void adamw_multi_tensor(int dtype, int grad_dtype, int copy_dtype, double grad_scale,
+                        const AdamWTensor* tensors, int64_t count, void* workspace,
+                        int64_t workspace_bytes, cudaStream_t stream);
 
 }  // namespace autotp::kernels::cuda

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -555,6 +556,31 @@ TEST(CudaReduce, SumOfRandomValuesIsWithinTheF32Tolerance_CUDA) {
     EXPECT_TRUE(all_close(actual, expected, tolerance_for(DType::F32),
                           "sum over dim " + std::to_string(dim)));
   }
+}
+
+// The multi-tensor kernel squares and sums in f64 like the CPU, in another order: within a
+// few f64 roundings of the CPU's sum (positive terms: relative error <= n * 2^-53). Sizes
+// around its 16384-element chunks, a view off the 16-byte boundary (scalar path), bf16 and
+// f32 in one call (one launch each), and no elements at all.
+TEST(CudaReduce, SumOfSquaresOverManyTensorsMatchesTheCpuF64Sum_CUDA) {
+  if (!cuda_available())
+    GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
+  const std::vector<Tensor> cpu = {uniform_cpu({1}, 1, -2, 2),
+                                   uniform_cpu({16383}, 2, -2, 2),
+                                   uniform_cpu({16385}, 3, -2, 2),
+                                   uniform_cpu({129, 257}, 4, -2, 2).to(DType::BF16),
+                                   uniform_cpu({1000}, 5, -2, 2).narrow(0, 3, 990),
+                                   uniform_cpu({40000}, 6, -2, 2).to(DType::F64)};
+  std::vector<Tensor> gpu;
+  for (const Tensor& t : cpu)
+    gpu.push_back(t.to(kCuda));
+  const double expected = ops::sum_of_squares(cpu).item();
+  const double actual = ops::sum_of_squares(gpu).item();
+  EXPECT_NEAR(actual, expected, expected * 120000 * 0x1p-53);
+  EXPECT_EQ(ops::sum_of_squares({Tensor::zeros({0}, DType::F32, kCuda)}).item(), 0.0);
+  const double inf = std::numeric_limits<double>::infinity();
+  EXPECT_FALSE(std::isfinite(
+      ops::sum_of_squares({gpu[2], Tensor::from_vector({1.0, inf}, {2}).to(kCuda)}).item()));
 }
 
 TEST(CudaReduce, MaxAndArgmaxMatchTheCpuExactly_CUDA) {

@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "core/ops.h"
+#include "tests/core/nn_test_helpers.h"
 #include "tests/support/gradcheck.h"
 #include "tests/support/tolerances.h"
 
@@ -189,6 +190,33 @@ TEST(Reduce, RejectsRepeatedOutOfRangeAndEmptyDims) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("dim 0"), std::string::npos) << e.what();
   }
+}
+
+// ---- sum_of_squares (global gradient norms) --------------------------------------------------
+
+TEST(SumOfSquares, AddsEachTensorsF64SumInOrderWithSixteenBitValuesWidenedExactly) {
+  const Tensor a = random_f64({3, 5}, 1).to(DType::F32);
+  const Tensor b = random_f64({7}, 2);                                       // f64
+  const Tensor c = random_f64({4, 6}, 3).to(DType::BF16);                    // bf16 storage
+  const Tensor view = random_f64({6, 4}, 4).to(DType::F32).transpose(0, 1);  // non-contiguous
+  double expected = 0.0;  // each tensor's sequential sum, added in order
+  for (const Tensor& t : {a, b, c, view}) {
+    double sum = 0.0;
+    for (double v : t.contiguous().to_vector())
+      sum += v * v;
+    expected += sum;
+  }
+  const Tensor total = ops::sum_of_squares({a, b, c, view});
+  EXPECT_EQ(total.dim(), 0);
+  EXPECT_EQ(total.dtype(), DType::F64);
+  EXPECT_EQ(total.item(), expected);  // the same additions in the same order
+  const double inf = std::numeric_limits<double>::infinity();
+  EXPECT_FALSE(std::isfinite(
+      ops::sum_of_squares({a, Tensor::from_vector({1.0, inf}, {2}, DType::F32)}).item()));
+  EXPECT_TRUE(std::isnan(
+      ops::sum_of_squares({Tensor::from_vector({std::nan("")}, {1}, DType::BF16)}).item()));
+  EXPECT_ERROR_CONTAINS(ops::sum_of_squares({}), "no tensors");
+  EXPECT_ERROR_CONTAINS(ops::sum_of_squares({a, Tensor::zeros({2}, DType::I64)}), "tensor 1");
 }
 
 }  // namespace

@@ -175,6 +175,42 @@ TEST(CudaAdamW, MasterWeightStepWritesTheCpuF32StepRoundedToTheModelDtype_CUDA) 
   }
 }
 
+// One backward per step, clipped: the mixed-precision optimizer takes the norm from the bf16
+// model gradients and folds the clipping coefficient into the fused update, which reads them
+// directly (grad dtype bf16, scale != 1 in the kernel). It must equal the path through f32
+// master gradients (cast, scale pass, f32 update) on the same GPU bit for bit.
+TEST(CudaAdamW, ClippedMasterStepsFromBf16GradientsEqualTheMasterGradientPathBitwise_CUDA) {
+  SKIP_WITHOUT_CUDA();
+  const NamedTensors exact = make_params(DType::F32, kCpu, /*seed=*/60);
+  const NamedTensors direct_model = make_params(DType::BF16, kCuda, /*seed=*/60);
+  const NamedTensors master_model = make_params(DType::BF16, kCuda, /*seed=*/60);
+  MixedPrecisionOptimizer direct(direct_model, option_sets()[0]);
+  MixedPrecisionOptimizer through_masters(master_model, option_sets()[0]);
+  direct.set_master_weights(exact);
+  through_masters.set_master_weights(exact);
+  for (int t = 0; t < 4; ++t) {
+    set_grads(direct_model, t, DType::BF16);
+    set_grads(master_model, t, DType::BF16);
+    through_masters.accumulate_grads();
+    const double norm = direct.clip_grad_norm(5.0);  // the norms are ~200: every step clips
+    ASSERT_EQ(norm, through_masters.clip_grad_norm(5.0)) << "step " << t;
+    ASSERT_GT(norm, 5.0);
+    ASSERT_FALSE(direct.master_params()[4].second.grad().defined());
+    ASSERT_TRUE(direct.step());
+    ASSERT_TRUE(through_masters.step());
+    for (size_t i = 0; i < kSpecs.size(); ++i) {
+      const std::string at = std::string(kSpecs[i].name) + " after step " + std::to_string(t);
+      ASSERT_TRUE(all_close(host(direct.master_params()[i].second),
+                            host(through_masters.master_params()[i].second), kExact,
+                            "master " + at));
+      ASSERT_TRUE(all_close(host(direct_model[i].second), host(master_model[i].second), kExact,
+                            "model " + at));
+      ASSERT_TRUE(all_close(host(direct.adamw().state(i).exp_avg),
+                            host(through_masters.adamw().state(i).exp_avg), kExact, "m " + at));
+    }
+  }
+}
+
 // ---- a tiny Llama ----------------------------------------------------------------------------
 
 constexpr int64_t kVocab = 101, kBatch = 4, kSeq = 16;

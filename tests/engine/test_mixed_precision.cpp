@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/ops.h"
 #include "engine/clip.h"
 #include "engine/mixed_precision.h"
 #include "tests/core/nn_test_helpers.h"
@@ -192,6 +193,51 @@ TEST(MixedPrecision, ClippingActsOnTheUnscaledF32MasterGradients) {
                         autotp::testing::tolerance_for(DType::F32)));
 }
 
+// One backward per step without a loss scaler: the norm, the clipping coefficient and the
+// update come from the bf16 model gradients (no f32 master gradient is ever written), and
+// every value equals the path through the master gradients bit for bit.
+TEST(MixedPrecision, ClippedStepsFromTheModelGradientsEqualTheMasterGradientPathBitExactly) {
+  const NamedTensors direct_model = make_params(DType::BF16);
+  const NamedTensors master_model = make_params(DType::BF16);
+  MixedPrecisionOptimizer direct(direct_model, test_options());
+  MixedPrecisionOptimizer through_masters(master_model, test_options());
+  for (int t = 0; t < 4; ++t) {
+    const std::string when = "step " + std::to_string(t);
+    set_grads(direct_model, t);
+    set_grads(master_model, t);
+    through_masters.accumulate_grads();  // the f32 master gradients exist: the old path
+    // max_norm 1 clips every step (the gradients are uniform in [-2, 2]); step 3 is unclipped.
+    const double max_norm = t == 3 ? 1e6 : 1.0;
+    const double norm = direct.clip_grad_norm(max_norm);
+    EXPECT_EQ(norm, through_masters.clip_grad_norm(max_norm)) << when;
+    EXPECT_GT(norm, 1.0) << when;
+    for (const auto& [name, master] : direct.master_params())
+      EXPECT_FALSE(master.grad().defined()) << name << " got an f32 gradient at " << when;
+    EXPECT_TRUE(direct.step());
+    EXPECT_TRUE(through_masters.step());
+    for (size_t i = 0; i < kSpecs.size(); ++i) {
+      const std::string what = direct_model[i].first + " after " + when;
+      EXPECT_TRUE(all_close(direct.master_params()[i].second,
+                            through_masters.master_params()[i].second, kExact, "master " + what));
+      EXPECT_TRUE(all_close(direct_model[i].second, master_model[i].second, kExact, what));
+      EXPECT_TRUE(all_close(direct.adamw().state(i).exp_avg_sq,
+                            through_masters.adamw().state(i).exp_avg_sq, kExact, "v " + what));
+      EXPECT_FALSE(direct_model[i].second.grad().defined()) << what;
+    }
+  }
+  // The unclipped norm without clipping, and a coefficient computed but then accumulated
+  // (a second micro-batch arriving after clipping) applies to the gradients it was taken from.
+  set_grads(direct_model, 7);
+  set_grads(master_model, 7);
+  through_masters.accumulate_grads();
+  EXPECT_EQ(direct.grad_norm(), through_masters.grad_norm());
+  direct.clip_grad_norm(0.5);
+  through_masters.clip_grad_norm(0.5);
+  direct.accumulate_grads();
+  EXPECT_TRUE(all_close(direct.master_params()[0].second.grad(),
+                        through_masters.master_params()[0].second.grad(), kExact));
+}
+
 TEST(MixedPrecision, ScaleLossMultipliesByTheCurrentScaleOnlyWithLossScaling) {
   Tensor w = Tensor::zeros({1});
   w.set_requires_grad(true);
@@ -242,6 +288,31 @@ TEST(AdamW, ABadGradientIsReportedBeforeAnyParameterChanges) {
   EXPECT_ERROR_CONTAINS(opt.step(), "head.weight");
   EXPECT_TRUE(all_close(params[0].second, before, kExact));
   EXPECT_EQ(opt.state(0).step, 0);
+}
+
+TEST(AdamW, StepWithGradsConvertsAndScalesTheCallersGradientsAsTensorOpsWould) {
+  const NamedTensors given = make_params(DType::F32);
+  const NamedTensors own = make_params(DType::F32);
+  AdamW with_grads(given, test_options());
+  AdamW reference(own, test_options());
+  const double scale = 0.3;  // not a power of two: the multiply rounds
+  std::vector<Tensor> grads(kSpecs.size());
+  for (size_t i = 0; i < kSpecs.size(); ++i) {
+    if (skipped(i, 2)) continue;  // undefined: that parameter is skipped
+    grads[i] = grad_for(i, 2, DType::F64, 1.7);
+    own[i].second.set_grad(ops::mul(grads[i].to(DType::F32), scale));
+  }
+  with_grads.step_with_grads(grads, scale);
+  reference.step();
+  for (size_t i = 0; i < kSpecs.size(); ++i) {
+    EXPECT_TRUE(all_close(given[i].second, own[i].second, kExact, given[i].first));
+    EXPECT_EQ(with_grads.state(i).step, reference.state(i).step) << given[i].first;
+  }
+  EXPECT_EQ(with_grads.state(3).step, 0);
+  EXPECT_ERROR_CONTAINS(with_grads.step_with_grads({grads[0]}, 1.0), "1 gradients given for 4");
+  EXPECT_ERROR_CONTAINS(with_grads.step_with_grads(grads, 0.0), "positive and finite");
+  grads[1] = Tensor::zeros({7}, DType::I64);
+  EXPECT_ERROR_CONTAINS(with_grads.step_with_grads(grads, 1.0), "layer.bias");
 }
 
 // ---- loss scaler ---------------------------------------------------------------------------
