@@ -25,14 +25,18 @@
 // Two adjacent C tiles of a 16-row product are, once packed to 16 bits, the A fragment of the
 // next product over those 16 columns: probabilities never leave registers.
 //
-// Layouts as kernels/cuda/attention.h: q, out, dout, dq [batch, hq, seq, D]; k, v, dk, dv
-// [batch, hkv, seq, D]; lse, delta [batch, hq, seq] in f32; query head h reads kv head
-// h / (hq / hkv). Scores are scale * q . k; lse is in natural-log units. Deterministic: every
+// Operands as kernels/cuda/attention.h: q, out, dout, dq [batch, hq, seq, D]; k, v, dk, dv
+// [batch, hkv, seq, D], each at the strides Problem::layout gives (kernels/attention_layout.h:
+// D contiguous; every stride a multiple of 8 elements and every operand on a 16-byte boundary,
+// for the 16-byte copies); lse, delta contiguous [batch, hq, seq] in f32; query head h reads kv
+// head h / (hq / hkv). Scores are scale * q . k; lse is in natural-log units. Deterministic: every
 // sum runs in a fixed order and nothing is accumulated with atomics.
 #pragma once
 
 #include <cstdint>
 #include <limits>
+
+#include "kernels/attention_layout.h"
 
 #if defined(__CUDACC__)
 #define AUTOTP_LANE_FN __device__ __forceinline__
@@ -106,7 +110,15 @@ struct Problem {
   int64_t batch, hq, hkv, seq;
   float scale;
   bool causal;
+  kernels::AttentionLayouts layout;
 };
+
+// A problem whose operands are contiguous [batch, heads, seq, D] tensors.
+inline Problem contiguous_problem(int64_t batch, int64_t hq, int64_t hkv, int64_t seq, int64_t dim,
+                                  float scale, bool causal) {
+  return {
+      batch, hq, hkv, seq, scale, causal, kernels::contiguous_attention_layouts(hq, hkv, seq, dim)};
+}
 
 namespace detail {
 
@@ -114,17 +126,18 @@ AUTOTP_LANE_FN float max_of(float a, float b) {
   return a > b ? a : b;
 }
 
-// Starts loading rows [first, first + rows) of a [seq, D] matrix into a shared tile (zeros
-// past seq); visible to the block after wait_async() and sync_block().
+// Starts loading rows [first, first + rows) of a [seq, D] matrix (rows `matrix_stride` elements
+// apart) into a shared tile (zeros past seq); visible to the block after wait_async() and
+// sync_block().
 template <int D, class Ctx>
-AUTOTP_LANE_FN void stage_rows(Ctx& ctx, uint16_t* tile, const uint16_t* matrix, int64_t first,
-                               int rows, int64_t seq) {
+AUTOTP_LANE_FN void stage_rows(Ctx& ctx, uint16_t* tile, const uint16_t* matrix,
+                               int64_t matrix_stride, int64_t first, int rows, int64_t seq) {
   constexpr int kChunks = D / 8;
   for (int e = ctx.thread(); e < rows * kChunks; e += kThreads) {
     const int r = e / kChunks, c = e - r * kChunks;
     uint16_t* dst = tile + r * row_stride<D>() + c * 8;
     if (first + r < seq) {
-      ctx.copy16_async(dst, matrix + (first + r) * D + c * 8);
+      ctx.copy16_async(dst, matrix + (first + r) * matrix_stride + c * 8);
     } else {
       ctx.zero16(dst);
     }
@@ -144,17 +157,18 @@ AUTOTP_LANE_FN void load_a(Ctx& ctx, uint32_t (&a)[4], const uint16_t* m, int st
   ctx.ldmatrix_x4(a, m + (row0 + r + 8 * (i & 1)) * stride + col0 + 8 * (i >> 1));
 }
 
-// The same from a [seq, D] matrix in global memory; rows at or past seq read as zeros.
-template <int D, class Ctx>
-AUTOTP_LANE_FN void load_a_rows(Ctx& ctx, uint32_t (&a)[4], const uint16_t* m, int64_t seq,
-                                int64_t row0, int col0) {
+// The same from a [seq, D] matrix in global memory (rows `matrix_stride` elements apart); rows at
+// or past seq read as zeros.
+template <class Ctx>
+AUTOTP_LANE_FN void load_a_rows(Ctx& ctx, uint32_t (&a)[4], const uint16_t* m,
+                                int64_t matrix_stride, int64_t seq, int64_t row0, int col0) {
   const int g = ctx.lane() >> 2, t = ctx.lane() & 3;
   const int64_t r0 = row0 + g, r1 = r0 + 8;
   const int64_t col = col0 + 2 * t;
-  a[0] = r0 < seq ? ctx.load_u32(m + r0 * D + col) : 0u;
-  a[1] = r1 < seq ? ctx.load_u32(m + r1 * D + col) : 0u;
-  a[2] = r0 < seq ? ctx.load_u32(m + r0 * D + col + 8) : 0u;
-  a[3] = r1 < seq ? ctx.load_u32(m + r1 * D + col + 8) : 0u;
+  a[0] = r0 < seq ? ctx.load_u32(m + r0 * matrix_stride + col) : 0u;
+  a[1] = r1 < seq ? ctx.load_u32(m + r1 * matrix_stride + col) : 0u;
+  a[2] = r0 < seq ? ctx.load_u32(m + r0 * matrix_stride + col + 8) : 0u;
+  a[3] = r1 < seq ? ctx.load_u32(m + r1 * matrix_stride + col + 8) : 0u;
 }
 
 // B[k][n] = M[n0 + n][k0 + k] (the transpose of rows of a row-major shared tile, as k in
@@ -207,19 +221,23 @@ AUTOTP_LANE_FN float row_max(Ctx& ctx, float v) {
   return max_of(v, ctx.shfl_xor(v, 2));
 }
 
-// Stores rows of a 16 x D accumulator (scaled per row) as 16-bit values; rows past seq skipped.
+// Stores rows of a 16 x D accumulator (scaled per row) as 16-bit values into a [seq, D] matrix
+// (rows `matrix_stride` elements apart); rows past seq skipped.
 template <int D, class Ctx>
-AUTOTP_LANE_FN void store_rows(Ctx& ctx, uint16_t* m, int64_t seq, int64_t row0,
-                               const float (&acc)[D / 8][4], float scale_a, float scale_b) {
+AUTOTP_LANE_FN void store_rows(Ctx& ctx, uint16_t* m, int64_t matrix_stride, int64_t seq,
+                               int64_t row0, const float (&acc)[D / 8][4], float scale_a,
+                               float scale_b) {
   const int g = ctx.lane() >> 2, t = ctx.lane() & 3;
   const int64_t r0 = row0 + g, r1 = r0 + 8;
   AUTOTP_UNROLL
   for (int nd = 0; nd < D / 8; ++nd) {
     const int col = nd * 8 + 2 * t;
     if (r0 < seq)
-      ctx.store_u32(m + r0 * D + col, ctx.pack(acc[nd][0] * scale_a, acc[nd][1] * scale_a));
+      ctx.store_u32(m + r0 * matrix_stride + col,
+                    ctx.pack(acc[nd][0] * scale_a, acc[nd][1] * scale_a));
     if (r1 < seq)
-      ctx.store_u32(m + r1 * D + col, ctx.pack(acc[nd][2] * scale_b, acc[nd][3] * scale_b));
+      ctx.store_u32(m + r1 * matrix_stride + col,
+                    ctx.pack(acc[nd][2] * scale_b, acc[nd][3] * scale_b));
   }
 }
 
@@ -307,13 +325,13 @@ AUTOTP_LANE_FN int64_t visible_keys(const Problem& p, int64_t q0, int64_t rows =
 // next loads into the other.
 template <int D, int kKeys, class Ctx, class Body>
 AUTOTP_LANE_FN void for_each_kv_tile(Ctx& ctx, uint16_t* buffers, const uint16_t* k_head,
-                                     const uint16_t* v_head, int64_t key_end, int64_t seq,
+                                     const uint16_t* v_head, const Problem& p, int64_t key_end,
                                      Body&& body) {
   constexpr int kTile = kKeys * row_stride<D>();
   auto stage = [&](int64_t buffer, int64_t first_key) {
     uint16_t* tile = buffers + buffer * 2 * kTile;
-    stage_rows<D>(ctx, tile, k_head, first_key, kKeys, seq);
-    stage_rows<D>(ctx, tile + kTile, v_head, first_key, kKeys, seq);
+    stage_rows<D>(ctx, tile, k_head, p.layout.k.row, first_key, kKeys, p.seq);
+    stage_rows<D>(ctx, tile + kTile, v_head, p.layout.v.row, first_key, kKeys, p.seq);
   };
   if (key_end > 0) stage(0, 0);
   for (int64_t k0 = 0, it = 0; k0 < key_end; k0 += kKeys, ++it) {
@@ -347,24 +365,27 @@ AUTOTP_LANE_FN void forward_block(Ctx& ctx, int64_t block, unsigned char* shared
   const int64_t tiles = row_tiles(p.seq, kRows);
   const int64_t bh = block / tiles;                  // b * hq + h
   const int64_t q_tile = tiles - 1 - block % tiles;  // causal: the longest rows first
-  const int64_t kv_head = (bh / p.hq) * p.hkv + (bh % p.hq) / (p.hq / p.hkv);
+  const int64_t b = bh / p.hq;
+  const int h = static_cast<int>(bh - b * p.hq), kv = h / static_cast<int>(p.hq / p.hkv);
   const int warp = ctx.warp(), g = ctx.lane() >> 2, t = ctx.lane() & 3;
-  const int64_t q0 = q_tile * kRows, warp_row0 = q0 + 16 * M * warp;
-  int64_t rows[M][2];  // this lane's two rows of each row tile
+  // Positions in 32 bits (the launcher checks seq fits): fewer registers per index.
+  const int q0 = static_cast<int>(q_tile) * kRows, warp_row0 = q0 + 16 * M * warp;
+  int rows[M][2];  // this lane's two rows of each row tile
   AUTOTP_UNROLL
   for (int mt = 0; mt < M; ++mt) {
     rows[mt][0] = warp_row0 + 16 * mt + g;
     rows[mt][1] = rows[mt][0] + 8;
   }
-  const uint16_t* k_head = k + kv_head * p.seq * D;
-  const uint16_t* v_head = v + kv_head * p.seq * D;
+  const uint16_t* k_head = k + kernels::head_start(p.layout.k, b, kv);
+  const uint16_t* v_head = v + kernels::head_start(p.layout.v, b, kv);
+  const uint16_t* q_head = q + kernels::head_start(p.layout.q, b, h);
 
   uint32_t qa[M][kSteps][4];
   AUTOTP_UNROLL
   for (int mt = 0; mt < M; ++mt) {
     AUTOTP_UNROLL
     for (int ks = 0; ks < kSteps; ++ks)
-      load_a_rows<D>(ctx, qa[mt][ks], q + bh * p.seq * D, p.seq, warp_row0 + 16 * mt, 16 * ks);
+      load_a_rows(ctx, qa[mt][ks], q_head, p.layout.q.row, p.seq, warp_row0 + 16 * mt, 16 * ks);
   }
   float o[M][kDimTiles][4];
   float m[M][2], l[M][2];  // l: this lane's share of the row sum
@@ -377,7 +398,7 @@ AUTOTP_LANE_FN void forward_block(Ctx& ctx, int64_t block, unsigned char* shared
   const float scale2 = p.scale * kLog2e;
 
   for_each_kv_tile<D, kForwardKeys>(
-      ctx, buffers, k_head, v_head, visible_keys(p, q0, kRows), p.seq,
+      ctx, buffers, k_head, v_head, p, visible_keys(p, q0, kRows),
       [&](int64_t k0, const uint16_t* k_tile, const uint16_t* v_tile) {
         float s[M][kKeyTiles][4];
         AUTOTP_UNROLL
@@ -395,7 +416,7 @@ AUTOTP_LANE_FN void forward_block(Ctx& ctx, int64_t block, unsigned char* shared
             for (int i = 0; i < 4; ++i) {
               float x = s[mt][nk][i] * scale2;
               if (edge) {
-                const int64_t key = k0 + 8 * nk + 2 * t + (i & 1);
+                const int key = static_cast<int>(k0) + 8 * nk + 2 * t + (i & 1);
                 if (key >= p.seq || (p.causal && key > rows[mt][i >> 1])) x = kNegInf;
               }
               s[mt][nk][i] = x;
@@ -438,8 +459,8 @@ AUTOTP_LANE_FN void forward_block(Ctx& ctx, int64_t block, unsigned char* shared
       l[mt][r] = row_sum(ctx, l[mt][r]);
       inverse[r] = l[mt][r] > 0.0f ? 1.0f / l[mt][r] : 0.0f;
     }
-    store_rows<D>(ctx, out + bh * p.seq * D, p.seq, warp_row0 + 16 * mt, o[mt], inverse[0],
-                  inverse[1]);
+    store_rows<D>(ctx, out + kernels::head_start(p.layout.out, b, h), p.layout.out.row, p.seq,
+                  warp_row0 + 16 * mt, o[mt], inverse[0], inverse[1]);
     if (t == 0) {
       AUTOTP_UNROLL
       for (int r = 0; r < 2; ++r) {
@@ -470,31 +491,35 @@ AUTOTP_LANE_FN void dq_block(Ctx& ctx, int64_t block, unsigned char* shared, uin
   const int64_t tiles = row_tiles(p.seq, kRows);
   const int64_t bh = block / tiles;
   const int64_t q_tile = tiles - 1 - block % tiles;
-  const int64_t kv_head = (bh / p.hq) * p.hkv + (bh % p.hq) / (p.hq / p.hkv);
+  const int64_t b = bh / p.hq;
+  const int h = static_cast<int>(bh - b * p.hq), kv = h / static_cast<int>(p.hq / p.hkv);
   const int warp = ctx.warp(), g = ctx.lane() >> 2, t = ctx.lane() & 3;
-  const int64_t q0 = q_tile * kRows, warp_row0 = q0 + 16 * M * warp;
-  int64_t rows[M][2];  // this lane's two rows of each row tile
+  // Positions in 32 bits (the launcher checks seq fits): fewer registers per index.
+  const int q0 = static_cast<int>(q_tile) * kRows, warp_row0 = q0 + 16 * M * warp;
+  int rows[M][2];  // this lane's two rows of each row tile
   AUTOTP_UNROLL
   for (int mt = 0; mt < M; ++mt) {
     rows[mt][0] = warp_row0 + 16 * mt + g;
     rows[mt][1] = rows[mt][0] + 8;
   }
-  const int64_t head_offset = bh * p.seq * D;
-  const uint16_t* k_head = k + kv_head * p.seq * D;
-  const uint16_t* v_head = v + kv_head * p.seq * D;
+  const uint16_t* k_head = k + kernels::head_start(p.layout.k, b, kv);
+  const uint16_t* v_head = v + kernels::head_start(p.layout.v, b, kv);
+  const uint16_t* q_head = q + kernels::head_start(p.layout.q, b, h);
+  const uint16_t* dout_head = dout + kernels::head_start(p.layout.dout, b, h);
+  const uint16_t* out_head = out + kernels::head_start(p.layout.out, b, h);
 
   uint32_t qa[M][kSteps][4], da[M][kSteps][4];
   float row_delta[M][2], lse2[M][2];
   AUTOTP_UNROLL
   for (int mt = 0; mt < M; ++mt) {
-    const int64_t tile_row0 = warp_row0 + 16 * mt;
+    const int tile_row0 = warp_row0 + 16 * mt;
     row_delta[mt][0] = row_delta[mt][1] = 0.0f;
     AUTOTP_UNROLL
     for (int ks = 0; ks < kSteps; ++ks) {
-      load_a_rows<D>(ctx, qa[mt][ks], q + head_offset, p.seq, tile_row0, 16 * ks);
-      load_a_rows<D>(ctx, da[mt][ks], dout + head_offset, p.seq, tile_row0, 16 * ks);
+      load_a_rows(ctx, qa[mt][ks], q_head, p.layout.q.row, p.seq, tile_row0, 16 * ks);
+      load_a_rows(ctx, da[mt][ks], dout_head, p.layout.dout.row, p.seq, tile_row0, 16 * ks);
       uint32_t oa[4];
-      load_a_rows<D>(ctx, oa, out + head_offset, p.seq, tile_row0, 16 * ks);
+      load_a_rows(ctx, oa, out_head, p.layout.out.row, p.seq, tile_row0, 16 * ks);
       AUTOTP_UNROLL
       for (int reg = 0; reg < 4; ++reg) {  // registers 0, 2 hold row g; 1, 3 row g + 8
         const float lo = ctx.to_float(static_cast<uint16_t>(da[mt][ks][reg])) *
@@ -518,7 +543,7 @@ AUTOTP_LANE_FN void dq_block(Ctx& ctx, int64_t block, unsigned char* shared, uin
   const float scale2 = p.scale * kLog2e;
 
   for_each_kv_tile<D, kDqKeys>(
-      ctx, buffers, k_head, v_head, visible_keys(p, q0, kRows), p.seq,
+      ctx, buffers, k_head, v_head, p, visible_keys(p, q0, kRows),
       [&](int64_t k0, const uint16_t* k_tile, const uint16_t* v_tile) {
         float s[M][kKeyTiles][4], dp[M][kKeyTiles][4];
         AUTOTP_UNROLL
@@ -538,7 +563,7 @@ AUTOTP_LANE_FN void dq_block(Ctx& ctx, int64_t block, unsigned char* shared, uin
               const int r = i >> 1;
               float prob = ctx.exp2(s[mt][nk][i] * scale2 - lse2[mt][r]);
               if (edge) {
-                const int64_t key = k0 + 8 * nk + 2 * t + (i & 1);
+                const int key = static_cast<int>(k0) + 8 * nk + 2 * t + (i & 1);
                 if (key >= p.seq || (p.causal && key > rows[mt][r])) prob = 0.0f;
               }
               s[mt][nk][i] = prob * (dp[mt][nk][i] - row_delta[mt][r]);  // dS
@@ -549,7 +574,8 @@ AUTOTP_LANE_FN void dq_block(Ctx& ctx, int64_t block, unsigned char* shared, uin
       });
   AUTOTP_UNROLL
   for (int mt = 0; mt < M; ++mt)
-    store_rows<D>(ctx, dq + head_offset, p.seq, warp_row0 + 16 * mt, acc[mt], p.scale, p.scale);
+    store_rows<D>(ctx, dq + kernels::head_start(p.layout.dq, b, h), p.layout.dq.row, p.seq,
+                  warp_row0 + 16 * mt, acc[mt], p.scale, p.scale);
 }
 
 // One block of dk and dv: key rows [64 j, 64 j + 64) of one (batch, kv head), a warp per 16
@@ -573,34 +599,44 @@ AUTOTP_LANE_FN void dkdv_block(Ctx& ctx, int64_t block, unsigned char* shared, u
   const int64_t tiles = row_tiles(p.seq);
   const int64_t bkv = block / tiles;       // b * hkv + kv head
   const int64_t key_tile = block % tiles;  // causal: the first keys see the most queries
-  const int64_t group = p.hq / p.hkv;
-  const int64_t b = bkv / p.hkv, kv = bkv % p.hkv;
+  const int group = static_cast<int>(p.hq / p.hkv);
+  const int64_t b = bkv / p.hkv;
+  const int kv = static_cast<int>(bkv - b * p.hkv);
   const int warp = ctx.warp(), g = ctx.lane() >> 2, t = ctx.lane() & 3;
-  const int64_t k0 = key_tile * kBlockRows, warp_key0 = k0 + 16 * warp;
-  const int64_t keys[2] = {warp_key0 + g, warp_key0 + g + 8};
+  // Positions in 32 bits (the launcher checks seq fits): fewer registers per index.
+  const int k0 = static_cast<int>(key_tile) * kBlockRows, warp_key0 = k0 + 16 * warp;
+  const int keys[2] = {warp_key0 + g, warp_key0 + g + 8};
 
-  stage_rows<D>(ctx, k_tile, k + bkv * p.seq * D, k0, kBlockRows, p.seq);
-  stage_rows<D>(ctx, v_tile, v + bkv * p.seq * D, k0, kBlockRows, p.seq);
+  stage_rows<D>(ctx, k_tile, k + kernels::head_start(p.layout.k, b, kv), p.layout.k.row, k0,
+                kBlockRows, p.seq);
+  stage_rows<D>(ctx, v_tile, v + kernels::head_start(p.layout.v, b, kv), p.layout.v.row, k0,
+                kBlockRows, p.seq);
   float dk_acc[kDimTiles][4], dv_acc[kDimTiles][4];
   zero(dk_acc);
   zero(dv_acc);
   const float scale2 = p.scale * kLog2e;
-  const int64_t first_query = p.causal ? k0 : 0;  // earlier queries see none of these keys
+  const int first_query = p.causal ? k0 : 0;  // earlier queries see none of these keys
 
   // Query tiles in order: the group's query heads, each over its rows from first_query.
-  const int64_t tiles_per_head = (p.seq - first_query + kDkdvQueries - 1) / kDkdvQueries;
-  const int64_t steps = first_query < p.seq ? group * tiles_per_head : 0;
-  auto tile_buffer = [&](int64_t step) {
+  // 32-bit step arithmetic (the launcher checks that the counts fit): the per-step divisions
+  // stay cheap in registers, which this kernel has few of to spare.
+  const int tiles_per_head =
+      static_cast<int>((p.seq - first_query + kDkdvQueries - 1) / kDkdvQueries);
+  const int steps = first_query < p.seq ? group * tiles_per_head : 0;
+  auto tile_buffer = [&](int step) {
     return query_buffers + (step & 1) * dkdv_query_tile_bytes<D>();
   };
-  auto stage = [&](int64_t step) {
-    const int64_t bh = b * p.hq + kv * group + step / tiles_per_head;
-    const int64_t i0 = first_query + (step % tiles_per_head) * kDkdvQueries;
+  auto stage = [&](int step) {
+    const int h = kv * group + step / tiles_per_head;
+    const int64_t bh = b * p.hq + h;
+    const int i0 = first_query + (step % tiles_per_head) * kDkdvQueries;
     uint16_t* q_dst = reinterpret_cast<uint16_t*>(tile_buffer(step));
     uint16_t* dout_dst = q_dst + kDkdvQueries * kStride;
     float* stats_dst = reinterpret_cast<float*>(dout_dst + kDkdvQueries * kStride);
-    stage_rows<D>(ctx, q_dst, q + bh * p.seq * D, i0, kDkdvQueries, p.seq);
-    stage_rows<D>(ctx, dout_dst, dout + bh * p.seq * D, i0, kDkdvQueries, p.seq);
+    stage_rows<D>(ctx, q_dst, q + kernels::head_start(p.layout.q, b, h), p.layout.q.row, i0,
+                  kDkdvQueries, p.seq);
+    stage_rows<D>(ctx, dout_dst, dout + kernels::head_start(p.layout.dout, b, h), p.layout.dout.row,
+                  i0, kDkdvQueries, p.seq);
     for (int e = ctx.thread(); e < kDkdvQueries; e += kThreads) {
       const bool valid = i0 + e < p.seq;
       stats_dst[e] = valid ? lse[bh * p.seq + i0 + e] * kLog2e : 0.0f;
@@ -608,8 +644,8 @@ AUTOTP_LANE_FN void dkdv_block(Ctx& ctx, int64_t block, unsigned char* shared, u
     }
   };
   if (steps > 0) stage(0);
-  for (int64_t step = 0; step < steps; ++step) {
-    const int64_t i0 = first_query + (step % tiles_per_head) * kDkdvQueries;
+  for (int step = 0; step < steps; ++step) {
+    const int i0 = first_query + (step % tiles_per_head) * kDkdvQueries;
     ctx.wait_async();
     ctx.sync_block();  // this tile (and the k/v rows) are in; the other buffer is consumed
     if (step + 1 < steps) stage(step + 1);
@@ -648,7 +684,7 @@ AUTOTP_LANE_FN void dkdv_block(Ctx& ctx, int64_t block, unsigned char* shared, u
         const int e = 8 * nq + 2 * t + (i & 1);  // query i0 + e
         float prob = ctx.exp2(s[nq][i] * scale2 - lse_tile[e]);
         if (edge) {
-          const int64_t query = i0 + e;
+          const int query = i0 + e;
           if (query >= p.seq || (p.causal && query < keys[i >> 1])) prob = 0.0f;
         }
         s[nq][i] = prob;                                 // P^T
@@ -665,8 +701,10 @@ AUTOTP_LANE_FN void dkdv_block(Ctx& ctx, int64_t block, unsigned char* shared, u
     }
   }
   ctx.wait_async();  // no copy outlives the block (with no query tile, the k/v rows')
-  store_rows<D>(ctx, dk + bkv * p.seq * D, p.seq, warp_key0, dk_acc, p.scale, p.scale);
-  store_rows<D>(ctx, dv + bkv * p.seq * D, p.seq, warp_key0, dv_acc, 1.0f, 1.0f);
+  store_rows<D>(ctx, dk + kernels::head_start(p.layout.dk, b, kv), p.layout.dk.row, p.seq,
+                warp_key0, dk_acc, p.scale, p.scale);
+  store_rows<D>(ctx, dv + kernels::head_start(p.layout.dv, b, kv), p.layout.dv.row, p.seq,
+                warp_key0, dv_acc, 1.0f, 1.0f);
 }
 
 }  // namespace autotp::tc_attention

@@ -99,6 +99,9 @@ Tensor LlamaAttention::forward(const Tensor& x, const Tensor& cos, const Tensor&
     q = child_as<UnaryModule>("q_norm").forward(q);
     k = child_as<UnaryModule>("k_norm").forward(k);
   }
+  // Per-head views of the projections' [B, S, H, D] outputs: rotary and the CUDA tensor-core
+  // attention work in that memory order (and write their outputs and gradients in it), so
+  // neither the transposes here nor the merge of the heads below copy anything there.
   q = ops::apply_rotary(q.transpose(1, 2), cos, sin);  // [B, Hq, S, D]
   k = ops::apply_rotary(k.transpose(1, 2), cos, sin);  // [B, Hkv, S, D]
   v = v.transpose(1, 2);                               // [B, Hkv, S, D]

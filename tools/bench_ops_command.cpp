@@ -168,6 +168,8 @@ int run_bench_ops(const std::vector<std::string>& raw_args) {
     const Tensor dv = Tensor::empty({batch, hkv, seq, dim}, dtype, device);
     const double scale = 1.0 / std::sqrt(static_cast<double>(dim));
     const int code = static_cast<int>(dtype);
+    const kernels::AttentionLayouts layouts =
+        kernels::contiguous_attention_layouts(hq, hkv, seq, dim);
     for (int tiles : {1, 2}) {
       OpResult r{fmt::format("attention kernels, {} row tile{}/warp", tiles, tiles > 1 ? "s" : ""),
                  fmt::format("B{} Hq{} Hkv{} S{} D{}", batch, hq, hkv, seq, dim),
@@ -182,14 +184,14 @@ int run_bench_ops(const std::vector<std::string>& raw_args) {
         const auto t0 = BenchClock::now();
         kernels::cuda::tensor_core_attention_forward(
             code, out.raw_data(), lse.raw_data(), q.raw_data(), k.raw_data(), v.raw_data(), batch,
-            hq, hkv, seq, dim, scale, true, nullptr, tiles);
+            hq, hkv, seq, dim, scale, true, layouts, nullptr, tiles);
         ctx.sync();
         const double f = ms_since(t0);
         const auto t1 = BenchClock::now();
         kernels::cuda::tensor_core_attention_backward(
             code, dq.raw_data(), dk.raw_data(), dv.raw_data(), q.raw_data(), k.raw_data(),
             v.raw_data(), out.raw_data(), lse.raw_data(), dout.raw_data(), delta.raw_data(), batch,
-            hq, hkv, seq, dim, scale, true, nullptr, tiles);
+            hq, hkv, seq, dim, scale, true, layouts, nullptr, tiles);
         ctx.sync();
         if (i >= ctx.warmup) {
           fwd.push_back(f);

@@ -3,6 +3,7 @@
 // probabilities (on CUDA a tiled kernel with an online softmax: no [S, S] matrix in memory).
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "core/autograd/node.h"
@@ -14,6 +15,7 @@
 #ifdef AUTOTP_WITH_CUDA
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/causal_mask.h"
+#include "kernels/cuda/tensor_core_attention.h"
 #endif
 
 namespace autotp::ops {
@@ -54,6 +56,43 @@ Tensor aligned_contiguous(const Tensor& t) {
   return c;
 }
 
+#ifdef AUTOTP_WITH_CUDA
+// The strides of a [batch, heads, seq, dim] operand as the tensor-core kernels take them, when
+// they can read it in place: dim contiguous, every other stride a multiple of 8 elements (16
+// bytes), the data on a 16-byte boundary. A dim of size 1 has no stride to honour (index 0).
+std::optional<kernels::HeadStrides> tensor_core_strides(const Tensor& t) {
+  const Shape& shape = t.shape();
+  const Strides& st = t.strides();
+  if (shape[3] > 1 && st[3] != 1) return std::nullopt;
+  if (reinterpret_cast<uintptr_t>(t.raw_data()) % 16 != 0) return std::nullopt;
+  kernels::HeadStrides s{shape[0] > 1 ? st[0] : 0, shape[1] > 1 ? st[1] : 0,
+                         shape[2] > 1 ? st[2] : 8};
+  if (s.batch % 8 != 0 || s.head % 8 != 0 || s.row % 8 != 0 || s.row <= 0) return std::nullopt;
+  return s;
+}
+
+// The operand itself where the kernels read it in place, else a contiguous aligned copy.
+Tensor tensor_core_operand(const Tensor& t) {
+  return tensor_core_strides(t) ? t.detach() : aligned_contiguous(t);
+}
+
+// True when `t` ([batch, heads, seq, dim]) is laid out sequence-major, [batch, seq, heads, dim]
+// in memory: a projection's output viewed per head.
+bool sequence_major(const Tensor& t) {
+  return t.shape()[1] > 1 && t.shape()[2] > 1 && t.strides()[1] < t.strides()[2];
+}
+
+// An uninitialized [batch, heads, seq, dim] tensor in the memory order of `like`: sequence-major
+// (a transposed view of a contiguous [batch, seq, heads, dim] tensor) or contiguous. Gradients
+// take their input's layout, so the transposes that made the input cost nothing going back.
+Tensor empty_in_layout_of(const Tensor& like) {
+  const Shape& shape = like.shape();
+  if (!sequence_major(like)) return Tensor::empty(shape, like.dtype(), like.device());
+  return Tensor::empty({shape[0], shape[2], shape[1], shape[3]}, like.dtype(), like.device())
+      .transpose(1, 2);
+}
+#endif
+
 }  // namespace
 
 Tensor causal_mask(const Tensor& scores, double value) {
@@ -90,11 +129,11 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   check_same_device(q, k, op, "q", "k");
   check_same_device(q, v, op, "q", "v");
   const double s = scale > 0.0 ? scale : 1.0 / std::sqrt(static_cast<double>(dim));
-  const Tensor qc = aligned_contiguous(q);                       // [B, Hq, S, D]
-  const Tensor kc = aligned_contiguous(k);                       // [B, Hkv, S, D]
-  const Tensor vc = aligned_contiguous(v);                       // [B, Hkv, S, D]
-  Tensor out = Tensor::empty(q.shape(), q.dtype(), q.device());  // [B, Hq, S, D]
   if (q.device().is_cpu()) {
+    const Tensor qc = aligned_contiguous(q);                              // [B, Hq, S, D]
+    const Tensor kc = aligned_contiguous(k);                              // [B, Hkv, S, D]
+    const Tensor vc = aligned_contiguous(v);                              // [B, Hkv, S, D]
+    Tensor out = Tensor::empty(q.shape(), q.dtype(), q.device());         // [B, Hq, S, D]
     Tensor lse = Tensor::empty({batch, hq, seq}, q.dtype(), q.device());  // [B, Hq, S]
     dispatch_float(q.dtype(), op, [&]<typename T>(TypeTag<T>) {
       kernels::cpu::attention_forward<T>(out.data<T>(), lse.data<T>(), qc.data<T>(), kc.data<T>(),
@@ -123,15 +162,57 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   // The logsumexp is kept in f32 for 16-bit inputs.
   const DType stats = stats_dtype(q.dtype());
   Tensor lse = Tensor::empty({batch, hq, seq}, stats, q.device());  // [B, Hq, S]
-  kernels::cuda::attention_forward(static_cast<int>(q.dtype()), out.raw_data(), lse.raw_data(),
-                                   qc.raw_data(), kc.raw_data(), vc.raw_data(), batch, hq, hkv, seq,
-                                   dim, s, causal, nullptr);
-  // The tensor-core backward takes delta from dout . out; a detached alias keeps the closure
-  // from owning `out`'s autograd state (no cycle).
-  const Tensor saved_out = out.detach();
+  const int code = static_cast<int>(q.dtype());
+  if (kernels::cuda::tensor_core_attention_applies(code, dim)) {
+    // The tensor-core kernels read every operand at its own strides: q, k, v as the model
+    // passes them (e.g. the projections' [B, S, H, D] outputs viewed per head), and the output
+    // is written sequence-major, so merging its heads back is a view, not a copy.
+    const Tensor qt = tensor_core_operand(q), kt = tensor_core_operand(k),
+                 vt = tensor_core_operand(v);
+    Tensor out = Tensor::empty({batch, seq, hq, dim}, q.dtype(), q.device())
+                     .transpose(1, 2);  // [B, Hq, S, D], sequence-major
+    kernels::AttentionLayouts layouts{};
+    layouts.q = *tensor_core_strides(qt);
+    layouts.k = *tensor_core_strides(kt);
+    layouts.v = *tensor_core_strides(vt);
+    layouts.out = *tensor_core_strides(out);
+    kernels::cuda::tensor_core_attention_forward(code, out.raw_data(), lse.raw_data(),
+                                                 qt.raw_data(), kt.raw_data(), vt.raw_data(), batch,
+                                                 hq, hkv, seq, dim, s, causal, layouts, nullptr);
+    const Tensor saved_out = out.detach();  // a detached alias: no cycle through the closure
+    return record_op(
+        out, "AttentionBackward", {&q, &k, &v},
+        [qt, kt, vt, saved_out, lse, layouts, batch, hq, hkv, seq, dim, s,
+         causal](const Tensor& g) {
+          check_same_device(qt, g, "scaled_dot_product_attention backward", "q", "gradient");
+          const Tensor gt = tensor_core_operand(g);  // [B, Hq, S, D]
+          // Each gradient in its input's memory order.
+          Tensor dq = empty_in_layout_of(qt), dk = empty_in_layout_of(kt),
+                 dv = empty_in_layout_of(vt);
+          Tensor delta = Tensor::empty(lse.shape(), lse.dtype(), lse.device());  // [B, Hq, S]
+          kernels::AttentionLayouts l = layouts;
+          l.dout = *tensor_core_strides(gt);
+          l.dq = *tensor_core_strides(dq);
+          l.dk = *tensor_core_strides(dk);
+          l.dv = *tensor_core_strides(dv);
+          kernels::cuda::tensor_core_attention_backward(
+              static_cast<int>(qt.dtype()), dq.raw_data(), dk.raw_data(), dv.raw_data(),
+              qt.raw_data(), kt.raw_data(), vt.raw_data(), saved_out.raw_data(), lse.raw_data(),
+              gt.raw_data(), delta.raw_data(), batch, hq, hkv, seq, dim, s, causal, l, nullptr);
+          return std::vector<Tensor>{dq, dk, dv};
+        });
+  }
+  // The other dtypes and head dims: the row-per-warp kernels over contiguous operands.
+  const Tensor qc = aligned_contiguous(q);                       // [B, Hq, S, D]
+  const Tensor kc = aligned_contiguous(k);                       // [B, Hkv, S, D]
+  const Tensor vc = aligned_contiguous(v);                       // [B, Hkv, S, D]
+  Tensor out = Tensor::empty(q.shape(), q.dtype(), q.device());  // [B, Hq, S, D]
+  kernels::cuda::attention_forward(code, out.raw_data(), lse.raw_data(), qc.raw_data(),
+                                   kc.raw_data(), vc.raw_data(), batch, hq, hkv, seq, dim, s,
+                                   causal, nullptr);
   return record_op(
       out, "AttentionBackward", {&q, &k, &v},
-      [qc, kc, vc, saved_out, lse, batch, hq, hkv, seq, dim, s, causal](const Tensor& g) {
+      [qc, kc, vc, lse, batch, hq, hkv, seq, dim, s, causal](const Tensor& g) {
         check_same_device(qc, g, "scaled_dot_product_attention backward", "q", "gradient");
         const Tensor gc = aligned_contiguous(g);                               // [B, Hq, S, D]
         Tensor dq = Tensor::empty(qc.shape(), qc.dtype(), qc.device());        // [B, Hq, S, D]
@@ -140,7 +221,7 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
         Tensor delta = Tensor::empty(lse.shape(), lse.dtype(), lse.device());  // [B, Hq, S]
         kernels::cuda::attention_backward(
             static_cast<int>(qc.dtype()), dq.raw_data(), dk.raw_data(), dv.raw_data(),
-            qc.raw_data(), kc.raw_data(), vc.raw_data(), saved_out.raw_data(), lse.raw_data(),
+            qc.raw_data(), kc.raw_data(), vc.raw_data(), /*out=*/nullptr, lse.raw_data(),
             gc.raw_data(), delta.raw_data(), batch, hq, hkv, seq, dim, s, causal, nullptr);
         return std::vector<Tensor>{dq, dk, dv};
       });

@@ -59,44 +59,66 @@ Tensor apply_rotary(const Tensor& x, const Tensor& cos, const Tensor& sin) {
   cos_t = cos_t.contiguous();  // [table_rows, D]
   sin_t = sin_t.contiguous();  // [table_rows, D]
   const int64_t table_rows = std::max<int64_t>(cos_t.numel() / std::max<int64_t>(dim, 1), 1);
-  const Tensor xc = x.detach().contiguous();                     // [rows, D]
-  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());  // x.shape
+  // x [B, H, S, D] stored in [B, S, H, D] order (a projection's output viewed per head) with
+  // one table row per position ([S, D]): rotated in that order, H consecutive rows sharing a
+  // position, and the output (and, for such a gradient, dx) keeps the order: no transposed
+  // copy on the way in or out.
+  const bool per_position_table = x.dim() == 4 && table_shape == Shape{x.shape()[2], dim};
+  auto in_sequence_order = [per_position_table](const Tensor& t) {
+    return per_position_table && t.transpose(1, 2).is_contiguous();
+  };
+  // The input in an order the kernels walk as [rows, D], the output in the same order, and
+  // the rows that share a table row.
+  struct Walk {
+    Tensor in, out;
+    int64_t row_group;
+  };
+  auto walk_of = [in_sequence_order](const Tensor& t) {
+    const Tensor d = t.detach();
+    if (!in_sequence_order(d)) {
+      return Walk{d.contiguous(), Tensor::empty(d.shape(), d.dtype(), d.device()), 1};
+    }
+    const Shape& sh = d.shape();  // [B, H, S, D]
+    return Walk{d,
+                Tensor::empty({sh[0], sh[2], sh[1], sh[3]}, d.dtype(), d.device()).transpose(1, 2),
+                sh[1]};
+  };
+  const Walk w = walk_of(x);
   if (x.device().is_cpu()) {
     dispatch_float(x.dtype(), "apply_rotary", [&]<typename T>(TypeTag<T>) {
-      kernels::cpu::rotary_forward<T>(out.data<T>(), xc.data<T>(), cos_t.data<T>(), sin_t.data<T>(),
-                                      rows, dim, table_rows);
+      kernels::cpu::rotary_forward<T>(w.out.data<T>(), w.in.data<T>(), cos_t.data<T>(),
+                                      sin_t.data<T>(), rows, dim, table_rows, w.row_group);
     });
   } else {
 #ifdef AUTOTP_WITH_CUDA
-    kernels::cuda::rotary_forward(static_cast<int>(x.dtype()), out.raw_data(), xc.raw_data(),
+    kernels::cuda::rotary_forward(static_cast<int>(x.dtype()), w.out.raw_data(), w.in.raw_data(),
                                   cos_t.raw_data(), sin_t.raw_data(), rows, dim, table_rows,
-                                  nullptr);
+                                  w.row_group, nullptr);
 #else
     fail_without_cuda("apply_rotary");
 #endif
   }
-  return record_op(out, "RotaryBackward", {&x, &cos, &sin},
-                   [cos_t, sin_t, rows, dim, table_rows](const Tensor& g) {
-                     check_same_device(cos_t, g, "apply_rotary backward", "cos", "gradient");
-                     const Tensor gc = g.contiguous();                             // x.shape
-                     Tensor dx = Tensor::empty(g.shape(), g.dtype(), g.device());  // x.shape
-                     if (g.device().is_cpu()) {
-                       dispatch_float(g.dtype(), "apply_rotary", [&]<typename T>(TypeTag<T>) {
-                         kernels::cpu::rotary_backward<T>(dx.data<T>(), cos_t.data<T>(),
-                                                          sin_t.data<T>(), gc.data<T>(), rows, dim,
-                                                          table_rows);
-                       });
-                     } else {
+  return record_op(
+      w.out, "RotaryBackward", {&x, &cos, &sin},
+      [cos_t, sin_t, rows, dim, table_rows, walk_of](const Tensor& g) {
+        check_same_device(cos_t, g, "apply_rotary backward", "cos", "gradient");
+        const Walk gw = walk_of(g);  // dx in the gradient's order
+        if (g.device().is_cpu()) {
+          dispatch_float(g.dtype(), "apply_rotary", [&]<typename T>(TypeTag<T>) {
+            kernels::cpu::rotary_backward<T>(gw.out.data<T>(), cos_t.data<T>(), sin_t.data<T>(),
+                                             gw.in.data<T>(), rows, dim, table_rows, gw.row_group);
+          });
+        } else {
 #ifdef AUTOTP_WITH_CUDA
-                       kernels::cuda::rotary_backward(
-                           static_cast<int>(g.dtype()), dx.raw_data(), cos_t.raw_data(),
-                           sin_t.raw_data(), gc.raw_data(), rows, dim, table_rows, nullptr);
+          kernels::cuda::rotary_backward(static_cast<int>(g.dtype()), gw.out.raw_data(),
+                                         cos_t.raw_data(), sin_t.raw_data(), gw.in.raw_data(), rows,
+                                         dim, table_rows, gw.row_group, nullptr);
 #else
-                       fail_without_cuda("apply_rotary backward");
+          fail_without_cuda("apply_rotary backward");
 #endif
-                     }
-                     return std::vector<Tensor>{dx, Tensor(), Tensor()};
-                   });
+        }
+        return std::vector<Tensor>{gw.out, Tensor(), Tensor()};
+      });
 }
 
 std::vector<double> rope_inv_freq(int64_t head_dim, double theta) {

@@ -50,10 +50,9 @@ Tensor sum_of_squares(const std::vector<Tensor>& tensors) {
     // Freed into the caching allocator on return; later work on the stream runs after.
     const Tensor workspace = Tensor::empty({(bytes + 7) / 8}, DType::I64, device);
     Tensor sum = Tensor::empty({}, DType::F64, device);
-    kernels::cuda::sum_of_squares_multi_tensor(dtype, arrays.data(), count,
-                                               static_cast<double*>(sum.raw_data()),
-                                               workspace.raw_data(), workspace.numel() * 8,
-                                               nullptr);
+    kernels::cuda::sum_of_squares_multi_tensor(
+        dtype, arrays.data(), count, static_cast<double*>(sum.raw_data()), workspace.raw_data(),
+        workspace.numel() * 8, nullptr);
     total = total.defined() ? add(total, sum) : sum;
   }
   return total;

@@ -291,7 +291,7 @@ void attention_forward(int dtype, void* out, void* lse, const void* q, const voi
   if (batch * hq * seq == 0) return;
   if (tensor_core_attention_applies(dtype, dim)) {
     tensor_core_attention_forward(dtype, out, lse, q, k, v, batch, hq, hkv, seq, dim, scale, causal,
-                                  stream);
+                                  contiguous_attention_layouts(hq, hkv, seq, dim), stream);
     return;
   }
   dispatch_float_code(dtype, "attention_forward", [&]<typename T>(TypeTag<T>) {
@@ -315,7 +315,8 @@ void attention_backward(int dtype, void* dq, void* dk, void* dv, const void* q, 
   if (batch * hq * seq == 0) return;
   if (tensor_core_attention_applies(dtype, dim)) {
     tensor_core_attention_backward(dtype, dq, dk, dv, q, k, v, out, lse, dout, delta, batch, hq,
-                                   hkv, seq, dim, scale, causal, stream);
+                                   hkv, seq, dim, scale, causal,
+                                   contiguous_attention_layouts(hq, hkv, seq, dim), stream);
     return;
   }
   dispatch_float_code(dtype, "attention_backward", [&]<typename T>(TypeTag<T>) {

@@ -17,13 +17,13 @@ namespace {
 // kBackward applies the transpose of the forward rotation (see rotary.h).
 template <typename T, bool kBackward>
 __global__ void rotary_kernel(T* out, const T* in, const T* cos, const T* sin, int64_t rows,
-                              int64_t dim, int64_t table_rows) {
+                              int64_t dim, int64_t table_rows, int64_t row_group) {
   using C = ComputeType<T>;
   const int64_t half = dim / 2;
   const int64_t total = rows * dim;
   for (int64_t e = global_thread_index(); e < total; e += grid_thread_count()) {
     const int64_t r = e / dim, j = e - r * dim;
-    const int64_t table = (r % table_rows) * dim;
+    const int64_t table = ((r / row_group) % table_rows) * dim;
     const int64_t partner = j < half ? j + half : j - half;
     const C value = widen(in[e]) * widen(cos[table + j]);
     // Forward reads sin at j, backward at the partner's column.
@@ -38,7 +38,7 @@ __global__ void rotary_kernel(T* out, const T* in, const T* cos, const T* sin, i
 // partners [j + half, j + half + V), with the scalar kernel's arithmetic per element.
 template <typename T, bool kBackward, int V>
 __global__ void rotary_vector_kernel(T* out, const T* in, const T* cos, const T* sin, int64_t rows,
-                                     int64_t dim, int64_t table_rows) {
+                                     int64_t dim, int64_t table_rows, int64_t row_group) {
   using C = ComputeType<T>;
   const int64_t half = dim / 2;
   const int64_t per_row = half / V;
@@ -46,7 +46,7 @@ __global__ void rotary_vector_kernel(T* out, const T* in, const T* cos, const T*
   for (int64_t i = global_thread_index(); i < total; i += grid_thread_count()) {
     const int64_t r = i / per_row, j = (i - r * per_row) * V;
     const int64_t lo = r * dim + j, hi = lo + half;
-    const int64_t table = (r % table_rows) * dim + j;
+    const int64_t table = ((r / row_group) % table_rows) * dim + j;
     const Pack<T, V> x_lo = load_pack<V>(in + lo), x_hi = load_pack<V>(in + hi);
     const Pack<T, V> c_lo = load_pack<V>(cos + table), c_hi = load_pack<V>(cos + table + half);
     const Pack<T, V> s_lo = load_pack<V>(sin + table), s_hi = load_pack<V>(sin + table + half);
@@ -70,12 +70,12 @@ __global__ void rotary_vector_kernel(T* out, const T* in, const T* cos, const T*
 template <bool kBackward>
 void launch_rotary(const char* name, int dtype, void* out, const void* in, const void* cos,
                    const void* sin, int64_t rows, int64_t dim, int64_t table_rows,
-                   cudaStream_t stream) {
+                   int64_t row_group, cudaStream_t stream) {
   if (rows == 0 || dim == 0) return;
-  if (dim % 2 != 0 || table_rows < 1) {
+  if (dim % 2 != 0 || table_rows < 1 || row_group < 1) {
     throw std::invalid_argument(std::string(name) + ": dim " + std::to_string(dim) +
-                                " must be even and table_rows " + std::to_string(table_rows) +
-                                " positive");
+                                " must be even, table_rows " + std::to_string(table_rows) +
+                                " and row_group " + std::to_string(row_group) + " positive");
   }
   dispatch_float_code(dtype, name, [&]<typename T>(TypeTag<T>) {
     constexpr int V = kVectorElems<T>;
@@ -84,7 +84,7 @@ void launch_rotary(const char* name, int dtype, void* out, const void* in, const
       rotary_vector_kernel<T, kBackward, V>
           <<<blocks_for(rows * (dim / 2 / V)), kThreadsPerBlock, 0, stream>>>(
               static_cast<T*>(out), static_cast<const T*>(in), static_cast<const T*>(cos),
-              static_cast<const T*>(sin), rows, dim, table_rows);
+              static_cast<const T*>(sin), rows, dim, table_rows, row_group);
       AUTOTP_CUDA_CHECK_LAUNCH(
           kBackward ? "rotary_vector_kernel (backward)" : "rotary_vector_kernel (forward)",
           {"rows", rows}, {"dim", dim}, {"table_rows", table_rows}, {"dtype", dtype});
@@ -92,7 +92,7 @@ void launch_rotary(const char* name, int dtype, void* out, const void* in, const
     }
     rotary_kernel<T, kBackward><<<blocks_for(rows * dim), kThreadsPerBlock, 0, stream>>>(
         static_cast<T*>(out), static_cast<const T*>(in), static_cast<const T*>(cos),
-        static_cast<const T*>(sin), rows, dim, table_rows);
+        static_cast<const T*>(sin), rows, dim, table_rows, row_group);
     AUTOTP_CUDA_CHECK_LAUNCH(kBackward ? "rotary_kernel (backward)" : "rotary_kernel (forward)",
                              {"rows", rows}, {"dim", dim}, {"table_rows", table_rows},
                              {"dtype", dtype});
@@ -102,13 +102,17 @@ void launch_rotary(const char* name, int dtype, void* out, const void* in, const
 }  // namespace
 
 void rotary_forward(int dtype, void* out, const void* x, const void* cos, const void* sin,
-                    int64_t rows, int64_t dim, int64_t table_rows, cudaStream_t stream) {
-  launch_rotary<false>("rotary_forward", dtype, out, x, cos, sin, rows, dim, table_rows, stream);
+                    int64_t rows, int64_t dim, int64_t table_rows, int64_t row_group,
+                    cudaStream_t stream) {
+  launch_rotary<false>("rotary_forward", dtype, out, x, cos, sin, rows, dim, table_rows, row_group,
+                       stream);
 }
 
 void rotary_backward(int dtype, void* dx, const void* cos, const void* sin, const void* dy,
-                     int64_t rows, int64_t dim, int64_t table_rows, cudaStream_t stream) {
-  launch_rotary<true>("rotary_backward", dtype, dx, dy, cos, sin, rows, dim, table_rows, stream);
+                     int64_t rows, int64_t dim, int64_t table_rows, int64_t row_group,
+                     cudaStream_t stream) {
+  launch_rotary<true>("rotary_backward", dtype, dx, dy, cos, sin, rows, dim, table_rows, row_group,
+                      stream);
 }
 
 }  // namespace autotp::kernels::cuda

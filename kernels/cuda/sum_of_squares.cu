@@ -54,8 +54,8 @@ __global__ void chunk_squares_kernel(const SquaresArray* arrays, const int64_t* 
   const SquaresArray a = arrays[k];
   const T* x = static_cast<const T*>(a.data);
   const int64_t begin = (block - first_chunk[k]) * kSquaresChunkElements;
-  const int64_t end = begin + kSquaresChunkElements < a.numel ? begin + kSquaresChunkElements
-                                                              : a.numel;
+  const int64_t end =
+      begin + kSquaresChunkElements < a.numel ? begin + kSquaresChunkElements : a.numel;
   double sum = 0.0;
   constexpr int V = kVectorElems<T>;
   int64_t scalar_begin = begin;
@@ -98,9 +98,8 @@ int64_t sum_of_squares_workspace_bytes(const SquaresArray* arrays, int64_t count
          chunks * static_cast<int64_t>(sizeof(double));
 }
 
-void sum_of_squares_multi_tensor(int dtype, const SquaresArray* arrays, int64_t count,
-                                 double* out, void* workspace, int64_t workspace_bytes,
-                                 cudaStream_t stream) {
+void sum_of_squares_multi_tensor(int dtype, const SquaresArray* arrays, int64_t count, double* out,
+                                 void* workspace, int64_t workspace_bytes, cudaStream_t stream) {
   if (count < 0) throw std::invalid_argument("sum_of_squares_multi_tensor: negative count");
   std::vector<int64_t> first_chunk(static_cast<size_t>(count) + 1, 0);
   for (int64_t k = 0; k < count; ++k) {

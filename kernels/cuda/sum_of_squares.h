@@ -27,8 +27,7 @@ int64_t sum_of_squares_workspace_bytes(const SquaresArray* arrays, int64_t count
 // `workspace` (device memory of at least sum_of_squares_workspace_bytes, 16-byte aligned);
 // it may be reused on return, the workspace must stay allocated until the kernels have run
 // (stream order). No arrays or no elements: *out = 0.
-void sum_of_squares_multi_tensor(int dtype, const SquaresArray* arrays, int64_t count,
-                                 double* out, void* workspace, int64_t workspace_bytes,
-                                 cudaStream_t stream);
+void sum_of_squares_multi_tensor(int dtype, const SquaresArray* arrays, int64_t count, double* out,
+                                 void* workspace, int64_t workspace_bytes, cudaStream_t stream);
 
 }  // namespace autotp::kernels::cuda

@@ -177,7 +177,7 @@ void allow_shared_bytes(Kernel kernel, int bytes) {
 }
 
 // The kernels move 16 bytes at a time (and 4 for fragments): every matrix must start on a
-// 16-byte boundary (rows are then aligned too, D being a multiple of 8).
+// 16-byte boundary, and with strides in multiples of 8 elements (below) so does every row.
 void check_aligned(const char* op,
                    std::initializer_list<std::pair<const char*, const void*>> ptrs) {
   for (const auto& [name, ptr] : ptrs) {
@@ -186,6 +186,30 @@ void check_aligned(const char* op,
                                   " does not start on a 16-byte boundary (the tensor-core "
                                   "kernels need aligned, contiguous matrices)");
     }
+  }
+}
+
+void check_strides(const char* op,
+                   std::initializer_list<std::pair<const char*, HeadStrides>> operands) {
+  for (const auto& [name, s] : operands) {
+    if (s.batch % 8 != 0 || s.head % 8 != 0 || s.row % 8 != 0 || s.row <= 0) {
+      throw std::invalid_argument(
+          std::string(op) + ": " + name + " has strides (batch " + std::to_string(s.batch) +
+          ", head " + std::to_string(s.head) + ", row " + std::to_string(s.row) +
+          "); the tensor-core kernels need positive row strides and every stride a multiple of "
+          "8 elements (16 bytes)");
+    }
+  }
+}
+
+// The block bodies keep row positions and the dk/dv kernel's step count in 32 bits.
+void check_fits_32_bits(const char* op, int64_t seq, int64_t hq, int64_t hkv) {
+  const int64_t steps = (hq / hkv) * tc::row_tiles(seq, tc::kDkdvQueries);
+  if (seq > (int64_t{1} << 30) || steps > INT32_MAX) {
+    throw std::invalid_argument(std::string(op) + ": sequence length " + std::to_string(seq) +
+                                " with " + std::to_string(hq / hkv) +
+                                " query heads per kv head is beyond the tensor-core kernels' "
+                                "32-bit positions");
   }
 }
 
@@ -208,11 +232,15 @@ bool tensor_core_attention_applies(int dtype, int64_t dim) {
 void tensor_core_attention_forward(int dtype, void* out, void* lse, const void* q, const void* k,
                                    const void* v, int64_t batch, int64_t hq, int64_t hkv,
                                    int64_t seq, int64_t dim, double scale, bool causal,
-                                   cudaStream_t stream, int row_tiles_per_warp) {
+                                   const AttentionLayouts& layouts, cudaStream_t stream,
+                                   int row_tiles_per_warp) {
   check_row_tiles_per_warp("attention_forward", row_tiles_per_warp, dim);
   if (batch * hq * seq == 0) return;
-  const tc::Problem p{batch, hq, hkv, seq, static_cast<float>(scale), causal};
+  check_fits_32_bits("attention_forward", seq, hq, hkv);
+  const tc::Problem p{batch, hq, hkv, seq, static_cast<float>(scale), causal, layouts};
   check_aligned("attention_forward", {{"out", out}, {"q", q}, {"k", k}, {"v", v}});
+  check_strides("attention_forward",
+                {{"out", layouts.out}, {"q", layouts.q}, {"k", layouts.k}, {"v", layouts.v}});
   dispatch_tc(dtype, dim, "attention_forward",
               [&]<int D, typename E>(std::integral_constant<int, D>, TypeTag<E>) {
                 const auto launch = [&]<int M>() {
@@ -240,10 +268,12 @@ void tensor_core_attention_backward(int dtype, void* dq, void* dk, void* dv, con
                                     const void* k, const void* v, const void* out, const void* lse,
                                     const void* dout, void* delta, int64_t batch, int64_t hq,
                                     int64_t hkv, int64_t seq, int64_t dim, double scale,
-                                    bool causal, cudaStream_t stream, int dq_row_tiles_per_warp) {
+                                    bool causal, const AttentionLayouts& layouts,
+                                    cudaStream_t stream, int dq_row_tiles_per_warp) {
   check_row_tiles_per_warp("attention_backward", dq_row_tiles_per_warp, dim);
   if (batch * hq * seq == 0) return;
-  const tc::Problem p{batch, hq, hkv, seq, static_cast<float>(scale), causal};
+  check_fits_32_bits("attention_backward", seq, hq, hkv);
+  const tc::Problem p{batch, hq, hkv, seq, static_cast<float>(scale), causal, layouts};
   const unsigned key_blocks = tc_blocks("attention_backward", batch * hkv, seq);
   check_aligned("attention_backward", {{"dq", dq},
                                        {"dk", dk},
@@ -253,6 +283,14 @@ void tensor_core_attention_backward(int dtype, void* dq, void* dk, void* dv, con
                                        {"v", v},
                                        {"out", out},
                                        {"dout", dout}});
+  check_strides("attention_backward", {{"dq", layouts.dq},
+                                       {"dk", layouts.dk},
+                                       {"dv", layouts.dv},
+                                       {"q", layouts.q},
+                                       {"k", layouts.k},
+                                       {"v", layouts.v},
+                                       {"out", layouts.out},
+                                       {"dout", layouts.dout}});
   dispatch_tc(dtype, dim, "attention_backward",
               [&]<int D, typename E>(std::integral_constant<int, D>, TypeTag<E>) {
                 const auto launch_dq = [&]<int M>() {

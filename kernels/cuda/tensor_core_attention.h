@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "kernels/attention_layout.h"
 #include "kernels/cuda/stream.h"
 
 namespace autotp::kernels::cuda {
@@ -12,23 +13,27 @@ namespace autotp::kernels::cuda {
 // True when attention of this dtype code and head dim runs on the tensor-core kernels.
 bool tensor_core_attention_applies(int dtype, int64_t dim);
 
-// Same contract as attention_forward (sizes already validated). row_tiles_per_warp (1, or 2
-// for head dims up to 64): 16-row tiles each warp owns, i.e. 64- or 128-row blocks
-// (forward_block's M); both give identical results. attention_forward uses 1; `autotp
-// bench-ops` times both.
+// Same contract as attention_forward (sizes already validated), except that every operand
+// may have any strides `layouts` gives (kernels/attention_layout.h: dim contiguous, strides in
+// multiples of 8 elements, else std::invalid_argument); lse stays contiguous.
+// row_tiles_per_warp (1, or 2 for head dims up to 64): 16-row tiles each warp owns, i.e. 64-
+// or 128-row blocks (forward_block's M); both give identical results. attention_forward uses
+// 1; `autotp bench-ops` times both.
 void tensor_core_attention_forward(int dtype, void* out, void* lse, const void* q, const void* k,
                                    const void* v, int64_t batch, int64_t hq, int64_t hkv,
                                    int64_t seq, int64_t dim, double scale, bool causal,
-                                   cudaStream_t stream, int row_tiles_per_warp = 1);
+                                   const AttentionLayouts& layouts, cudaStream_t stream,
+                                   int row_tiles_per_warp = 1);
 
-// Same contract as attention_backward; delta comes from dout . out (one row each) instead of a
-// pass over the keys. dq_row_tiles_per_warp: the dq kernel's row tiles per warp, as
-// row_tiles_per_warp above (identical results; bench-ops times both).
+// Same contract as attention_backward, with strided operands as above (lse and delta
+// contiguous); delta comes from dout . out (one row each) instead of a pass over the keys.
+// dq_row_tiles_per_warp: the dq kernel's row tiles per warp, as row_tiles_per_warp above
+// (identical results; bench-ops times both).
 void tensor_core_attention_backward(int dtype, void* dq, void* dk, void* dv, const void* q,
                                     const void* k, const void* v, const void* out, const void* lse,
                                     const void* dout, void* delta, int64_t batch, int64_t hq,
                                     int64_t hkv, int64_t seq, int64_t dim, double scale,
-                                    bool causal, cudaStream_t stream,
-                                    int dq_row_tiles_per_warp = 1);
+                                    bool causal, const AttentionLayouts& layouts,
+                                    cudaStream_t stream, int dq_row_tiles_per_warp = 1);
 
 }  // namespace autotp::kernels::cuda

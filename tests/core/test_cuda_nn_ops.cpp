@@ -760,6 +760,49 @@ TEST(CudaAttention, ContiguousViewsOffA16ByteBoundaryMatchTheCpu_CUDA) {
                           {f32, bf16_after(f32), bf16_after(f32), kTensorCoreAttentionAtol});
 }
 
+// The tensor-core kernels read q, k, v at their own strides (here per-head views of one fused
+// [B, S, (Hq + 2 Hkv) D] projection, as a fused qkv layer leaves them), write the output in
+// [B, S, Hq, D] order and each gradient in its input's order. The kernels' arithmetic does not
+// depend on the layout (the CPU emulation checks the bits), so output and gradients must equal
+// those of contiguous copies bit for bit. A row stride that is not a multiple of 8 elements
+// falls back to copies, with the same results.
+TEST(CudaAttention, StridedOperandsAreReadInPlaceAndGiveTheContiguousResultsExactly_CUDA) {
+  SKIP_WITHOUT_CUDA();
+  const int64_t b = 2, s = 100, hq = 8, hkv = 2, d = 64;
+  for (int64_t extra : {0, 4}) {  // columns beyond the projections: row stride % 8 == extra
+    SCOPED_TRACE("extra columns " + std::to_string(extra));
+    const int64_t width = (hq + 2 * hkv) * d + extra;
+    const Tensor fused = uniform_cpu({b, s, width}, 7301).to(DType::BF16).to(kCuda);
+    const Tensor g = uniform_cpu({b, hq, s, d}, 7302).to(DType::BF16).to(kCuda);
+    auto heads = [&](const Tensor& t, int64_t first, int64_t count) {
+      return t.narrow(2, first * d, count * d).reshape({b, s, count, d}).transpose(1, 2);
+    };
+    // Leaves: the fused projection, and contiguous copies of the three views.
+    Tensor fused_leaf = fused.detach();
+    fused_leaf.set_requires_grad(true);
+    std::vector<Tensor> copies = {heads(fused, 0, hq).contiguous(),
+                                  heads(fused, hq, hkv).contiguous(),
+                                  heads(fused, hq + hkv, hkv).contiguous()};
+    for (Tensor& c : copies)
+      c.set_requires_grad(true);
+    const Tensor strided_out =
+        ops::scaled_dot_product_attention(heads(fused_leaf, 0, hq), heads(fused_leaf, hq, hkv),
+                                          heads(fused_leaf, hq + hkv, hkv), true);
+    const Tensor copied_out =
+        ops::scaled_dot_product_attention(copies[0], copies[1], copies[2], true);
+    EXPECT_TRUE(strided_out.transpose(1, 2).is_contiguous()) << "output not in [B, S, H, D]";
+    EXPECT_TRUE(all_close(host_f32(strided_out), host_f32(copied_out), kExact, "output"));
+    strided_out.backward(g);
+    copied_out.backward(g);
+    const Tensor fused_grad = fused_leaf.grad();
+    for (int i = 0; i < 3; ++i) {
+      const int64_t first = i == 0 ? 0 : (i == 1 ? hq : hq + hkv), count = i == 0 ? hq : hkv;
+      EXPECT_TRUE(all_close(host_f32(heads(fused_grad, first, count)), host_f32(copies[i].grad()),
+                            kExact, "gradient of operand " + std::to_string(i)));
+    }
+  }
+}
+
 TEST(CudaAttention, HeadDimAboveTheKernelLimitIsAnError_CUDA) {
   SKIP_WITHOUT_CUDA();
   const Tensor q = Tensor::zeros({1, 1, 3, 320}, DType::F32, kCuda);

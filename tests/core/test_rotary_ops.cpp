@@ -153,6 +153,39 @@ TEST(ApplyRotary, GradientMatchesFiniteDifferences) {
                    std::vector<Tensor>{x3});
 }
 
+// Attention layers rotate per-head views of [B, S, H, D] projections. Such an input is rotated
+// in its own memory order (H consecutive rows per position) and the output keeps that order,
+// so transposing it back costs nothing; the gradient takes the layout of the incoming one.
+// Every value equals the contiguous input's, bit for bit.
+constexpr testing::Tolerance kExact{0.0, 0.0};
+
+TEST(ApplyRotary, ASequenceMajorInputKeepsItsLayoutAndGivesTheContiguousResultExactly) {
+  const int64_t b = 2, s = 5, h = 3, d = 6;
+  const Tensor cos = random_tensor({s, d}, 84), sin = random_tensor({s, d}, 85);
+  Tensor projection = random_tensor({b, s, h, d}, 86);  // [B, S, H, D]
+  projection.set_requires_grad(true);
+  const Tensor out = ops::apply_rotary(projection.transpose(1, 2), cos, sin);  // [B, H, S, D]
+  const Tensor reference =
+      ops::apply_rotary(projection.detach().transpose(1, 2).contiguous(), cos, sin);
+  EXPECT_FALSE(out.is_contiguous());
+  EXPECT_TRUE(out.transpose(1, 2).is_contiguous()) << "the output is not in [B, S, H, D] order";
+  EXPECT_ALL_CLOSE(out, reference, kExact);
+
+  // The reference gradient: the same map applied to a contiguous incoming gradient.
+  const Tensor g = random_tensor({b, h, s, d}, 87);
+  Tensor leaf = projection.detach().transpose(1, 2).contiguous();
+  leaf.set_requires_grad(true);
+  ops::apply_rotary(leaf, cos, sin).backward(g);
+  const Tensor expected = leaf.grad().transpose(1, 2);  // [B, S, H, D]
+  // A contiguous incoming gradient, then one in sequence order.
+  out.backward(g, /*retain_graph=*/true);
+  EXPECT_ALL_CLOSE(projection.grad(), expected, kExact);
+  projection.zero_grad();
+  out.backward(g.transpose(1, 2).contiguous().transpose(1, 2));
+  EXPECT_ALL_CLOSE(projection.grad(), expected, kExact);
+  EXPECT_TRUE(projection.grad().is_contiguous());
+}
+
 TEST(ApplyRotary, RejectsOddHeadDimsMismatchedTablesAndTablesNeedingGrad) {
   const Tensor x = Tensor::zeros({1, 2, 5, 4});
   const Tensor table = Tensor::zeros({5, 4});

@@ -199,6 +199,63 @@ struct Case {
   int64_t batch, hq, hkv, seq, dim;
   bool causal;
   double scale = 0.0;  // 0: 1 / sqrt(dim)
+  // Also run every kernel with half of the operands sequence-major (see SequenceMajor) and
+  // require the same bits.
+  bool strided = false;
+};
+
+// A [batch, heads, seq, d] operand stored sequence-major as [batch, seq, heads + gaps, d]:
+// the layout of a q/k/v projection's output read in place, with `gaps` unused head slots per
+// row (as a fused projection's other columns; a different count per operand, so no two
+// operands share strides) holding NaN bits (0xffff in both 16-bit formats): a kernel that
+// reads a gap poisons its result, and one that writes a gap is caught.
+struct SequenceMajor {
+  int64_t batch, heads, seq, d, gaps;
+  std::vector<uint16_t> data;
+
+  SequenceMajor(int64_t b, int64_t h, int64_t s, int64_t dim, int64_t unused_heads)
+      : batch(b),
+        heads(h),
+        seq(s),
+        d(dim),
+        gaps(unused_heads),
+        data(static_cast<size_t>(b * s * (h + unused_heads) * dim), 0xffff) {}
+  int64_t slots() const { return heads + gaps; }
+  kernels::HeadStrides strides() const { return {seq * slots() * d, d, slots() * d}; }
+  size_t at(int64_t b, int64_t h, int64_t i, int64_t x) const {
+    return static_cast<size_t>(((b * seq + i) * slots() + h) * d + x);
+  }
+  // From / to the contiguous [batch, heads, seq, d] values.
+  static SequenceMajor from(const std::vector<uint16_t>& contiguous, int64_t b, int64_t h,
+                            int64_t s, int64_t dim, int64_t unused_heads) {
+    SequenceMajor m(b, h, s, dim, unused_heads);
+    for (int64_t bb = 0; bb < b; ++bb)
+      for (int64_t hh = 0; hh < h; ++hh)
+        for (int64_t i = 0; i < s; ++i)
+          for (int64_t x = 0; x < dim; ++x)
+            m.data[m.at(bb, hh, i, x)] =
+                contiguous[static_cast<size_t>(((bb * h + hh) * s + i) * dim + x)];
+    return m;
+  }
+  std::vector<uint16_t> contiguous() const {
+    std::vector<uint16_t> out(static_cast<size_t>(batch * heads * seq * d));
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t h = 0; h < heads; ++h)
+        for (int64_t i = 0; i < seq; ++i)
+          for (int64_t x = 0; x < d; ++x)
+            out[static_cast<size_t>(((b * heads + h) * seq + i) * d + x)] = data[at(b, h, i, x)];
+    return out;
+  }
+  // Elements of the unused head slots that no longer hold the NaN bits.
+  int64_t gaps_written() const {
+    int64_t written = 0;
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t h = heads; h < slots(); ++h)
+        for (int64_t i = 0; i < seq; ++i)
+          for (int64_t x = 0; x < d; ++x)
+            written += data[at(b, h, i, x)] != 0xffff;
+    return written;
+  }
 };
 
 std::string name_of(const Case& c, const char* dtype) {
@@ -273,7 +330,8 @@ void expect_matches_reference(const Case& c, const char* dtype, uint32_t seed) {
                                            c.batch, c.hq, c.hkv, s, d, scale, c.causal);
 
   // The emulated kernels.
-  const tc::Problem p{c.batch, c.hq, c.hkv, s, static_cast<float>(scale), c.causal};
+  const tc::Problem p =
+      tc::contiguous_problem(c.batch, c.hq, c.hkv, s, d, static_cast<float>(scale), c.causal);
   std::vector<uint16_t> out(q_size), dq(q_size), dk(kv_size), dv(kv_size);
   std::vector<float> lse(q_size / d), delta(q_size / d);
   const int64_t query_blocks = c.batch * c.hq * tc::row_tiles(s);
@@ -318,6 +376,47 @@ void expect_matches_reference(const Case& c, const char* dtype, uint32_t seed) {
             tc::dq_block<D, 2>(ctx, block, shared, dq_m2.data(), delta_m2.data(), q.data(),
                                k.data(), v.data(), out.data(), dout.data(), lse.data(), p);
           });
+    }
+    if (c.strided) {
+      // q, v, dout, dq and dk sequence-major with gaps; k, out and dv contiguous (a layout mixed
+      // up between two operands reads the wrong elements).
+      SequenceMajor q_s = SequenceMajor::from(q, c.batch, c.hq, s, d, 1);
+      SequenceMajor v_s = SequenceMajor::from(v, c.batch, c.hkv, s, d, 1);
+      SequenceMajor dout_s = SequenceMajor::from(dout, c.batch, c.hq, s, d, 2);
+      SequenceMajor dq_s(c.batch, c.hq, s, d, 3), dk_s(c.batch, c.hkv, s, d, 2);
+      tc::Problem ps = p;
+      ps.layout.q = q_s.strides();
+      ps.layout.v = v_s.strides();
+      ps.layout.dout = dout_s.strides();
+      ps.layout.dq = dq_s.strides();
+      ps.layout.dk = dk_s.strides();
+      std::vector<uint16_t> out_c(q_size), dv_c(kv_size);
+      std::vector<float> lse_c(q_size / d), delta_c(q_size / d);
+      misaligned += run_grid<Half>(
+          query_blocks, tc::forward_shared_bytes<D>(), [&](auto& ctx, int64_t block, auto* shared) {
+            tc::forward_block<D>(ctx, block, shared, out_c.data(), lse_c.data(), q_s.data.data(),
+                                 k.data(), v_s.data.data(), ps);
+          });
+      misaligned += run_grid<Half>(
+          query_blocks, tc::dq_shared_bytes<D>(), [&](auto& ctx, int64_t block, auto* shared) {
+            tc::dq_block<D>(ctx, block, shared, dq_s.data.data(), delta_c.data(), q_s.data.data(),
+                            k.data(), v_s.data.data(), out_c.data(), dout_s.data.data(),
+                            lse_c.data(), ps);
+          });
+      misaligned += run_grid<Half>(
+          key_blocks, tc::dkdv_shared_bytes<D>(), [&](auto& ctx, int64_t block, auto* shared) {
+            tc::dkdv_block<D>(ctx, block, shared, dk_s.data.data(), dv_c.data(), q_s.data.data(),
+                              k.data(), v_s.data.data(), dout_s.data.data(), lse_c.data(),
+                              delta_c.data(), ps);
+          });
+      EXPECT_EQ(out_c, out) << "forward over strided operands";
+      EXPECT_EQ(lse_c, lse) << "lse over strided operands";
+      EXPECT_EQ(dq_s.contiguous(), dq) << "dq over strided operands";
+      EXPECT_EQ(delta_c, delta) << "delta over strided operands";
+      EXPECT_EQ(dk_s.contiguous(), dk) << "dk over strided operands";
+      EXPECT_EQ(dv_c, dv) << "dv over strided operands";
+      EXPECT_EQ(dq_s.gaps_written(), 0) << "dq written into the gaps between rows";
+      EXPECT_EQ(dk_s.gaps_written(), 0) << "dk written into the gaps between rows";
     }
   };
   switch (d) {
@@ -416,11 +515,11 @@ TEST(TensorCoreAttentionEmulated, Bf16GroupedHeadsOverPartialTilesMatchTheRefere
 TEST(TensorCoreAttentionEmulated, Bf16LlamaShapedGroupsOfFourMatchTheReference) {
   // Llama-3.2-1B's 4 query heads per kv head at D = 64, seq 100: two query tiles (the last of
   // 36 rows), dk/dv query tiles running across the group's head bounds.
-  expect_matches_reference<BFloat16>({1, 4, 1, 100, 64, true}, "bf16", 800);
+  expect_matches_reference<BFloat16>({1, 4, 1, 100, 64, true, 0.0, /*strided=*/true}, "bf16", 800);
 }
 
 TEST(TensorCoreAttentionEmulated, Bf16HeadDims32And128AndOddLengthsMatchTheReference) {
-  expect_matches_reference<BFloat16>({2, 2, 1, 33, 32, true}, "bf16", 300);
+  expect_matches_reference<BFloat16>({2, 2, 1, 33, 32, true, 0.0, /*strided=*/true}, "bf16", 300);
   expect_matches_reference<BFloat16>({1, 2, 2, 19, 128, true}, "bf16", 400);
   expect_matches_reference<BFloat16>({1, 1, 1, 1, 64, true}, "bf16", 500);
 }
@@ -434,7 +533,7 @@ TEST(TensorCoreAttentionEmulated, HeadDim128OverSeveralTilesWithAnExplicitScaleM
 
 TEST(TensorCoreAttentionEmulated, F16AndHeadDim96MatchTheReference) {
   expect_matches_reference<Float16>({1, 3, 1, 40, 96, true}, "f16", 600);
-  expect_matches_reference<Float16>({1, 2, 1, 66, 32, false}, "f16", 700);
+  expect_matches_reference<Float16>({1, 2, 1, 66, 32, false, 0.0, /*strided=*/true}, "f16", 700);
 }
 
 }  // namespace
