@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -14,6 +15,9 @@
 #include "core/ops/elementwise.h"
 #include "core/ops/reduce.h"
 #include "engine/clip.h"
+#ifdef AUTOTP_WITH_CUDA
+#include "kernels/cuda/grad_accumulate.h"
+#endif
 
 namespace autotp {
 
@@ -140,6 +144,40 @@ bool MixedPrecisionOptimizer::reads_model_grads() const {
   return true;
 }
 
+namespace {
+
+#ifdef AUTOTP_WITH_CUDA
+// The model gradients `indices` (CUDA, one dtype, contiguous f32 CUDA masters) added into the
+// master gradients in one launch: master.grad (+)= (f32(g) * scale1) * scale2 with the tensor
+// ops' roundings, allocating the master gradients that do not exist yet.
+void accumulate_on_cuda(const NamedTensors& model_params, const NamedTensors& masters,
+                        const std::vector<size_t>& indices, double scale1, double scale2) {
+  std::vector<kernels::cuda::AccumulateTensor> table;
+  std::vector<Tensor> sources;  // alive until the launch is enqueued
+  const Tensor& first = model_params[indices.front()].second;
+  for (size_t i : indices) {
+    const Tensor g = model_params[i].second.grad().contiguous();
+    const Tensor& master = masters[i].second;
+    Tensor acc = master.grad();
+    const bool add = acc.defined();
+    if (!add) {
+      acc = Tensor::empty(master.shape(), DType::F32, master.device());
+      master.set_grad(acc);
+    }
+    table.push_back({static_cast<float*>(acc.raw_data()), g.raw_data(), g.numel(), add ? 1 : 0});
+    sources.push_back(g);
+  }
+  const auto count = static_cast<int64_t>(table.size());
+  const int64_t bytes = kernels::cuda::accumulate_workspace_bytes(table.data(), count);
+  const Tensor workspace = Tensor::empty({(bytes + 7) / 8}, DType::I64, first.device());
+  kernels::cuda::accumulate_widened_multi_tensor(static_cast<int>(first.grad().dtype()), scale1,
+                                                 scale2, table.data(), count, workspace.raw_data(),
+                                                 workspace.numel() * 8, nullptr);
+}
+#endif
+
+}  // namespace
+
 void MixedPrecisionOptimizer::accumulate_grads() {
   NoGradGuard no_grad;
   const double inv_scale = 1.0 / loss_scale();
@@ -147,19 +185,39 @@ void MixedPrecisionOptimizer::accumulate_grads() {
   // (the master gradients were empty when it was computed).
   const double clip_scale = pending_grad_scale_;
   pending_grad_scale_ = 1.0;
+#ifdef AUTOTP_WITH_CUDA
+  // CUDA gradients into CUDA f32 masters: one fused launch per (device, gradient dtype).
+  std::map<std::pair<int, int>, std::vector<size_t>> fused;
+#endif
   for (size_t i = 0; i < model_params_.size(); ++i) {
     const Tensor& p = model_params_[i].second;
     const Tensor g = p.grad();
     if (!g.defined()) continue;
+    const Tensor& master = masters_[i].second;
+    const Tensor acc = master.grad();
+#ifdef AUTOTP_WITH_CUDA
+    const bool fusable = g.device().is_cuda() && master.device() == g.device() &&
+                         (!acc.defined() || (acc.dtype() == DType::F32 && acc.is_contiguous() &&
+                                             acc.device() == g.device()));
+    if (fusable) {
+      fused[{g.device().index, static_cast<int>(g.dtype())}].push_back(i);
+      continue;
+    }
+#endif
     Tensor g32 = g.to(DType::F32);  // [shape of p]; g itself when already f32
     if (inv_scale != 1.0) g32 = ops::mul(g32, inv_scale);
     if (clip_scale != 1.0) g32 = ops::mul(g32, clip_scale);
-    const Tensor& master = masters_[i].second;
-    const Tensor acc = master.grad();
     // The model's gradient record is dropped below, so g32 may alias it.
     master.set_grad(acc.defined() ? ops::add(acc, g32) : g32);
     p.zero_grad();
   }
+#ifdef AUTOTP_WITH_CUDA
+  for (const auto& [key, indices] : fused) {
+    accumulate_on_cuda(model_params_, masters_, indices, inv_scale, clip_scale);
+    for (size_t i : indices)
+      model_params_[i].second.zero_grad();
+  }
+#endif
 }
 
 double MixedPrecisionOptimizer::grad_norm() {

@@ -1,20 +1,18 @@
-// Multi-tensor AdamW: every tensor is split into chunks of kAdamWChunkElements, one block per
-// chunk. The host copies the tensor table and each tensor's first chunk index (a prefix sum,
-// count + 1 entries) into the workspace; a block finds its tensor by binary search over the
-// prefix. (A table with an entry per chunk would be megabytes at a billion parameters, copied
-// from pageable memory every step.) A block moves 16 bytes per access when its tensor's arrays
-// are aligned for it.
+// Multi-tensor AdamW (kernels/cuda/multi_tensor.cuh): every tensor is split into chunks of
+// kAdamWChunkElements, one block per chunk, which finds its tensor by binary search over the
+// tensors' first chunk indices. (A table with an entry per chunk would be megabytes at a
+// billion parameters, copied from pageable memory every step.) A block moves 16 bytes per
+// access when its tensor's arrays are aligned for it.
 #include "kernels/cuda/adamw.h"
 
 #include <cuda_runtime.h>
 
 #include <stdexcept>
 #include <string>
-#include <vector>
 
-#include "kernels/chunk_lookup.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/launch.cuh"
+#include "kernels/cuda/multi_tensor.cuh"
 #include "kernels/cuda/vectorized.cuh"
 
 namespace autotp::kernels::cuda {
@@ -22,16 +20,6 @@ namespace autotp::kernels::cuda {
 namespace {
 
 constexpr int kAdamWThreads = 256;
-
-// Workspace layout: the tensor table, then the first-chunk prefix at the next 16-byte boundary.
-int64_t prefix_offset(int64_t count) {
-  const int64_t bytes = count * static_cast<int64_t>(sizeof(AdamWTensor));
-  return (bytes + 15) / 16 * 16;
-}
-
-int64_t chunk_count(const AdamWTensor& t) {
-  return (t.numel + kAdamWChunkElements - 1) / kAdamWChunkElements;
-}
 
 // Correctly rounded operations that nvcc never contracts into FMAs, so each line below is
 // the same IEEE operation as the CPU kernel's (built with -ffp-contract=off).
@@ -71,12 +59,10 @@ __device__ __forceinline__ double sqrt_rn(double a) {
 // element in T unless it is 1. first_chunk[k] is the index of tensor k's first chunk
 // (first_chunk[count] = all chunks).
 template <typename T, typename G, typename C>
-__global__ void adamw_chunk_kernel(const AdamWTensor* tensors, const int64_t* first_chunk,
-                                   int64_t count, double grad_scale) {
-  const int64_t block = blockIdx.x;
-  const int64_t tensor = tensor_of_chunk(first_chunk, count, block);
-  const AdamWTensor& t = tensors[tensor];
-  const int64_t chunk_start = (block - first_chunk[tensor]) * kAdamWChunkElements;
+__global__ void adamw_chunk_kernel(MultiTensorTable<AdamWTensor> table, double grad_scale) {
+  const ChunkRange range = chunk_of_block(table, kAdamWChunkElements);
+  const AdamWTensor& t = table.entries[range.tensor];
+  const int64_t chunk_start = range.begin;
   const cpu::AdamWStep& s = t.step;
   // The constants as the CPU kernel rounds them: differences in double, then to T.
   const bool decay = s.weight_decay != 0.0;
@@ -98,8 +84,7 @@ __global__ void adamw_chunk_kernel(const AdamWTensor* tensors, const int64_t* fi
   T* exp_avg_sq = static_cast<T*>(t.exp_avg_sq);
   const G* grad = static_cast<const G*>(t.grad);
   C* copy = static_cast<C*>(t.model_copy);
-  const int64_t end =
-      chunk_start + kAdamWChunkElements < t.numel ? chunk_start + kAdamWChunkElements : t.numel;
+  const int64_t end = range.end;
   // One element's update, in place on p, m and v (the CPU kernel's operations in its order).
   auto update = [&](T& p, G raw_grad, T& m, T& v) {
     T g = convert<T>(raw_grad);
@@ -178,8 +163,7 @@ void check_tables(int copy_dtype, const AdamWTensor* tensors, int64_t count) {
 }  // namespace
 
 int64_t adamw_workspace_bytes(const AdamWTensor* tensors, int64_t count) {
-  (void)tensors;  // the layout depends on the count alone
-  return prefix_offset(count) + (count + 1) * static_cast<int64_t>(sizeof(int64_t));
+  return multi_tensor_workspace_bytes(tensors, count, kAdamWChunkElements, 0);
 }
 
 void adamw_multi_tensor(int dtype, int grad_dtype, int copy_dtype, double grad_scale,
@@ -190,35 +174,14 @@ void adamw_multi_tensor(int dtype, int grad_dtype, int copy_dtype, double grad_s
     throw std::invalid_argument("adamw_multi_tensor: grad_scale must be positive and finite, got " +
                                 std::to_string(grad_scale));
   }
-  std::vector<int64_t> first_chunk(static_cast<size_t>(count) + 1, 0);
-  for (int64_t k = 0; k < count; ++k)
-    first_chunk[k + 1] = first_chunk[k] + (tensors[k].numel > 0 ? chunk_count(tensors[k]) : 0);
-  const int64_t chunks = first_chunk[count];
-  if (chunks == 0) return;
-  const int64_t needed = adamw_workspace_bytes(tensors, count);
-  if (workspace == nullptr || workspace_bytes < needed) {
-    throw std::invalid_argument("adamw_multi_tensor: workspace of " +
-                                std::to_string(workspace_bytes) + " bytes, need " +
-                                std::to_string(needed));
-  }
-  if (chunks > 0x7fffffff) {
-    throw std::invalid_argument("adamw_multi_tensor: too many chunks (" + std::to_string(chunks) +
-                                ") for one launch");
-  }
-  char* base = static_cast<char*>(workspace);
-  auto* device_tensors = reinterpret_cast<AdamWTensor*>(base);
-  auto* device_first_chunk = reinterpret_cast<int64_t*>(base + prefix_offset(count));
-  // From pageable host memory: the copies return once the host arrays have been staged.
-  AUTOTP_CUDA_CHECK(cudaMemcpyAsync(device_tensors, tensors,
-                                    static_cast<size_t>(count) * sizeof(AdamWTensor),
-                                    cudaMemcpyHostToDevice, stream));
-  AUTOTP_CUDA_CHECK(cudaMemcpyAsync(device_first_chunk, first_chunk.data(),
-                                    first_chunk.size() * sizeof(int64_t), cudaMemcpyHostToDevice,
-                                    stream));
+  const MultiTensorTable<AdamWTensor> table =
+      stage_multi_tensor("adamw_multi_tensor", tensors, count, kAdamWChunkElements, 0, workspace,
+                         workspace_bytes, stream);
+  if (table.chunks == 0) return;
+  const int64_t chunks = table.chunks;
   const auto blocks = static_cast<unsigned>(chunks);
   auto launch = [&]<typename T, typename G, typename C>() {
-    adamw_chunk_kernel<T, G, C><<<blocks, kAdamWThreads, 0, stream>>>(
-        device_tensors, device_first_chunk, count, grad_scale);
+    adamw_chunk_kernel<T, G, C><<<blocks, kAdamWThreads, 0, stream>>>(table, grad_scale);
     AUTOTP_CUDA_CHECK_LAUNCH("adamw_chunk_kernel", {"tensors", count}, {"chunks", chunks},
                              {"dtype", dtype}, {"grad_dtype", grad_dtype},
                              {"copy_dtype", copy_dtype});

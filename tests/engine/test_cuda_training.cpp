@@ -211,6 +211,54 @@ TEST(CudaAdamW, ClippedMasterStepsFromBf16GradientsEqualTheMasterGradientPathBit
   }
 }
 
+// Micro-batch gradients accumulate into the f32 master gradients in one fused launch per
+// gradient dtype. Each element must be what the tensor ops give: f32(g) times the inverse loss
+// scale (1/3 here: a rounding multiply), added to the running sum; and with a clipping
+// coefficient taken from the model gradients, f32(g) times it.
+TEST(CudaMixedPrecision, FusedGradientAccumulationEqualsTheTensorOpsBitwise_CUDA) {
+  SKIP_WITHOUT_CUDA();
+  NoGradGuard no_grad;
+  for (DType dtype : {DType::BF16, DType::F16}) {
+    const std::string what(dtype_name(dtype));
+    LossScalerOptions scaling;
+    scaling.dynamic = false;
+    scaling.initial_scale = 3.0;
+    const NamedTensors model = make_params(dtype, kCuda, /*seed=*/70);
+    MixedPrecisionOptimizer opt(model, option_sets()[0], scaling);
+    std::vector<Tensor> expected(kSpecs.size());
+    for (int t = 0; t < 3; ++t) {
+      set_grads(model, t, dtype);  // "b.weight" has none at step 2
+      for (size_t i = 0; i < kSpecs.size(); ++i) {
+        const Tensor g = model[i].second.grad();
+        if (!g.defined()) continue;
+        const Tensor term = ops::mul(g.to(DType::F32), 1.0 / 3.0);
+        expected[i] = expected[i].defined() ? ops::add(expected[i], term) : term;
+      }
+      opt.accumulate_grads();
+    }
+    for (size_t i = 0; i < kSpecs.size(); ++i) {
+      EXPECT_FALSE(model[i].second.grad().defined()) << kSpecs[i].name;
+      EXPECT_TRUE(all_close(host(opt.master_params()[i].second.grad()), host(expected[i]), kExact,
+                            std::string(kSpecs[i].name) + ", " + what));
+    }
+    // A pending clipping coefficient (no loss scaler) multiplies the gradients it came from.
+    const NamedTensors clipped_model = make_params(dtype, kCuda, /*seed=*/80);
+    MixedPrecisionOptimizer clipped(clipped_model, option_sets()[0]);
+    set_grads(clipped_model, 0, dtype);
+    std::vector<Tensor> grads;
+    for (const auto& [name, p] : clipped_model)
+      grads.push_back(p.grad());
+    const double coef = clip_coefficient(clipped.clip_grad_norm(1.0), 1.0);
+    ASSERT_LT(coef, 1.0);
+    clipped.accumulate_grads();
+    for (size_t i = 0; i < kSpecs.size(); ++i) {
+      EXPECT_TRUE(all_close(host(clipped.master_params()[i].second.grad()),
+                            host(ops::mul(grads[i].to(DType::F32), coef)), kExact,
+                            std::string(kSpecs[i].name) + " clipped, " + what));
+    }
+  }
+}
+
 // ---- a tiny Llama ----------------------------------------------------------------------------
 
 constexpr int64_t kVocab = 101, kBatch = 4, kSeq = 16;
