@@ -582,8 +582,12 @@ AUTOTP_LANE_FN void dq_block(Ctx& ctx, int64_t block, unsigned char* shared, uin
 // keys; the query heads sharing the kv head in order, each over query tiles of 32 in order:
 // S^T = K Q^T, P^T = exp(S^T - lse), dV += P^T dO, dP^T = V dO^T, dS^T = P^T (dP^T - delta),
 // dK += dS^T Q; dk = scale * dK. Needs the delta the dq kernel wrote.
+// kKvInRegisters: each warp loads the A fragments of its 16 K and V rows from shared memory
+// once and keeps them (D / 2 more registers per lane) instead of reloading them for every
+// query tile: a fifth less shared-memory traffic per tile, the same products in the same order
+// (identical results).
 // Shared memory: dkdv_shared_bytes<D>().
-template <int D, class Ctx>
+template <int D, bool kKvInRegisters = false, class Ctx>
 AUTOTP_LANE_FN void dkdv_block(Ctx& ctx, int64_t block, unsigned char* shared, uint16_t* dk,
                                uint16_t* dv, const uint16_t* q, const uint16_t* k,
                                const uint16_t* v, const uint16_t* dout, const float* lse,
@@ -644,10 +648,21 @@ AUTOTP_LANE_FN void dkdv_block(Ctx& ctx, int64_t block, unsigned char* shared, u
     }
   };
   if (steps > 0) stage(0);
+  [[maybe_unused]] uint32_t kept_ka[kKvInRegisters ? kSteps : 1][4],
+      kept_va[kKvInRegisters ? kSteps : 1][4];
   for (int step = 0; step < steps; ++step) {
     const int i0 = first_query + (step % tiles_per_head) * kDkdvQueries;
     ctx.wait_async();
     ctx.sync_block();  // this tile (and the k/v rows) are in; the other buffer is consumed
+    if constexpr (kKvInRegisters) {
+      if (step == 0) {
+        AUTOTP_UNROLL
+        for (int ks = 0; ks < kSteps; ++ks) {
+          load_a(ctx, kept_ka[ks], k_tile, kStride, 16 * warp, 16 * ks);
+          load_a(ctx, kept_va[ks], v_tile, kStride, 16 * warp, 16 * ks);
+        }
+      }
+    }
     if (step + 1 < steps) stage(step + 1);
     const uint16_t* q_tile = reinterpret_cast<const uint16_t*>(tile_buffer(step));
     const uint16_t* dout_tile = q_tile + kDkdvQueries * kStride;
@@ -662,8 +677,16 @@ AUTOTP_LANE_FN void dkdv_block(Ctx& ctx, int64_t block, unsigned char* shared, u
       uint32_t ka[2][4], va[2][4];
       AUTOTP_UNROLL
       for (int half = 0; half < 2; ++half) {
-        load_a(ctx, ka[half], k_tile, kStride, 16 * warp, 16 * (ks + half));
-        load_a(ctx, va[half], v_tile, kStride, 16 * warp, 16 * (ks + half));
+        if constexpr (kKvInRegisters) {
+          AUTOTP_UNROLL
+          for (int r = 0; r < 4; ++r) {
+            ka[half][r] = kept_ka[ks + half][r];
+            va[half][r] = kept_va[ks + half][r];
+          }
+        } else {
+          load_a(ctx, ka[half], k_tile, kStride, 16 * warp, 16 * (ks + half));
+          load_a(ctx, va[half], v_tile, kStride, 16 * warp, 16 * (ks + half));
+        }
       }
       AUTOTP_UNROLL
       for (int nq = 0; nq < kQueryTiles; ++nq) {

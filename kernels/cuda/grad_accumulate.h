@@ -30,7 +30,6 @@ int64_t accumulate_workspace_bytes(const AccumulateTensor* tensors, int64_t coun
 // `workspace` (at least accumulate_workspace_bytes, 16-byte aligned); one launch on `stream`.
 void accumulate_widened_multi_tensor(int src_dtype, double scale1, double scale2,
                                      const AccumulateTensor* tensors, int64_t count,
-                                     void* workspace, int64_t workspace_bytes,
-                                     cudaStream_t stream);
+                                     void* workspace, int64_t workspace_bytes, cudaStream_t stream);
 
 }  // namespace autotp::kernels::cuda

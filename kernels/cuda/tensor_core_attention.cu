@@ -118,14 +118,16 @@ __global__ void __launch_bounds__(tc::kThreads)
   tc::dq_block<D, M>(ctx, blockIdx.x, shared, dq, delta, q, k, v, out, dout, lse, p);
 }
 
-template <int D, typename E>
-__global__ void __launch_bounds__(tc::kThreads, kMinBlocksDkdv<D>)
+// With the K/V fragments kept in registers (kKv) the kernel needs D / 2 more registers per
+// lane: two blocks per SM, up to 255 registers.
+template <int D, typename E, bool kKv>
+__global__ void __launch_bounds__(tc::kThreads, kKv ? 2 : kMinBlocksDkdv<D>)
     tc_attention_dkdv_kernel(uint16_t* dk, uint16_t* dv, const uint16_t* q, const uint16_t* k,
                              const uint16_t* v, const uint16_t* dout, const float* lse,
                              const float* delta, tc::Problem p) {
   extern __shared__ __align__(16) unsigned char shared[];
   DeviceLanes<E> ctx;
-  tc::dkdv_block<D>(ctx, blockIdx.x, shared, dk, dv, q, k, v, dout, lse, delta, p);
+  tc::dkdv_block<D, kKv>(ctx, blockIdx.x, shared, dk, dv, q, k, v, dout, lse, delta, p);
 }
 
 // Calls fn(std::integral_constant<int, D>{}, TypeTag<E>{}) for the head dim and 16-bit type.
@@ -269,8 +271,15 @@ void tensor_core_attention_backward(int dtype, void* dq, void* dk, void* dv, con
                                     const void* dout, void* delta, int64_t batch, int64_t hq,
                                     int64_t hkv, int64_t seq, int64_t dim, double scale,
                                     bool causal, const AttentionLayouts& layouts,
-                                    cudaStream_t stream, int dq_row_tiles_per_warp) {
+                                    cudaStream_t stream, int dq_row_tiles_per_warp,
+                                    bool dkdv_kv_in_registers) {
   check_row_tiles_per_warp("attention_backward", dq_row_tiles_per_warp, dim);
+  if (dkdv_kv_in_registers && dim > 64) {
+    throw std::invalid_argument(
+        "attention_backward: the dk/dv kernel keeps K/V fragments in registers only up to head "
+        "dim 64 (above, they would not fit), got " +
+        std::to_string(dim));
+  }
   if (batch * hq * seq == 0) return;
   check_fits_32_bits("attention_backward", seq, hq, hkv);
   const tc::Problem p{batch, hq, hkv, seq, static_cast<float>(scale), causal, layouts};
@@ -312,16 +321,24 @@ void tensor_core_attention_backward(int dtype, void* dq, void* dk, void* dv, con
                 } else if constexpr (D <= 64) {
                   launch_dq.template operator()<2>();
                 }
-                constexpr int dkdv_bytes = tc::dkdv_shared_bytes<D>();
-                allow_shared_bytes(tc_attention_dkdv_kernel<D, E>, dkdv_bytes);
-                tc_attention_dkdv_kernel<D, E><<<key_blocks, tc::kThreads, dkdv_bytes, stream>>>(
-                    static_cast<uint16_t*>(dk), static_cast<uint16_t*>(dv),
-                    static_cast<const uint16_t*>(q), static_cast<const uint16_t*>(k),
-                    static_cast<const uint16_t*>(v), static_cast<const uint16_t*>(dout),
-                    static_cast<const float*>(lse), static_cast<const float*>(delta), p);
-                AUTOTP_CUDA_CHECK_LAUNCH("tc_attention_dkdv_kernel", {"batch", batch}, {"hq", hq},
-                                         {"hkv", hkv}, {"seq", seq}, {"dim", dim},
-                                         {"dtype", dtype});
+                const auto launch_dkdv = [&]<bool kKv>() {
+                  constexpr int dkdv_bytes = tc::dkdv_shared_bytes<D>();
+                  allow_shared_bytes(tc_attention_dkdv_kernel<D, E, kKv>, dkdv_bytes);
+                  tc_attention_dkdv_kernel<D, E, kKv>
+                      <<<key_blocks, tc::kThreads, dkdv_bytes, stream>>>(
+                          static_cast<uint16_t*>(dk), static_cast<uint16_t*>(dv),
+                          static_cast<const uint16_t*>(q), static_cast<const uint16_t*>(k),
+                          static_cast<const uint16_t*>(v), static_cast<const uint16_t*>(dout),
+                          static_cast<const float*>(lse), static_cast<const float*>(delta), p);
+                  AUTOTP_CUDA_CHECK_LAUNCH("tc_attention_dkdv_kernel", {"batch", batch}, {"hq", hq},
+                                           {"hkv", hkv}, {"seq", seq}, {"dim", dim},
+                                           {"dtype", dtype}, {"kv_in_registers", kKv});
+                };
+                if (!dkdv_kv_in_registers) {
+                  launch_dkdv.template operator()<false>();
+                } else if constexpr (D <= 64) {
+                  launch_dkdv.template operator()<true>();
+                }
               });
 }
 

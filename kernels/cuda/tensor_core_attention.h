@@ -27,13 +27,16 @@ void tensor_core_attention_forward(int dtype, void* out, void* lse, const void* 
 
 // Same contract as attention_backward, with strided operands as above (lse and delta
 // contiguous); delta comes from dout . out (one row each) instead of a pass over the keys.
-// dq_row_tiles_per_warp: the dq kernel's row tiles per warp, as row_tiles_per_warp above
-// (identical results; bench-ops times both).
+// dq_row_tiles_per_warp: the dq kernel's row tiles per warp, as row_tiles_per_warp above;
+// dkdv_kv_in_registers (head dims up to 64): the dk/dv kernel keeps each warp's K and V
+// fragments in registers (dkdv_block's kKvInRegisters). Identical results either way;
+// attention_backward uses 1 and false, bench-ops times the others.
 void tensor_core_attention_backward(int dtype, void* dq, void* dk, void* dv, const void* q,
                                     const void* k, const void* v, const void* out, const void* lse,
                                     const void* dout, void* delta, int64_t batch, int64_t hq,
                                     int64_t hkv, int64_t seq, int64_t dim, double scale,
                                     bool causal, const AttentionLayouts& layouts,
-                                    cudaStream_t stream, int dq_row_tiles_per_warp = 1);
+                                    cudaStream_t stream, int dq_row_tiles_per_warp = 1,
+                                    bool dkdv_kv_in_registers = false);
 
 }  // namespace autotp::kernels::cuda

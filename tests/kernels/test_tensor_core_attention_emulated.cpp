@@ -343,6 +343,9 @@ void expect_matches_reference(const Case& c, const char* dtype, uint32_t seed) {
   std::vector<uint16_t> out_m2(q_size), dq_m2(q_size);
   std::vector<float> lse_m2(q_size / d), delta_m2(q_size / d);
   bool ran_m2 = false;
+  // The dk/dv kernel with each warp's K and V fragments kept in registers (D <= 64): the same
+  // products in the same order, so identical dk and dv.
+  std::vector<uint16_t> dk_kept(kv_size), dv_kept(kv_size);
   auto run = [&]<int D>() {
     if constexpr (D <= 64) {
       constexpr int kRowsM2 = tc::forward_block_rows<2>();
@@ -370,6 +373,11 @@ void expect_matches_reference(const Case& c, const char* dtype, uint32_t seed) {
                             dout.data(), lse.data(), delta.data(), p);
         });
     if constexpr (D <= 64) {
+      misaligned += run_grid<Half>(
+          key_blocks, tc::dkdv_shared_bytes<D>(), [&](auto& ctx, int64_t block, auto* shared) {
+            tc::dkdv_block<D, true>(ctx, block, shared, dk_kept.data(), dv_kept.data(), q.data(),
+                                    k.data(), v.data(), dout.data(), lse.data(), delta.data(), p);
+          });
       misaligned += run_grid<Half>(
           c.batch * c.hq * tc::row_tiles(s, tc::forward_block_rows<2>()), tc::dq_shared_bytes<D>(),
           [&](auto& ctx, int64_t block, auto* shared) {
@@ -441,6 +449,8 @@ void expect_matches_reference(const Case& c, const char* dtype, uint32_t seed) {
     EXPECT_EQ(lse_m2, lse) << "lse with two row tiles per warp differs from one";
     EXPECT_EQ(dq_m2, dq) << "dq with two row tiles per warp differs from one";
     EXPECT_EQ(delta_m2, delta) << "delta with two row tiles per warp differs from one";
+    EXPECT_EQ(dk_kept, dk) << "dk with the K/V fragments kept in registers differs";
+    EXPECT_EQ(dv_kept, dv) << "dv with the K/V fragments kept in registers differs";
   }
 
   // Bounds from the rounding model, with p and ds recomputed from the reference's lse.
