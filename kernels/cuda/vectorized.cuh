@@ -30,29 +30,10 @@ __device__ __forceinline__ void store_pack(T* p, const Pack<T, V>& pack) {
   *reinterpret_cast<Pack<T, V>*>(p) = pack;
 }
 
+// (vectorize_layout, which rewrites a StridedLayout in units of V elements, is in
+// strided_layout.cuh with the rest of the host-side layout code.)
 inline bool is_aligned(const void* p, int64_t bytes) {
   return reinterpret_cast<uintptr_t>(p) % static_cast<uintptr_t>(bytes) == 0;
-}
-
-// Rewrites `layout` in units of v consecutive elements when every operand reads its innermost
-// dim with stride 1 and both that dim's size and every other stride are multiples of v. Then
-// strided_offsets over the result gives, for vector i, the element offset of its first element
-// in every operand (and i * v in a contiguous output). Returns false, leaving `layout` as it
-// was, otherwise.
-template <int N>
-bool vectorize_layout(StridedLayout<N>& layout, int64_t v) {
-  const int last = layout.ndim - 1;
-  if (v <= 1 || layout.shape[last] % v != 0) return false;
-  for (int k = 0; k < N; ++k) {
-    if (layout.strides[k][last] != 1) return false;
-    for (int d = 0; d < last; ++d)
-      if (layout.strides[k][d] % v != 0) return false;
-  }
-  layout.shape[last] /= v;
-  for (int k = 0; k < N; ++k)
-    layout.strides[k][last] = v;
-  layout.numel /= v;
-  return true;
 }
 
 }  // namespace autotp::kernels::cuda
