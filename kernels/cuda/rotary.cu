@@ -14,17 +14,20 @@ namespace autotp::kernels::cuda {
 
 namespace {
 
-// kBackward applies the transpose of the forward rotation (see rotary.h).
-template <typename T, bool kBackward>
-__global__ void rotary_kernel(T* out, const T* in, const T* cos, const T* sin, int64_t rows,
-                              int64_t dim, int64_t table_rows, int64_t row_group) {
+// kBackward applies the transpose of the forward rotation (see rotary.h). I is the index type:
+// uint32_t when every index fits (its divisions are a few instructions; int64_t's are long
+// software sequences, three per element here), else int64_t.
+template <typename T, bool kBackward, typename I>
+__global__ void rotary_kernel(T* out, const T* in, const T* cos, const T* sin, I rows, I dim,
+                              I table_rows, I row_group) {
   using C = ComputeType<T>;
-  const int64_t half = dim / 2;
-  const int64_t total = rows * dim;
-  for (int64_t e = global_thread_index(); e < total; e += grid_thread_count()) {
-    const int64_t r = e / dim, j = e - r * dim;
-    const int64_t table = ((r / row_group) % table_rows) * dim;
-    const int64_t partner = j < half ? j + half : j - half;
+  const I half = dim / 2;
+  const I total = rows * dim;
+  for (I e = static_cast<I>(global_thread_index()); e < total;
+       e += static_cast<I>(grid_thread_count())) {
+    const I r = e / dim, j = e - r * dim;
+    const I table = ((r / row_group) % table_rows) * dim;
+    const I partner = j < half ? j + half : j - half;
     const C value = widen(in[e]) * widen(cos[table + j]);
     // Forward reads sin at j, backward at the partner's column.
     const C rotated = widen(in[r * dim + partner]) * widen(sin[table + (kBackward ? partner : j)]);
@@ -36,17 +39,18 @@ __global__ void rotary_kernel(T* out, const T* in, const T* cos, const T* sin, i
 
 // The vectorized form: index i covers columns [j, j + V) of the first half of row r and their
 // partners [j + half, j + half + V), with the scalar kernel's arithmetic per element.
-template <typename T, bool kBackward, int V>
-__global__ void rotary_vector_kernel(T* out, const T* in, const T* cos, const T* sin, int64_t rows,
-                                     int64_t dim, int64_t table_rows, int64_t row_group) {
+template <typename T, bool kBackward, int V, typename I>
+__global__ void rotary_vector_kernel(T* out, const T* in, const T* cos, const T* sin, I rows, I dim,
+                                     I table_rows, I row_group) {
   using C = ComputeType<T>;
-  const int64_t half = dim / 2;
-  const int64_t per_row = half / V;
-  const int64_t total = rows * per_row;
-  for (int64_t i = global_thread_index(); i < total; i += grid_thread_count()) {
-    const int64_t r = i / per_row, j = (i - r * per_row) * V;
-    const int64_t lo = r * dim + j, hi = lo + half;
-    const int64_t table = ((r / row_group) % table_rows) * dim + j;
+  const I half = dim / 2;
+  const I per_row = half / V;
+  const I total = rows * per_row;
+  for (I i = static_cast<I>(global_thread_index()); i < total;
+       i += static_cast<I>(grid_thread_count())) {
+    const I r = i / per_row, j = (i - r * per_row) * V;
+    const I lo = r * dim + j, hi = lo + half;
+    const I table = ((r / row_group) % table_rows) * dim + j;
     const Pack<T, V> x_lo = load_pack<V>(in + lo), x_hi = load_pack<V>(in + hi);
     const Pack<T, V> c_lo = load_pack<V>(cos + table), c_hi = load_pack<V>(cos + table + half);
     const Pack<T, V> s_lo = load_pack<V>(sin + table), s_hi = load_pack<V>(sin + table + half);
@@ -77,25 +81,36 @@ void launch_rotary(const char* name, int dtype, void* out, const void* in, const
                                 " must be even, table_rows " + std::to_string(table_rows) +
                                 " and row_group " + std::to_string(row_group) + " positive");
   }
+  // 32-bit indices when every element index (and the grid-stride step past the last) fits.
+  const bool index32 = rows * dim + int64_t{kMaxBlocks} * kThreadsPerBlock < (int64_t{1} << 32);
   dispatch_float_code(dtype, name, [&]<typename T>(TypeTag<T>) {
-    constexpr int V = kVectorElems<T>;
-    if ((dim / 2) % V == 0 && is_aligned(out, 16) && is_aligned(in, 16) && is_aligned(cos, 16) &&
-        is_aligned(sin, 16)) {
-      rotary_vector_kernel<T, kBackward, V>
-          <<<blocks_for(rows * (dim / 2 / V)), kThreadsPerBlock, 0, stream>>>(
-              static_cast<T*>(out), static_cast<const T*>(in), static_cast<const T*>(cos),
-              static_cast<const T*>(sin), rows, dim, table_rows, row_group);
-      AUTOTP_CUDA_CHECK_LAUNCH(
-          kBackward ? "rotary_vector_kernel (backward)" : "rotary_vector_kernel (forward)",
-          {"rows", rows}, {"dim", dim}, {"table_rows", table_rows}, {"dtype", dtype});
-      return;
+    auto launch = [&]<typename I>() {
+      constexpr int V = kVectorElems<T>;
+      if ((dim / 2) % V == 0 && is_aligned(out, 16) && is_aligned(in, 16) && is_aligned(cos, 16) &&
+          is_aligned(sin, 16)) {
+        rotary_vector_kernel<T, kBackward, V, I>
+            <<<blocks_for(rows * (dim / 2 / V)), kThreadsPerBlock, 0, stream>>>(
+                static_cast<T*>(out), static_cast<const T*>(in), static_cast<const T*>(cos),
+                static_cast<const T*>(sin), static_cast<I>(rows), static_cast<I>(dim),
+                static_cast<I>(table_rows), static_cast<I>(row_group));
+        AUTOTP_CUDA_CHECK_LAUNCH(
+            kBackward ? "rotary_vector_kernel (backward)" : "rotary_vector_kernel (forward)",
+            {"rows", rows}, {"dim", dim}, {"table_rows", table_rows}, {"dtype", dtype});
+        return;
+      }
+      rotary_kernel<T, kBackward, I><<<blocks_for(rows * dim), kThreadsPerBlock, 0, stream>>>(
+          static_cast<T*>(out), static_cast<const T*>(in), static_cast<const T*>(cos),
+          static_cast<const T*>(sin), static_cast<I>(rows), static_cast<I>(dim),
+          static_cast<I>(table_rows), static_cast<I>(row_group));
+      AUTOTP_CUDA_CHECK_LAUNCH(kBackward ? "rotary_kernel (backward)" : "rotary_kernel (forward)",
+                               {"rows", rows}, {"dim", dim}, {"table_rows", table_rows},
+                               {"dtype", dtype});
+    };
+    if (index32) {
+      launch.template operator()<uint32_t>();
+    } else {
+      launch.template operator()<int64_t>();
     }
-    rotary_kernel<T, kBackward><<<blocks_for(rows * dim), kThreadsPerBlock, 0, stream>>>(
-        static_cast<T*>(out), static_cast<const T*>(in), static_cast<const T*>(cos),
-        static_cast<const T*>(sin), rows, dim, table_rows, row_group);
-    AUTOTP_CUDA_CHECK_LAUNCH(kBackward ? "rotary_kernel (backward)" : "rotary_kernel (forward)",
-                             {"rows", rows}, {"dim", dim}, {"table_rows", table_rows},
-                             {"dtype", dtype});
   });
 }
 

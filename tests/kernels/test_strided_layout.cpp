@@ -91,9 +91,9 @@ TEST(StridedLayout, ThirtyTwoBitWalkGivesTheViewsOffsetsForRandomViews) {
 TEST(StridedLayout, IndicesOrOffsetsReaching2To31KeepThe64BitWalk) {
   // Just below the limit: the last element's offsets are exact in 32 bits.
   const int64_t cols = (int64_t{1} << 30) - 1;
-  StridedLayout<3> near = layout_of({2, cols}, {std::vector<int64_t>{cols, 1},
-                                                std::vector<int64_t>{0, 1},
-                                                std::vector<int64_t>{cols, 1}});
+  StridedLayout<3> near = layout_of(
+      {2, cols},
+      {std::vector<int64_t>{cols, 1}, std::vector<int64_t>{0, 1}, std::vector<int64_t>{cols, 1}});
   ASSERT_TRUE(near.index32);
   int64_t wide[3], narrow[3];
   strided_offsets64(near, near.numel - 1, wide);
