@@ -228,6 +228,9 @@ int run_bench(const std::vector<std::string>& raw_args) {
   out.set("backward_ms", json::Value(mean_of(backward_ms)));
   out.set("optimizer_ms", json::Value(mean_of(optimizer_ms)));
   out.set("communication_ms", json::Value(0.0));
+  // How the phases were timed (figures before session 13 synchronized between phases).
+  out.set("phase_timing",
+          json::Value(std::string(use_cuda ? "gpu events, one host wait per step" : "host clock")));
   out.set("tokens_per_s", json::Value(tokens_per_s));
   out.set("flops_per_token", json::Value(flops.flops_per_token));
   out.set("flops_formula", json::Value(flops.formula));
