@@ -139,14 +139,23 @@ int run_bench(const std::vector<std::string>& raw_args) {
                        .count();
   };
 
-  std::vector<double> forward_ms, backward_ms, optimizer_ms, step_ms;
+  std::vector<double> forward_ms, backward_ms, optimizer_ms, step_ms, host_queue_ms;
   double last_loss = 0.0;
+  // cudaMalloc calls during the timed steps: a steady step reuses cached blocks only.
+  int64_t device_mallocs_before = 0, device_mallocs_timed = 0;
+  auto device_malloc_calls = [&]() -> int64_t {
+#ifdef AUTOTP_WITH_CUDA
+    if (use_cuda) return CudaCachingAllocator::for_device(0).stats().device_malloc_calls;
+#endif
+    return 0;
+  };
   std::unique_ptr<KernelProfiler> profiler;
   std::vector<KernelTime> kernels;
   double profiled_step_ms = 0.0;
   const int64_t timed_end = args.warmup + args.count;
   for (int64_t i = 0; i < timed_end + args.kernel_steps; ++i) {
     if (i == timed_end) profiler = std::make_unique<KernelProfiler>();
+    if (i == args.warmup) device_mallocs_before = device_malloc_calls();
     const Batch batch = loader.batch(i, 0);
     mark(kStart);
     const Tensor ids = batch.input_ids.to(device), labels = batch.labels.to(device);
@@ -162,6 +171,10 @@ int run_bench(const std::vector<std::string>& raw_args) {
       plain->zero_grad();
     }
     mark(kOptimizerDone);
+    // The host's time to queue the step: near the step time, the GPU waits for the host.
+    const double queued =
+        std::chrono::duration<double, std::milli>(host_marks[kOptimizerDone] - host_marks[kStart])
+            .count();
     if (timer) timer->wait(kOptimizerDone);
     const double step = ms_since(host_marks[kStart]);
     const double fwd = phase_ms(kStart, kForwardDone), bwd = phase_ms(kForwardDone, kBackwardDone),
@@ -175,6 +188,8 @@ int run_bench(const std::vector<std::string>& raw_args) {
       backward_ms.push_back(bwd);
       optimizer_ms.push_back(opt);
       step_ms.push_back(step);
+      host_queue_ms.push_back(queued);
+      if (i + 1 == timed_end) device_mallocs_timed = device_malloc_calls() - device_mallocs_before;
     }
   }
 
@@ -209,6 +224,12 @@ int run_bench(const std::vector<std::string>& raw_args) {
   } else {
     std::printf("mfu           n/a (no dense bf16 peak known for %s)\n", device_name.c_str());
   }
+  std::printf("host          %.2f ms to queue a step", mean_of(host_queue_ms));
+  if (use_cuda) {
+    std::printf(", %lld cudaMalloc calls in the timed steps",
+                static_cast<long long>(device_mallocs_timed));
+  }
+  std::printf("\n");
   if (use_cuda)
     std::printf("peak memory   %.2f GiB\n", static_cast<double>(peak_memory) / (1 << 30));
   std::printf("last loss     %.4f\n", last_loss);
@@ -231,6 +252,8 @@ int run_bench(const std::vector<std::string>& raw_args) {
   // How the phases were timed (figures before session 13 synchronized between phases).
   out.set("phase_timing",
           json::Value(std::string(use_cuda ? "gpu events, one host wait per step" : "host clock")));
+  out.set("host_queue_ms", json::Value(mean_of(host_queue_ms)));
+  out.set("device_malloc_calls_timed", json::Value(device_mallocs_timed));
   out.set("tokens_per_s", json::Value(tokens_per_s));
   out.set("flops_per_token", json::Value(flops.flops_per_token));
   out.set("flops_formula", json::Value(flops.formula));

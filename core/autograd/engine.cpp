@@ -1,6 +1,8 @@
 // The backward engine: counts dependencies from the root, then runs nodes in topological
 // order (Kahn), summing gradients per node and accumulating into leaves. Iterative, so deep
 // graphs cannot overflow the stack.
+#include "core/autograd/engine.h"
+
 #include <unordered_map>
 #include <vector>
 
@@ -59,8 +61,15 @@ bool needs_grad(const std::vector<const Tensor*>& inputs) {
   return false;
 }
 
-Tensor record_op(Tensor output, const char* name, std::vector<const Tensor*> inputs,
-                 FunctionNode::Backward backward) {
+bool owns_its_storage(const Tensor& t) {
+  return t.defined() && t.storage().use_count() == 1 && t.offset() == 0 && t.is_contiguous() &&
+         static_cast<size_t>(t.numel()) * t.itemsize() == t.storage()->bytes();
+}
+
+namespace {
+template <typename Backward>
+Tensor record(Tensor output, const char* name, const std::vector<const Tensor*>& inputs,
+              Backward backward) {
   if (!needs_grad(inputs)) return output;
   auto node = std::make_shared<FunctionNode>(name, std::move(backward));
   node->next.reserve(inputs.size());
@@ -71,13 +80,43 @@ Tensor record_op(Tensor output, const char* name, std::vector<const Tensor*> inp
   meta.grad_fn = std::move(node);
   return output;
 }
+}  // namespace
+
+Tensor record_op(Tensor output, const char* name, std::vector<const Tensor*> inputs,
+                 FunctionNode::Backward backward) {
+  return record(std::move(output), name, inputs, std::move(backward));
+}
+
+Tensor record_folding_op(Tensor output, const char* name, std::vector<const Tensor*> inputs,
+                         FunctionNode::FoldingBackward backward) {
+  return record(std::move(output), name, inputs, std::move(backward));
+}
+
+std::vector<Tensor> FunctionNode::apply(const Tensor& grad_output) {
+  PendingGradients none(next.size());
+  return apply_folding(grad_output, none);
+}
+
+std::vector<Tensor> FunctionNode::apply_folding(const Tensor& grad_output,
+                                                PendingGradients& pending) {
+  if (folding_backward_) return folding_backward_(grad_output, pending);
+  AUTOTP_ASSERT(backward_ != nullptr, "{}: backward called after the graph was freed", name_);
+  return backward_(grad_output);
+}
 
 std::vector<Tensor> AccumulateGrad::apply(const Tensor& grad_output) {
   AutogradMeta& meta = *leaf_.autograd_meta();
   // Own the gradient's memory: an incoming gradient may be a broadcast view or alias of
-  // another tensor, so the first one is copied; later ones are added out of place.
+  // another tensor (or the caller's seed), so it is copied unless the engine's handle is the
+  // only one to a dense buffer of the leaf's shape, which the leaf then takes over. Later
+  // gradients are added out of place.
   if (!meta.grad) {
-    meta.grad = std::make_shared<Tensor>(grad_output.detach().clone());
+    if (owns_its_storage(grad_output) && grad_output.shape() == leaf_.shape() &&
+        grad_output.dtype() == leaf_.dtype()) {
+      meta.grad = std::make_shared<Tensor>(grad_output.detach());
+    } else {
+      meta.grad = std::make_shared<Tensor>(grad_output.detach().clone());
+    }
   } else {
     *meta.grad = ops::add(*meta.grad, grad_output).detach();
   }
@@ -104,26 +143,32 @@ Tensor sum_to_shape(const Tensor& grad, const Shape& shape) {
 }
 
 void Tensor::backward() const {
-  backward(Tensor(), false);
+  run_backward(*this, Tensor(), false);
 }
 
 void Tensor::backward(const Tensor& grad_output, bool retain_graph) const {
-  AUTOTP_CHECK(requires_grad(),
+  run_backward(*this, grad_output, retain_graph);
+}
+
+BackwardSummary run_backward(const Tensor& root_tensor, const Tensor& grad_output,
+                             bool retain_graph) {
+  AUTOTP_CHECK(root_tensor.requires_grad(),
                "backward: this tensor does not require a gradient (no input with "
                "requires_grad took part, or it was computed under NoGradGuard)");
   Tensor seed = grad_output;
   if (!seed.defined()) {
-    AUTOTP_CHECK(numel() == 1,
+    AUTOTP_CHECK(root_tensor.numel() == 1,
                  "backward: a gradient must be given for a non-scalar output of shape {}",
-                 shape_str(shape()));
-    seed = Tensor::ones(shape(), dtype(), device());
+                 shape_str(root_tensor.shape()));
+    seed = Tensor::ones(root_tensor.shape(), root_tensor.dtype(), root_tensor.device());
   }
-  AUTOTP_CHECK(seed.shape() == shape(),
+  AUTOTP_CHECK(seed.shape() == root_tensor.shape(),
                "backward: gradient shape {} does not match output shape {}",
-               shape_str(seed.shape()), shape_str(shape()));
+               shape_str(seed.shape()), shape_str(root_tensor.shape()));
   NoGradGuard no_grad;
+  BackwardSummary summary;
 
-  std::shared_ptr<Node> root = gradient_edge(*this);
+  std::shared_ptr<Node> root = gradient_edge(root_tensor);
   // 1. Count, for every reachable node, how many edges point at it.
   std::unordered_map<Node*, int> dependencies;
   std::vector<Node*> stack{root.get()};
@@ -146,6 +191,7 @@ void Tensor::backward(const Tensor& grad_output, bool retain_graph) const {
   // gradient at all still runs (without calling apply) so its inputs' counts fall to zero.
   std::unordered_map<Node*, Tensor> pending;
   pending[root.get()] = seed;
+  seed = Tensor();  // the map's handle is the engine's only one (see owns_its_storage)
   std::vector<std::shared_ptr<Node>> ready{root};
   while (!ready.empty()) {
     std::shared_ptr<Node> node = std::move(ready.back());
@@ -156,18 +202,54 @@ void Tensor::backward(const Tensor& grad_output, bool retain_graph) const {
       pending.erase(it);
     }
     std::vector<Tensor> input_grads;
-    if (grad.defined()) input_grads = node->apply(grad);
-    AUTOTP_ASSERT(input_grads.empty() || input_grads.size() == node->next.size(),
-                  "{} returned {} gradients for {} inputs", node->name(), input_grads.size(),
-                  node->next.size());
-    for (size_t i = 0; i < node->next.size(); ++i) {
-      const std::shared_ptr<Node>& next = node->next[i];
-      if (!next) continue;
-      if (!input_grads.empty() && input_grads[i].defined()) {
-        Tensor& slot = pending[next.get()];
-        slot = slot.defined() ? ops::add(slot, input_grads[i]) : input_grads[i];
+    if (grad.defined()) {
+      // Offer each input's pending sum to the node (moved out of the map, so the node sees the
+      // only handle the engine has); an edge that appears twice is offered to neither input.
+      const size_t inputs = node->next.size();
+      PendingGradients offered(inputs);
+      std::vector<bool> was_offered(inputs, false);
+      for (size_t i = 0; i < inputs; ++i) {
+        Node* target = node->next[i].get();
+        if (target == nullptr) continue;
+        bool shared_edge = false;
+        for (size_t j = 0; j < inputs && !shared_edge; ++j)
+          shared_edge = j != i && node->next[j].get() == target;
+        if (shared_edge) continue;
+        if (auto it = pending.find(target); it != pending.end()) {
+          offered[i] = std::move(it->second);
+          was_offered[i] = true;
+          pending.erase(it);
+        }
       }
-      if (--dependencies[next.get()] == 0) ready.push_back(next);
+      input_grads = node->apply_folding(grad, offered);
+      grad = Tensor();
+      AUTOTP_ASSERT(input_grads.empty() || input_grads.size() == inputs,
+                    "{} returned {} gradients for {} inputs", node->name(), input_grads.size(),
+                    inputs);
+      for (size_t i = 0; i < inputs; ++i) {
+        if (offered[i].defined()) {
+          pending[node->next[i].get()] = std::move(offered[i]);  // not taken: back in place
+        } else if (was_offered[i]) {
+          AUTOTP_ASSERT(!input_grads.empty() && input_grads[i].defined(),
+                        "{} took the pending gradient of input {} but returned none", node->name(),
+                        i);
+          ++summary.folded_sums;
+        }
+      }
+      for (size_t i = 0; i < inputs; ++i) {
+        const std::shared_ptr<Node>& next = node->next[i];
+        if (!next || input_grads.empty() || !input_grads[i].defined()) continue;
+        Tensor& slot = pending[next.get()];
+        if (slot.defined()) {
+          slot = ops::add(slot, input_grads[i]);
+          ++summary.engine_sums;
+        } else {
+          slot = std::move(input_grads[i]);
+        }
+      }
+    }
+    for (const std::shared_ptr<Node>& next : node->next) {
+      if (next && --dependencies[next.get()] == 0) ready.push_back(next);
     }
     if (!retain_graph) {
       // Free saved tensors and edges; a later backward() through here reports the misuse.
@@ -176,6 +258,7 @@ void Tensor::backward(const Tensor& grad_output, bool retain_graph) const {
       node->next.clear();
     }
   }
+  return summary;
 }
 
 }  // namespace autotp

@@ -11,6 +11,20 @@
 
 namespace autotp {
 
+// The gradients the engine already holds for a node's inputs when the node runs: slot i is
+// the sum so far of the gradients for input i from the node's other consumers (undefined when
+// there is none yet, or when input i's edge is shared with another input of the same node).
+// A node may fold slot i into its own kernels (a GEMM accumulating with beta = 1, a fused
+// backward that adds it) instead of leaving the sum to a separate add: it moves the tensor out
+// of the slot, leaving it undefined, and returns slot + its own gradient for input i. Slots
+// left in place are added by the engine as usual. Writing into a slot's memory in place is
+// allowed only when owns_its_storage() holds for it.
+using PendingGradients = std::vector<Tensor>;
+
+// True when `t` is the only handle to its storage and covers all of it contiguously: writing
+// into it in place can then change nothing any other tensor sees.
+bool owns_its_storage(const Tensor& t);
+
 class Node {
  public:
   // Unlinks `next` iteratively, so dropping a very deep graph cannot overflow the stack.
@@ -18,6 +32,12 @@ class Node {
   // Gradients w.r.t. each input (undefined where an input needs none), given the gradient
   // w.r.t. this node's output. Called with grad mode disabled.
   virtual std::vector<Tensor> apply(const Tensor& grad_output) = 0;
+  // apply() with the gradients already pending for the inputs (one slot per input, see
+  // PendingGradients). Nodes that cannot fold a sum into their kernels keep this default.
+  virtual std::vector<Tensor> apply_folding(const Tensor& grad_output, PendingGradients& pending) {
+    (void)pending;
+    return apply(grad_output);
+  }
   // Frees saved tensors once the graph is no longer needed.
   virtual void release() {}
   virtual std::string name() const = 0;
@@ -26,19 +46,29 @@ class Node {
   bool released = false;
 };
 
-// A node whose backward is a closure over the tensors it saved.
+// A node whose backward is a closure over the tensors it saved; a FoldingBackward closure
+// also receives the pending gradients of the inputs (see PendingGradients).
 class FunctionNode final : public Node {
  public:
   using Backward = std::function<std::vector<Tensor>(const Tensor& grad_output)>;
+  using FoldingBackward =
+      std::function<std::vector<Tensor>(const Tensor& grad_output, PendingGradients& pending)>;
   FunctionNode(std::string name, Backward backward)
       : name_(std::move(name)), backward_(std::move(backward)) {}
-  std::vector<Tensor> apply(const Tensor& grad_output) override { return backward_(grad_output); }
-  void release() override { backward_ = nullptr; }
+  FunctionNode(std::string name, FoldingBackward backward)
+      : name_(std::move(name)), folding_backward_(std::move(backward)) {}
+  std::vector<Tensor> apply(const Tensor& grad_output) override;
+  std::vector<Tensor> apply_folding(const Tensor& grad_output, PendingGradients& pending) override;
+  void release() override {
+    backward_ = nullptr;
+    folding_backward_ = nullptr;
+  }
   std::string name() const override { return name_; }
 
  private:
   std::string name_;
   Backward backward_;
+  FoldingBackward folding_backward_;
 };
 
 // Accumulates incoming gradients into a leaf tensor's .grad, then calls the leaf's
@@ -65,6 +95,9 @@ inline bool needs_grad(std::initializer_list<const Tensor*> inputs) {
 // Returns `output` for convenience.
 Tensor record_op(Tensor output, const char* name, std::vector<const Tensor*> inputs,
                  FunctionNode::Backward backward);
+// The same with a backward that may fold the inputs' pending gradients into its kernels.
+Tensor record_folding_op(Tensor output, const char* name, std::vector<const Tensor*> inputs,
+                         FunctionNode::FoldingBackward backward);
 
 // Reduces a broadcast gradient back to `shape` by summing the broadcast dims.
 Tensor sum_to_shape(const Tensor& grad, const Shape& shape);

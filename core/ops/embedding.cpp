@@ -65,10 +65,20 @@ Tensor embedding(const Tensor& weight, const Tensor& ids) {
   // The gather is index_select over the rows of the [V, D] table (outer 1, inner D).
   kernels::cuda::index_select(static_cast<int>(dtype), static_cast<int>(ic.dtype()), out.raw_data(),
                               wc.raw_data(), ic.raw_data(), 1, vocab, dim, n_ids, nullptr);
-  return record_op(
-      out, "EmbeddingBackward", {&weight}, [host_ids, vocab, dim, n_ids, dtype](const Tensor& g) {
-        const Tensor gc = g.contiguous();                                 // ids.shape + [D]
-        Tensor dweight = Tensor::zeros({vocab, dim}, dtype, g.device());  // [V, D]
+  // A gradient already pending for the table (the lm_head's, when the embeddings are tied) is
+  // the scatter-add's starting value, in place, when the engine's buffer may be overwritten.
+  return record_folding_op(
+      out, "EmbeddingBackward", {&weight},
+      [host_ids, vocab, dim, n_ids, dtype](const Tensor& g, PendingGradients& pending) {
+        const Tensor gc = g.contiguous();  // ids.shape + [D]
+        Tensor dweight;                    // [V, D]
+        if (pending[0].defined() && pending[0].shape() == Shape{vocab, dim} &&
+            pending[0].dtype() == dtype && pending[0].device() == g.device() &&
+            owns_its_storage(pending[0])) {
+          dweight = std::move(pending[0]);
+        } else {
+          dweight = Tensor::zeros({vocab, dim}, dtype, g.device());
+        }
         // Rows of g grouped by id (host sort), each dweight row summed by one
         // thread per column in id-position order: deterministic, no atomics.
         const detail::IndexSegments seg = detail::make_index_segments(host_ids, g.device());

@@ -174,6 +174,13 @@ void check_same_kind(const Tensor& a, const Tensor& b, const char* op, const cha
                b.device().str());
 }
 
+// True when a pending gradient can take a GEMM's result in place (beta = 1): present, of the
+// gradient's shape, dtype and device, and owned by the engine alone (see PendingGradients).
+bool can_accumulate_into(const Tensor& pending, const Shape& shape, const Tensor& like) {
+  return pending.defined() && pending.shape() == shape && pending.dtype() == like.dtype() &&
+         pending.device() == like.device() && owns_its_storage(pending);
+}
+
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
@@ -271,15 +278,35 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   const Shape x_shape = x.shape();
   const bool gx = x.requires_grad(), gw = weight.requires_grad();
   const bool gbias = has_bias && bias.requires_grad();
-  return record_op(out, "LinearBackward", {&x, &weight, has_bias ? &bias : nullptr},
-                   [sx2, sw, x_shape, gx, gw, gbias, out_features, rows](const Tensor& g) {
-                     const Tensor g2 = g.reshape({rows, out_features});  // [rows, out]
-                     Tensor dx, dw, db;
-                     if (gx) dx = matmul(g2, sw).reshape(x_shape);  // [rows, out] @ [out, in]
-                     if (gw) dw = matmul(g2.transpose(0, 1), sx2);  // [out, rows] @ [rows, in]
-                     if (gbias) db = sum(g2, {0});                  // [out]
-                     return std::vector<Tensor>{dx, dw, db};
-                   });
+  // dx and dW accumulate onto a gradient already pending for x or W (x feeding several
+  // projections, a weight used twice) inside the GEMM (beta = 1) when the engine's buffer may
+  // be overwritten, instead of in a separate add.
+  return record_folding_op(out, "LinearBackward", {&x, &weight, has_bias ? &bias : nullptr},
+                           [sx2, sw, x_shape, gx, gw, gbias, out_features, in_features, rows](
+                               const Tensor& g, PendingGradients& pending) {
+                             const Tensor g2 = g.reshape({rows, out_features});  // [rows, out]
+                             Tensor dx, dw, db;
+                             if (gx) {  // [rows, out] @ [out, in]
+                               if (can_accumulate_into(pending[0], x_shape, sw)) {
+                                 dx = std::move(pending[0]);
+                                 gemm_into(dx.view({rows, in_features}), gemm_operand(g2),
+                                           gemm_operand(sw), 1.0, "linear backward");
+                               } else {
+                                 dx = matmul(g2, sw).reshape(x_shape);
+                               }
+                             }
+                             if (gw) {  // [out, rows] @ [rows, in]
+                               if (can_accumulate_into(pending[1], sw.shape(), sw)) {
+                                 dw = std::move(pending[1]);
+                                 gemm_into(dw, gemm_operand(g2.transpose(0, 1)), gemm_operand(sx2),
+                                           1.0, "linear backward");
+                               } else {
+                                 dw = matmul(g2.transpose(0, 1), sx2);
+                               }
+                             }
+                             if (gbias) db = sum(g2, {0});  // [out]
+                             return std::vector<Tensor>{dx, dw, db};
+                           });
 }
 
 }  // namespace autotp::ops

@@ -93,27 +93,38 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
 #endif
   }
   const bool want_dw = weight.defined() && weight.requires_grad();
-  return record_op(
-      y, "RmsNormBackward", {&x, &weight}, [xc, wc, rstd, rows, dim, want_dw](const Tensor& g) {
+  // A gradient already pending for x (the skip path of a residual connection) is added inside
+  // the dx pass, in place when the engine's buffer may be overwritten.
+  return record_folding_op(
+      y, "RmsNormBackward", {&x, &weight},
+      [xc, wc, rstd, rows, dim, want_dw](const Tensor& g, PendingGradients& pending) {
         check_same_device(xc, g, "rms_norm backward", "input", "gradient");
-        const Tensor gc = g.contiguous();                                                // [..., D]
-        Tensor dx = Tensor::empty(xc.shape(), xc.dtype(), xc.device());                  // [..., D]
+        const Tensor gc = g.contiguous();  // [..., D]
+        Tensor addend;                     // [..., D] or undefined
+        if (pending[0].defined() && pending[0].shape() == xc.shape() &&
+            pending[0].dtype() == xc.dtype() && pending[0].device() == xc.device() &&
+            pending[0].is_contiguous()) {
+          addend = std::move(pending[0]);
+        }
+        Tensor dx = addend.defined() && owns_its_storage(addend)
+                        ? addend
+                        : Tensor::empty(xc.shape(), xc.dtype(), xc.device());            // [..., D]
         Tensor dw = want_dw ? Tensor::empty({dim}, xc.dtype(), xc.device()) : Tensor();  // [D]
         if (g.device().is_cpu()) {
           dispatch_float(xc.dtype(), "rms_norm", [&]<typename T>(TypeTag<T>) {
             kernels::cpu::rms_norm_backward<T>(dx.data<T>(), want_dw ? dw.data<T>() : nullptr,
                                                xc.data<T>(), data_or_null<T>(wc), rstd.data<T>(),
-                                               gc.data<T>(), rows, dim);
+                                               gc.data<T>(), data_or_null<T>(addend), rows, dim);
           });
         } else {
 #ifdef AUTOTP_WITH_CUDA
           const Tensor workspace = norm_workspace(want_dw, rows, dim, rstd.dtype(), xc.device());
           kernels::cuda::rms_norm_backward(static_cast<int>(xc.dtype()), dx.raw_data(),
                                            raw_or_null(dw), xc.raw_data(), raw_or_null(wc),
-                                           rstd.raw_data(), gc.raw_data(), rows, dim,
-                                           raw_or_null(workspace), nullptr);
+                                           rstd.raw_data(), gc.raw_data(), raw_or_null(addend),
+                                           rows, dim, raw_or_null(workspace), nullptr);
 #else
-                       fail_without_cuda("rms_norm backward");
+          fail_without_cuda("rms_norm backward");
 #endif
         }
         return std::vector<Tensor>{dx, dw};

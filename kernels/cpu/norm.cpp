@@ -34,12 +34,13 @@ void rms_norm_forward(T* y, T* rstd, const T* x, const T* weight, int64_t rows, 
 
 template <typename T>
 void rms_norm_backward(T* dx, T* dweight, const T* x, const T* weight, const T* rstd, const T* dy,
-                       int64_t rows, int64_t dim) {
+                       const T* dx_addend, int64_t rows, int64_t dim) {
   std::vector<double> dw(dweight ? static_cast<size_t>(dim) : 0, 0.0);
   for (int64_t r = 0; r < rows; ++r) {
     const T* xr = x + r * dim;
     const T* dyr = dy + r * dim;
     T* dxr = dx + r * dim;
+    const T* addr = dx_addend ? dx_addend + r * dim : nullptr;
     const double rs = static_cast<double>(rstd[r]);
     double mean_gx = 0.0;
     for (int64_t j = 0; j < dim; ++j) {
@@ -49,7 +50,8 @@ void rms_norm_backward(T* dx, T* dweight, const T* x, const T* weight, const T* 
     for (int64_t j = 0; j < dim; ++j) {
       const double xj = static_cast<double>(xr[j]);
       const double g = static_cast<double>(dyr[j]) * weight_at(weight, j);
-      dxr[j] = static_cast<T>(rs * (g - xj * rs * rs * mean_gx));
+      const double add = addr ? static_cast<double>(addr[j]) : 0.0;
+      dxr[j] = static_cast<T>(rs * (g - xj * rs * rs * mean_gx) + add);
       if (dweight) dw[j] += static_cast<double>(dyr[j]) * xj * rs;
     }
   }
@@ -123,8 +125,8 @@ void layer_norm_backward(T* dx, T* dweight, T* dbias, const T* x, const T* weigh
 
 #define AUTOTP_INSTANTIATE(T)                                                                     \
   template void rms_norm_forward<T>(T*, T*, const T*, const T*, int64_t, int64_t, double);        \
-  template void rms_norm_backward<T>(T*, T*, const T*, const T*, const T*, const T*, int64_t,     \
-                                     int64_t);                                                    \
+  template void rms_norm_backward<T>(T*, T*, const T*, const T*, const T*, const T*, const T*,    \
+                                     int64_t, int64_t);                                           \
   template void layer_norm_forward<T>(T*, T*, T*, const T*, const T*, const T*, int64_t, int64_t, \
                                       double);                                                    \
   template void layer_norm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,        \

@@ -12,12 +12,14 @@ template <typename T>
 void rms_norm_forward(T* y, T* rstd, const T* x, const T* weight, int64_t rows, int64_t dim,
                       double eps);
 
-// With g = dy * weight: dx = rstd * (g - x * rstd^2 * mean(g * x)), and
+// With g = dy * weight: dx = rstd * (g - x * rstd^2 * mean(g * x)) (+ dx_addend), and
 // dweight[j] = sum_r dy[r, j] * x[r, j] * rstd[r] (rows summed in order: deterministic).
-// dweight may be null (not wanted); weight may be null (treated as ones).
+// dweight may be null (not wanted); weight may be null (treated as ones). dx_addend [rows,
+// dim], when not null, is added to dx before the one rounding (a gradient that reached x by
+// another path, such as a residual connection); it may be dx itself.
 template <typename T>
 void rms_norm_backward(T* dx, T* dweight, const T* x, const T* weight, const T* rstd, const T* dy,
-                       int64_t rows, int64_t dim);
+                       const T* dx_addend, int64_t rows, int64_t dim);
 
 // y = (x - mean) * rstd * weight + bias with rstd = 1 / sqrt(var + eps) (biased variance).
 // weight and bias may be null. mean and rstd [rows] are saved for backward.

@@ -114,12 +114,13 @@ __global__ void rms_norm_forward_vector_kernel(T* y, ComputeType<T>* rstd, const
 // [t V, t V + V) (threads past dim / V only join the reductions). Per row: dx as
 // norm_dx_kernel computes it; over the chunk's rows, in order: partial_w[chunk, j] =
 // sum dy xhat (as norm_param_partials_kernel, summed in row order instead of 8 interleaved
-// lanes). The next row's x and dy are loaded before this row's reduction.
+// lanes). The next row's x and dy are loaded before this row's reduction. dx_addend (null,
+// or [rows, dim], possibly dx itself) is added to dx before its rounding.
 template <typename T, int V>
 __global__ void rms_norm_backward_vector_kernel(T* dx, ComputeType<T>* partial_w, const T* x,
                                                 const T* weight, const ComputeType<T>* rstd,
-                                                const T* dy, int64_t rows, int64_t dim,
-                                                int64_t chunk_rows) {
+                                                const T* dy, const T* dx_addend, int64_t rows,
+                                                int64_t dim, int64_t chunk_rows) {
   using C = ComputeType<T>;
   __shared__ C scratch[32];
   const int64_t column = static_cast<int64_t>(threadIdx.x) * V;
@@ -161,10 +162,14 @@ __global__ void rms_norm_backward_vector_kernel(T* dx, ComputeType<T>* partial_w
     }
     const C mean_g_xhat = block_sum(sum_g_xhat, scratch) / static_cast<C>(dim);
     if (owns) {
+      Pack<T, V> add{};
+      if (dx_addend) add = load_pack<V>(dx_addend + row * dim + column);
       Pack<T, V> out;
 #pragma unroll
-      for (int e = 0; e < V; ++e)
-        out.v[e] = convert<T>(rs * (g[e] - xhat[e] * mean_g_xhat));
+      for (int e = 0; e < V; ++e) {
+        const C value = rs * (g[e] - xhat[e] * mean_g_xhat);
+        out.v[e] = convert<T>(dx_addend ? value + widen(add.v[e]) : value);
+      }
       store_pack<V>(dx + row * dim + column, out);
     }
   }
@@ -205,16 +210,19 @@ __global__ void layer_norm_forward_kernel(T* y, ComputeType<T>* mean, ComputeTyp
   }
 }
 
-// dx for both norms; kLayer subtracts the mean (mean is null for RMSNorm).
+// dx for both norms; kLayer subtracts the mean (mean is null for RMSNorm). dx_addend as in
+// rms_norm_backward_vector_kernel.
 template <typename T, bool kLayer>
 __global__ void norm_dx_kernel(T* dx, const T* x, const T* weight, const ComputeType<T>* mean,
-                               const ComputeType<T>* rstd, const T* dy, int64_t rows, int64_t dim) {
+                               const ComputeType<T>* rstd, const T* dy, const T* dx_addend,
+                               int64_t rows, int64_t dim) {
   using C = ComputeType<T>;
   __shared__ C scratch[32];
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
     const T* xr = x + row * dim;
     const T* dyr = dy + row * dim;
     T* dxr = dx + row * dim;
+    const T* addr = dx_addend ? dx_addend + row * dim : nullptr;
     const C mu = kLayer ? mean[row] : C(0);
     const C rs = rstd[row];
     C sum_g = 0, sum_g_xhat = 0;
@@ -230,7 +238,8 @@ __global__ void norm_dx_kernel(T* dx, const T* x, const T* weight, const Compute
     for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
       const C xhat = (widen(xr[j]) - mu) * rs;
       const C g = widen(dyr[j]) * weight_at(weight, j);
-      dxr[j] = convert<T>(rs * (g - mean_g - xhat * mean_g_xhat));
+      const C value = rs * (g - mean_g - xhat * mean_g_xhat);
+      dxr[j] = convert<T>(addr ? value + widen(addr[j]) : value);
     }
   }
 }
@@ -369,21 +378,23 @@ void rms_norm_forward(int dtype, void* y, void* rstd, const void* x, const void*
 }
 
 void rms_norm_backward(int dtype, void* dx, void* dweight, const void* x, const void* weight,
-                       const void* rstd, const void* dy, int64_t rows, int64_t dim, void* workspace,
-                       cudaStream_t stream) {
+                       const void* rstd, const void* dy, const void* dx_addend, int64_t rows,
+                       int64_t dim, void* workspace, cudaStream_t stream) {
   check_dim("rms_norm_backward", dim);
   dispatch_float_code(dtype, "rms_norm_backward", [&]<typename T>(TypeTag<T>) {
     using C = ComputeType<T>;
     constexpr int V = kVectorElems<T>;
     const int64_t vectors = dim / V;
     if (rows > 0 && dim % V == 0 && vectors <= 1024 && is_aligned(dx, 16) && is_aligned(x, 16) &&
-        is_aligned(dy, 16) && (!weight || is_aligned(weight, 16))) {
+        is_aligned(dy, 16) && (!weight || is_aligned(weight, 16)) &&
+        (!dx_addend || is_aligned(dx_addend, 16))) {
       const int64_t chunks = chunk_count(rows);
       C* partial_w = dweight ? static_cast<C*>(workspace) : nullptr;
       const int threads = static_cast<int>((vectors + 31) / 32 * 32);
       rms_norm_backward_vector_kernel<T, V><<<static_cast<unsigned>(chunks), threads, 0, stream>>>(
           static_cast<T*>(dx), partial_w, static_cast<const T*>(x), static_cast<const T*>(weight),
-          static_cast<const C*>(rstd), static_cast<const T*>(dy), rows, dim, rows_per_chunk(rows));
+          static_cast<const C*>(rstd), static_cast<const T*>(dy), static_cast<const T*>(dx_addend),
+          rows, dim, rows_per_chunk(rows));
       AUTOTP_CUDA_CHECK_LAUNCH("rms_norm_backward_vector_kernel", {"rows", rows}, {"dim", dim},
                                {"chunks", chunks}, {"dtype", dtype});
       if (dweight) {
@@ -395,7 +406,8 @@ void rms_norm_backward(int dtype, void* dx, void* dweight, const void* x, const 
     if (rows > 0) {
       norm_dx_kernel<T, false><<<blocks_for_rows(rows), threads_for_row(dim), 0, stream>>>(
           static_cast<T*>(dx), static_cast<const T*>(x), static_cast<const T*>(weight), nullptr,
-          static_cast<const C*>(rstd), static_cast<const T*>(dy), rows, dim);
+          static_cast<const C*>(rstd), static_cast<const T*>(dy), static_cast<const T*>(dx_addend),
+          rows, dim);
       AUTOTP_CUDA_CHECK_LAUNCH("rms_norm dx norm_dx_kernel", {"rows", rows}, {"dim", dim},
                                {"dtype", dtype});
     }
@@ -430,8 +442,8 @@ void layer_norm_backward(int dtype, void* dx, void* dweight, void* dbias, const 
     if (rows > 0) {
       norm_dx_kernel<T, true><<<blocks_for_rows(rows), threads_for_row(dim), 0, stream>>>(
           static_cast<T*>(dx), static_cast<const T*>(x), static_cast<const T*>(weight),
-          static_cast<const C*>(mean), static_cast<const C*>(rstd), static_cast<const T*>(dy), rows,
-          dim);
+          static_cast<const C*>(mean), static_cast<const C*>(rstd), static_cast<const T*>(dy),
+          nullptr, rows, dim);
       AUTOTP_CUDA_CHECK_LAUNCH("layer_norm dx norm_dx_kernel", {"rows", rows}, {"dim", dim},
                                {"dtype", dtype});
     }

@@ -21,11 +21,13 @@ namespace autotp::kernels::cuda {
 void rms_norm_forward(int dtype, void* y, void* rstd, const void* x, const void* weight,
                       int64_t rows, int64_t dim, double eps, cudaStream_t stream);
 
-// With xhat = x * rstd and g = dy * weight: dx = rstd * (g - xhat * mean(g * xhat)),
-// dweight[j] = sum_r dy[r, j] * xhat[r, j].
+// With xhat = x * rstd and g = dy * weight: dx = rstd * (g - xhat * mean(g * xhat))
+// (+ dx_addend), dweight[j] = sum_r dy[r, j] * xhat[r, j]. dx_addend (null, or [rows, dim] of
+// x's dtype, possibly dx itself) is added in the compute type before dx is rounded: a gradient
+// that reached x by another path, such as a residual connection, folded into this pass.
 void rms_norm_backward(int dtype, void* dx, void* dweight, const void* x, const void* weight,
-                       const void* rstd, const void* dy, int64_t rows, int64_t dim, void* workspace,
-                       cudaStream_t stream);
+                       const void* rstd, const void* dy, const void* dx_addend, int64_t rows,
+                       int64_t dim, void* workspace, cudaStream_t stream);
 
 // y = (x - mean) * rstd * weight + bias, rstd = 1 / sqrt(var + eps) (biased variance),
 // computed in the compute type and rounded once (as torch.nn.LayerNorm).

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/autograd/engine.h"
 #include "core/ops.h"
 #include "tests/support/tolerances.h"
 
@@ -919,6 +920,82 @@ TEST(CudaToyBlock, DecoderBlockLossAndGradientsMatchTheCpu_CUDA) {
   const Outcome reference = run_graph(block, rounded, one, DType::F32, kCpu);
   const Outcome gpu16 = run_graph(block, params, one, DType::BF16, kCuda);
   EXPECT_TRUE(all_close(gpu16.out, reference.out, Tolerance{0.0, 16 * kBf16Unit}, "loss bf16"));
+}
+
+// ---- gradient sums folded into the kernels (PendingGradients) ------------------------------
+
+// The engine's summary of one f32 backward of `fn` on `device` (which sums were folded).
+BackwardSummary summary_of(const GraphFn& fn, const std::vector<Tensor>& inputs,
+                           const Tensor& grad_out, Device device) {
+  std::vector<Tensor> leaves;
+  for (const Tensor& in : inputs) {
+    Tensor leaf = in.to(device).detach();
+    leaf.set_requires_grad(true);
+    leaves.push_back(leaf);
+  }
+  const Tensor out = fn(leaves);
+  return run_backward(out, grad_out.to(device), false);
+}
+
+TEST(CudaGradientFolding, ProjectionsOfOneInputAccumulateInTheGemmLikeTheCpu_CUDA) {
+  SKIP_WITHOUT_CUDA();
+  // q, k and v (or gate and up) reading one input: the second and third dx accumulate in the
+  // GEMM (beta = 1). Integer values: exact in f32; bf16 rounds each folded sum once.
+  const Tensor x = integers_cpu({2, 7, 33}, 8101);
+  const Tensor wq = integers_cpu({40, 33}, 8102), wk = integers_cpu({40, 33}, 8103);
+  const Tensor wv = integers_cpu({40, 33}, 8104), g = integers_cpu({2, 7, 40}, 8105);
+  const GraphFn fn = [](const std::vector<Tensor>& in) {
+    return ops::add(ops::add(ops::linear(in[0], in[1]), ops::linear(in[0], in[2])),
+                    ops::linear(in[0], in[3]));
+  };
+  expect_cuda_matches_cpu("three projections of one input", fn, {x, wq, wk, wv}, g,
+                          {kExact, kBf16, kBf16});
+  const BackwardSummary summary = summary_of(fn, {x, wq, wk, wv}, g, kCuda);
+  EXPECT_EQ(summary.folded_sums, 2);
+  EXPECT_EQ(summary.engine_sums, 0);
+}
+
+TEST(CudaGradientFolding, AResidualGradientIsAddedInTheRmsNormBackwardLikeTheCpu_CUDA) {
+  SKIP_WITHOUT_CUDA();
+  // h = x + 0.5 rms_norm(x): the skip path's gradient is pending for x, owned by the engine,
+  // and the norm's dx pass adds it in place. h = x + rms_norm(x): the pending buffer is also
+  // the norm's dy, so it is read as the addend and dx goes elsewhere. Both kernel paths
+  // (16-byte rows and scalar rows) by the norm shapes.
+  uint64_t seed = 8200;
+  for (const Shape& shape : kNormShapes) {
+    const Tensor x = uniform_cpu(shape, ++seed, -2.0, 2.0);
+    const Tensor w = uniform_cpu({shape.back()}, ++seed, 0.5, 1.5);
+    const Tensor g = uniform_cpu(shape, ++seed);
+    const Tolerance f32 = f32_within(norm_units(shape) + 2);
+    for (const bool scaled : {true, false}) {
+      const GraphFn fn = [scaled](const std::vector<Tensor>& in) {
+        const Tensor branch = ops::rms_norm(in[0], in[1], 1e-5);
+        return ops::add(in[0], scaled ? ops::mul(branch, 0.5) : branch);
+      };
+      expect_cuda_matches_cpu(
+          std::string("residual rms_norm ") + (scaled ? "scaled " : "") + shape_str(shape), fn,
+          {x, w}, g, {f32, bf16_after(f32), bf16_after(f32)});
+      const BackwardSummary summary = summary_of(fn, {x, w}, g, kCuda);
+      EXPECT_EQ(summary.folded_sums, 1);
+      EXPECT_EQ(summary.engine_sums, 0);
+    }
+  }
+}
+
+TEST(CudaGradientFolding, TiedEmbeddingGradientIsScatteredOntoTheLmHeadsLikeTheCpu_CUDA) {
+  SKIP_WITHOUT_CUDA();
+  // logits = embedding(E, ids) E^T: the lm_head's dE is pending when the embedding's backward
+  // runs, which scatters onto it in place on CUDA (the CPU adds). Integer values: exact in f32.
+  const Tensor table = integers_cpu({33, 40}, 8301);
+  const Tensor ids = ids_cpu({3, 9}, 33, 8302);
+  const Tensor g = integers_cpu({3, 9, 33}, 8303);
+  const GraphFn fn = [ids](const std::vector<Tensor>& in) {
+    return ops::linear(ops::embedding(in[0], ids.to(in[0].device())), in[0]);
+  };
+  expect_cuda_matches_cpu("tied embedding", fn, {table}, g, {kExact, kBf16, kBf16});
+  const BackwardSummary summary = summary_of(fn, {table}, g, kCuda);
+  EXPECT_EQ(summary.folded_sums, 1);
+  EXPECT_EQ(summary.engine_sums, 0);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/autograd/engine.h"
 #include "core/ops.h"
 #include "layers/init.h"
 #include "layers/linear.h"
@@ -89,6 +90,24 @@ TEST(LlamaModel, TiedEmbeddingsHaveNoLmHeadAndShareTheEmbeddingGradient) {
   ASSERT_TRUE(grad.defined());
   const Tensor row = Tensor::zeros({16}, DType::F64);
   EXPECT_FALSE(testing::all_close(grad.select(0, 7), row, {0.0, 0.0}));  // id 7 is never input
+}
+
+TEST(LlamaModel, EveryGradientSumOfADecoderLayerIsFoldedIntoAKernel) {
+  // Per layer, five gradients meet: q, k and v's dx (two sums, in the GEMMs), gate and up's dx
+  // (one), and each residual's skip path with its norm's dx (two, in the RMSNorm backward).
+  // None of them may cost a separate add. The tied embedding's two uses are summed by the
+  // engine on the CPU (on CUDA the scatter-add folds it: tests/core/test_cuda_nn_ops.cpp).
+  for (const bool tied : {false, true}) {
+    ModelConfig config = tiny("llama");
+    config.num_hidden_layers = 3;
+    config.tie_word_embeddings = tied;
+    auto model = create_model(config, /*seed=*/5, DType::F64);
+    const Tensor ids = Tensor::from_vector_i64({1, 2, 3, 4, 5, 6, 7, 8}, {2, 4});
+    const BackwardSummary summary =
+        run_backward(model->forward_loss(ids, ids), Tensor(), /*retain_graph=*/false);
+    EXPECT_EQ(summary.folded_sums, 5 * 3) << "tied " << tied;
+    EXPECT_EQ(summary.engine_sums, tied ? 1 : 0) << "tied " << tied;
+  }
 }
 
 TEST(LlamaModel, AttentionShardedByHeadsSumsToTheFullAttention) {
