@@ -10,6 +10,7 @@
 
 #include "core/autograd/grad_mode.h"
 #include "core/autograd/node.h"
+#include "core/ops/elementwise.h"
 
 namespace autotp {
 
@@ -492,6 +493,10 @@ Module& ModuleList::operator[](int64_t index) const {
 std::shared_ptr<Module> ModuleList::ptr(int64_t index) const {
   check_index(index);
   return child_ptr(std::to_string(index));
+}
+
+Tensor UnaryModule::forward_add(const Tensor& input, const Tensor& addend) {
+  return ops::add(addend, forward(input));
 }
 
 }  // namespace autotp

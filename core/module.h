@@ -194,6 +194,11 @@ class Module {
 class UnaryModule : public Module {
  public:
   virtual Tensor forward(const Tensor& input) = 0;
+  // addend + forward(input): a residual connection around this module. The default adds
+  // after forward(); a module whose last op can take the sum in (Linear: the GEMM's C input)
+  // overrides it, saving a pass over the activations. Both round the sum once more or less,
+  // nothing else differs.
+  virtual Tensor forward_add(const Tensor& input, const Tensor& addend);
 };
 
 // An indexed list of child modules named "0", "1", ... (HF's `layers.3`).

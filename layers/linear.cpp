@@ -23,12 +23,24 @@ Tensor Linear::bias() const {
   return has_bias() ? parameter("bias") : Tensor();
 }
 
+namespace {
+void check_input(const Module& m, const Tensor& x, const Tensor& w) {
+  AUTOTP_CHECK(x.defined() && x.dim() >= 1 && x.size(-1) == w.size(1),
+               "{}: input of shape {} does not end in in_features {}", m.describe(),
+               x.defined() ? shape_str(x.shape()) : std::string("(undefined)"), w.size(1));
+}
+}  // namespace
+
 Tensor Linear::forward(const Tensor& x) {
   const Tensor w = weight();
-  AUTOTP_CHECK(x.defined() && x.dim() >= 1 && x.size(-1) == w.size(1),
-               "{}: input of shape {} does not end in in_features {}", describe(),
-               x.defined() ? shape_str(x.shape()) : std::string("(undefined)"), w.size(1));
+  check_input(*this, x, w);
   return ops::linear(x, w, bias());
+}
+
+Tensor Linear::forward_add(const Tensor& x, const Tensor& addend) {
+  const Tensor w = weight();
+  check_input(*this, x, w);
+  return ops::linear_add(x, w, bias(), addend);
 }
 
 }  // namespace autotp

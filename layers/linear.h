@@ -21,6 +21,8 @@ class Linear : public UnaryModule {
 
   // x [..., in_features] -> [..., out_features]
   Tensor forward(const Tensor& x) override;
+  // addend + forward(x) with the addend [..., out_features] as the GEMM's C input.
+  Tensor forward_add(const Tensor& x, const Tensor& addend) override;
 
   // Registry lookups (never cached, so set_parameter/replacement are always seen).
   Tensor weight() const { return parameter("weight"); }  // [out_features, in_features]

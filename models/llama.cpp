@@ -43,6 +43,12 @@ Tensor LlamaMLP::forward(const Tensor& x) {           // x [..., hidden]
   return down_proj().forward(ops::swiglu(gate, up));  // silu(gate) * up: [..., hidden]
 }
 
+Tensor LlamaMLP::forward_add(const Tensor& x, const Tensor& residual) {
+  const Tensor gate = gate_proj().forward(x);
+  const Tensor up = up_proj().forward(x);
+  return down_proj().forward_add(ops::swiglu(gate, up), residual);  // [..., hidden]
+}
+
 // ---- LlamaAttention ------------------------------------------------------------------------
 
 LlamaAttention::LlamaAttention(const ModelConfig& config, DType dtype, Device device)
@@ -80,6 +86,15 @@ int64_t LlamaAttention::local_heads(const Tensor& proj_out, const char* proj) co
 }
 
 Tensor LlamaAttention::forward(const Tensor& x, const Tensor& cos, const Tensor& sin) {
+  return o_proj().forward(attend(x, cos, sin));  // [B, S, hidden]
+}
+
+Tensor LlamaAttention::forward_add(const Tensor& x, const Tensor& cos, const Tensor& sin,
+                                   const Tensor& residual) {
+  return o_proj().forward_add(attend(x, cos, sin), residual);  // [B, S, hidden]
+}
+
+Tensor LlamaAttention::attend(const Tensor& x, const Tensor& cos, const Tensor& sin) {
   AUTOTP_CHECK(x.dim() == 3, "{}: input must be [B, S, hidden], got shape {}", describe(),
                shape_str(x.shape()));
   const int64_t batch = x.size(0), seq = x.size(1), d = head_dim_;
@@ -107,8 +122,7 @@ Tensor LlamaAttention::forward(const Tensor& x, const Tensor& cos, const Tensor&
   v = v.transpose(1, 2);                               // [B, Hkv, S, D]
   const double scale = 1.0 / std::sqrt(static_cast<double>(d));
   const Tensor attn = ops::scaled_dot_product_attention(q, k, v, /*causal=*/true, scale);
-  const Tensor merged = attn.transpose(1, 2).reshape({batch, seq, hq * d});  // [B, S, Hq * D]
-  return o_proj().forward(merged);                                           // [B, S, hidden]
+  return attn.transpose(1, 2).reshape({batch, seq, hq * d});  // [B, S, Hq * D]
 }
 
 // ---- LlamaDecoderLayer -----------------------------------------------------------------------
@@ -124,8 +138,9 @@ LlamaDecoderLayer::LlamaDecoderLayer(const ModelConfig& config, DType dtype, Dev
 }
 
 Tensor LlamaDecoderLayer::forward(const Tensor& x, const Tensor& cos, const Tensor& sin) {
-  const Tensor h = ops::add(x, self_attn().forward(input_layernorm().forward(x), cos, sin));
-  return ops::add(h, mlp().forward(post_attention_layernorm().forward(h)));  // [B, S, hidden]
+  // Each residual sum is taken in by the branch's output projection (forward_add).
+  const Tensor h = self_attn().forward_add(input_layernorm().forward(x), cos, sin, x);
+  return mlp().forward_add(post_attention_layernorm().forward(h), h);  // [B, S, hidden]
 }
 
 // ---- LlamaModel ---------------------------------------------------------------------------

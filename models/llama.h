@@ -34,6 +34,8 @@ class LlamaMLP : public UnaryModule {
   LlamaMLP(const ModelConfig& config, DType dtype, Device device);
   std::string type_name() const override { return "LlamaMLP"; }
   Tensor forward(const Tensor& x) override;
+  // residual + forward(x), the sum taken in by down_proj (UnaryModule::forward_add).
+  Tensor forward_add(const Tensor& x, const Tensor& residual) override;
 
   UnaryModule& gate_proj() const { return child_as<UnaryModule>("gate_proj"); }
   UnaryModule& up_proj() const { return child_as<UnaryModule>("up_proj"); }
@@ -55,6 +57,8 @@ class LlamaAttention : public Module {
 
   // x [B, S, hidden], cos/sin [S, head_dim] -> [B, S, hidden]
   Tensor forward(const Tensor& x, const Tensor& cos, const Tensor& sin);
+  // residual + forward(x, cos, sin), the sum taken in by o_proj (UnaryModule::forward_add).
+  Tensor forward_add(const Tensor& x, const Tensor& cos, const Tensor& sin, const Tensor& residual);
 
   UnaryModule& q_proj() const { return child_as<UnaryModule>("q_proj"); }
   UnaryModule& k_proj() const { return child_as<UnaryModule>("k_proj"); }
@@ -65,6 +69,8 @@ class LlamaAttention : public Module {
  private:
   // proj_out [B, S, H * head_dim] -> H, with an error naming `proj` when head_dim does not divide.
   int64_t local_heads(const Tensor& proj_out, const char* proj) const;
+  // The attention's output before o_proj: x [B, S, hidden] -> [B, S, Hq * head_dim].
+  Tensor attend(const Tensor& x, const Tensor& cos, const Tensor& sin);
 
   int64_t head_dim_;
 };

@@ -7,6 +7,7 @@
 
 #include "core/autograd/node.h"
 #include "core/dispatch.h"
+#include "core/ops/elementwise.h"
 #include "core/ops/reduce.h"
 #include "kernels/cpu/gemm.h"
 #ifdef AUTOTP_WITH_CUDA
@@ -68,13 +69,18 @@ struct BatchDim {
   int64_t size, a, b, c;
 };
 
-// out [batch..., M, N] (contiguous) = a [batch..., M, K] @ b [batch..., K, N] + beta * out.
+// out [batch..., M, N] (contiguous) = a [batch..., M, K] @ b [batch..., K, N] + beta * C, where C
+// is `c_in` (contiguous, out's shape, another buffer) when defined and out itself otherwise.
 // a and b are views of the full batch shape (stride 0 on broadcast dims) whose matrix dims
 // layout_for() accepts. The innermost batch dims that every operand lays out with one
 // stride become one strided-batched kernel call; the remaining outer dims are looped over.
 // CPU and CUDA make the same logical calls (same sizes, flags, leading dims and strides).
-void gemm_into(const Tensor& out, const Tensor& a, const Tensor& b, double beta, const char* op) {
+void gemm_into(const Tensor& out, const Tensor& a, const Tensor& b, double beta, const char* op,
+               const Tensor& c_in = Tensor()) {
   if (out.numel() == 0) return;
+  AUTOTP_ASSERT(!c_in.defined() || (c_in.is_contiguous() && c_in.shape() == out.shape() &&
+                                    !c_in.shares_storage(out)),
+                "{}: gemm_into's C input must be a separate contiguous tensor of out's shape", op);
   const int64_t nd = out.dim();
   const int64_t m = out.shape()[nd - 2], n = out.shape()[nd - 1], k = a.shape()[nd - 1];
   const MatrixLayout la = layout_for(a), lb = layout_for(b);
@@ -123,6 +129,7 @@ void gemm_into(const Tensor& out, const Tensor& a, const Tensor& b, double beta,
   };
 
   if (out.device().is_cpu()) {
+    if (c_in.defined() && beta != 0.0) out.copy_(c_in);  // the CPU kernel reads C in place
     dispatch_float(out.dtype(), op, [&]<typename T>(TypeTag<T>) {
       T* c = out.data<T>();
       const T* pa = static_cast<const T*>(a.raw_data());
@@ -145,17 +152,19 @@ void gemm_into(const Tensor& out, const Tensor& a, const Tensor& b, double beta,
   const int dtype = static_cast<int>(out.dtype());
   const int64_t item = static_cast<int64_t>(out.itemsize());
   char* c = static_cast<char*>(out.raw_data());
+  const char* c_read = c_in.defined() ? static_cast<const char*>(c_in.raw_data()) : c;
   const char* pa = static_cast<const char*>(a.raw_data());
   const char* pb = static_cast<const char*>(b.raw_data());
   for_each_outer([&](int64_t off_a, int64_t off_b, int64_t off_c) {
     if (fold) {
-      kernels::cuda::gemm_strided_batched(ctx, dtype, c + off_c * item, n, 0, pa + off_a * item,
-                                          la.ld, 0, false, pb + off_b * item, lb.ld, 0, lb.trans,
-                                          count * m, n, k, 1.0, beta, 1, nullptr);
-    } else {
       kernels::cuda::gemm_strided_batched(
-          ctx, dtype, c + off_c * item, n, stride.c, pa + off_a * item, la.ld, stride.a, la.trans,
-          pb + off_b * item, lb.ld, stride.b, lb.trans, m, n, k, 1.0, beta, count, nullptr);
+          ctx, dtype, c + off_c * item, n, 0, pa + off_a * item, la.ld, 0, false, pb + off_b * item,
+          lb.ld, 0, lb.trans, count * m, n, k, 1.0, beta, 1, nullptr, c_read + off_c * item);
+    } else {
+      kernels::cuda::gemm_strided_batched(ctx, dtype, c + off_c * item, n, stride.c,
+                                          pa + off_a * item, la.ld, stride.a, la.trans,
+                                          pb + off_b * item, lb.ld, stride.b, lb.trans, m, n, k,
+                                          1.0, beta, count, nullptr, c_read + off_c * item);
     }
   });
 #else
@@ -239,74 +248,111 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   });
 }
 
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  AUTOTP_CHECK(x.defined() && weight.defined(), "linear: undefined input or weight");
-  AUTOTP_CHECK(weight.dim() == 2, "linear: weight must be [out_features, in_features], got {}",
+namespace {
+
+// linear (op "linear") and linear_add (op "linear_add": `residual` defined) in one body.
+Tensor linear_impl(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                   const Tensor& residual, const char* op) {
+  AUTOTP_CHECK(x.defined() && weight.defined(), "{}: undefined input or weight", op);
+  AUTOTP_CHECK(weight.dim() == 2, "{}: weight must be [out_features, in_features], got {}", op,
                shape_str(weight.shape()));
-  AUTOTP_CHECK(x.dim() >= 1, "linear: input must have at least 1 dim, got shape {}",
+  AUTOTP_CHECK(x.dim() >= 1, "{}: input must have at least 1 dim, got shape {}", op,
                shape_str(x.shape()));
   const int64_t out_features = weight.size(0), in_features = weight.size(1);
   AUTOTP_CHECK(x.size(-1) == in_features,
-               "linear: input shape {} does not match weight shape {} (last dim {} vs "
+               "{}: input shape {} does not match weight shape {} (last dim {} vs "
                "in_features {})",
-               shape_str(x.shape()), shape_str(weight.shape()), x.size(-1), in_features);
-  check_same_kind(x, weight, "linear", "input", "weight");
+               op, shape_str(x.shape()), shape_str(weight.shape()), x.size(-1), in_features);
+  check_same_kind(x, weight, op, "input", "weight");
   const bool has_bias = bias.defined();
   if (has_bias) {
     AUTOTP_CHECK(bias.dim() == 1 && bias.size(0) == out_features,
-                 "linear: bias shape {} does not match weight shape {} (expected [{}])",
+                 "{}: bias shape {} does not match weight shape {} (expected [{}])", op,
                  shape_str(bias.shape()), shape_str(weight.shape()), out_features);
-    check_same_kind(bias, weight, "linear", "bias", "weight");
+    check_same_kind(bias, weight, op, "bias", "weight");
+  }
+  Shape out_shape = x.shape();
+  out_shape.back() = out_features;
+  const bool has_residual = residual.defined();
+  if (has_residual) {
+    AUTOTP_CHECK(residual.shape() == out_shape,
+                 "{}: residual shape {} does not match the output shape {} (input {}, weight {})",
+                 op, shape_str(residual.shape()), shape_str(out_shape), shape_str(x.shape()),
+                 shape_str(weight.shape()));
+    check_same_kind(residual, weight, op, "residual", "weight");
   }
 
-  // All leading dims flattened into rows: out2 [rows, out] = x2 [rows, in] @ W^T (+ bias).
-  // Rows counted explicitly (not -1), so zero-width in/out features (empty TP shards) work.
+  // All leading dims flattened into rows: out2 [rows, out] = x2 [rows, in] @ W^T (+ bias)
+  // (+ residual). Rows counted explicitly (not -1), so zero-width in/out features (empty TP
+  // shards) work.
   int64_t rows = 1;
   for (int64_t d = 0; d + 1 < x.dim(); ++d)
     rows *= x.size(d);
   const Tensor x2 = x.detach().reshape({rows, in_features});
   Tensor out2 = Tensor::empty({rows, out_features}, x.dtype(), x.device());
-  if (has_bias) out2.copy_(bias.detach());  // broadcast over rows; the GEMM adds onto it
+  // What the GEMM adds its product to (beta = 1): the residual, read as the GEMM's C input;
+  // the bias, broadcast over rows into out2; both, summed into out2 first.
+  Tensor c_in;
+  if (has_residual && !has_bias) {
+    c_in = residual.detach().contiguous().view({rows, out_features});
+  } else if (has_residual) {
+    out2.copy_(ops::add(residual.detach(), bias.detach()).view({rows, out_features}));
+  } else if (has_bias) {
+    out2.copy_(bias.detach());
+  }
   // W^T is a transposed view of the [out, in] weight: the kernel reads it with trans_b.
   gemm_into(out2, gemm_operand(x2), gemm_operand(weight.detach().transpose(0, 1)),
-            has_bias ? 1.0 : 0.0, "linear");
-  Shape out_shape = x.shape();
-  out_shape.back() = out_features;
+            has_bias || has_residual ? 1.0 : 0.0, op, c_in);
   Tensor out = out2.view(out_shape);
 
   const Tensor sx2 = x2, sw = weight.detach();
   const Shape x_shape = x.shape();
   const bool gx = x.requires_grad(), gw = weight.requires_grad();
   const bool gbias = has_bias && bias.requires_grad();
+  const bool gresidual = has_residual && residual.requires_grad();
   // dx and dW accumulate onto a gradient already pending for x or W (x feeding several
   // projections, a weight used twice) inside the GEMM (beta = 1) when the engine's buffer may
-  // be overwritten, instead of in a separate add.
-  return record_folding_op(out, "LinearBackward", {&x, &weight, has_bias ? &bias : nullptr},
-                           [sx2, sw, x_shape, gx, gw, gbias, out_features, in_features, rows](
-                               const Tensor& g, PendingGradients& pending) {
-                             const Tensor g2 = g.reshape({rows, out_features});  // [rows, out]
-                             Tensor dx, dw, db;
-                             if (gx) {  // [rows, out] @ [out, in]
-                               if (can_accumulate_into(pending[0], x_shape, sw)) {
-                                 dx = std::move(pending[0]);
-                                 gemm_into(dx.view({rows, in_features}), gemm_operand(g2),
-                                           gemm_operand(sw), 1.0, "linear backward");
-                               } else {
-                                 dx = matmul(g2, sw).reshape(x_shape);
-                               }
-                             }
-                             if (gw) {  // [out, rows] @ [rows, in]
-                               if (can_accumulate_into(pending[1], sw.shape(), sw)) {
-                                 dw = std::move(pending[1]);
-                                 gemm_into(dw, gemm_operand(g2.transpose(0, 1)), gemm_operand(sx2),
-                                           1.0, "linear backward");
-                               } else {
-                                 dw = matmul(g2.transpose(0, 1), sx2);
-                               }
-                             }
-                             if (gbias) db = sum(g2, {0});  // [out]
-                             return std::vector<Tensor>{dx, dw, db};
-                           });
+  // be overwritten, instead of in a separate add. The residual's gradient is the output's.
+  return record_folding_op(
+      out, has_residual ? "LinearAddBackward" : "LinearBackward",
+      {&x, &weight, has_bias ? &bias : nullptr, has_residual ? &residual : nullptr},
+      [sx2, sw, x_shape, gx, gw, gbias, gresidual, out_features, in_features, rows](
+          const Tensor& g, PendingGradients& pending) {
+        const Tensor g2 = g.reshape({rows, out_features});  // [rows, out]
+        Tensor dx, dw, db;
+        if (gx) {  // [rows, out] @ [out, in]
+          if (can_accumulate_into(pending[0], x_shape, sw)) {
+            dx = std::move(pending[0]);
+            gemm_into(dx.view({rows, in_features}), gemm_operand(g2), gemm_operand(sw), 1.0,
+                      "linear backward");
+          } else {
+            dx = matmul(g2, sw).reshape(x_shape);
+          }
+        }
+        if (gw) {  // [out, rows] @ [rows, in]
+          if (can_accumulate_into(pending[1], sw.shape(), sw)) {
+            dw = std::move(pending[1]);
+            gemm_into(dw, gemm_operand(g2.transpose(0, 1)), gemm_operand(sx2), 1.0,
+                      "linear backward");
+          } else {
+            dw = matmul(g2.transpose(0, 1), sx2);
+          }
+        }
+        if (gbias) db = sum(g2, {0});  // [out]
+        return std::vector<Tensor>{dx, dw, db, gresidual ? g : Tensor()};
+      });
+}
+
+}  // namespace
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  return linear_impl(x, weight, bias, Tensor(), "linear");
+}
+
+Tensor linear_add(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                  const Tensor& residual) {
+  AUTOTP_CHECK(residual.defined(), "linear_add: undefined residual");
+  return linear_impl(x, weight, bias, residual, "linear_add");
 }
 
 }  // namespace autotp::ops

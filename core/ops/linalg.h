@@ -13,4 +13,10 @@ Tensor matmul(const Tensor& a, const Tensor& b);
 // `bias` may be undefined.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
 
+// residual + linear(x, weight, bias) with the residual [..., out] as the GEMM's C input: added
+// in the GEMM's f32 accumulator and rounded once with the product (a residual connection after
+// an output projection, without a separate add over the activations). `bias` may be undefined.
+Tensor linear_add(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                  const Tensor& residual);
+
 }  // namespace autotp::ops

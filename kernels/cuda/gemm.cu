@@ -139,6 +139,35 @@ __global__ void scale_matrices_kernel(T* c, int64_t ldc, int64_t stride_c, int64
   }
 }
 
+// Bytes per element of the GEMM dtypes (0 for others: the dtype switch rejects those).
+size_t gemm_itemsize(int dtype) {
+  switch (static_cast<DTypeCode>(dtype)) {
+    case DTypeCode::F64:
+      return 8;
+    case DTypeCode::F32:
+      return 4;
+    case DTypeCode::BF16:
+    case DTypeCode::F16:
+      return 2;
+    default:
+      return 0;
+  }
+}
+
+// Copies `batch` row-major [m, n] matrices (leading dimension ld, `stride` elements apart)
+// from src to dst on `stream`.
+void copy_matrices(void* dst, const void* src, size_t itemsize, int64_t ld, int64_t stride,
+                   int64_t m, int64_t n, int64_t batch, cudaStream_t stream) {
+  for (int64_t i = 0; i < batch; ++i) {
+    const size_t offset = static_cast<size_t>(i * stride) * itemsize;
+    AUTOTP_CUDA_CHECK(
+        cudaMemcpy2DAsync(static_cast<char*>(dst) + offset, static_cast<size_t>(ld) * itemsize,
+                          static_cast<const char*>(src) + offset,
+                          static_cast<size_t>(ld) * itemsize, static_cast<size_t>(n) * itemsize,
+                          static_cast<size_t>(m), cudaMemcpyDeviceToDevice, stream));
+  }
+}
+
 // The plan of one GEMM shape: descriptors, preferences and the heuristic's first algorithm.
 std::unique_ptr<LtPlan> make_plan(cublasLtHandle_t handle, cudaDataType_t type, int64_t lda,
                                   bool trans_a, int64_t ldb, bool trans_b, int64_t ldc, int64_t m,
@@ -185,13 +214,15 @@ std::unique_ptr<LtPlan> make_plan(cublasLtHandle_t handle, cudaDataType_t type, 
 }
 
 // f32 / bf16 / f16 through cuBLASLt with f32 compute.
-void lt_gemm(GemmContext& ctx, cudaDataType_t type, size_t itemsize, void* c, int64_t ldc,
-             int64_t stride_c, const void* a, int64_t lda, int64_t stride_a, bool trans_a,
-             const void* b, int64_t ldb, int64_t stride_b, bool trans_b, int64_t m, int64_t n,
-             int64_t k, float alpha, float beta, int64_t batch, cudaStream_t stream) {
+// `c_in` is the C read with beta (the same layout as the output c; c itself for in place).
+void lt_gemm(GemmContext& ctx, cudaDataType_t type, size_t itemsize, void* c, const void* c_in,
+             int64_t ldc, int64_t stride_c, const void* a, int64_t lda, int64_t stride_a,
+             bool trans_a, const void* b, int64_t ldb, int64_t stride_b, bool trans_b, int64_t m,
+             int64_t n, int64_t k, float alpha, float beta, int64_t batch, cudaStream_t stream) {
   const uint32_t align_b = alignment_bytes(b, ldb, stride_b, batch, itemsize);
   const uint32_t align_a = alignment_bytes(a, lda, stride_a, batch, itemsize);
-  const uint32_t align_c = alignment_bytes(c, ldc, stride_c, batch, itemsize);
+  const uint32_t align_c = std::min(alignment_bytes(c, ldc, stride_c, batch, itemsize),
+                                    alignment_bytes(c_in, ldc, stride_c, batch, itemsize));
   const std::array<int64_t, 16> key = {static_cast<int64_t>(type),
                                        trans_a,
                                        trans_b,
@@ -226,7 +257,9 @@ void lt_gemm(GemmContext& ctx, cudaDataType_t type, size_t itemsize, void* c, in
   }
   if (plan->use_cublas) {
     // No cuBLASLt kernel for this alignment or shape: cuBLAS's strided-batched GEMM takes any
-    // (same operands, same f32 compute; it may pick another summation order).
+    // (same operands, same f32 compute; it may pick another summation order). It reads C in
+    // place only, so a separate C is copied there first.
+    if (c_in != c) copy_matrices(c, c_in, itemsize, ldc, stride_c, m, n, batch, stream);
     const cublasOperation_t op1 = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
     const cublasOperation_t op2 = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
     auto blas = static_cast<cublasHandle_t>(ctx.blas_handle());
@@ -237,7 +270,7 @@ void lt_gemm(GemmContext& ctx, cudaDataType_t type, size_t itemsize, void* c, in
     return;
   }
   AUTOTP_CUBLAS_CHECK(cublasLtMatmul(handle, plan->op.desc, &alpha, b, plan->layout1->layout, a,
-                                     plan->layout2->layout, &beta, c, plan->layout_c->layout, c,
+                                     plan->layout2->layout, &beta, c_in, plan->layout_c->layout, c,
                                      plan->layout_c->layout, &plan->algo, ctx.workspace(),
                                      GemmContext::kWorkspaceBytes, stream));
 }
@@ -288,8 +321,8 @@ GemmContext& GemmContext::for_device(int device) {
 void gemm_strided_batched(GemmContext& ctx, int dtype, void* c, int64_t ldc, int64_t stride_c,
                           const void* a, int64_t lda, int64_t stride_a, bool trans_a, const void* b,
                           int64_t ldb, int64_t stride_b, bool trans_b, int64_t m, int64_t n,
-                          int64_t k, double alpha, double beta, int64_t batch,
-                          cudaStream_t stream) {
+                          int64_t k, double alpha, double beta, int64_t batch, cudaStream_t stream,
+                          const void* c_in) {
   // Built only for an error message (this runs for every GEMM of a step).
   const auto what = [&] {
     return sizes_text(m, n, k, lda, ldb, ldc, trans_a, trans_b, batch, dtype);
@@ -315,6 +348,13 @@ void gemm_strided_batched(GemmContext& ctx, int dtype, void* c, int64_t ldc, int
                                 ")");
   }
   ScopedDevice guard(ctx.device());
+  // The C that beta scales: c itself unless a separate input is given (and read at all).
+  if (c_in == nullptr || beta == 0.0) c_in = c;
+  if (c_in != c && (k == 0 || static_cast<DTypeCode>(dtype) == DTypeCode::F64)) {
+    // then in place
+    copy_matrices(c, c_in, gemm_itemsize(dtype), ldc, stride_c, m, n, batch, stream);
+    c_in = c;
+  }
   if (k == 0) {  // no products: C = beta * C, done here (cuBLAS may reject K = 0)
     dispatch_float_code(dtype, "gemm_strided_batched", [&]<typename T>(TypeTag<T>) {
       scale_matrices_kernel<T><<<blocks_for(batch * m * n), kThreadsPerBlock, 0, stream>>>(
@@ -326,18 +366,18 @@ void gemm_strided_batched(GemmContext& ctx, int dtype, void* c, int64_t ldc, int
   }
   switch (static_cast<DTypeCode>(dtype)) {
     case DTypeCode::F32:
-      lt_gemm(ctx, CUDA_R_32F, sizeof(float), c, ldc, stride_c, a, lda, stride_a, trans_a, b, ldb,
-              stride_b, trans_b, m, n, k, static_cast<float>(alpha), static_cast<float>(beta),
+      lt_gemm(ctx, CUDA_R_32F, sizeof(float), c, c_in, ldc, stride_c, a, lda, stride_a, trans_a, b,
+              ldb, stride_b, trans_b, m, n, k, static_cast<float>(alpha), static_cast<float>(beta),
               batch, stream);
       return;
     case DTypeCode::BF16:
-      lt_gemm(ctx, CUDA_R_16BF, sizeof(bf16), c, ldc, stride_c, a, lda, stride_a, trans_a, b, ldb,
-              stride_b, trans_b, m, n, k, static_cast<float>(alpha), static_cast<float>(beta),
+      lt_gemm(ctx, CUDA_R_16BF, sizeof(bf16), c, c_in, ldc, stride_c, a, lda, stride_a, trans_a, b,
+              ldb, stride_b, trans_b, m, n, k, static_cast<float>(alpha), static_cast<float>(beta),
               batch, stream);
       return;
     case DTypeCode::F16:
-      lt_gemm(ctx, CUDA_R_16F, sizeof(f16), c, ldc, stride_c, a, lda, stride_a, trans_a, b, ldb,
-              stride_b, trans_b, m, n, k, static_cast<float>(alpha), static_cast<float>(beta),
+      lt_gemm(ctx, CUDA_R_16F, sizeof(f16), c, c_in, ldc, stride_c, a, lda, stride_a, trans_a, b,
+              ldb, stride_b, trans_b, m, n, k, static_cast<float>(alpha), static_cast<float>(beta),
               batch, stream);
       return;
     case DTypeCode::F64: {

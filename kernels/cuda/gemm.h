@@ -58,6 +58,9 @@ class GemmContext {
 //   C(i, j)     = c[i * ldc + j]                                 C is [M, N]
 // and matrix i of the batch at a + i * stride_a, b + i * stride_b, c + i * stride_c (a stride
 // of 0 shares A or B). beta == 0 overwrites C without reading it; K == 0 gives beta * C.
+// `c_in`, when not null, is the C that beta scales, laid out like the output c (ldc, stride_c)
+// and not overlapping it unless equal: c = alpha * op(A) op(B) + beta * c_in (a residual added
+// in the GEMM's epilogue); null reads c itself.
 // Leading dimensions must be valid for cuBLAS: lda >= (trans_a ? M : K), ldb >= (trans_b ?
 // K : N), ldc >= N, all >= 1 (the caller normalizes the leading dimension of a single row or
 // column; violations throw std::invalid_argument naming the sizes).
@@ -67,6 +70,7 @@ class GemmContext {
 void gemm_strided_batched(GemmContext& ctx, int dtype, void* c, int64_t ldc, int64_t stride_c,
                           const void* a, int64_t lda, int64_t stride_a, bool trans_a, const void* b,
                           int64_t ldb, int64_t stride_b, bool trans_b, int64_t m, int64_t n,
-                          int64_t k, double alpha, double beta, int64_t batch, cudaStream_t stream);
+                          int64_t k, double alpha, double beta, int64_t batch, cudaStream_t stream,
+                          const void* c_in = nullptr);
 
 }  // namespace autotp::kernels::cuda

@@ -302,6 +302,34 @@ TEST(CudaGemm, LinearWithAndWithoutBiasEqualsTheCpuExactly_CUDA) {
   }
 }
 
+TEST(CudaGemm, LinearAddTakesTheResidualAsTheGemmsCInputLikeTheCpu_CUDA) {
+  SKIP_WITHOUT_CUDA();
+  // out = residual + x W^T (+ b): the residual is cuBLASLt's C (beta = 1), a separate buffer
+  // from the output. Integer values: exact in f32; bf16 rounds the sum once.
+  const Tensor x = integers_cpu({2, 7, 33}, 45), w = integers_cpu({129, 33}, 46);
+  const Tensor b = integers_cpu({129}, 47), r = integers_cpu({2, 7, 129}, 48);
+  const Tensor g = integers_cpu({2, 7, 129}, 49);
+  for (bool bias : {true, false}) {
+    std::vector<Tensor> inputs = {x, w, r};
+    if (bias) inputs.push_back(b);
+    expect_cuda_matches_cpu(std::string("linear_add") + (bias ? " with bias" : ""),
+                            [bias](const std::vector<Tensor>& in) {
+                              return ops::linear_add(in[0], in[1], bias ? in[3] : Tensor(), in[2]);
+                            },
+                            inputs, g, {kExact, kBf16, kBf16});
+  }
+  // A residual one element into its buffer: C is misaligned for the 16-byte kernels, so the
+  // GEMM may run on cuBLAS, which reads C in place (it is copied into the output first).
+  const Tensor flat = integers_cpu({2 * 7 * 129 + 1}, 50);
+  expect_cuda_matches_cpu(
+      "linear_add with a misaligned residual",
+      [](const std::vector<Tensor>& in) {
+        const Tensor residual = in[2].narrow(0, 1, 2 * 7 * 129).view({2, 7, 129});
+        return ops::linear_add(in[0], in[1], Tensor(), residual);
+      },
+      {x, w, flat}, g, {kExact, kBf16, kBf16});
+}
+
 // ---- softmax and log_softmax ------------------------------------------------------
 
 struct SoftmaxCase {

@@ -60,9 +60,8 @@ TEST(GradientFolding, ThreeProjectionsOfOneInputAccumulateDxInsideTheGemm) {
   const BackwardSummary summary = run_backward(loss, Tensor(), false);
   EXPECT_EQ(summary.folded_sums, 2);  // the second and third dx go into the first one's buffer
   EXPECT_EQ(summary.engine_sums, 0);
-  const Tensor expected =
-      ops::add(ops::add(gradient_of(path(0), x0), gradient_of(path(1), x0)),
-               gradient_of(path(2), x0));
+  const Tensor expected = ops::add(ops::add(gradient_of(path(0), x0), gradient_of(path(1), x0)),
+                                   gradient_of(path(2), x0));
   EXPECT_EQ(x.grad().to_vector(), expected.to_vector());
 }
 

@@ -1,5 +1,5 @@
-// matmul and linear against a naive triple loop (odd sizes, transposed and strided views,
-// broadcast batches), their gradients by full-Jacobian checks, and their shape errors.
+// matmul, linear and linear_add against a naive triple loop (odd sizes, transposed and strided
+// views, broadcast batches), their gradients by full-Jacobian checks, and their shape errors.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -14,6 +14,8 @@ namespace {
 
 using testing::random_f64;
 using testing::tolerance_for;
+
+const testing::Tolerance kExactSums{0.0, 0.0};  // integer-valued sums: exact
 
 // Integers in [-3, 3]: f32 products and sums of them are exact, so results must match exactly.
 Tensor random_ints(const Shape& shape, uint64_t seed, DType dtype = DType::F32) {
@@ -274,6 +276,51 @@ TEST(Linear, RejectsMismatchedShapesNamingBoth) {
     EXPECT_NE(msg.find("[7, 5]"), std::string::npos) << msg;
   }
   EXPECT_THROW(ops::linear(Tensor::ones({3, 5}), Tensor::ones({5})), Error);
+}
+
+TEST(LinearAdd, EqualsTheResidualPlusTheNaiveLinear) {
+  // Integer values: exact in f32 whatever the order of the sums.
+  const Tensor x = random_ints({2, 3, 5}, 90), w = random_ints({7, 5}, 91),
+               b = random_ints({7}, 92), r = random_ints({2, 3, 7}, 93);
+  const Tensor naive = ops::add(r.to(DType::F64), naive_linear(x, w, b));
+  EXPECT_ALL_CLOSE(ops::linear_add(x, w, b, r), naive, kExactSums);
+  EXPECT_ALL_CLOSE(ops::linear_add(x, w, Tensor(), r),
+                   ops::add(r.to(DType::F64), naive_linear(x, w, Tensor())), kExactSums);
+  // A residual viewed through a transpose (copied for the GEMM) gives the same sums.
+  const Tensor rt = random_ints({7, 3}, 94).transpose(0, 1);  // [3, 7]
+  const Tensor x2 = random_ints({3, 5}, 95);
+  EXPECT_ALL_CLOSE(ops::linear_add(x2, w, Tensor(), rt),
+                   ops::add(rt.to(DType::F64), naive_linear(x2, w, Tensor())), kExactSums);
+  // The residual's own values are left alone.
+  EXPECT_EQ(r.to_vector(), random_ints({2, 3, 7}, 93).to_vector());
+}
+
+TEST(LinearAdd, GradientsMatchFiniteDifferences) {
+  auto with_bias = [](const std::vector<Tensor>& in) {
+    return ops::linear_add(in[0], in[1], in[2], in[3]);
+  };
+  auto no_bias = [](const std::vector<Tensor>& in) {
+    return ops::linear_add(in[0], in[1], Tensor(), in[2]);
+  };
+  EXPECT_GRADCHECK(with_bias,
+                   (std::vector<Tensor>{random_f64({2, 3, 5}, 96), random_f64({7, 5}, 97),
+                                        random_f64({7}, 98), random_f64({2, 3, 7}, 99)}));
+  EXPECT_GRADCHECK(no_bias, (std::vector<Tensor>{random_f64({3, 5}, 100), random_f64({4, 5}, 101),
+                                                 random_f64({3, 4}, 102)}));
+}
+
+TEST(LinearAdd, RejectsAResidualOfAnotherShapeNamingIt) {
+  try {
+    ops::linear_add(Tensor::ones({3, 5}), Tensor::ones({7, 5}), Tensor(), Tensor::ones({3, 6}));
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("residual shape [3, 6]"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("[3, 7]"), std::string::npos) << msg;
+  }
+  EXPECT_THROW(ops::linear_add(Tensor::ones({3, 5}), Tensor::ones({7, 5}), Tensor(),
+                               Tensor::ones({3, 7}, DType::F64)),
+               Error);
 }
 
 }  // namespace

@@ -20,6 +20,8 @@ namespace {
 using testing::random_f64;
 using testing::tolerance_for;
 
+const testing::Tolerance kExactSums{0.0, 0.0};  // integer-valued sums: exact
+
 // ---- Linear -----------------------------------------------------------------------
 
 TEST(Linear, ForwardMatchesAHandComputation) {
@@ -91,6 +93,19 @@ TEST(Linear, BatchedInputGradientsMatchFiniteDifferences) {
 }
 
 // ---- Embedding -------------------------------------------------------------------
+
+TEST(Linear, ForwardAddTakesTheResidualIntoTheGemmLikeForwardThenAdd) {
+  // Linear takes the residual into its GEMM; another UnaryModule adds after forward().
+  Linear linear(5, 7, /*bias=*/true, DType::F64);
+  linear.weight().copy_(random_f64({7, 5}, 103, false));
+  linear.bias().copy_(random_f64({7}, 104, false));
+  const Tensor x = random_f64({2, 5}, 105, false), r = random_f64({2, 7}, 106, false);
+  EXPECT_ALL_CLOSE(linear.forward_add(x, r), ops::add(r, linear.forward(x)),
+                   tolerance_for(DType::F64));
+  RMSNorm norm(7, 1e-5, DType::F64);
+  EXPECT_ALL_CLOSE(norm.forward_add(r, x.narrow(1, 0, 1)),
+                   ops::add(x.narrow(1, 0, 1), norm.forward(r)), kExactSums);
+}
 
 TEST(Embedding, LooksUpRowsAndRejectsOutOfRangeIds) {
   Embedding emb(4, 2);
