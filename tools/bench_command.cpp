@@ -208,7 +208,7 @@ int run_bench(const std::vector<std::string>& raw_args) {
 #endif
 
   std::printf("device        %s\n", device_name.c_str());
-  std::printf("model         %s, %lld parameters (%lld without the input embedding), %s\n",
+  std::printf("model         %s, %lld parameters (N = %lld in 6 N), %s\n",
               model_config.model_type.c_str(), static_cast<long long>(params),
               static_cast<long long>(flops.non_embedding_params), dtype_name(dtype).data());
   std::printf("batch         %lld x %lld tokens per step (%lld warm-up + %lld timed steps)\n",

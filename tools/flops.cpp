@@ -8,7 +8,9 @@ namespace autotp::tools {
 FlopCount training_flops_per_token(const ModelConfig& config, int64_t params, int64_t seq_len) {
   FlopCount c;
   c.params = params;
-  c.non_embedding_params = params - config.vocab_size * config.hidden_size;
+  // A tied table is the lm_head's weight too: its matmul counts (nanoGPT's rule).
+  c.non_embedding_params =
+      config.tie_word_embeddings ? params : params - config.vocab_size * config.hidden_size;
   const double layers = static_cast<double>(config.num_hidden_layers);
   const double heads = static_cast<double>(config.num_attention_heads);
   const double head_dim = static_cast<double>(config.head_dim);
@@ -17,9 +19,10 @@ FlopCount training_flops_per_token(const ModelConfig& config, int64_t params, in
       6.0 * static_cast<double>(c.non_embedding_params) + c.attention_flops_per_token;
   c.formula = fmt::format(
       "6 N + 12 L H Q T = 6 x {} + 12 x {} x {} x {} x {} = {:.4g} FLOP/token "
-      "(N: parameters without the input embedding)",
+      "(N: parameters without the input embedding{})",
       c.non_embedding_params, config.num_hidden_layers, config.num_attention_heads, config.head_dim,
-      seq_len, c.flops_per_token);
+      seq_len, c.flops_per_token,
+      config.tie_word_embeddings ? "; tied, so the table counts once, as the lm_head's weight" : "");
   return c;
 }
 

@@ -12,13 +12,15 @@ namespace autotp::tools {
 
 struct FlopCount {
   int64_t params = 0;                // every parameter
-  int64_t non_embedding_params = 0;  // params minus the input embedding matrix
+  int64_t non_embedding_params = 0;  // N: params minus an untied input embedding matrix
   double attention_flops_per_token = 0.0;
   double flops_per_token = 0.0;  // 6 N + attention term (forward + backward)
   std::string formula;           // the formula with the numbers filled in
 };
 
-// N = non-embedding parameters (an untied lm_head counts; the input embedding does not).
+// N = the parameters that multiply activations: every parameter but the input embedding
+// table, whose lookup is no matmul. A tied embedding is also the lm_head's weight, a matmul of
+// 2 V h FLOPs per token, so it counts (once), as nanoGPT counts GPT-2's tied wte.
 // Training FLOPs per token = 6 N + 12 L H Q T (L layers, H query heads, Q head dim, T seq
 // len): the matmuls' forward + backward, plus the attention scores and weighted sum
 // (counted for the full T x T square, as PaLM does, not halved for the causal mask).

@@ -1,5 +1,6 @@
 // FLOP accounting of `autotp bench`: 6 N + 12 L H Q T with N counted without the input
-// embedding, checked against a parameter count made independently from the config.
+// embedding (a tied table counts once, as the lm_head's weight), checked against a parameter
+// count made independently from the config.
 #include <gtest/gtest.h>
 
 #include "models/registry.h"
@@ -31,12 +32,22 @@ TEST(TrainingFlops, MatchTheFormulaForTheLlama32OneBShape) {
   const int64_t per_layer = 2 * h * h + 2 * h * kv + 3 * h * ffn + 2 * h;
   const int64_t params = vocab * h + layers * per_layer + h;
   EXPECT_EQ(params, 1235814400);  // meta-llama/Llama-3.2-1B's published parameter count
+  // Tied: the table is the lm_head's weight (2 V h FLOPs per token forward), so N keeps it.
   const FlopCount f = training_flops_per_token(c, params, 2048);
-  EXPECT_EQ(f.non_embedding_params, params - vocab * h);
+  EXPECT_EQ(f.non_embedding_params, params);
   EXPECT_DOUBLE_EQ(f.attention_flops_per_token, 12.0 * 16 * 32 * 64 * 2048);
   EXPECT_DOUBLE_EQ(f.flops_per_token,
-                   6.0 * static_cast<double>(params - vocab * h) + 12.0 * 16 * 32 * 64 * 2048);
+                   6.0 * static_cast<double>(params) + 12.0 * 16 * 32 * 64 * 2048);
+  EXPECT_NEAR(f.flops_per_token, 8.2202e9, 0.0001e9);
   EXPECT_NE(f.formula.find("6 N + 12 L H Q T"), std::string::npos);
+  EXPECT_NE(f.formula.find("tied"), std::string::npos);
+  // Untied (Llama-3-8B style): the lm_head is its own matrix and the input table drops out,
+  // so the same matmuls are counted.
+  ModelConfig untied = c;
+  untied.tie_word_embeddings = false;
+  const FlopCount u = training_flops_per_token(untied, params + vocab * h, 2048);
+  EXPECT_EQ(u.non_embedding_params, params);
+  EXPECT_DOUBLE_EQ(u.flops_per_token, f.flops_per_token);
 }
 
 TEST(TrainingFlops, ParameterCountOfABuiltModelMatchesTheHandCount) {

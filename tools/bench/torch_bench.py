@@ -35,7 +35,10 @@ def model_config(cfg):
 
 def flops_per_token(hf, params, seq_len):
     head_dim = getattr(hf, "head_dim", None) or hf.hidden_size // hf.num_attention_heads
-    non_embedding = params - hf.vocab_size * hf.hidden_size
+    # N without the input embedding table (a lookup, no matmul); a tied table is also the
+    # lm_head's weight, so it counts once (nanoGPT's rule), as in tools/flops.cpp.
+    tied = getattr(hf, "tie_word_embeddings", False)
+    non_embedding = params if tied else params - hf.vocab_size * hf.hidden_size
     return 6 * non_embedding + 12 * hf.num_hidden_layers * hf.num_attention_heads * head_dim * seq_len
 
 
