@@ -3,7 +3,7 @@
 // 32 columns of a chunk of rows) summed over the chunks in order by a second kernel.
 // RMSNorm over rows that are 16-byte aligned with a width that is a multiple of the vector
 // width (at most 1024 vectors) takes vectorized kernels instead: the forward with 16-byte
-// accesses, and one backward kernel per chunk of rows in which each thread owns V columns,
+// accesses (one warp per row, x kept in registers, up to 512 vectors), and one backward kernel per chunk of rows in which each thread owns V columns,
 // writes their dx row by row and keeps their dweight partial sums in registers (x and dy are
 // read once, against three times by the two-kernel path).
 #include "kernels/cuda/check.h"
@@ -108,6 +108,99 @@ __global__ void rms_norm_forward_vector_kernel(T* y, ComputeType<T>* rstd, const
       store_pack<V>(yr + k * V, out);
     }
   }
+}
+
+// The same forward with one warp per row for rows of at most 32 kPacks vectors: lane l holds
+// vectors l, l + 32, ... of its row in registers from the sum of squares to the output, so x
+// is read once and no block barrier is needed (the block-per-row kernel above spends its time
+// in two barriers per 4 KB row at the Llama widths). The sum is the lanes' partial sums in
+// vector order, then the warp's butterfly: fixed, so deterministic.
+template <typename T, int V, int kPacks>
+__global__ void rms_norm_forward_warp_kernel(T* y, ComputeType<T>* rstd, const T* x,
+                                             const T* weight, int64_t rows, int64_t dim,
+                                             ComputeType<T> eps) {
+  using C = ComputeType<T>;
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  const int64_t warps_per_block = blockDim.x / 32;
+  const int64_t vectors = dim / V;
+  for (int64_t row = static_cast<int64_t>(blockIdx.x) * warps_per_block + threadIdx.x / 32;
+       row < rows; row += static_cast<int64_t>(gridDim.x) * warps_per_block) {
+    const T* xr = x + row * dim;
+    T* yr = y + row * dim;
+    Pack<T, V> in[kPacks];
+    C sum_sq = 0;
+#pragma unroll
+    for (int p = 0; p < kPacks; ++p) {
+      const int64_t k = lane + 32 * p;
+      if (k < vectors) {
+        in[p] = load_pack<V>(xr + k * V);
+#pragma unroll
+        for (int e = 0; e < V; ++e) {
+          const C v = widen(in[p].v[e]);
+          sum_sq += v * v;
+        }
+      }
+    }
+    const C rs = C(1) / math_sqrt(warp_sum(sum_sq) / static_cast<C>(dim) + eps);
+    if (lane == 0) rstd[row] = rs;
+#pragma unroll
+    for (int p = 0; p < kPacks; ++p) {
+      const int64_t k = lane + 32 * p;
+      if (k < vectors) {
+        Pack<T, V> w;
+        if (weight) w = load_pack<V>(weight + k * V);
+        Pack<T, V> out;
+#pragma unroll
+        for (int e = 0; e < V; ++e) {
+          const C normalized = widen(in[p].v[e]) * rs;
+          if constexpr (kIs16BitFloat<T>) {
+            const T rounded = convert<T>(normalized);  // HF: hidden_states.to(input_dtype)
+            out.v[e] = weight ? convert<T>(widen(w.v[e]) * widen(rounded)) : rounded;
+          } else {
+            out.v[e] = convert<T>(weight ? normalized * widen(w.v[e]) : normalized);
+          }
+        }
+        store_pack<V>(yr + k * V, out);
+      }
+    }
+  }
+}
+
+constexpr int kNormWarpsPerBlock = 4;
+
+template <typename T, int V, int kPacks>
+void launch_rms_norm_forward_warp(int dtype, T* y, ComputeType<T>* rstd, const T* x,
+                                  const T* weight, int64_t rows, int64_t dim, ComputeType<T> eps,
+                                  cudaStream_t stream) {
+  const int64_t blocks = (rows + kNormWarpsPerBlock - 1) / kNormWarpsPerBlock;
+  rms_norm_forward_warp_kernel<T, V, kPacks>
+      <<<static_cast<unsigned>(std::min<int64_t>(blocks, kMaxBlocks)), 32 * kNormWarpsPerBlock, 0,
+         stream>>>(y, rstd, x, weight, rows, dim, eps);
+  AUTOTP_CUDA_CHECK_LAUNCH("rms_norm_forward_warp_kernel", {"rows", rows}, {"dim", dim},
+                           {"packs per lane", kPacks}, {"dtype", dtype});
+}
+
+// The warp-per-row forward when a row is at most 512 vectors (4096 bf16/f16 values, 2048 f32,
+// 1024 f64); false when it is wider.
+template <typename T, int V>
+bool rms_norm_forward_by_warps(int dtype, T* y, ComputeType<T>* rstd, const T* x,
+                               const T* weight, int64_t rows, int64_t dim, ComputeType<T> eps,
+                               cudaStream_t stream) {
+  const int64_t vectors = dim / V;
+  if (vectors <= 32) {
+    launch_rms_norm_forward_warp<T, V, 1>(dtype, y, rstd, x, weight, rows, dim, eps, stream);
+  } else if (vectors <= 64) {
+    launch_rms_norm_forward_warp<T, V, 2>(dtype, y, rstd, x, weight, rows, dim, eps, stream);
+  } else if (vectors <= 128) {
+    launch_rms_norm_forward_warp<T, V, 4>(dtype, y, rstd, x, weight, rows, dim, eps, stream);
+  } else if (vectors <= 256) {
+    launch_rms_norm_forward_warp<T, V, 8>(dtype, y, rstd, x, weight, rows, dim, eps, stream);
+  } else if (vectors <= 512) {
+    launch_rms_norm_forward_warp<T, V, 16>(dtype, y, rstd, x, weight, rows, dim, eps, stream);
+  } else {
+    return false;
+  }
+  return true;
 }
 
 // RMSNorm backward for one chunk of rows per block (blockIdx.x): thread t owns columns
@@ -361,6 +454,11 @@ void rms_norm_forward(int dtype, void* y, void* rstd, const void* x, const void*
     constexpr int V = kVectorElems<T>;
     if (dim % V == 0 && is_aligned(y, 16) && is_aligned(x, 16) &&
         (!weight || is_aligned(weight, 16))) {
+      if (rms_norm_forward_by_warps<T, V>(dtype, static_cast<T*>(y), static_cast<C*>(rstd),
+                                          static_cast<const T*>(x), static_cast<const T*>(weight),
+                                          rows, dim, static_cast<C>(eps), stream)) {
+        return;
+      }
       rms_norm_forward_vector_kernel<T, V>
           <<<blocks_for_rows(rows), threads_for_row(dim / V), 0, stream>>>(
               static_cast<T*>(y), static_cast<C*>(rstd), static_cast<const T*>(x),

@@ -582,10 +582,12 @@ TEST(CudaIndexSelect, ForwardAndBackwardEqualTheCpuExactly_CUDA) {
 
 // ---- RMSNorm and LayerNorm -------------------------------------------------------------
 
-// Widths 64, 1000, 32 and 256 take the 16-byte kernels (the 300 rows of 256 over several
-// chunks of the backward); 33 and 129 the scalar ones.
-const std::vector<Shape> kNormShapes = {{7, 33},   {3, 5, 129}, {2, 64},
-                                        {1, 1000}, {130, 32},   {300, 256}};
+// Widths 64, 1000, 32, 256, 2048 and 4096 take the 16-byte kernels (the 300 rows of 256 over
+// several chunks of the backward; the RMSNorm forward's warp per row holds 1 to 16 vectors per
+// lane across the dtypes, and f32/f64 rows of 4096 take its block-per-row kernel); 33 and 129
+// the scalar ones.
+const std::vector<Shape> kNormShapes = {{7, 33},   {3, 5, 129}, {2, 64},   {1, 1000},
+                                        {130, 32}, {300, 256},  {5, 2048}, {3, 4096}};
 
 // f32 units of the norms: the row's sum of squares (positive terms) errs by n u relative, so
 // rstd and y by (n + 8) u; dx adds mean(g xhat) with sum |g xhat| <= 4n (|dy| <= 1, weight
