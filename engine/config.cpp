@@ -457,7 +457,31 @@ TrainConfig read_train(MapReader r, uint64_t default_seed, int64_t steps_per_pri
   return c;
 }
 
+KernelConfig read_kernels(MapReader r) {
+  KernelConfig k;
+  k.attention_row_tiles = int_at_least(r, "attention_row_tiles", 1, 1);
+  if (k.attention_row_tiles > 2) {
+    r.fail("attention_row_tiles",
+           fmt::format("must be 1 (64-row blocks) or 2 (128-row blocks), got {}",
+                       k.attention_row_tiles));
+  }
+  k.attention_dkdv_kv_in_registers = bool_or(r, "attention_dkdv_kv_in_registers", false);
+  r.finish();
+  return k;
+}
+
 }  // namespace
+
+ops::AttentionKernels attention_kernels_for(const KernelConfig& kernels, int64_t head_dim) {
+  AUTOTP_CHECK(kernels.is_default() || head_dim <= 64,
+               "kernels: attention_row_tiles {} / attention_dkdv_kv_in_registers {} need a head "
+               "dim of at most 64; the model's head_dim is {} (leave both at their defaults)",
+               kernels.attention_row_tiles, kernels.attention_dkdv_kv_in_registers, head_dim);
+  ops::AttentionKernels variant;
+  variant.row_tiles_per_warp = static_cast<int>(kernels.attention_row_tiles);
+  variant.dkdv_kv_in_registers = kernels.attention_dkdv_kv_in_registers;
+  return variant;
+}
 
 BatchConfig resolve_batch_sizes(std::optional<int64_t> train_batch_size,
                                 std::optional<int64_t> micro_batch_per_gpu,
@@ -581,6 +605,7 @@ Config config_from_yaml(YAML::Node root, const ConfigLoadOptions& options,
   cfg.tensor_parallel = read_tensor_parallel(r.get_map("tensor_parallel"), source);
   cfg.model = read_model(r);
   cfg.train = read_train(r.get_map("train"), cfg.seed, cfg.steps_per_print);
+  cfg.kernels = read_kernels(r.get_map("kernels"));
   cfg.data = read_data(r.get_map("data"), cfg.train.seed, cfg.model);
   cfg.scheduler.base_lr = cfg.optimizer.adamw.lr;
   if (r.present("scheduler")) {

@@ -10,6 +10,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "core/dtype.h"
+#include "core/ops/nn.h"
 #include "engine/data.h"
 #include "engine/lr_schedule.h"
 #include "engine/optimizer.h"
@@ -102,6 +103,19 @@ struct TrainConfig {
   int64_t eval_interval = 0;  // 0: no periodic evaluation
 };
 
+// kernels (autotp): variants of the CUDA tensor-core attention kernels. Every variant gives
+// bit-identical results (the CPU emulation tests check it); they differ in speed by GPU, so
+// `autotp bench` with --set kernels.* measures them. Head dims up to 64; bf16/f16 on CUDA.
+struct KernelConfig {
+  int64_t attention_row_tiles = 1;              // 16-row tiles per warp: 64- or 128-row blocks
+  bool attention_dkdv_kv_in_registers = false;  // dk/dv kernel keeps K/V fragments in registers
+  bool is_default() const { return attention_row_tiles == 1 && !attention_dkdv_kv_in_registers; }
+};
+
+// The attention kernel variant of `kernels` for a model of head dim `head_dim`: an error naming
+// the keys when a variant is asked of a head dim above 64 (before the model is built).
+ops::AttentionKernels attention_kernels_for(const KernelConfig& kernels, int64_t head_dim);
+
 // The default zero_optimization.reduce_bucket_size, in elements: 16 MiB of f32 gradients
 // (DeepSpeed's 5e8 suits GPUs with large buffers, not the CPU engine).
 inline constexpr int64_t kDefaultReduceBucketSize = int64_t{1} << 22;
@@ -124,6 +138,7 @@ struct Config {
   ModelSection model;
   DataConfig data;
   TrainConfig train;
+  KernelConfig kernels;
 
   std::vector<std::string> warnings;   // one line per ignored DeepSpeed key
   std::vector<std::string> overrides;  // the --set assignments applied, in order

@@ -90,6 +90,10 @@ std::string config_summary(const Config& c) {
                    t.steps, t.seed, t.log_interval,
                    t.checkpoint_interval > 0 ? std::to_string(t.checkpoint_interval) : "-",
                    t.eval_interval > 0 ? std::to_string(t.eval_interval) : "-", t.out_dir));
+  line(
+      "kernels",
+      fmt::format("attention {}-row blocks, dk/dv K,V {}", 64 * c.kernels.attention_row_tiles,
+                  c.kernels.attention_dkdv_kv_in_registers ? "in registers" : "reloaded per tile"));
   for (const std::string& w : c.warnings)
     s += "  warning: " + w + "\n";
   return s;
@@ -223,6 +227,11 @@ std::string config_to_yaml(const Config& c) {
   e << YAML::Key << "checkpoint_interval" << YAML::Value << t.checkpoint_interval;
   e << YAML::Key << "out_dir" << YAML::Value << t.out_dir;
   e << YAML::Key << "eval_interval" << YAML::Value << t.eval_interval;
+  e << YAML::EndMap;
+  e << YAML::Key << "kernels" << YAML::Value << YAML::BeginMap;
+  e << YAML::Key << "attention_row_tiles" << YAML::Value << c.kernels.attention_row_tiles;
+  e << YAML::Key << "attention_dkdv_kv_in_registers" << YAML::Value
+    << c.kernels.attention_dkdv_kv_in_registers;
   e << YAML::EndMap;
   e << YAML::EndMap;
   AUTOTP_ASSERT(e.good(), "config_to_yaml: emitter error {}", e.GetLastError());

@@ -25,6 +25,7 @@
 #include "engine/training_device.h"
 #include "layers/parallel/gather_params.h"
 #include "layers/parallel/grad_norm.h"
+#include "models/llama.h"
 #include "models/registry.h"
 
 namespace autotp {
@@ -131,6 +132,8 @@ Trainer::Trainer(Config config, TrainerOptions options)
 
   // Model and data are validated against each other before the model is allocated.
   model_source_ = resolve_model_source(config_.model);
+  const ops::AttentionKernels attention_kernels =
+      attention_kernels_for(config_.kernels, model_source_.config.head_dim);
   const DataConfig data = resolve_data_config(config_.data, model_source_.config);
   source_ = make_token_source(data);
   AUTOTP_CHECK(source_->vocab_size() <= model_source_.config.vocab_size,
@@ -154,6 +157,7 @@ Trainer::Trainer(Config config, TrainerOptions options)
 
   // Built on the host on every device, so a CUDA run starts from the CPU run's weights.
   model_ = build_model(model_source_, config_.train.seed, options_.dtype);
+  set_attention_kernels(*model_, attention_kernels);
   // Tensor parallelism: every rank built the full model from the same seed (or checkpoint);
   // the AutoTP pass keeps this rank's shards and moves them to the device, before the
   // optimizer sees the parameters.

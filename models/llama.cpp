@@ -73,6 +73,17 @@ LlamaAttention::LlamaAttention(const ModelConfig& config, DType dtype, Device de
   }
 }
 
+void LlamaAttention::set_attention_kernels(const ops::AttentionKernels& variant) {
+  AUTOTP_CHECK(variant.row_tiles_per_warp == 1 || variant.row_tiles_per_warp == 2,
+               "{}: attention row tiles per warp must be 1 or 2, got {}", describe(),
+               variant.row_tiles_per_warp);
+  AUTOTP_CHECK(variant.is_default() || head_dim_ <= 64,
+               "{}: the attention kernel variants (128-row blocks, dk/dv K,V in registers) need "
+               "head_dim <= 64; this model's head_dim is {}",
+               describe(), head_dim_);
+  attention_kernels_ = variant;
+}
+
 std::string LlamaAttention::extra_repr() const {
   return fmt::format("head_dim={}", head_dim_);
 }
@@ -121,7 +132,8 @@ Tensor LlamaAttention::attend(const Tensor& x, const Tensor& cos, const Tensor& 
   k = ops::apply_rotary(k.transpose(1, 2), cos, sin);  // [B, Hkv, S, D]
   v = v.transpose(1, 2);                               // [B, Hkv, S, D]
   const double scale = 1.0 / std::sqrt(static_cast<double>(d));
-  const Tensor attn = ops::scaled_dot_product_attention(q, k, v, /*causal=*/true, scale);
+  const Tensor attn =
+      ops::scaled_dot_product_attention(q, k, v, /*causal=*/true, scale, attention_kernels_);
   return attn.transpose(1, 2).reshape({batch, seq, hq * d});  // [B, S, Hq * D]
 }
 
@@ -206,6 +218,17 @@ Tensor LlamaForCausalLM::forward(const Tensor& input_ids) {
   // Tied: logits = h @ embed_tokens.weight^T, read from the registry on every call.
   const Tensor weight = model().child_as<Embedding>("embed_tokens").weight();  // [V, hidden]
   return ops::linear(h, weight);                                               // [B, S, V]
+}
+
+int64_t set_attention_kernels(Module& root, const ops::AttentionKernels& variant) {
+  int64_t count = 0;
+  for (const auto& [name, module] : root.named_modules()) {
+    if (auto* attention = dynamic_cast<LlamaAttention*>(module.get())) {
+      attention->set_attention_kernels(variant);
+      ++count;
+    }
+  }
+  return count;
 }
 
 }  // namespace autotp

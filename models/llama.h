@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/module.h"
+#include "core/ops/nn.h"
 #include "models/causal_lm.h"
 #include "models/model_config.h"
 
@@ -65,6 +66,10 @@ class LlamaAttention : public Module {
   UnaryModule& v_proj() const { return child_as<UnaryModule>("v_proj"); }
   UnaryModule& o_proj() const { return child_as<UnaryModule>("o_proj"); }
   int64_t head_dim() const { return head_dim_; }
+  // The CUDA attention kernel variant this module runs (default: 64-row blocks); a variant
+  // needs head_dim <= 64 (an error naming the module otherwise).
+  void set_attention_kernels(const ops::AttentionKernels& variant);
+  const ops::AttentionKernels& attention_kernels() const { return attention_kernels_; }
 
  private:
   // proj_out [B, S, H * head_dim] -> H, with an error naming `proj` when head_dim does not divide.
@@ -73,6 +78,7 @@ class LlamaAttention : public Module {
   Tensor attend(const Tensor& x, const Tensor& cos, const Tensor& sin);
 
   int64_t head_dim_;
+  ops::AttentionKernels attention_kernels_;
 };
 
 // x + attn(input_layernorm(x)), then h + mlp(post_attention_layernorm(h)).
@@ -136,5 +142,9 @@ class LlamaForCausalLM : public CausalLM {
 
   LlamaModel& model() const { return child_as<LlamaModel>("model"); }
 };
+
+// Sets the CUDA attention kernel variant of every LlamaAttention in `root`'s tree; returns how
+// many modules took it.
+int64_t set_attention_kernels(Module& root, const ops::AttentionKernels& variant);
 
 }  // namespace autotp

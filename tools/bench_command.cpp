@@ -21,6 +21,7 @@
 #include "engine/mixed_precision.h"
 #include "engine/model_source.h"
 #include "engine/optimizer.h"
+#include "models/llama.h"
 #include "models/registry.h"
 #include "tools/bench_options.h"
 #include "tools/flops.h"
@@ -100,7 +101,10 @@ int run_bench(const std::vector<std::string>& raw_args) {
   std::fflush(stdout);
   // Built and initialized directly on the device (the Philox init gives the CPU's values);
   // a checkpoint's weights would not change the timing, so only its config is used.
+  const ops::AttentionKernels attention_kernels =
+      attention_kernels_for(config.kernels, model_config.head_dim);
   std::shared_ptr<CausalLM> model = create_model(model_config, config.train.seed, dtype, device);
+  set_attention_kernels(*model, attention_kernels);
   model->train();
   // f32 masters only where the model is bf16; an f32 model updates in place.
   std::unique_ptr<AdamW> plain;

@@ -22,7 +22,8 @@ FlopCount training_flops_per_token(const ModelConfig& config, int64_t params, in
       "(N: parameters without the input embedding{})",
       c.non_embedding_params, config.num_hidden_layers, config.num_attention_heads, config.head_dim,
       seq_len, c.flops_per_token,
-      config.tie_word_embeddings ? "; tied, so the table counts once, as the lm_head's weight" : "");
+      config.tie_word_embeddings ? "; tied, so the table counts once, as the lm_head's weight"
+                                 : "");
   return c;
 }
 

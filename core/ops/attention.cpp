@@ -106,7 +106,7 @@ Tensor causal_mask(const Tensor& scores, double value) {
 }
 
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
-                                    double scale) {
+                                    double scale, const AttentionKernels& variant) {
   const char* op = "scaled_dot_product_attention";
   AUTOTP_CHECK(q.defined() && k.defined() && v.defined(), "{}: undefined q, k or v", op);
   AUTOTP_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4,
@@ -123,6 +123,13 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
                "{}: {} query heads are not a multiple of {} kv heads (q {}, k {})", op, hq, hkv,
                shape_str(q.shape()), shape_str(k.shape()));
   AUTOTP_CHECK(dim > 0, "{}: head dim of q {} is empty", op, shape_str(q.shape()));
+  AUTOTP_CHECK(variant.row_tiles_per_warp == 1 || variant.row_tiles_per_warp == 2,
+               "{}: row_tiles_per_warp must be 1 or 2, got {}", op, variant.row_tiles_per_warp);
+  AUTOTP_CHECK(variant.is_default() || dim <= 64,
+               "{}: the attention kernel variants (row_tiles_per_warp {}, dkdv_kv_in_registers "
+               "{}) need a head dim of at most 64, q {} has {}",
+               op, variant.row_tiles_per_warp, variant.dkdv_kv_in_registers, shape_str(q.shape()),
+               dim);
   AUTOTP_CHECK(k.dtype() == q.dtype() && v.dtype() == q.dtype(),
                "{}: dtypes differ (q {}, k {}, v {})", op, dtype_name(q.dtype()),
                dtype_name(k.dtype()), dtype_name(v.dtype()));
@@ -176,14 +183,14 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
     layouts.k = *tensor_core_strides(kt);
     layouts.v = *tensor_core_strides(vt);
     layouts.out = *tensor_core_strides(out);
-    kernels::cuda::tensor_core_attention_forward(code, out.raw_data(), lse.raw_data(),
-                                                 qt.raw_data(), kt.raw_data(), vt.raw_data(), batch,
-                                                 hq, hkv, seq, dim, s, causal, layouts, nullptr);
+    kernels::cuda::tensor_core_attention_forward(
+        code, out.raw_data(), lse.raw_data(), qt.raw_data(), kt.raw_data(), vt.raw_data(), batch,
+        hq, hkv, seq, dim, s, causal, layouts, nullptr, variant.row_tiles_per_warp);
     const Tensor saved_out = out.detach();  // a detached alias: no cycle through the closure
     return record_op(
         out, "AttentionBackward", {&q, &k, &v},
-        [qt, kt, vt, saved_out, lse, layouts, batch, hq, hkv, seq, dim, s,
-         causal](const Tensor& g) {
+        [qt, kt, vt, saved_out, lse, layouts, batch, hq, hkv, seq, dim, s, causal,
+         variant](const Tensor& g) {
           check_same_device(qt, g, "scaled_dot_product_attention backward", "q", "gradient");
           const Tensor gt = tensor_core_operand(g);  // [B, Hq, S, D]
           // Each gradient in its input's memory order.
@@ -198,7 +205,8 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
           kernels::cuda::tensor_core_attention_backward(
               static_cast<int>(qt.dtype()), dq.raw_data(), dk.raw_data(), dv.raw_data(),
               qt.raw_data(), kt.raw_data(), vt.raw_data(), saved_out.raw_data(), lse.raw_data(),
-              gt.raw_data(), delta.raw_data(), batch, hq, hkv, seq, dim, s, causal, l, nullptr);
+              gt.raw_data(), delta.raw_data(), batch, hq, hkv, seq, dim, s, causal, l, nullptr,
+              variant.row_tiles_per_warp, variant.dkdv_kv_in_registers);
           return std::vector<Tensor>{dq, dk, dv};
         });
   }

@@ -75,6 +75,15 @@ std::pair<Tensor, Tensor> rotary_tables_from_inv_freq(int64_t seq_len,
 // The gradient is zero at masked positions.
 Tensor causal_mask(const Tensor& scores, double value = -INFINITY);
 
+// Variants of the CUDA tensor-core attention kernels (bf16/f16): bit-identical results, speed
+// only. Other kernels (the CPU, f32/f64 on CUDA) have no variants and ignore them; a variant
+// other than the default with a head dim above 64 is an error.
+struct AttentionKernels {
+  int row_tiles_per_warp = 1;         // 1 or 2: 64- or 128-row blocks in the forward and dq
+  bool dkdv_kv_in_registers = false;  // the dk/dv kernel keeps its K/V fragments in registers
+  bool is_default() const { return row_tiles_per_warp == 1 && !dkdv_kv_in_registers; }
+};
+
 // softmax(q k^T * scale [+ causal mask]) v with grouped-query heads:
 // q [B, Hq, S, D], k and v [B, Hkv, S, D], Hq a multiple of Hkv (query head h uses kv head
 // h / (Hq / Hkv)). scale <= 0 means 1/sqrt(D). Output [B, Hq, S, D]. With causal, query i
@@ -83,6 +92,7 @@ Tensor causal_mask(const Tensor& scores, double value = -INFINITY);
 // probabilities and sums dk/dv over the query heads that share a kv head. On CUDA the head dim
 // is at most 256 and the kernels are tiled with an online softmax (no [S, S] matrix).
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
-                                    bool causal = true, double scale = 0.0);
+                                    bool causal = true, double scale = 0.0,
+                                    const AttentionKernels& variant = {});
 
 }  // namespace autotp::ops

@@ -3,9 +3,10 @@
 // 32 columns of a chunk of rows) summed over the chunks in order by a second kernel.
 // RMSNorm over rows that are 16-byte aligned with a width that is a multiple of the vector
 // width (at most 1024 vectors) takes vectorized kernels instead: the forward with 16-byte
-// accesses (one warp per row, x kept in registers, up to 512 vectors), and one backward kernel per chunk of rows in which each thread owns V columns,
-// writes their dx row by row and keeps their dweight partial sums in registers (x and dy are
-// read once, against three times by the two-kernel path).
+// accesses (one warp per row, x kept in registers, up to 512 vectors), and one backward kernel per
+// chunk of rows in which each thread owns V columns, writes their dx row by row and keeps their
+// dweight partial sums in registers (x and dy are read once, against three times by the two-kernel
+// path).
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/norm.h"
@@ -183,9 +184,8 @@ void launch_rms_norm_forward_warp(int dtype, T* y, ComputeType<T>* rstd, const T
 // The warp-per-row forward when a row is at most 512 vectors (4096 bf16/f16 values, 2048 f32,
 // 1024 f64); false when it is wider.
 template <typename T, int V>
-bool rms_norm_forward_by_warps(int dtype, T* y, ComputeType<T>* rstd, const T* x,
-                               const T* weight, int64_t rows, int64_t dim, ComputeType<T> eps,
-                               cudaStream_t stream) {
+bool rms_norm_forward_by_warps(int dtype, T* y, ComputeType<T>* rstd, const T* x, const T* weight,
+                               int64_t rows, int64_t dim, ComputeType<T> eps, cudaStream_t stream) {
   const int64_t vectors = dim / V;
   if (vectors <= 32) {
     launch_rms_norm_forward_warp<T, V, 1>(dtype, y, rstd, x, weight, rows, dim, eps, stream);

@@ -323,6 +323,37 @@ TEST(Config, ZeroOverlapCommAndReduceBucketSizeAreReadAndCheckedByKey) {
             64);
 }
 
+TEST(Config, KernelVariantsAreReadCheckedAndRoundTripped) {
+  const Config d = parse(kMinimal);
+  EXPECT_TRUE(d.kernels.is_default());
+  const Config c = parse(std::string(kMinimal) +
+                         "kernels:\n  attention_row_tiles: 2\n"
+                         "  attention_dkdv_kv_in_registers: true\n");
+  EXPECT_EQ(c.kernels.attention_row_tiles, 2);
+  EXPECT_TRUE(c.kernels.attention_dkdv_kv_in_registers);
+  const Config back = parse(config_to_yaml(c));
+  EXPECT_EQ(back.kernels.attention_row_tiles, 2);
+  EXPECT_TRUE(back.kernels.attention_dkdv_kv_in_registers);
+  EXPECT_NE(config_summary(c).find("attention 128-row blocks, dk/dv K,V in registers"),
+            std::string::npos)
+      << config_summary(c);
+  EXPECT_EQ(parse(std::string(kMinimal), overrides({"kernels.attention_row_tiles=2"}))
+                .kernels.attention_row_tiles,
+            2);
+  EXPECT_ERROR_CONTAINS(parse(std::string(kMinimal) + "kernels:\n  attention_row_tiles: 3\n"),
+                        "test.yaml line 5: 'kernels.attention_row_tiles' must be 1 (64-row "
+                        "blocks) or 2 (128-row blocks), got 3");
+  EXPECT_ERROR_CONTAINS(parse(std::string(kMinimal) + "kernels:\n  attention_row_tile: 2\n"),
+                        "attention_row_tiles");
+  // A variant with a head dim above 64: one error naming the keys, before any model exists.
+  EXPECT_EQ(attention_kernels_for(c.kernels, 64).row_tiles_per_warp, 2);
+  EXPECT_TRUE(attention_kernels_for(c.kernels, 64).dkdv_kv_in_registers);
+  EXPECT_NO_THROW(attention_kernels_for(d.kernels, 128));
+  EXPECT_ERROR_CONTAINS(attention_kernels_for(c.kernels, 128),
+                        "kernels: attention_row_tiles 2 / attention_dkdv_kv_in_registers true "
+                        "need a head dim of at most 64; the model's head_dim is 128");
+}
+
 TEST(Config, BatchSizesFollowDeepSpeedsRuleOnTheDataParallelSize) {
   EXPECT_EQ(resolve_batch_sizes(32, 4, std::nullopt, 2).gradient_accumulation_steps, 4);
   EXPECT_EQ(resolve_batch_sizes(32, std::nullopt, 4, 2).micro_batch_per_gpu, 4);

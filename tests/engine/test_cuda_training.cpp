@@ -21,6 +21,7 @@
 #include "engine/mixed_precision.h"
 #include "engine/optimizer.h"
 #include "engine/trainer.h"
+#include "models/llama.h"
 #include "models/registry.h"
 #include "tests/core/nn_test_helpers.h"
 #include "tests/engine/trainer_test_helpers.h"
@@ -372,6 +373,54 @@ TEST(CudaTinyLlama, ForwardAndBackwardMatchTheCpuInF64AndF32_CUDA) {
     EXPECT_TRUE(all_close(gpu.grads[i].second, cpu.grads[i].second,
                           scaled_f32(cpu.grads[i].second, units),
                           cpu.grads[i].first + " grad f32"));
+  }
+}
+
+// The attention kernel variants (kernels.attention_*): bit-identical bf16 logits, loss and
+// gradients, over 200 positions (four 64-row blocks, two 128-row ones) with head dim 32 (the
+// tensor-core kernels' smallest).
+TEST(CudaTinyLlama, AttentionKernelVariantsGiveBitIdenticalBf16Passes_CUDA) {
+  SKIP_WITHOUT_CUDA();
+  ModelConfig config = tiny_llama();
+  config.hidden_size = 128;  // 4 heads of 32
+  config.head_dim = 32;
+  config.max_position_embeddings = 256;
+  config.validate();
+  const Tensor ids = Tensor::from_vector_i64(
+      [] {
+        std::vector<int64_t> v(2 * 200);
+        for (size_t i = 0; i < v.size(); ++i)
+          v[i] = static_cast<int64_t>((i * 37 + 11) % kVocab);
+        return v;
+      }(),
+      {2, 200});
+  auto pass = [&](const ops::AttentionKernels& variant) {
+    auto model = create_model(config, /*seed=*/7, DType::BF16, kCuda);
+    EXPECT_EQ(set_attention_kernels(*model, variant), config.num_hidden_layers);
+    const Tensor logits = model->forward(ids.to(kCuda));
+    const Tensor loss =
+        ops::cross_entropy(logits.reshape({2 * 200, kVocab}), ids.to(kCuda).reshape({2 * 200}));
+    loss.backward();
+    Pass p{host(logits).to(DType::F64), host(loss).to(DType::F64), {}};
+    for (const auto& [name, param] : model->named_parameters())
+      p.grads.emplace_back(name, host(param.grad()).to(DType::F64));
+    return p;
+  };
+  const Pass base = pass({});
+  ASSERT_GT(max_abs(base.grads.front().second), 0.0);
+  for (const auto& [tiles, in_registers] :
+       {std::pair{2, false}, std::pair{1, true}, std::pair{2, true}}) {
+    ops::AttentionKernels variant;
+    variant.row_tiles_per_warp = tiles;
+    variant.dkdv_kv_in_registers = in_registers;
+    const std::string what = fmt::format("{} row tiles, K/V in registers {}", tiles, in_registers);
+    const Pass other = pass(variant);
+    EXPECT_TRUE(all_close(other.logits, base.logits, kExact, what + ": logits"));
+    EXPECT_TRUE(all_close(other.loss, base.loss, kExact, what + ": loss"));
+    for (size_t i = 0; i < base.grads.size(); ++i) {
+      EXPECT_TRUE(all_close(other.grads[i].second, base.grads[i].second, kExact,
+                            what + ": " + base.grads[i].first));
+    }
   }
 }
 

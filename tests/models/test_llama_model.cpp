@@ -110,6 +110,34 @@ TEST(LlamaModel, EveryGradientSumOfADecoderLayerIsFoldedIntoAKernel) {
   }
 }
 
+TEST(LlamaModel, AttentionKernelVariantsReachEveryLayerAndNeedAHeadDimOfAtMost64) {
+  ModelConfig config = tiny("llama");
+  config.num_hidden_layers = 2;
+  auto model = create_model(config, /*seed=*/3, DType::F64);
+  const Tensor ids = Tensor::from_vector_i64({1, 2, 3, 4, 5, 6}, {2, 3});
+  const std::vector<double> before = model->forward(ids).to_vector();
+  ops::AttentionKernels variant;
+  variant.row_tiles_per_warp = 2;
+  variant.dkdv_kv_in_registers = true;
+  EXPECT_EQ(set_attention_kernels(*model, variant), 2);
+  for (const auto& [name, module] : model->named_modules()) {
+    if (const auto* attention = dynamic_cast<const LlamaAttention*>(module.get())) {
+      EXPECT_EQ(attention->attention_kernels().row_tiles_per_warp, 2) << name;
+      EXPECT_TRUE(attention->attention_kernels().dkdv_kv_in_registers) << name;
+    }
+  }
+  // The CPU kernels have no variants: the same logits.
+  EXPECT_EQ(model->forward(ids).to_vector(), before);
+  // head_dim 128: the default is fine, a variant is an error naming the module.
+  ModelConfig wide = tiny("llama", /*heads=*/2, /*kv_heads=*/1);
+  wide.hidden_size = 256;
+  wide.head_dim = 128;
+  auto wide_model = create_model_uninitialized(wide);
+  EXPECT_EQ(set_attention_kernels(*wide_model, ops::AttentionKernels{}), 1);
+  EXPECT_ERROR_CONTAINS(set_attention_kernels(*wide_model, variant),
+                        "need head_dim <= 64; this model's head_dim is 128");
+}
+
 TEST(LlamaModel, AttentionShardedByHeadsSumsToTheFullAttention) {
   // What the AutoTP pass does with 2 ranks: q/k/v keep half of the heads' rows (column
   // parallel), o_proj the matching input columns (row parallel, bias added once after the sum).

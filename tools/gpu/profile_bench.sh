@@ -2,7 +2,9 @@
 # Speed figures on a GPU machine in one call, for issue-8 work: `autotp bench` of CONFIG in
 # bf16 (JSON) with the GPU time of every kernel over two more steps (`--kernels 2`, CUPTI),
 # `autotp bench-ops` (each op's TFLOP/s or GB/s against the device's peak), then, where torch
-# and transformers import, the PyTorch side-by-side (tools/bench/torch_bench.py).
+# and transformers import, the PyTorch side-by-side (tools/bench/torch_bench.py), and last the
+# bench again with each attention kernel variant (kernels.* in the config: identical results,
+# so the fastest can become the default).
 # Usage: tools/gpu/profile_bench.sh PACK_DIR RESULTS_DIR [CONFIG] [more autotp bench args]
 #   PACK_DIR from tools/gpu/package_for_device.sh; CONFIG defaults to configs/llama-3.2-1b.yaml.
 set -uo pipefail
@@ -41,4 +43,15 @@ if python3 -c "import torch, transformers" 2>/dev/null; then
 else
   echo "== no torch + transformers here: the PyTorch comparison is skipped"
 fi
+
+echo "== autotp bench with each attention kernel variant (step ms, tokens/s)"
+for variant in "2 false" "1 true" "2 true"; do
+  set -- $variant
+  name="rows$((64 * $1))_kvregs_$2"
+  "$pack/bin/autotp" bench "$config" --device cuda --dtype bf16 --steps 4 --warmup 2 \
+    --set "kernels.attention_row_tiles=$1" --set "kernels.attention_dkdv_kv_in_registers=$2" \
+    --json "$results/autotp_bf16_$name.json" >"$results/autotp_bf16_$name.log" 2>&1 || status=1
+  echo "$name: $(grep -E '^(step|throughput) ' "$results/autotp_bf16_$name.log" | tr -s ' ' |
+    paste -sd ';' -)"
+done
 exit $status
