@@ -466,6 +466,7 @@ KernelConfig read_kernels(MapReader r) {
                        k.attention_row_tiles));
   }
   k.attention_dkdv_kv_in_registers = bool_or(r, "attention_dkdv_kv_in_registers", false);
+  k.attention_longest_first = bool_or(r, "attention_longest_first", true);
   r.finish();
   return k;
 }
@@ -473,13 +474,16 @@ KernelConfig read_kernels(MapReader r) {
 }  // namespace
 
 ops::AttentionKernels attention_kernels_for(const KernelConfig& kernels, int64_t head_dim) {
-  AUTOTP_CHECK(kernels.is_default() || head_dim <= 64,
+  const bool needs_small_head_dim =
+      kernels.attention_row_tiles != 1 || kernels.attention_dkdv_kv_in_registers;
+  AUTOTP_CHECK(!needs_small_head_dim || head_dim <= 64,
                "kernels: attention_row_tiles {} / attention_dkdv_kv_in_registers {} need a head "
                "dim of at most 64; the model's head_dim is {} (leave both at their defaults)",
                kernels.attention_row_tiles, kernels.attention_dkdv_kv_in_registers, head_dim);
   ops::AttentionKernels variant;
   variant.row_tiles_per_warp = static_cast<int>(kernels.attention_row_tiles);
   variant.dkdv_kv_in_registers = kernels.attention_dkdv_kv_in_registers;
+  variant.longest_first = kernels.attention_longest_first;
   return variant;
 }
 

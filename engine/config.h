@@ -109,7 +109,10 @@ struct TrainConfig {
 struct KernelConfig {
   int64_t attention_row_tiles = 1;              // 16-row tiles per warp: 64- or 128-row blocks
   bool attention_dkdv_kv_in_registers = false;  // dk/dv kernel keeps K/V fragments in registers
-  bool is_default() const { return attention_row_tiles == 1 && !attention_dkdv_kv_in_registers; }
+  bool attention_longest_first = true;          // grid order: longest blocks first, or by head
+  bool is_default() const {
+    return attention_row_tiles == 1 && !attention_dkdv_kv_in_registers && attention_longest_first;
+  }
 };
 
 // The attention kernel variant of `kernels` for a model of head dim `head_dim`: an error naming

@@ -90,10 +90,10 @@ std::string config_summary(const Config& c) {
                    t.steps, t.seed, t.log_interval,
                    t.checkpoint_interval > 0 ? std::to_string(t.checkpoint_interval) : "-",
                    t.eval_interval > 0 ? std::to_string(t.eval_interval) : "-", t.out_dir));
-  line(
-      "kernels",
-      fmt::format("attention {}-row blocks, dk/dv K,V {}", 64 * c.kernels.attention_row_tiles,
-                  c.kernels.attention_dkdv_kv_in_registers ? "in registers" : "reloaded per tile"));
+  line("kernels",
+       fmt::format("attention {}-row blocks, dk/dv K,V {}, {}", 64 * c.kernels.attention_row_tiles,
+                   c.kernels.attention_dkdv_kv_in_registers ? "in registers" : "reloaded per tile",
+                   c.kernels.attention_longest_first ? "longest blocks first" : "blocks by head"));
   for (const std::string& w : c.warnings)
     s += "  warning: " + w + "\n";
   return s;
@@ -232,6 +232,7 @@ std::string config_to_yaml(const Config& c) {
   e << YAML::Key << "attention_row_tiles" << YAML::Value << c.kernels.attention_row_tiles;
   e << YAML::Key << "attention_dkdv_kv_in_registers" << YAML::Value
     << c.kernels.attention_dkdv_kv_in_registers;
+  e << YAML::Key << "attention_longest_first" << YAML::Value << c.kernels.attention_longest_first;
   e << YAML::EndMap;
   e << YAML::EndMap;
   AUTOTP_ASSERT(e.good(), "config_to_yaml: emitter error {}", e.GetLastError());

@@ -77,7 +77,7 @@ void LlamaAttention::set_attention_kernels(const ops::AttentionKernels& variant)
   AUTOTP_CHECK(variant.row_tiles_per_warp == 1 || variant.row_tiles_per_warp == 2,
                "{}: attention row tiles per warp must be 1 or 2, got {}", describe(),
                variant.row_tiles_per_warp);
-  AUTOTP_CHECK(variant.is_default() || head_dim_ <= 64,
+  AUTOTP_CHECK(!variant.needs_small_head_dim() || head_dim_ <= 64,
                "{}: the attention kernel variants (128-row blocks, dk/dv K,V in registers) need "
                "head_dim <= 64; this model's head_dim is {}",
                describe(), head_dim_);

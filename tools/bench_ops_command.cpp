@@ -152,9 +152,9 @@ int run_bench_ops(const std::vector<std::string>& raw_args) {
   }
 #ifdef AUTOTP_WITH_CUDA
   // The tensor-core kernels alone (no autograd around them) as training runs them, with two
-  // 16-row tiles per warp in the forward and dq kernels (128-row blocks), and with the dk/dv
-  // kernel keeping its K/V fragments in registers: identical results, so a GPU run says which
-  // layout is faster on this device.
+  // 16-row tiles per warp in the forward and dq kernels (128-row blocks), with the dk/dv
+  // kernel keeping its K/V fragments in registers, and with the grids' blocks by head instead of
+  // longest first: identical results, so a GPU run says which is faster on this device.
   if (use_cuda && dim <= 64 &&
       kernels::cuda::tensor_core_attention_applies(static_cast<int>(dtype), dim)) {
     const Tensor q = ctx.input({batch, hq, seq, dim}, false);
@@ -174,32 +174,38 @@ int run_bench_ops(const std::vector<std::string>& raw_args) {
     struct Variant {
       int tiles;
       bool kv_in_registers;
+      bool longest_first;
     };
-    for (const Variant variant : {Variant{1, false}, Variant{2, false}, Variant{1, true}}) {
+    for (const Variant variant : {Variant{1, false, true}, Variant{2, false, true},
+                                  Variant{1, true, true}, Variant{1, false, false}}) {
       const int tiles = variant.tiles;
-      OpResult r{fmt::format("attention kernels, {} row tile{}/warp{}", tiles, tiles > 1 ? "s" : "",
-                             variant.kv_in_registers ? ", dk/dv K,V in registers" : ""),
-                 fmt::format("B{} Hq{} Hkv{} S{} D{}", batch, hq, hkv, seq, dim),
-                 "as attention; the kernels alone (forward; dq and dk/dv)", Bound::Flops};
+      OpResult r{
+          fmt::format("attention kernels, {} row tile{}/warp{}{}", tiles, tiles > 1 ? "s" : "",
+                      variant.kv_in_registers ? ", dk/dv K,V in registers" : "",
+                      variant.longest_first ? "" : ", blocks by head"),
+          fmt::format("B{} Hq{} Hkv{} S{} D{}", batch, hq, hkv, seq, dim),
+          "as attention; the kernels alone (forward; dq and dk/dv)", Bound::Flops};
       r.forward_work = results.front().forward_work;
       r.backward_work = results.front().backward_work;
       r.implementation = fmt::format(
-          "tensor-core flash attention, {}-row forward and dq blocks, dk/dv K,V {}", tiles * 64,
-          variant.kv_in_registers ? "fragments in registers" : "reloaded per query tile");
+          "tensor-core flash attention, {}-row forward and dq blocks, dk/dv K,V {}, {}", tiles * 64,
+          variant.kv_in_registers ? "fragments in registers" : "reloaded per query tile",
+          variant.longest_first ? "longest blocks first" : "blocks by head");
       std::vector<double> fwd, bwd;
       for (int64_t i = 0; i < ctx.warmup + ctx.iters; ++i) {
         ctx.sync();
         const auto t0 = BenchClock::now();
         kernels::cuda::tensor_core_attention_forward(
             code, out.raw_data(), lse.raw_data(), q.raw_data(), k.raw_data(), v.raw_data(), batch,
-            hq, hkv, seq, dim, scale, true, layouts, nullptr, tiles);
+            hq, hkv, seq, dim, scale, true, layouts, nullptr, tiles, variant.longest_first);
         ctx.sync();
         const double f = ms_since(t0);
         const auto t1 = BenchClock::now();
         kernels::cuda::tensor_core_attention_backward(
             code, dq.raw_data(), dk.raw_data(), dv.raw_data(), q.raw_data(), k.raw_data(),
             v.raw_data(), out.raw_data(), lse.raw_data(), dout.raw_data(), delta.raw_data(), batch,
-            hq, hkv, seq, dim, scale, true, layouts, nullptr, tiles, variant.kv_in_registers);
+            hq, hkv, seq, dim, scale, true, layouts, nullptr, tiles, variant.kv_in_registers,
+            variant.longest_first);
         ctx.sync();
         if (i >= ctx.warmup) {
           fwd.push_back(f);

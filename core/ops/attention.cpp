@@ -125,7 +125,7 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   AUTOTP_CHECK(dim > 0, "{}: head dim of q {} is empty", op, shape_str(q.shape()));
   AUTOTP_CHECK(variant.row_tiles_per_warp == 1 || variant.row_tiles_per_warp == 2,
                "{}: row_tiles_per_warp must be 1 or 2, got {}", op, variant.row_tiles_per_warp);
-  AUTOTP_CHECK(variant.is_default() || dim <= 64,
+  AUTOTP_CHECK(!variant.needs_small_head_dim() || dim <= 64,
                "{}: the attention kernel variants (row_tiles_per_warp {}, dkdv_kv_in_registers "
                "{}) need a head dim of at most 64, q {} has {}",
                op, variant.row_tiles_per_warp, variant.dkdv_kv_in_registers, shape_str(q.shape()),
@@ -183,9 +183,10 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
     layouts.k = *tensor_core_strides(kt);
     layouts.v = *tensor_core_strides(vt);
     layouts.out = *tensor_core_strides(out);
-    kernels::cuda::tensor_core_attention_forward(
-        code, out.raw_data(), lse.raw_data(), qt.raw_data(), kt.raw_data(), vt.raw_data(), batch,
-        hq, hkv, seq, dim, s, causal, layouts, nullptr, variant.row_tiles_per_warp);
+    kernels::cuda::tensor_core_attention_forward(code, out.raw_data(), lse.raw_data(),
+                                                 qt.raw_data(), kt.raw_data(), vt.raw_data(), batch,
+                                                 hq, hkv, seq, dim, s, causal, layouts, nullptr,
+                                                 variant.row_tiles_per_warp, variant.longest_first);
     const Tensor saved_out = out.detach();  // a detached alias: no cycle through the closure
     return record_op(
         out, "AttentionBackward", {&q, &k, &v},
@@ -206,7 +207,7 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
               static_cast<int>(qt.dtype()), dq.raw_data(), dk.raw_data(), dv.raw_data(),
               qt.raw_data(), kt.raw_data(), vt.raw_data(), saved_out.raw_data(), lse.raw_data(),
               gt.raw_data(), delta.raw_data(), batch, hq, hkv, seq, dim, s, causal, l, nullptr,
-              variant.row_tiles_per_warp, variant.dkdv_kv_in_registers);
+              variant.row_tiles_per_warp, variant.dkdv_kv_in_registers, variant.longest_first);
           return std::vector<Tensor>{dq, dk, dv};
         });
   }

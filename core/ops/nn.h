@@ -76,12 +76,13 @@ std::pair<Tensor, Tensor> rotary_tables_from_inv_freq(int64_t seq_len,
 Tensor causal_mask(const Tensor& scores, double value = -INFINITY);
 
 // Variants of the CUDA tensor-core attention kernels (bf16/f16): bit-identical results, speed
-// only. Other kernels (the CPU, f32/f64 on CUDA) have no variants and ignore them; a variant
-// other than the default with a head dim above 64 is an error.
+// only. Other kernels (the CPU, f32/f64 on CUDA) have no variants and ignore them; 128-row
+// blocks or K/V fragments in registers with a head dim above 64 are an error.
 struct AttentionKernels {
   int row_tiles_per_warp = 1;         // 1 or 2: 64- or 128-row blocks in the forward and dq
   bool dkdv_kv_in_registers = false;  // the dk/dv kernel keeps its K/V fragments in registers
-  bool is_default() const { return row_tiles_per_warp == 1 && !dkdv_kv_in_registers; }
+  bool longest_first = true;          // blocks ordered longest first across heads, or by head
+  bool needs_small_head_dim() const { return row_tiles_per_warp != 1 || dkdv_kv_in_registers; }
 };
 
 // softmax(q k^T * scale [+ causal mask]) v with grouped-query heads:

@@ -235,11 +235,12 @@ void tensor_core_attention_forward(int dtype, void* out, void* lse, const void* 
                                    const void* v, int64_t batch, int64_t hq, int64_t hkv,
                                    int64_t seq, int64_t dim, double scale, bool causal,
                                    const AttentionLayouts& layouts, cudaStream_t stream,
-                                   int row_tiles_per_warp) {
+                                   int row_tiles_per_warp, bool longest_first) {
   check_row_tiles_per_warp("attention_forward", row_tiles_per_warp, dim);
   if (batch * hq * seq == 0) return;
   check_fits_32_bits("attention_forward", seq, hq, hkv);
-  const tc::Problem p{batch, hq, hkv, seq, static_cast<float>(scale), causal, layouts};
+  tc::Problem p{batch, hq, hkv, seq, static_cast<float>(scale), causal, layouts};
+  p.longest_first = longest_first;
   check_aligned("attention_forward", {{"out", out}, {"q", q}, {"k", k}, {"v", v}});
   check_strides("attention_forward",
                 {{"out", layouts.out}, {"q", layouts.q}, {"k", layouts.k}, {"v", layouts.v}});
@@ -272,7 +273,7 @@ void tensor_core_attention_backward(int dtype, void* dq, void* dk, void* dv, con
                                     int64_t hkv, int64_t seq, int64_t dim, double scale,
                                     bool causal, const AttentionLayouts& layouts,
                                     cudaStream_t stream, int dq_row_tiles_per_warp,
-                                    bool dkdv_kv_in_registers) {
+                                    bool dkdv_kv_in_registers, bool longest_first) {
   check_row_tiles_per_warp("attention_backward", dq_row_tiles_per_warp, dim);
   if (dkdv_kv_in_registers && dim > 64) {
     throw std::invalid_argument(
@@ -282,7 +283,8 @@ void tensor_core_attention_backward(int dtype, void* dq, void* dk, void* dv, con
   }
   if (batch * hq * seq == 0) return;
   check_fits_32_bits("attention_backward", seq, hq, hkv);
-  const tc::Problem p{batch, hq, hkv, seq, static_cast<float>(scale), causal, layouts};
+  tc::Problem p{batch, hq, hkv, seq, static_cast<float>(scale), causal, layouts};
+  p.longest_first = longest_first;
   const unsigned key_blocks = tc_blocks("attention_backward", batch * hkv, seq);
   check_aligned("attention_backward", {{"dq", dq},
                                        {"dk", dk},

@@ -18,12 +18,13 @@ bool tensor_core_attention_applies(int dtype, int64_t dim);
 // multiples of 8 elements, else std::invalid_argument); lse stays contiguous.
 // row_tiles_per_warp (1, or 2 for head dims up to 64): 16-row tiles each warp owns, i.e. 64-
 // or 128-row blocks (forward_block's M); both give identical results. attention_forward uses
-// 1; `autotp bench-ops` times both.
+// 1; `autotp bench-ops` times both. longest_first: the grid's block order (tc::Problem's
+// longest_first, tc::detail::grid_cell): longest blocks first across all heads, or by head.
 void tensor_core_attention_forward(int dtype, void* out, void* lse, const void* q, const void* k,
                                    const void* v, int64_t batch, int64_t hq, int64_t hkv,
                                    int64_t seq, int64_t dim, double scale, bool causal,
                                    const AttentionLayouts& layouts, cudaStream_t stream,
-                                   int row_tiles_per_warp = 1);
+                                   int row_tiles_per_warp = 1, bool longest_first = true);
 
 // Same contract as attention_backward, with strided operands as above (lse and delta
 // contiguous); delta comes from dout . out (one row each) instead of a pass over the keys.
@@ -37,6 +38,6 @@ void tensor_core_attention_backward(int dtype, void* dq, void* dk, void* dv, con
                                     int64_t hkv, int64_t seq, int64_t dim, double scale,
                                     bool causal, const AttentionLayouts& layouts,
                                     cudaStream_t stream, int dq_row_tiles_per_warp = 1,
-                                    bool dkdv_kv_in_registers = false);
+                                    bool dkdv_kv_in_registers = false, bool longest_first = true);
 
 }  // namespace autotp::kernels::cuda

@@ -349,6 +349,14 @@ TEST(Config, KernelVariantsAreReadCheckedAndRoundTripped) {
   EXPECT_EQ(attention_kernels_for(c.kernels, 64).row_tiles_per_warp, 2);
   EXPECT_TRUE(attention_kernels_for(c.kernels, 64).dkdv_kv_in_registers);
   EXPECT_NO_THROW(attention_kernels_for(d.kernels, 128));
+  // The block order applies to every head dim.
+  const Config by_head =
+      parse(std::string(kMinimal) + "kernels: {attention_longest_first: false}\n");
+  EXPECT_FALSE(by_head.kernels.attention_longest_first);
+  EXPECT_FALSE(parse(config_to_yaml(by_head)).kernels.attention_longest_first);
+  EXPECT_FALSE(attention_kernels_for(by_head.kernels, 128).longest_first);
+  EXPECT_TRUE(attention_kernels_for(d.kernels, 128).longest_first);
+  EXPECT_NE(config_summary(by_head).find("blocks by head"), std::string::npos);
   EXPECT_ERROR_CONTAINS(attention_kernels_for(c.kernels, 128),
                         "kernels: attention_row_tiles 2 / attention_dkdv_kv_in_registers true "
                         "need a head dim of at most 64; the model's head_dim is 128");

@@ -408,12 +408,18 @@ TEST(CudaTinyLlama, AttentionKernelVariantsGiveBitIdenticalBf16Passes_CUDA) {
   };
   const Pass base = pass({});
   ASSERT_GT(max_abs(base.grads.front().second), 0.0);
-  for (const auto& [tiles, in_registers] :
-       {std::pair{2, false}, std::pair{1, true}, std::pair{2, true}}) {
+  struct Variant {
+    int tiles;
+    bool in_registers, longest_first;
+  };
+  for (const Variant& v : {Variant{2, false, true}, Variant{1, true, true}, Variant{2, true, true},
+                           Variant{1, false, false}}) {
     ops::AttentionKernels variant;
-    variant.row_tiles_per_warp = tiles;
-    variant.dkdv_kv_in_registers = in_registers;
-    const std::string what = fmt::format("{} row tiles, K/V in registers {}", tiles, in_registers);
+    variant.row_tiles_per_warp = v.tiles;
+    variant.dkdv_kv_in_registers = v.in_registers;
+    variant.longest_first = v.longest_first;
+    const std::string what = fmt::format("{} row tiles, K/V in registers {}, longest first {}",
+                                         v.tiles, v.in_registers, v.longest_first);
     const Pass other = pass(variant);
     EXPECT_TRUE(all_close(other.logits, base.logits, kExact, what + ": logits"));
     EXPECT_TRUE(all_close(other.loss, base.loss, kExact, what + ": loss"));

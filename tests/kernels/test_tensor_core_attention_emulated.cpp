@@ -387,12 +387,15 @@ void expect_matches_reference(const Case& c, const char* dtype, uint32_t seed) {
     }
     if (c.strided) {
       // q, v, dout, dq and dk sequence-major with gaps; k, out and dv contiguous (a layout mixed
-      // up between two operands reads the wrong elements).
+      // up between two operands reads the wrong elements). The grids run their blocks by head
+      // here (each head's tiles together) instead of longest first: a block's (head, tile) must
+      // not depend on the order, so the results stay identical.
       SequenceMajor q_s = SequenceMajor::from(q, c.batch, c.hq, s, d, 1);
       SequenceMajor v_s = SequenceMajor::from(v, c.batch, c.hkv, s, d, 1);
       SequenceMajor dout_s = SequenceMajor::from(dout, c.batch, c.hq, s, d, 2);
       SequenceMajor dq_s(c.batch, c.hq, s, d, 3), dk_s(c.batch, c.hkv, s, d, 2);
       tc::Problem ps = p;
+      ps.longest_first = !p.longest_first;
       ps.layout.q = q_s.strides();
       ps.layout.v = v_s.strides();
       ps.layout.dout = dout_s.strides();
@@ -417,12 +420,12 @@ void expect_matches_reference(const Case& c, const char* dtype, uint32_t seed) {
                               k.data(), v_s.data.data(), dout_s.data.data(), lse_c.data(),
                               delta_c.data(), ps);
           });
-      EXPECT_EQ(out_c, out) << "forward over strided operands";
-      EXPECT_EQ(lse_c, lse) << "lse over strided operands";
-      EXPECT_EQ(dq_s.contiguous(), dq) << "dq over strided operands";
-      EXPECT_EQ(delta_c, delta) << "delta over strided operands";
-      EXPECT_EQ(dk_s.contiguous(), dk) << "dk over strided operands";
-      EXPECT_EQ(dv_c, dv) << "dv over strided operands";
+      EXPECT_EQ(out_c, out) << "forward over strided operands, blocks by head";
+      EXPECT_EQ(lse_c, lse) << "lse over strided operands, blocks by head";
+      EXPECT_EQ(dq_s.contiguous(), dq) << "dq over strided operands, blocks by head";
+      EXPECT_EQ(delta_c, delta) << "delta over strided operands, blocks by head";
+      EXPECT_EQ(dk_s.contiguous(), dk) << "dk over strided operands, blocks by head";
+      EXPECT_EQ(dv_c, dv) << "dv over strided operands, blocks by head";
       EXPECT_EQ(dq_s.gaps_written(), 0) << "dq written into the gaps between rows";
       EXPECT_EQ(dk_s.gaps_written(), 0) << "dk written into the gaps between rows";
     }

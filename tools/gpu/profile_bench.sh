@@ -45,11 +45,12 @@ else
 fi
 
 echo "== autotp bench with each attention kernel variant (step ms, tokens/s)"
-for variant in "2 false" "1 true" "2 true"; do
+for variant in "1 false false" "2 false true" "1 true true" "2 true true"; do
   set -- $variant
-  name="rows$((64 * $1))_kvregs_$2"
+  name="rows$((64 * $1))_kvregs_$2_longest_first_$3"
   "$pack/bin/autotp" bench "$config" --device cuda --dtype bf16 --steps 4 --warmup 2 \
     --set "kernels.attention_row_tiles=$1" --set "kernels.attention_dkdv_kv_in_registers=$2" \
+    --set "kernels.attention_longest_first=$3" \
     --json "$results/autotp_bf16_$name.json" >"$results/autotp_bf16_$name.log" 2>&1 || status=1
   echo "$name: $(grep -E '^(step|throughput) ' "$results/autotp_bf16_$name.log" | tr -s ' ' |
     paste -sd ';' -)"
