@@ -305,6 +305,24 @@ int run_bench_ops(const std::vector<std::string>& raw_args) {
         },
         Tensor());
     results.push_back(r);
+    if (bf16) {
+      // As a bf16 training step runs it (one backward per step, no loss scaler): the model's
+      // bf16 gradients read directly, widened inside the kernel.
+      OpResult direct{"adamw (bf16 gradients)", shape_of({elements}),
+                      "bytes per element: f32 param, m, v and bf16 grad read; param, m, v and the "
+                      "bf16 copy written (28)",
+                      Bound::Bytes};
+      direct.forward_work = static_cast<double>(elements) * 28.0;
+      const Tensor grad16 = ctx.input_of(DType::BF16, {elements}, false);
+      ctx.time(
+          direct, {},
+          [&] {
+            adamw.step_with_grads({grad16});
+            return Tensor();
+          },
+          Tensor());
+      results.push_back(direct);
+    }
   }
 
   const double peak_flops = use_cuda ? dense_bf16_peak_flops(device_name).value_or(0.0) : 0.0;
