@@ -229,6 +229,30 @@ int run_bench_ops(const std::vector<std::string>& raw_args) {
         r, {x, w}, [&] { return ops::linear(x, w); }, ctx.input({tokens, ffn}, false));
     results.push_back(r);
   }
+  {  // the output projection with its residual: the residual as the GEMM's C input, and the
+     // GEMM followed by a separate add (what the decoder layer ran before session 14)
+    const double flops = 2.0 * static_cast<double>(tokens) * static_cast<double>(hidden) *
+                         static_cast<double>(hidden);
+    const Tensor x = ctx.input({tokens, hidden}), w = ctx.input({hidden, hidden});
+    const Tensor residual = ctx.input({tokens, hidden});
+    const Tensor grad = ctx.input({tokens, hidden}, false);
+    OpResult fused{"gemm + residual in C", fmt::format("M{} K{} N{}", tokens, hidden, hidden),
+                   "2 M N K forward, 4 M N K backward; the residual is the GEMM's C input",
+                   Bound::Flops};
+    fused.forward_work = flops;
+    fused.backward_work = 2.0 * flops;
+    ctx.time(
+        fused, {x, w, residual}, [&] { return ops::linear_add(x, w, Tensor(), residual); }, grad);
+    results.push_back(fused);
+    OpResult separate{"gemm, then residual add", fused.shape,
+                      "as gemm + residual, with the residual added by a separate kernel",
+                      Bound::Flops};
+    separate.forward_work = flops;
+    separate.backward_work = 2.0 * flops;
+    ctx.time(
+        separate, {x, w, residual}, [&] { return ops::add(residual, ops::linear(x, w)); }, grad);
+    results.push_back(separate);
+  }
   const double n_hidden = static_cast<double>(tokens * hidden);
   {
     OpResult r{"rms_norm", shape_of({tokens, hidden}),
