@@ -16,8 +16,8 @@ using tc_attention::detail::grid_cell;
 using tc_attention::detail::GridCell;
 
 TEST(AttentionGridOrder, EveryCellOnceInEitherOrder) {
-  for (const auto& [heads, tiles] : {std::pair<int64_t, int64_t>{1, 1}, {1, 7}, {5, 1}, {3, 4},
-                                     {128, 32}, {32, 16}}) {
+  for (const auto& [heads, tiles] :
+       {std::pair<int64_t, int64_t>{1, 1}, {1, 7}, {5, 1}, {3, 4}, {128, 32}, {32, 16}}) {
     for (const bool longest_first : {true, false}) {
       std::set<std::pair<int64_t, int64_t>> seen;
       for (int64_t block = 0; block < heads * tiles; ++block) {
