@@ -467,6 +467,12 @@ KernelConfig read_kernels(MapReader r) {
   }
   k.attention_dkdv_kv_in_registers = bool_or(r, "attention_dkdv_kv_in_registers", false);
   k.attention_longest_first = bool_or(r, "attention_longest_first", true);
+  k.attention_dq_from_stored_scores = bool_or(r, "attention_dq_from_stored_scores", false);
+  if (k.attention_dq_from_stored_scores && k.attention_dkdv_kv_in_registers) {
+    r.fail("attention_dq_from_stored_scores",
+           "cannot be combined with attention_dkdv_kv_in_registers: true (the stored-score "
+           "backward has its own dk/dv kernel); set one of the two");
+  }
   r.finish();
   return k;
 }
@@ -484,6 +490,7 @@ ops::AttentionKernels attention_kernels_for(const KernelConfig& kernels, int64_t
   variant.row_tiles_per_warp = static_cast<int>(kernels.attention_row_tiles);
   variant.dkdv_kv_in_registers = kernels.attention_dkdv_kv_in_registers;
   variant.longest_first = kernels.attention_longest_first;
+  variant.dq_from_stored_scores = kernels.attention_dq_from_stored_scores;
   return variant;
 }
 

@@ -110,8 +110,12 @@ struct KernelConfig {
   int64_t attention_row_tiles = 1;              // 16-row tiles per warp: 64- or 128-row blocks
   bool attention_dkdv_kv_in_registers = false;  // dk/dv kernel keeps K/V fragments in registers
   bool attention_longest_first = true;          // grid order: longest blocks first, or by head
+  // The backward stores dS from its dk/dv pass and reads it back for dq (any head dim; a
+  // transient B Hq S^2 / 2 16-bit buffer when causal); not with the K/V-in-registers kernel.
+  bool attention_dq_from_stored_scores = false;
   bool is_default() const {
-    return attention_row_tiles == 1 && !attention_dkdv_kv_in_registers && attention_longest_first;
+    return attention_row_tiles == 1 && !attention_dkdv_kv_in_registers && attention_longest_first &&
+           !attention_dq_from_stored_scores;
   }
 };
 

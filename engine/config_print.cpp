@@ -91,9 +91,11 @@ std::string config_summary(const Config& c) {
                    t.checkpoint_interval > 0 ? std::to_string(t.checkpoint_interval) : "-",
                    t.eval_interval > 0 ? std::to_string(t.eval_interval) : "-", t.out_dir));
   line("kernels",
-       fmt::format("attention {}-row blocks, dk/dv K,V {}, {}", 64 * c.kernels.attention_row_tiles,
+       fmt::format("attention {}-row blocks, dk/dv K,V {}, {}, dq {}",
+                   64 * c.kernels.attention_row_tiles,
                    c.kernels.attention_dkdv_kv_in_registers ? "in registers" : "reloaded per tile",
-                   c.kernels.attention_longest_first ? "longest blocks first" : "blocks by head"));
+                   c.kernels.attention_longest_first ? "longest blocks first" : "blocks by head",
+                   c.kernels.attention_dq_from_stored_scores ? "from stored dS" : "recomputes dS"));
   for (const std::string& w : c.warnings)
     s += "  warning: " + w + "\n";
   return s;
@@ -233,6 +235,8 @@ std::string config_to_yaml(const Config& c) {
   e << YAML::Key << "attention_dkdv_kv_in_registers" << YAML::Value
     << c.kernels.attention_dkdv_kv_in_registers;
   e << YAML::Key << "attention_longest_first" << YAML::Value << c.kernels.attention_longest_first;
+  e << YAML::Key << "attention_dq_from_stored_scores" << YAML::Value
+    << c.kernels.attention_dq_from_stored_scores;
   e << YAML::EndMap;
   e << YAML::EndMap;
   AUTOTP_ASSERT(e.good(), "config_to_yaml: emitter error {}", e.GetLastError());

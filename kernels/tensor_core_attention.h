@@ -14,9 +14,13 @@
 //                                          PTX ldmatrix.m8n8.x4(.trans) from shared memory
 //   uint32_t load_u32(const uint16_t*), void store_u32(uint16_t*, uint32_t)
 //   void copy16_async(uint16_t* dst, const uint16_t* src)   8 elements global -> shared, async
+//   void copy4_async(float* dst, const float* src)          one f32 global -> shared, async
 //   void wait_async()                      this lane's async copies have landed (cp.async)
 //   void zero16(uint16_t* dst)             8 zero elements into shared memory
 //   float exp2(float), float log2(float)
+//   float fma(float a, float b, float c)   a b + c rounded once (the exponents and delta sums are
+//                                          written as explicit fmas so that every kernel, and the
+//                                          emulation, rounds them alike whatever a compiler fuses)
 //
 // Fragments (PTX "row.col" m16n8k16), g = lane / 4, t = lane % 4, pairs are (low, high) halves:
 //   A 16x16: a[0] = (g, 2t..2t+1), a[1] = (g+8, 2t..), a[2] = (g, 2t+8..), a[3] = (g+8, 2t+8..)
@@ -106,6 +110,31 @@ constexpr int dkdv_shared_bytes() {
   return 2 * kBlockRows * row_stride<D>() * 2 + 2 * dkdv_query_tile_bytes<D>();
 }
 
+// Stored scores (the backward that reads dS back instead of recomputing it for dq): the dk/dv
+// kernel writes every dS tile it computes, kBlockRows keys x kBlockRows queries stored key-major
+// ([key][query], 16-bit values: the rounding dq's product applies anyway), and the dq kernel
+// reads them back: no second pass of S = Q K^T and dP = dO V^T. One tile per (batch, query head,
+// query tile i, key tile j) that the mask leaves visible: j <= i under a causal mask (tile
+// i (i + 1) / 2 + j of the head), every pair otherwise (i T + j).
+constexpr int kScoreTileElements = kBlockRows * kBlockRows;
+inline constexpr int64_t score_tiles_per_head(int64_t seq, bool causal) {
+  const int64_t tiles = row_tiles(seq);
+  return causal ? tiles * (tiles + 1) / 2 : tiles * tiles;
+}
+AUTOTP_LANE_FN int64_t score_tile_index(int64_t i, int64_t j, int64_t tiles, bool causal) {
+  return causal ? i * (i + 1) / 2 + j : i * tiles + j;
+}
+// 16-bit elements of the stored scores of a problem: batch x hq x score_tiles_per_head tiles.
+inline constexpr int64_t stored_score_elements(int64_t batch, int64_t hq, int64_t seq,
+                                               bool causal) {
+  return batch * hq * score_tiles_per_head(seq, causal) * kScoreTileElements;
+}
+// dq from stored scores: two buffers of (a k tile, a score tile).
+template <int D>
+constexpr int dq_from_scores_shared_bytes() {
+  return 2 * (kBlockRows * row_stride<D>() + kBlockRows * row_stride<kBlockRows>()) * 2;
+}
+
 struct Problem {
   int64_t batch, hq, hkv, seq;
   float scale;
@@ -180,6 +209,15 @@ AUTOTP_LANE_FN void load_a(Ctx& ctx, uint32_t (&a)[4], const uint16_t* m, int st
                            int col0) {
   const int i = ctx.lane() >> 3, r = ctx.lane() & 7;  // matrices: rows +0/+8, then cols +8
   ctx.ldmatrix_x4(a, m + (row0 + r + 8 * (i & 1)) * stride + col0 + 8 * (i >> 1));
+}
+
+// A = the transpose of M[col0 .. col0+16) x [row0 .. row0+16) of a row-major shared tile: A's
+// rows are M's columns (dS from a key-major stored tile: A rows are queries, columns keys).
+template <class Ctx>
+AUTOTP_LANE_FN void load_a_transposed(Ctx& ctx, uint32_t (&a)[4], const uint16_t* m, int stride,
+                                      int row0, int col0) {
+  const int i = ctx.lane() >> 3, r = ctx.lane() & 7;  // matrices: A rows +0/+8, then A cols +8
+  ctx.ldmatrix_x4_trans(a, m + (col0 + r + 8 * (i >> 1)) * stride + row0 + 8 * (i & 1));
 }
 
 // The same from a [seq, D] matrix in global memory (rows `matrix_stride` elements apart); rows at
@@ -337,6 +375,20 @@ AUTOTP_LANE_FN void accumulate_scores_times_rows(Ctx& ctx, float (&acc)[M][D / 8
     for (int mt = 0; mt < M; ++mt)
       pack_a(ctx, a[mt], c[mt], 2 * kk);
     accumulate_tiles_product<D>(ctx, acc, a, tile, 16 * kk);
+  }
+}
+
+// row_delta += the row sums of dout * out over one 16-column k-step of a 16-row tile (A
+// fragments; registers 0, 2 hold row g, 1, 3 row g + 8), each pair of columns one fma.
+template <class Ctx>
+AUTOTP_LANE_FN void add_row_delta(Ctx& ctx, float (&row_delta)[2], const uint32_t (&da)[4],
+                                  const uint32_t (&oa)[4]) {
+  AUTOTP_UNROLL
+  for (int reg = 0; reg < 4; ++reg) {
+    const float lo =
+        ctx.to_float(static_cast<uint16_t>(da[reg])) * ctx.to_float(static_cast<uint16_t>(oa[reg]));
+    row_delta[reg & 1] += ctx.fma(ctx.to_float(static_cast<uint16_t>(da[reg] >> 16)),
+                                  ctx.to_float(static_cast<uint16_t>(oa[reg] >> 16)), lo);
   }
 }
 
@@ -547,14 +599,7 @@ AUTOTP_LANE_FN void dq_block(Ctx& ctx, int64_t block, unsigned char* shared, uin
       load_a_rows(ctx, da[mt][ks], dout_head, p.layout.dout.row, p.seq, tile_row0, 16 * ks);
       uint32_t oa[4];
       load_a_rows(ctx, oa, out_head, p.layout.out.row, p.seq, tile_row0, 16 * ks);
-      AUTOTP_UNROLL
-      for (int reg = 0; reg < 4; ++reg) {  // registers 0, 2 hold row g; 1, 3 row g + 8
-        const float lo = ctx.to_float(static_cast<uint16_t>(da[mt][ks][reg])) *
-                         ctx.to_float(static_cast<uint16_t>(oa[reg]));
-        const float hi = ctx.to_float(static_cast<uint16_t>(da[mt][ks][reg] >> 16)) *
-                         ctx.to_float(static_cast<uint16_t>(oa[reg] >> 16));
-        row_delta[mt][reg & 1] += lo + hi;
-      }
+      add_row_delta(ctx, row_delta[mt], da[mt][ks], oa);
     }
     AUTOTP_UNROLL
     for (int r = 0; r < 2; ++r) {
@@ -588,7 +633,7 @@ AUTOTP_LANE_FN void dq_block(Ctx& ctx, int64_t block, unsigned char* shared, uin
             AUTOTP_UNROLL
             for (int i = 0; i < 4; ++i) {
               const int r = i >> 1;
-              float prob = ctx.exp2(s[mt][nk][i] * scale2 - lse2[mt][r]);
+              float prob = ctx.exp2(ctx.fma(s[mt][nk][i], scale2, -lse2[mt][r]));
               if (edge) {
                 const int key = static_cast<int>(k0) + 8 * nk + 2 * t + (i & 1);
                 if (key >= p.seq || (p.causal && key > rows[mt][r])) prob = 0.0f;
@@ -613,12 +658,15 @@ AUTOTP_LANE_FN void dq_block(Ctx& ctx, int64_t block, unsigned char* shared, uin
 // once and keeps them (D / 2 more registers per lane) instead of reloading them for every
 // query tile: a fifth less shared-memory traffic per tile, the same products in the same order
 // (identical results).
+// kStoreScores: also writes each dS tile (rounded to 16 bits) into `scores` (the stored-score
+// layout above) for dq_from_scores_block; dS of keys past seq is stored as the zero dq_block
+// gives them, so the dq it yields is dq_block's.
 // Shared memory: dkdv_shared_bytes<D>().
-template <int D, bool kKvInRegisters = false, class Ctx>
+template <int D, bool kKvInRegisters = false, bool kStoreScores = false, class Ctx>
 AUTOTP_LANE_FN void dkdv_block(Ctx& ctx, int64_t block, unsigned char* shared, uint16_t* dk,
                                uint16_t* dv, const uint16_t* q, const uint16_t* k,
                                const uint16_t* v, const uint16_t* dout, const float* lse,
-                               const float* delta, const Problem& p) {
+                               const float* delta, const Problem& p, uint16_t* scores = nullptr) {
   using namespace detail;
   constexpr int kStride = row_stride<D>();
   constexpr int kSteps = D / 16;
@@ -669,17 +717,23 @@ AUTOTP_LANE_FN void dkdv_block(Ctx& ctx, int64_t block, unsigned char* shared, u
                   kDkdvQueries, p.seq);
     stage_rows<D>(ctx, dout_dst, dout + kernels::head_start(p.layout.dout, b, h), p.layout.dout.row,
                   i0, kDkdvQueries, p.seq);
+    // lse and delta copied as they are, asynchronously like the tiles: a plain load here would
+    // hold its warp until the value arrives, and the block's next barrier with it.
     for (int e = ctx.thread(); e < kDkdvQueries; e += kThreads) {
-      const bool valid = i0 + e < p.seq;
-      stats_dst[e] = valid ? lse[bh * p.seq + i0 + e] * kLog2e : 0.0f;
-      stats_dst[kDkdvQueries + e] = valid ? delta[bh * p.seq + i0 + e] : 0.0f;
+      if (i0 + e < p.seq) {
+        ctx.copy4_async(stats_dst + e, lse + bh * p.seq + i0 + e);
+        ctx.copy4_async(stats_dst + kDkdvQueries + e, delta + bh * p.seq + i0 + e);
+      } else {
+        stats_dst[e] = stats_dst[kDkdvQueries + e] = 0.0f;
+      }
     }
   };
   if (steps > 0) stage(0);
   [[maybe_unused]] uint32_t kept_ka[kKvInRegisters ? kSteps : 1][4],
       kept_va[kKvInRegisters ? kSteps : 1][4];
   for (int step = 0; step < steps; ++step) {
-    const int i0 = first_query + (step % tiles_per_head) * kDkdvQueries;
+    const int head_step = step / tiles_per_head;  // the query head: kv * group + head_step
+    const int i0 = first_query + (step - head_step * tiles_per_head) * kDkdvQueries;
     ctx.wait_async();
     ctx.sync_block();  // this tile (and the k/v rows) are in; the other buffer is consumed
     if constexpr (kKvInRegisters) {
@@ -727,19 +781,41 @@ AUTOTP_LANE_FN void dkdv_block(Ctx& ctx, int64_t block, unsigned char* shared, u
         ctx.mma(dp[nq], va[1], b1);
       }
     }
-    const bool edge = i0 + kDkdvQueries > p.seq || (p.causal && i0 < k0 + kBlockRows);
+    // Masked: queries past seq and, under a causal mask, queries before the key; with stored
+    // scores also keys past seq (their dk/dv rows are not stored, but their dS would be).
+    const bool edge = i0 + kDkdvQueries > p.seq || (kStoreScores && k0 + kBlockRows > p.seq) ||
+                      (p.causal && i0 < k0 + kBlockRows);
     AUTOTP_UNROLL
     for (int nq = 0; nq < kQueryTiles; ++nq) {
       AUTOTP_UNROLL
       for (int i = 0; i < 4; ++i) {
         const int e = 8 * nq + 2 * t + (i & 1);  // query i0 + e
-        float prob = ctx.exp2(s[nq][i] * scale2 - lse_tile[e]);
+        // lse in base-2 units as dq_block scales it (the same product, the same fma).
+        float prob = ctx.exp2(ctx.fma(s[nq][i], scale2, -(lse_tile[e] * kLog2e)));
         if (edge) {
-          const int query = i0 + e;
-          if (query >= p.seq || (p.causal && query < keys[i >> 1])) prob = 0.0f;
+          const int query = i0 + e, key = keys[i >> 1];
+          if (query >= p.seq || (kStoreScores && key >= p.seq) || (p.causal && query < key))
+            prob = 0.0f;
         }
         s[nq][i] = prob;                                 // P^T
         dp[nq][i] = prob * (dp[nq][i] - delta_tile[e]);  // dS^T
+      }
+    }
+    if constexpr (kStoreScores) {
+      // This warp's 16 keys x 32 queries of tile (query tile i0 / R, key tile), R = kBlockRows;
+      // tile offsets in 32 bits (the launcher checks a group's tiles fit).
+      const int query_tile = i0 / kBlockRows;
+      const int64_t head_tiles = score_tiles_per_head(p.seq, p.causal);
+      uint16_t* const group_scores =
+          scores + (b * p.hq + kv * group) * head_tiles * kScoreTileElements;
+      const int tile = head_step * static_cast<int>(head_tiles) +
+                       static_cast<int>(score_tile_index(query_tile, key_tile, tiles, p.causal));
+      uint16_t* row0 = group_scores + static_cast<int64_t>(tile) * kScoreTileElements +
+                       (16 * warp + g) * kBlockRows + (i0 - query_tile * kBlockRows) + 2 * t;
+      AUTOTP_UNROLL
+      for (int nq = 0; nq < kQueryTiles; ++nq) {
+        ctx.store_u32(row0 + 8 * nq, ctx.pack(dp[nq][0], dp[nq][1]));
+        ctx.store_u32(row0 + 8 * kBlockRows + 8 * nq, ctx.pack(dp[nq][2], dp[nq][3]));
       }
     }
     AUTOTP_UNROLL
@@ -756,6 +832,88 @@ AUTOTP_LANE_FN void dkdv_block(Ctx& ctx, int64_t block, unsigned char* shared, u
                 warp_key0, dk_acc, p.scale, p.scale);
   store_rows<D>(ctx, dv + kernels::head_start(p.layout.dv, b, kv), p.layout.dv.row, p.seq,
                 warp_key0, dv_acc, 1.0f, 1.0f);
+}
+
+// One block of delta alone (the stored-score backward, whose dq kernel takes no dout): rows
+// [64 i, 64 i + 64) of one (batch, query head), delta[i] = dout[i] . out[i] summed exactly as
+// dq_block sums it (the same values).
+template <int D, class Ctx>
+AUTOTP_LANE_FN void delta_block(Ctx& ctx, int64_t block, float* delta, const uint16_t* out,
+                                const uint16_t* dout, const Problem& p) {
+  using namespace detail;
+  const int64_t tiles = row_tiles(p.seq);
+  const GridCell cell = grid_cell(block, p.batch * p.hq, tiles, false);
+  const int64_t bh = cell.head, b = bh / p.hq, h = bh - b * p.hq;
+  const int g = ctx.lane() >> 2, t = ctx.lane() & 3;
+  const int64_t row0 = cell.tile * kBlockRows + 16 * ctx.warp();
+  const uint16_t* dout_head = dout + kernels::head_start(p.layout.dout, b, h);
+  const uint16_t* out_head = out + kernels::head_start(p.layout.out, b, h);
+  float row_delta[2] = {0.0f, 0.0f};
+  AUTOTP_UNROLL
+  for (int ks = 0; ks < D / 16; ++ks) {
+    uint32_t da[4], oa[4];
+    load_a_rows(ctx, da, dout_head, p.layout.dout.row, p.seq, row0, 16 * ks);
+    load_a_rows(ctx, oa, out_head, p.layout.out.row, p.seq, row0, 16 * ks);
+    add_row_delta(ctx, row_delta, da, oa);
+  }
+  AUTOTP_UNROLL
+  for (int r = 0; r < 2; ++r) {
+    const float sum = row_sum(ctx, row_delta[r]);
+    const int64_t row = row0 + g + 8 * r;
+    if (t == 0 && row < p.seq) delta[bh * p.seq + row] = sum;
+  }
+}
+
+// One block of dq from stored scores (dkdv_block's kStoreScores): query rows [64 i, 64 i + 64)
+// of one (batch, query head), a warp per 16 rows; over the visible key tiles in order (every
+// 64-key tile stages its k rows and its score tile, double-buffered), dQ += dS K; dq = scale dQ.
+// The 16-key products run in dq_block's order on the values it computes, so dq is dq_block's.
+// Shared memory: dq_from_scores_shared_bytes<D>().
+template <int D, class Ctx>
+AUTOTP_LANE_FN void dq_from_scores_block(Ctx& ctx, int64_t block, unsigned char* shared,
+                                         uint16_t* dq, const uint16_t* k, const uint16_t* scores,
+                                         const Problem& p) {
+  using namespace detail;
+  constexpr int kKeyTile = kBlockRows * row_stride<D>();
+  constexpr int kScoreTile = kBlockRows * row_stride<kBlockRows>();
+  uint16_t* const buffers = reinterpret_cast<uint16_t*>(shared);  // [2][k tile, score tile]
+  const int64_t tiles = row_tiles(p.seq);
+  const GridCell cell = grid_cell(block, p.batch * p.hq, tiles, p.longest_first);
+  const int64_t bh = cell.head;
+  const int64_t q_tile = tiles - 1 - cell.tile;  // causal: the longest rows first
+  const int64_t b = bh / p.hq;
+  const int h = static_cast<int>(bh - b * p.hq), kv = h / static_cast<int>(p.hq / p.hkv);
+  const int warp = ctx.warp();
+  const uint16_t* k_head = k + kernels::head_start(p.layout.k, b, kv);
+  const uint16_t* head_scores =
+      scores + bh * score_tiles_per_head(p.seq, p.causal) * kScoreTileElements;
+  const int64_t key_tiles = p.causal ? q_tile + 1 : tiles;
+  auto stage = [&](int64_t buffer, int64_t key_tile) {
+    uint16_t* tile = buffers + buffer * (kKeyTile + kScoreTile);
+    stage_rows<D>(ctx, tile, k_head, p.layout.k.row, key_tile * kBlockRows, kBlockRows, p.seq);
+    stage_rows<kBlockRows>(
+        ctx, tile + kKeyTile,
+        head_scores + score_tile_index(q_tile, key_tile, tiles, p.causal) * kScoreTileElements,
+        kBlockRows, 0, kBlockRows, kBlockRows);
+  };
+  float acc[D / 8][4];
+  zero(acc);
+  stage(0, 0);
+  for (int64_t j = 0; j < key_tiles; ++j) {
+    ctx.wait_async();
+    ctx.sync_block();  // this tile is in; every warp is done with the other buffer
+    if (j + 1 < key_tiles) stage((j + 1) & 1, j + 1);
+    const uint16_t* k_tile = buffers + (j & 1) * (kKeyTile + kScoreTile);
+    const uint16_t* score_tile = k_tile + kKeyTile;
+    AUTOTP_UNROLL
+    for (int kk = 0; kk < kBlockRows / 16; ++kk) {
+      uint32_t a[4];
+      load_a_transposed(ctx, a, score_tile, row_stride<kBlockRows>(), 16 * warp, 16 * kk);
+      accumulate_product<D>(ctx, acc, a, k_tile, 16 * kk);
+    }
+  }
+  store_rows<D>(ctx, dq + kernels::head_start(p.layout.dq, b, h), p.layout.dq.row, p.seq,
+                q_tile * kBlockRows + 16 * warp, acc, p.scale, p.scale);
 }
 
 }  // namespace autotp::tc_attention

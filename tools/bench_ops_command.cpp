@@ -153,8 +153,9 @@ int run_bench_ops(const std::vector<std::string>& raw_args) {
 #ifdef AUTOTP_WITH_CUDA
   // The tensor-core kernels alone (no autograd around them) as training runs them, with two
   // 16-row tiles per warp in the forward and dq kernels (128-row blocks), with the dk/dv
-  // kernel keeping its K/V fragments in registers, and with the grids' blocks by head instead of
-  // longest first: identical results, so a GPU run says which is faster on this device.
+  // kernel keeping its K/V fragments in registers, with the grids' blocks by head instead of
+  // longest first, and with dq read from the dS the dk/dv kernel stores: identical results, so
+  // a GPU run says which is faster on this device.
   if (use_cuda && dim <= 64 &&
       kernels::cuda::tensor_core_attention_applies(static_cast<int>(dtype), dim)) {
     const Tensor q = ctx.input({batch, hq, seq, dim}, false);
@@ -175,22 +176,37 @@ int run_bench_ops(const std::vector<std::string>& raw_args) {
       int tiles;
       bool kv_in_registers;
       bool longest_first;
+      bool stored_scores;
     };
-    for (const Variant variant : {Variant{1, false, true}, Variant{2, false, true},
-                                  Variant{1, true, true}, Variant{1, false, false}}) {
+    const Tensor scores = Tensor::empty(
+        {kernels::cuda::tensor_core_stored_score_elements(batch, hq, seq, true)}, dtype, device);
+    for (const Variant variant : {Variant{1, false, true, false}, Variant{2, false, true, false},
+                                  Variant{1, true, true, false}, Variant{1, false, false, false},
+                                  Variant{1, false, true, true}}) {
       const int tiles = variant.tiles;
       OpResult r{
-          fmt::format("attention kernels, {} row tile{}/warp{}{}", tiles, tiles > 1 ? "s" : "",
+          fmt::format("attention kernels, {} row tile{}/warp{}{}{}", tiles, tiles > 1 ? "s" : "",
                       variant.kv_in_registers ? ", dk/dv K,V in registers" : "",
-                      variant.longest_first ? "" : ", blocks by head"),
+                      variant.longest_first ? "" : ", blocks by head",
+                      variant.stored_scores ? ", dq from stored dS" : ""),
           fmt::format("B{} Hq{} Hkv{} S{} D{}", batch, hq, hkv, seq, dim),
           "as attention; the kernels alone (forward; dq and dk/dv)", Bound::Flops};
       r.forward_work = results.front().forward_work;
       r.backward_work = results.front().backward_work;
       r.implementation = fmt::format(
-          "tensor-core flash attention, {}-row forward and dq blocks, dk/dv K,V {}, {}", tiles * 64,
+          "tensor-core flash attention, {}-row forward and dq blocks, dk/dv K,V {}, {}{}",
+          tiles * 64,
           variant.kv_in_registers ? "fragments in registers" : "reloaded per query tile",
-          variant.longest_first ? "longest blocks first" : "blocks by head");
+          variant.longest_first ? "longest blocks first" : "blocks by head",
+          variant.stored_scores
+              ? fmt::format(", dS stored by dk/dv and read back by dq ({:.0f} MiB)",
+                            static_cast<double>(scores.numel()) * 2.0 / (1024.0 * 1024.0))
+              : "");
+      kernels::cuda::TensorCoreBackwardOptions options;
+      options.dq_row_tiles_per_warp = tiles;
+      options.dkdv_kv_in_registers = variant.kv_in_registers;
+      options.longest_first = variant.longest_first;
+      options.stored_scores = variant.stored_scores ? scores.raw_data() : nullptr;
       std::vector<double> fwd, bwd;
       for (int64_t i = 0; i < ctx.warmup + ctx.iters; ++i) {
         ctx.sync();
@@ -204,8 +220,7 @@ int run_bench_ops(const std::vector<std::string>& raw_args) {
         kernels::cuda::tensor_core_attention_backward(
             code, dq.raw_data(), dk.raw_data(), dv.raw_data(), q.raw_data(), k.raw_data(),
             v.raw_data(), out.raw_data(), lse.raw_data(), dout.raw_data(), delta.raw_data(), batch,
-            hq, hkv, seq, dim, scale, true, layouts, nullptr, tiles, variant.kv_in_registers,
-            variant.longest_first);
+            hq, hkv, seq, dim, scale, true, layouts, nullptr, options);
         ctx.sync();
         if (i >= ctx.warmup) {
           fwd.push_back(f);

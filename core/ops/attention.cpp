@@ -130,6 +130,10 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
                "{}) need a head dim of at most 64, q {} has {}",
                op, variant.row_tiles_per_warp, variant.dkdv_kv_in_registers, shape_str(q.shape()),
                dim);
+  AUTOTP_CHECK(!(variant.dq_from_stored_scores && variant.dkdv_kv_in_registers),
+               "{}: dq_from_stored_scores and dkdv_kv_in_registers exclude each other (the "
+               "stored-score backward has its own dk/dv kernel)",
+               op);
   AUTOTP_CHECK(k.dtype() == q.dtype() && v.dtype() == q.dtype(),
                "{}: dtypes differ (q {}, k {}, v {})", op, dtype_name(q.dtype()),
                dtype_name(k.dtype()), dtype_name(v.dtype()));
@@ -203,11 +207,22 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
           l.dq = *tensor_core_strides(dq);
           l.dk = *tensor_core_strides(dk);
           l.dv = *tensor_core_strides(dv);
+          kernels::cuda::TensorCoreBackwardOptions options;
+          options.dq_row_tiles_per_warp = variant.row_tiles_per_warp;
+          options.dkdv_kv_in_registers = variant.dkdv_kv_in_registers;
+          options.longest_first = variant.longest_first;
+          Tensor scores;  // the stored dS tiles, freed when the backward returns
+          if (variant.dq_from_stored_scores) {
+            scores = Tensor::empty(
+                {kernels::cuda::tensor_core_stored_score_elements(batch, hq, seq, causal)},
+                qt.dtype(), qt.device());
+            options.stored_scores = scores.raw_data();
+          }
           kernels::cuda::tensor_core_attention_backward(
               static_cast<int>(qt.dtype()), dq.raw_data(), dk.raw_data(), dv.raw_data(),
               qt.raw_data(), kt.raw_data(), vt.raw_data(), saved_out.raw_data(), lse.raw_data(),
               gt.raw_data(), delta.raw_data(), batch, hq, hkv, seq, dim, s, causal, l, nullptr,
-              variant.row_tiles_per_warp, variant.dkdv_kv_in_registers, variant.longest_first);
+              options);
           return std::vector<Tensor>{dq, dk, dv};
         });
   }

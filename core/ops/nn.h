@@ -82,6 +82,10 @@ struct AttentionKernels {
   int row_tiles_per_warp = 1;         // 1 or 2: 64- or 128-row blocks in the forward and dq
   bool dkdv_kv_in_registers = false;  // the dk/dv kernel keeps its K/V fragments in registers
   bool longest_first = true;          // blocks ordered longest first across heads, or by head
+  // The backward stores dS from the dk/dv pass (16-bit, a transient buffer of about
+  // B Hq S^2 / 2 elements when causal) and reads it back for dq instead of recomputing
+  // S = Q K^T and dP = dO V^T; not with dkdv_kv_in_registers.
+  bool dq_from_stored_scores = false;
   bool needs_small_head_dim() const { return row_tiles_per_warp != 1 || dkdv_kv_in_registers; }
 };
 

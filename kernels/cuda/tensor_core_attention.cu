@@ -29,6 +29,9 @@ struct DeviceLanes {
   }
   __device__ __forceinline__ float exp2(float x) const { return exp2f(x); }
   __device__ __forceinline__ float log2(float x) const { return log2f(x); }
+  __device__ __forceinline__ float fma(float a, float b, float c) const {
+    return __fmaf_rn(a, b, c);
+  }
   __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const uint16_t* row) const {
     const auto address = static_cast<unsigned>(__cvta_generic_to_shared(row));
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
@@ -50,6 +53,10 @@ struct DeviceLanes {
   __device__ __forceinline__ void copy16_async(uint16_t* dst, const uint16_t* src) const {
     const auto address = static_cast<unsigned>(__cvta_generic_to_shared(dst));
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(address), "l"(src));
+  }
+  __device__ __forceinline__ void copy4_async(float* dst, const float* src) const {
+    const auto address = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(address), "l"(src));
   }
   __device__ __forceinline__ void wait_async() const {
     asm volatile("cp.async.wait_all;\n" ::: "memory");
@@ -119,15 +126,33 @@ __global__ void __launch_bounds__(tc::kThreads)
 }
 
 // With the K/V fragments kept in registers (kKv) the kernel needs D / 2 more registers per
-// lane: two blocks per SM, up to 255 registers.
-template <int D, typename E, bool kKv>
+// lane: two blocks per SM, up to 255 registers. kStore: it also writes the dS tiles to `scores`.
+template <int D, typename E, bool kKv, bool kStore>
 __global__ void __launch_bounds__(tc::kThreads, kKv ? 2 : kMinBlocksDkdv<D>)
     tc_attention_dkdv_kernel(uint16_t* dk, uint16_t* dv, const uint16_t* q, const uint16_t* k,
                              const uint16_t* v, const uint16_t* dout, const float* lse,
-                             const float* delta, tc::Problem p) {
+                             const float* delta, tc::Problem p, uint16_t* scores) {
   extern __shared__ __align__(16) unsigned char shared[];
   DeviceLanes<E> ctx;
-  tc::dkdv_block<D, kKv>(ctx, blockIdx.x, shared, dk, dv, q, k, v, dout, lse, delta, p);
+  tc::dkdv_block<D, kKv, kStore>(ctx, blockIdx.x, shared, dk, dv, q, k, v, dout, lse, delta, p,
+                                 scores);
+}
+
+template <int D, typename E>
+__global__ void __launch_bounds__(tc::kThreads)
+    tc_attention_delta_kernel(float* delta, const uint16_t* out, const uint16_t* dout,
+                              tc::Problem p) {
+  DeviceLanes<E> ctx;
+  tc::delta_block<D>(ctx, blockIdx.x, delta, out, dout, p);
+}
+
+template <int D, typename E>
+__global__ void __launch_bounds__(tc::kThreads)
+    tc_attention_dq_from_scores_kernel(uint16_t* dq, const uint16_t* k, const uint16_t* scores,
+                                       tc::Problem p) {
+  extern __shared__ __align__(16) unsigned char shared[];
+  DeviceLanes<E> ctx;
+  tc::dq_from_scores_block<D>(ctx, blockIdx.x, shared, dq, k, scores, p);
 }
 
 // Calls fn(std::integral_constant<int, D>{}, TypeTag<E>{}) for the head dim and 16-bit type.
@@ -267,24 +292,40 @@ void tensor_core_attention_forward(int dtype, void* out, void* lse, const void* 
               });
 }
 
+int64_t tensor_core_stored_score_elements(int64_t batch, int64_t hq, int64_t seq, bool causal) {
+  return tc::stored_score_elements(batch, hq, seq, causal);
+}
+
 void tensor_core_attention_backward(int dtype, void* dq, void* dk, void* dv, const void* q,
                                     const void* k, const void* v, const void* out, const void* lse,
                                     const void* dout, void* delta, int64_t batch, int64_t hq,
                                     int64_t hkv, int64_t seq, int64_t dim, double scale,
                                     bool causal, const AttentionLayouts& layouts,
-                                    cudaStream_t stream, int dq_row_tiles_per_warp,
-                                    bool dkdv_kv_in_registers, bool longest_first) {
-  check_row_tiles_per_warp("attention_backward", dq_row_tiles_per_warp, dim);
-  if (dkdv_kv_in_registers && dim > 64) {
+                                    cudaStream_t stream, const TensorCoreBackwardOptions& options) {
+  check_row_tiles_per_warp("attention_backward", options.dq_row_tiles_per_warp, dim);
+  if (options.dkdv_kv_in_registers && dim > 64) {
     throw std::invalid_argument(
         "attention_backward: the dk/dv kernel keeps K/V fragments in registers only up to head "
         "dim 64 (above, they would not fit), got " +
         std::to_string(dim));
   }
+  const bool stored = options.stored_scores != nullptr;
+  if (stored && options.dkdv_kv_in_registers) {
+    throw std::invalid_argument(
+        "attention_backward: the stored-score backward has no dk/dv kernel with K/V fragments "
+        "in registers (choose one of the two)");
+  }
   if (batch * hq * seq == 0) return;
   check_fits_32_bits("attention_backward", seq, hq, hkv);
+  // The dk/dv kernel offsets its stored tiles within a kv head's group in 32 bits.
+  if (stored && (hq / hkv) * tc::score_tiles_per_head(seq, causal) > INT32_MAX) {
+    throw std::invalid_argument(
+        "attention_backward: sequence length " + std::to_string(seq) + " with " +
+        std::to_string(hq / hkv) +
+        " query heads per kv head has too many stored score tiles for the stored-score backward");
+  }
   tc::Problem p{batch, hq, hkv, seq, static_cast<float>(scale), causal, layouts};
-  p.longest_first = longest_first;
+  p.longest_first = options.longest_first;
   const unsigned key_blocks = tc_blocks("attention_backward", batch * hkv, seq);
   check_aligned("attention_backward", {{"dq", dq},
                                        {"dk", dk},
@@ -293,7 +334,8 @@ void tensor_core_attention_backward(int dtype, void* dq, void* dk, void* dv, con
                                        {"k", k},
                                        {"v", v},
                                        {"out", out},
-                                       {"dout", dout}});
+                                       {"dout", dout},
+                                       {"stored scores", options.stored_scores}});
   check_strides("attention_backward", {{"dq", layouts.dq},
                                        {"dk", layouts.dk},
                                        {"dv", layouts.dv},
@@ -302,46 +344,67 @@ void tensor_core_attention_backward(int dtype, void* dq, void* dk, void* dv, con
                                        {"v", layouts.v},
                                        {"out", layouts.out},
                                        {"dout", layouts.dout}});
-  dispatch_tc(dtype, dim, "attention_backward",
-              [&]<int D, typename E>(std::integral_constant<int, D>, TypeTag<E>) {
-                const auto launch_dq = [&]<int M>() {
-                  constexpr int dq_bytes = tc::dq_shared_bytes<D>();
-                  const unsigned query_blocks =
-                      tc_blocks("attention_backward", batch * hq, seq, tc::forward_block_rows<M>());
-                  allow_shared_bytes(tc_attention_dq_kernel<D, E, M>, dq_bytes);
-                  tc_attention_dq_kernel<D, E, M><<<query_blocks, tc::kThreads, dq_bytes, stream>>>(
-                      static_cast<uint16_t*>(dq), static_cast<float*>(delta),
-                      static_cast<const uint16_t*>(q), static_cast<const uint16_t*>(k),
-                      static_cast<const uint16_t*>(v), static_cast<const uint16_t*>(out),
-                      static_cast<const uint16_t*>(dout), static_cast<const float*>(lse), p);
-                  AUTOTP_CUDA_CHECK_LAUNCH("tc_attention_dq_kernel", {"batch", batch}, {"hq", hq},
-                                           {"hkv", hkv}, {"seq", seq}, {"dim", dim},
-                                           {"dtype", dtype}, {"row_tiles_per_warp", M});
-                };
-                if (dq_row_tiles_per_warp == 1) {
-                  launch_dq.template operator()<1>();
-                } else if constexpr (D <= 64) {
-                  launch_dq.template operator()<2>();
-                }
-                const auto launch_dkdv = [&]<bool kKv>() {
-                  constexpr int dkdv_bytes = tc::dkdv_shared_bytes<D>();
-                  allow_shared_bytes(tc_attention_dkdv_kernel<D, E, kKv>, dkdv_bytes);
-                  tc_attention_dkdv_kernel<D, E, kKv>
-                      <<<key_blocks, tc::kThreads, dkdv_bytes, stream>>>(
-                          static_cast<uint16_t*>(dk), static_cast<uint16_t*>(dv),
-                          static_cast<const uint16_t*>(q), static_cast<const uint16_t*>(k),
-                          static_cast<const uint16_t*>(v), static_cast<const uint16_t*>(dout),
-                          static_cast<const float*>(lse), static_cast<const float*>(delta), p);
-                  AUTOTP_CUDA_CHECK_LAUNCH("tc_attention_dkdv_kernel", {"batch", batch}, {"hq", hq},
-                                           {"hkv", hkv}, {"seq", seq}, {"dim", dim},
-                                           {"dtype", dtype}, {"kv_in_registers", kKv});
-                };
-                if (!dkdv_kv_in_registers) {
-                  launch_dkdv.template operator()<false>();
-                } else if constexpr (D <= 64) {
-                  launch_dkdv.template operator()<true>();
-                }
-              });
+  const auto* q16 = static_cast<const uint16_t*>(q);
+  const auto* k16 = static_cast<const uint16_t*>(k);
+  const auto* v16 = static_cast<const uint16_t*>(v);
+  const auto* out16 = static_cast<const uint16_t*>(out);
+  const auto* dout16 = static_cast<const uint16_t*>(dout);
+  auto* scores16 = static_cast<uint16_t*>(options.stored_scores);
+  dispatch_tc(
+      dtype, dim, "attention_backward",
+      [&]<int D, typename E>(std::integral_constant<int, D>, TypeTag<E>) {
+        const auto launch_dkdv = [&]<bool kKv, bool kStore>() {
+          constexpr int dkdv_bytes = tc::dkdv_shared_bytes<D>();
+          allow_shared_bytes(tc_attention_dkdv_kernel<D, E, kKv, kStore>, dkdv_bytes);
+          tc_attention_dkdv_kernel<D, E, kKv, kStore>
+              <<<key_blocks, tc::kThreads, dkdv_bytes, stream>>>(
+                  static_cast<uint16_t*>(dk), static_cast<uint16_t*>(dv), q16, k16, v16, dout16,
+                  static_cast<const float*>(lse), static_cast<const float*>(delta), p, scores16);
+          AUTOTP_CUDA_CHECK_LAUNCH("tc_attention_dkdv_kernel", {"batch", batch}, {"hq", hq},
+                                   {"hkv", hkv}, {"seq", seq}, {"dim", dim}, {"dtype", dtype},
+                                   {"kv_in_registers", kKv}, {"stores_scores", kStore});
+        };
+        if (stored) {
+          // delta, then dk/dv writing dS, then dq reading it back.
+          const unsigned query_blocks = tc_blocks("attention_backward", batch * hq, seq);
+          tc_attention_delta_kernel<D, E><<<query_blocks, tc::kThreads, 0, stream>>>(
+              static_cast<float*>(delta), out16, dout16, p);
+          AUTOTP_CUDA_CHECK_LAUNCH("tc_attention_delta_kernel", {"batch", batch}, {"hq", hq},
+                                   {"seq", seq}, {"dim", dim}, {"dtype", dtype});
+          launch_dkdv.template operator()<false, true>();
+          constexpr int dq_bytes = tc::dq_from_scores_shared_bytes<D>();
+          allow_shared_bytes(tc_attention_dq_from_scores_kernel<D, E>, dq_bytes);
+          tc_attention_dq_from_scores_kernel<D, E>
+              <<<query_blocks, tc::kThreads, dq_bytes, stream>>>(static_cast<uint16_t*>(dq), k16,
+                                                                 scores16, p);
+          AUTOTP_CUDA_CHECK_LAUNCH("tc_attention_dq_from_scores_kernel", {"batch", batch},
+                                   {"hq", hq}, {"hkv", hkv}, {"seq", seq}, {"dim", dim},
+                                   {"dtype", dtype});
+          return;
+        }
+        const auto launch_dq = [&]<int M>() {
+          constexpr int dq_bytes = tc::dq_shared_bytes<D>();
+          const unsigned query_blocks =
+              tc_blocks("attention_backward", batch * hq, seq, tc::forward_block_rows<M>());
+          allow_shared_bytes(tc_attention_dq_kernel<D, E, M>, dq_bytes);
+          tc_attention_dq_kernel<D, E, M><<<query_blocks, tc::kThreads, dq_bytes, stream>>>(
+              static_cast<uint16_t*>(dq), static_cast<float*>(delta), q16, k16, v16, out16, dout16,
+              static_cast<const float*>(lse), p);
+          AUTOTP_CUDA_CHECK_LAUNCH("tc_attention_dq_kernel", {"batch", batch}, {"hq", hq},
+                                   {"hkv", hkv}, {"seq", seq}, {"dim", dim}, {"dtype", dtype},
+                                   {"row_tiles_per_warp", M});
+        };
+        if (options.dq_row_tiles_per_warp == 1) {
+          launch_dq.template operator()<1>();
+        } else if constexpr (D <= 64) {
+          launch_dq.template operator()<2>();
+        }
+        if (!options.dkdv_kv_in_registers) {
+          launch_dkdv.template operator()<false, false>();
+        } else if constexpr (D <= 64) {
+          launch_dkdv.template operator()<true, false>();
+        }
+      });
 }
 
 }  // namespace autotp::kernels::cuda

@@ -26,18 +26,34 @@ void tensor_core_attention_forward(int dtype, void* out, void* lse, const void* 
                                    const AttentionLayouts& layouts, cudaStream_t stream,
                                    int row_tiles_per_warp = 1, bool longest_first = true);
 
+// Choices of the tensor-core backward; identical results, only speed and memory differ.
+struct TensorCoreBackwardOptions {
+  // The recomputing dq kernel's row tiles per warp (1, or 2 for head dims up to 64), as
+  // row_tiles_per_warp above.
+  int dq_row_tiles_per_warp = 1;
+  // The dk/dv kernel keeps each warp's K and V fragments in registers (head dims up to 64;
+  // dkdv_block's kKvInRegisters). Not with stored_scores.
+  bool dkdv_kv_in_registers = false;
+  bool longest_first = true;  // grid order, as above
+  // Non-null: the stored-score backward. delta is computed alone, the dk/dv kernel writes every
+  // dS tile here (tensor_core_stored_score_elements 16-bit values of the dtype) and the dq
+  // kernel reads them back instead of recomputing S and dP. Null: dq recomputes them.
+  void* stored_scores = nullptr;
+};
+
+// 16-bit elements the stored-score backward needs for this problem (causal: the tiles on and
+// below the diagonal, B Hq S^2 / 2 roughly; otherwise B Hq S^2, with S rounded up to 64).
+int64_t tensor_core_stored_score_elements(int64_t batch, int64_t hq, int64_t seq, bool causal);
+
 // Same contract as attention_backward, with strided operands as above (lse and delta
 // contiguous); delta comes from dout . out (one row each) instead of a pass over the keys.
-// dq_row_tiles_per_warp: the dq kernel's row tiles per warp, as row_tiles_per_warp above;
-// dkdv_kv_in_registers (head dims up to 64): the dk/dv kernel keeps each warp's K and V
-// fragments in registers (dkdv_block's kKvInRegisters). Identical results either way;
-// attention_backward uses 1 and false, bench-ops times the others.
+// attention_backward uses the default options; `autotp bench-ops` times the others.
 void tensor_core_attention_backward(int dtype, void* dq, void* dk, void* dv, const void* q,
                                     const void* k, const void* v, const void* out, const void* lse,
                                     const void* dout, void* delta, int64_t batch, int64_t hq,
                                     int64_t hkv, int64_t seq, int64_t dim, double scale,
                                     bool causal, const AttentionLayouts& layouts,
-                                    cudaStream_t stream, int dq_row_tiles_per_warp = 1,
-                                    bool dkdv_kv_in_registers = false, bool longest_first = true);
+                                    cudaStream_t stream,
+                                    const TensorCoreBackwardOptions& options = {});
 
 }  // namespace autotp::kernels::cuda

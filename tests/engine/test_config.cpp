@@ -357,6 +357,21 @@ TEST(Config, KernelVariantsAreReadCheckedAndRoundTripped) {
   EXPECT_FALSE(attention_kernels_for(by_head.kernels, 128).longest_first);
   EXPECT_TRUE(attention_kernels_for(d.kernels, 128).longest_first);
   EXPECT_NE(config_summary(by_head).find("blocks by head"), std::string::npos);
+  // dq from stored scores: any head dim, round-tripped, exclusive with K/V in registers.
+  const Config stored =
+      parse(std::string(kMinimal) + "kernels: {attention_dq_from_stored_scores: true}\n");
+  EXPECT_TRUE(stored.kernels.attention_dq_from_stored_scores);
+  EXPECT_FALSE(stored.kernels.is_default());
+  EXPECT_TRUE(parse(config_to_yaml(stored)).kernels.attention_dq_from_stored_scores);
+  EXPECT_TRUE(attention_kernels_for(stored.kernels, 128).dq_from_stored_scores);
+  EXPECT_FALSE(attention_kernels_for(d.kernels, 128).dq_from_stored_scores);
+  EXPECT_NE(config_summary(stored).find("dq from stored dS"), std::string::npos)
+      << config_summary(stored);
+  EXPECT_ERROR_CONTAINS(
+      parse(std::string(kMinimal) + "kernels:\n  attention_dkdv_kv_in_registers: true\n"
+                                    "  attention_dq_from_stored_scores: true\n"),
+      "'kernels.attention_dq_from_stored_scores' cannot be combined with "
+      "attention_dkdv_kv_in_registers");
   EXPECT_ERROR_CONTAINS(attention_kernels_for(c.kernels, 128),
                         "kernels: attention_row_tiles 2 / attention_dkdv_kv_in_registers true "
                         "need a head dim of at most 64; the model's head_dim is 128");

@@ -410,16 +410,19 @@ TEST(CudaTinyLlama, AttentionKernelVariantsGiveBitIdenticalBf16Passes_CUDA) {
   ASSERT_GT(max_abs(base.grads.front().second), 0.0);
   struct Variant {
     int tiles;
-    bool in_registers, longest_first;
+    bool in_registers, longest_first, stored_scores;
   };
-  for (const Variant& v : {Variant{2, false, true}, Variant{1, true, true}, Variant{2, true, true},
-                           Variant{1, false, false}}) {
+  for (const Variant& v : {Variant{2, false, true, false}, Variant{1, true, true, false},
+                           Variant{2, true, true, false}, Variant{1, false, false, false},
+                           Variant{1, false, true, true}, Variant{2, false, false, true}}) {
     ops::AttentionKernels variant;
     variant.row_tiles_per_warp = v.tiles;
     variant.dkdv_kv_in_registers = v.in_registers;
     variant.longest_first = v.longest_first;
-    const std::string what = fmt::format("{} row tiles, K/V in registers {}, longest first {}",
-                                         v.tiles, v.in_registers, v.longest_first);
+    variant.dq_from_stored_scores = v.stored_scores;
+    const std::string what =
+        fmt::format("{} row tiles, K/V in registers {}, longest first {}, dq from stored dS {}",
+                    v.tiles, v.in_registers, v.longest_first, v.stored_scores);
     const Pass other = pass(variant);
     EXPECT_TRUE(all_close(other.logits, base.logits, kExact, what + ": logits"));
     EXPECT_TRUE(all_close(other.loss, base.loss, kExact, what + ": loss"));

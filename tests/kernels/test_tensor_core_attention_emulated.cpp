@@ -111,13 +111,16 @@ class EmulatedLanes {
   void copy16_async(uint16_t* dst, const uint16_t* src) {
     check_alignment(dst, 16);
     check_alignment(src, 16);
-    PendingCopy copy{dst, {}};
-    std::memcpy(copy.bytes, src, 16);
-    pending_.push_back(copy);
+    defer_copy(dst, src, 16);
+  }
+  void copy4_async(float* dst, const float* src) {
+    check_alignment(dst, 4);
+    check_alignment(src, 4);
+    defer_copy(dst, src, 4);
   }
   void wait_async() {
     for (const PendingCopy& copy : pending_)
-      std::memcpy(copy.dst, copy.bytes, 16);
+      std::memcpy(copy.dst, copy.bytes, copy.size);
     pending_.clear();
   }
   void zero16(uint16_t* dst) {
@@ -126,6 +129,7 @@ class EmulatedLanes {
   }
   float exp2(float x) const { return std::exp2(x); }
   float log2(float x) const { return std::log2(x); }
+  float fma(float a, float b, float c) const { return std::fma(a, b, c); }
 
  private:
   void ldmatrix(uint32_t (&r)[4], const uint16_t* row, bool transposed) {
@@ -155,9 +159,15 @@ class EmulatedLanes {
   }
 
   struct PendingCopy {
-    uint16_t* dst;
+    void* dst;
+    size_t size;
     unsigned char bytes[16];
   };
+  void defer_copy(void* dst, const void* src, size_t size) {
+    PendingCopy copy{dst, size, {}};
+    std::memcpy(copy.bytes, src, size);
+    pending_.push_back(copy);
+  }
 
   EmulatedBlockState& block_;
   int thread_;
@@ -385,6 +395,33 @@ void expect_matches_reference(const Case& c, const char* dtype, uint32_t seed) {
                                k.data(), v.data(), out.data(), dout.data(), lse.data(), p);
           });
     }
+    // The stored-score backward: delta alone, dk/dv also storing each dS tile, dq from the
+    // stored tiles. The score buffer starts as NaN bits: a tile dq reads that dk/dv did not
+    // write poisons dq. Every result must be the recomputing kernels' bits.
+    {
+      std::vector<uint16_t> scores(
+          static_cast<size_t>(tc::stored_score_elements(c.batch, c.hq, s, c.causal)), 0xffff);
+      std::vector<uint16_t> dq_st(q_size), dk_st(kv_size), dv_st(kv_size);
+      std::vector<float> delta_st(q_size / d);
+      misaligned += run_grid<Half>(query_blocks, 16, [&](auto& ctx, int64_t block, auto*) {
+        tc::delta_block<D>(ctx, block, delta_st.data(), out.data(), dout.data(), p);
+      });
+      misaligned += run_grid<Half>(
+          key_blocks, tc::dkdv_shared_bytes<D>(), [&](auto& ctx, int64_t block, auto* shared) {
+            tc::dkdv_block<D, false, true>(ctx, block, shared, dk_st.data(), dv_st.data(), q.data(),
+                                           k.data(), v.data(), dout.data(), lse.data(),
+                                           delta_st.data(), p, scores.data());
+          });
+      misaligned += run_grid<Half>(query_blocks, tc::dq_from_scores_shared_bytes<D>(),
+                                   [&](auto& ctx, int64_t block, auto* shared) {
+                                     tc::dq_from_scores_block<D>(ctx, block, shared, dq_st.data(),
+                                                                 k.data(), scores.data(), p);
+                                   });
+      EXPECT_EQ(delta_st, delta) << "delta computed alone differs from the dq kernel's";
+      EXPECT_EQ(dk_st, dk) << "dk of the dk/dv kernel that stores dS differs";
+      EXPECT_EQ(dv_st, dv) << "dv of the dk/dv kernel that stores dS differs";
+      EXPECT_EQ(dq_st, dq) << "dq from the stored dS differs from the recomputing dq kernel's";
+    }
     if (c.strided) {
       // q, v, dout, dq and dk sequence-major with gaps; k, out and dv contiguous (a layout mixed
       // up between two operands reads the wrong elements). The grids run their blocks by head
@@ -420,6 +457,36 @@ void expect_matches_reference(const Case& c, const char* dtype, uint32_t seed) {
                               k.data(), v_s.data.data(), dout_s.data.data(), lse_c.data(),
                               delta_c.data(), ps);
           });
+      // The stored-score backward over the same strided operands, blocks by head.
+      std::vector<uint16_t> scores(
+          static_cast<size_t>(tc::stored_score_elements(c.batch, c.hq, s, c.causal)), 0xffff);
+      SequenceMajor dq_st(c.batch, c.hq, s, d, 1);
+      std::vector<uint16_t> dk_st(kv_size), dv_st(kv_size);
+      std::vector<float> delta_st(q_size / d);
+      misaligned += run_grid<Half>(query_blocks, 16, [&](auto& ctx, int64_t block, auto*) {
+        tc::delta_block<D>(ctx, block, delta_st.data(), out_c.data(), dout_s.data.data(), ps);
+      });
+      tc::Problem pk = ps;  // dk contiguous here: dk_s above checks the strided store
+      pk.layout.dk = tc::contiguous_problem(c.batch, c.hq, c.hkv, s, d, 1.0f, c.causal).layout.dk;
+      pk.layout.dq = dq_st.strides();
+      misaligned += run_grid<Half>(
+          key_blocks, tc::dkdv_shared_bytes<D>(), [&](auto& ctx, int64_t block, auto* shared) {
+            tc::dkdv_block<D, false, true>(ctx, block, shared, dk_st.data(), dv_st.data(),
+                                           q_s.data.data(), k.data(), v_s.data.data(),
+                                           dout_s.data.data(), lse_c.data(), delta_st.data(), pk,
+                                           scores.data());
+          });
+      misaligned +=
+          run_grid<Half>(query_blocks, tc::dq_from_scores_shared_bytes<D>(),
+                         [&](auto& ctx, int64_t block, auto* shared) {
+                           tc::dq_from_scores_block<D>(ctx, block, shared, dq_st.data.data(),
+                                                       k.data(), scores.data(), pk);
+                         });
+      EXPECT_EQ(delta_st, delta) << "delta alone over strided operands";
+      EXPECT_EQ(dk_st, dk) << "dk storing dS over strided operands";
+      EXPECT_EQ(dv_st, dv) << "dv storing dS over strided operands";
+      EXPECT_EQ(dq_st.contiguous(), dq) << "dq from stored dS over strided operands";
+      EXPECT_EQ(dq_st.gaps_written(), 0) << "dq from stored dS written into the gaps";
       EXPECT_EQ(out_c, out) << "forward over strided operands, blocks by head";
       EXPECT_EQ(lse_c, lse) << "lse over strided operands, blocks by head";
       EXPECT_EQ(dq_s.contiguous(), dq) << "dq over strided operands, blocks by head";

@@ -45,14 +45,17 @@ else
 fi
 
 echo "== autotp bench with each attention kernel variant (step ms, tokens/s)"
-for variant in "1 false false" "2 false true" "1 true true" "2 true true"; do
+# Fields: row tiles per warp, dk/dv K,V in registers, longest first, dq from stored dS.
+for variant in "1 false false false" "2 false true false" "1 true true false" \
+  "1 false true true" "2 false true true"; do
   set -- $variant
-  name="rows$((64 * $1))_kvregs_$2_longest_first_$3"
+  name="rows$((64 * $1))_kvregs_$2_longest_first_$3_stored_scores_$4"
   "$pack/bin/autotp" bench "$config" --device cuda --dtype bf16 --steps 4 --warmup 2 \
     --set "kernels.attention_row_tiles=$1" --set "kernels.attention_dkdv_kv_in_registers=$2" \
     --set "kernels.attention_longest_first=$3" \
+    --set "kernels.attention_dq_from_stored_scores=$4" \
     --json "$results/autotp_bf16_$name.json" >"$results/autotp_bf16_$name.log" 2>&1 || status=1
-  echo "$name: $(grep -E '^(step|throughput) ' "$results/autotp_bf16_$name.log" | tr -s ' ' |
+  echo "$name: $(grep -E '^(step|throughput|peak) ' "$results/autotp_bf16_$name.log" | tr -s ' ' |
     paste -sd ';' -)"
 done
 exit $status
