@@ -35,6 +35,12 @@
 // for the 16-byte copies); lse, delta contiguous [batch, hq, seq] in f32; query head h reads kv
 // head h / (hq / hkv). Scores are scale * q . k; lse is in natural-log units. Deterministic: every
 // sum runs in a fixed order and nothing is accumulated with atomics.
+//
+// Two backwards with identical results: dq_block recomputes S and dP for dq (three products per
+// tile, beside dk/dv's four), or dkdv_block<..., kStoreScores> writes the 16-bit dS tiles it
+// computes and dq_from_scores_block multiplies them by K (one product; delta_block supplies
+// delta first). The second trades two products for a write and a read of B Hq S^2 / 2 16-bit
+// values (causal).
 #pragma once
 
 #include <cstdint>

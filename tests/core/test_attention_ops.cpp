@@ -189,5 +189,19 @@ TEST(ScaledDotProductAttention, RejectsIndivisibleHeadsAndMismatchedShapes) {
   EXPECT_ERROR_CONTAINS(ops::scaled_dot_product_attention(q6, kv.to(DType::F64), kv), "f64");
 }
 
+TEST(ScaledDotProductAttention, RejectsKernelVariantsThatCannotBeCombined) {
+  const Tensor q = Tensor::zeros({1, 2, 3, 64});
+  const Tensor kv = Tensor::zeros({1, 1, 3, 64});
+  ops::AttentionKernels both;
+  both.dq_from_stored_scores = true;
+  both.dkdv_kv_in_registers = true;
+  EXPECT_ERROR_CONTAINS(ops::scaled_dot_product_attention(q, kv, kv, true, 0.0, both),
+                        "dq_from_stored_scores and dkdv_kv_in_registers exclude each other");
+  ops::AttentionKernels stored;  // alone it applies to any head dim; the CPU ignores it
+  stored.dq_from_stored_scores = true;
+  const Tensor wide = Tensor::zeros({1, 2, 3, 128});
+  EXPECT_NO_THROW(ops::scaled_dot_product_attention(wide, wide, wide, true, 0.0, stored));
+}
+
 }  // namespace
 }  // namespace autotp

@@ -834,6 +834,42 @@ TEST(CudaAttention, StridedOperandsAreReadInPlaceAndGiveTheContiguousResultsExac
   }
 }
 
+// dq from the dS the dk/dv kernel stores (ops::AttentionKernels::dq_from_stored_scores) against
+// the recomputing backward: the same bits for every gradient, with q, k, v read in place from a
+// fused projection, partial tiles, causal and not, both 16-bit formats and head dims 64 and 128.
+TEST(CudaAttention, StoredScoreBackwardGivesTheRecomputingGradientsExactly_CUDA) {
+  SKIP_WITHOUT_CUDA();
+  const int64_t b = 2, s = 100, hq = 8, hkv = 2;
+  for (const DType dtype : {DType::BF16, DType::F16}) {
+    for (const int64_t d : {64, 128}) {
+      for (const bool causal : {true, false}) {
+        SCOPED_TRACE(std::string(dtype_name(dtype)) + " D=" + std::to_string(d) + " causal " +
+                     std::to_string(causal));
+        const Tensor fused = uniform_cpu({b, s, (hq + 2 * hkv) * d}, 7401).to(dtype).to(kCuda);
+        const Tensor g = uniform_cpu({b, hq, s, d}, 7402).to(dtype).to(kCuda);
+        auto gradient = [&](const ops::AttentionKernels& variant) {
+          Tensor leaf = fused.detach();
+          leaf.set_requires_grad(true);
+          auto heads = [&](int64_t first, int64_t count) {
+            return leaf.narrow(2, first * d, count * d).reshape({b, s, count, d}).transpose(1, 2);
+          };
+          ops::scaled_dot_product_attention(heads(0, hq), heads(hq, hkv), heads(hq + hkv, hkv),
+                                            causal, 0.0, variant)
+              .backward(g);
+          return host_f32(leaf.grad());
+        };
+        ops::AttentionKernels stored;
+        stored.dq_from_stored_scores = true;
+        const Tensor recomputed = gradient({});
+        const Tensor flat = recomputed.contiguous();
+        const float* values = flat.data<float>();
+        ASSERT_TRUE(std::any_of(values, values + flat.numel(), [](float x) { return x != 0.0f; }));
+        EXPECT_TRUE(all_close(gradient(stored), recomputed, kExact, "q, k, v gradients"));
+      }
+    }
+  }
+}
+
 TEST(CudaAttention, HeadDimAboveTheKernelLimitIsAnError_CUDA) {
   SKIP_WITHOUT_CUDA();
   const Tensor q = Tensor::zeros({1, 1, 3, 320}, DType::F32, kCuda);
