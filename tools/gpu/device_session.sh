@@ -8,7 +8,7 @@
 # tools/gpu/check_bf16_zero2_on_one_gpu.sh). Then, alone on the GPU,
 # `autotp bench`, `autotp bench-ops` and the PyTorch side-by-side on CONFIG (default the
 # Llama-3.2-1B shape; profile_bench.sh; SPEED_LIMIT seconds, default 330: the bench, bench-ops,
-# PyTorch, then four benches of the attention kernel variants). Results are packed
+# PyTorch, then five benches of the attention kernel variants). Results are packed
 # into OUT_DIR/results.tar.gz with the stages' tails in OUT_DIR/summary.txt, and the speed
 # stage's output also goes to OUT_DIR/speed_live.log as it runs (three files: within what a
 # device call returns, and what is there survives a call cut short).
