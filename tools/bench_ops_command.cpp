@@ -19,6 +19,7 @@
 #include "tools/flops.h"
 #ifdef AUTOTP_WITH_CUDA
 #include "kernels/cuda/tensor_core_attention.h"
+#include "kernels/stored_score_pieces.h"
 #endif
 
 namespace autotp::tools {
@@ -178,8 +179,9 @@ int run_bench_ops(const std::vector<std::string>& raw_args) {
       bool longest_first;
       bool stored_scores;
     };
-    const Tensor scores = Tensor::empty(
-        {kernels::cuda::tensor_core_stored_score_elements(batch, hq, seq, true)}, dtype, device);
+    const int64_t score_elements = kernels::stored_score_buffer_elements(
+        kernels::stored_score_pieces(batch, hq, hkv, seq, true, INT64_MAX), hq, hkv, seq, true);
+    const Tensor scores = Tensor::empty({score_elements}, dtype, device);
     for (const Variant variant : {Variant{1, false, true, false}, Variant{2, false, true, false},
                                   Variant{1, true, true, false}, Variant{1, false, false, false},
                                   Variant{1, false, true, true}}) {
@@ -207,6 +209,7 @@ int run_bench_ops(const std::vector<std::string>& raw_args) {
       options.dkdv_kv_in_registers = variant.kv_in_registers;
       options.longest_first = variant.longest_first;
       options.stored_scores = variant.stored_scores ? scores.raw_data() : nullptr;
+      options.stored_scores_elements = score_elements;
       std::vector<double> fwd, bwd;
       for (int64_t i = 0; i < ctx.warmup + ctx.iters; ++i) {
         ctx.sync();

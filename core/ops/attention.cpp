@@ -16,6 +16,7 @@
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/causal_mask.h"
 #include "kernels/cuda/tensor_core_attention.h"
+#include "kernels/stored_score_pieces.h"
 #endif
 
 namespace autotp::ops {
@@ -213,10 +214,14 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
           options.longest_first = variant.longest_first;
           Tensor scores;  // the stored dS tiles, freed when the backward returns
           if (variant.dq_from_stored_scores) {
-            scores = Tensor::empty(
-                {kernels::cuda::tensor_core_stored_score_elements(batch, hq, seq, causal)},
-                qt.dtype(), qt.device());
+            const int64_t elements = kernels::stored_score_buffer_elements(
+                kernels::stored_score_pieces(batch, hq, hkv, seq, causal,
+                                             variant.stored_scores_max_bytes /
+                                                 static_cast<int64_t>(dtype_size(qt.dtype()))),
+                hq, hkv, seq, causal);
+            scores = Tensor::empty({elements}, qt.dtype(), qt.device());
             options.stored_scores = scores.raw_data();
+            options.stored_scores_elements = elements;
           }
           kernels::cuda::tensor_core_attention_backward(
               static_cast<int>(qt.dtype()), dq.raw_data(), dk.raw_data(), dv.raw_data(),

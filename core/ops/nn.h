@@ -84,8 +84,11 @@ struct AttentionKernels {
   bool longest_first = true;          // blocks ordered longest first across heads, or by head
   // The backward stores dS from the dk/dv pass (16-bit, a transient buffer of about
   // B Hq S^2 / 2 elements when causal) and reads it back for dq instead of recomputing
-  // S = Q K^T and dP = dO V^T; not with dkdv_kv_in_registers.
+  // S = Q K^T and dP = dO V^T; not with dkdv_kv_in_registers. The buffer stays within
+  // stored_scores_max_bytes (longer problems run in pieces: batch entries, then kv heads), except
+  // that one kv head's dS always fits.
   bool dq_from_stored_scores = false;
+  int64_t stored_scores_max_bytes = int64_t{1} << 30;
   bool needs_small_head_dim() const { return row_tiles_per_warp != 1 || dkdv_kv_in_registers; }
 };
 

@@ -4,6 +4,7 @@
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/tensor_core_attention.h"
+#include "kernels/stored_score_pieces.h"
 #include "kernels/tensor_core_attention.h"
 
 #include <initializer_list>
@@ -292,10 +293,6 @@ void tensor_core_attention_forward(int dtype, void* out, void* lse, const void* 
               });
 }
 
-int64_t tensor_core_stored_score_elements(int64_t batch, int64_t hq, int64_t seq, bool causal) {
-  return tc::stored_score_elements(batch, hq, seq, causal);
-}
-
 void tensor_core_attention_backward(int dtype, void* dq, void* dk, void* dv, const void* q,
                                     const void* k, const void* v, const void* out, const void* lse,
                                     const void* dout, void* delta, int64_t batch, int64_t hq,
@@ -344,6 +341,38 @@ void tensor_core_attention_backward(int dtype, void* dq, void* dk, void* dv, con
                                        {"v", layouts.v},
                                        {"out", layouts.out},
                                        {"dout", layouts.dout}});
+  if (stored) {
+    // A buffer smaller than the whole problem's dS: the problem runs in pieces that fit it.
+    const std::vector<StoredScorePiece> pieces =
+        stored_score_pieces(batch, hq, hkv, seq, causal, options.stored_scores_elements);
+    const int64_t needed = stored_score_buffer_elements(pieces, hq, hkv, seq, causal);
+    if (needed > options.stored_scores_elements) {
+      throw std::invalid_argument(
+          "attention_backward: the stored-score buffer holds " +
+          std::to_string(options.stored_scores_elements) + " elements; one kv head's dS needs " +
+          std::to_string(needed) + " (sequence " + std::to_string(seq) + ", " +
+          std::to_string(hq / hkv) + " query heads per kv head)");
+    }
+    if (pieces.size() > 1) {
+      const int64_t group = hq / hkv;
+      for (const StoredScorePiece& piece : pieces) {
+        const int64_t query_head = piece.first_kv_head * group, kv_head = piece.first_kv_head;
+        const auto at = [&](const void* base, const HeadStrides& s, int64_t head) {
+          return const_cast<uint16_t*>(static_cast<const uint16_t*>(base)) +
+                 piece.first_batch * s.batch + head * s.head;
+        };
+        const int64_t stats = (piece.first_batch * hq + query_head) * seq;  // [batch, hq, seq]
+        tensor_core_attention_backward(
+            dtype, at(dq, layouts.dq, query_head), at(dk, layouts.dk, kv_head),
+            at(dv, layouts.dv, kv_head), at(q, layouts.q, query_head), at(k, layouts.k, kv_head),
+            at(v, layouts.v, kv_head), at(out, layouts.out, query_head),
+            static_cast<const float*>(lse) + stats, at(dout, layouts.dout, query_head),
+            static_cast<float*>(delta) + stats, piece.batches, piece.kv_heads * group,
+            piece.kv_heads, seq, dim, scale, causal, layouts, stream, options);
+      }
+      return;
+    }
+  }
   const auto* q16 = static_cast<const uint16_t*>(q);
   const auto* k16 = static_cast<const uint16_t*>(k);
   const auto* v16 = static_cast<const uint16_t*>(v);

@@ -36,14 +36,15 @@ struct TensorCoreBackwardOptions {
   bool dkdv_kv_in_registers = false;
   bool longest_first = true;  // grid order, as above
   // Non-null: the stored-score backward. delta is computed alone, the dk/dv kernel writes every
-  // dS tile here (tensor_core_stored_score_elements 16-bit values of the dtype) and the dq
-  // kernel reads them back instead of recomputing S and dP. Null: dq recomputes them.
+  // dS tile into this buffer of stored_scores_elements 16-bit values (of the dtype) and the dq
+  // kernel reads them back instead of recomputing S and dP. Null: dq recomputes them. A buffer
+  // smaller than the problem's dS (causal: the tiles on and below the diagonal, about
+  // B Hq S^2 / 2) runs it in the pieces of kernels/stored_score_pieces.h, which says how large
+  // a buffer a limit allows (stored_score_buffer_elements); smaller than one kv head's dS is an
+  // error.
   void* stored_scores = nullptr;
+  int64_t stored_scores_elements = 0;
 };
-
-// 16-bit elements the stored-score backward needs for this problem (causal: the tiles on and
-// below the diagonal, B Hq S^2 / 2 roughly; otherwise B Hq S^2, with S rounded up to 64).
-int64_t tensor_core_stored_score_elements(int64_t batch, int64_t hq, int64_t seq, bool causal);
 
 // Same contract as attention_backward, with strided operands as above (lse and delta
 // contiguous); delta comes from dout . out (one row each) instead of a pass over the keys.

@@ -12,6 +12,7 @@
 
 #include "core/autograd/engine.h"
 #include "core/ops.h"
+#include "kernels/stored_score_pieces.h"
 #include "tests/support/tolerances.h"
 
 namespace autotp {
@@ -836,7 +837,9 @@ TEST(CudaAttention, StridedOperandsAreReadInPlaceAndGiveTheContiguousResultsExac
 
 // dq from the dS the dk/dv kernel stores (ops::AttentionKernels::dq_from_stored_scores) against
 // the recomputing backward: the same bits for every gradient, with q, k, v read in place from a
-// fused projection, partial tiles, causal and not, both 16-bit formats and head dims 64 and 128.
+// fused projection, partial tiles, causal and not, both 16-bit formats and head dims 64 and 128;
+// and with buffer limits that split the problem into pieces (one batch entry each, one kv head
+// each).
 TEST(CudaAttention, StoredScoreBackwardGivesTheRecomputingGradientsExactly_CUDA) {
   SKIP_WITHOUT_CUDA();
   const int64_t b = 2, s = 100, hq = 8, hkv = 2;
@@ -860,11 +863,20 @@ TEST(CudaAttention, StoredScoreBackwardGivesTheRecomputingGradientsExactly_CUDA)
         };
         ops::AttentionKernels stored;
         stored.dq_from_stored_scores = true;
+        const int64_t per_kv_head =
+            kernels::stored_scores_per_kv_head(hq, hkv, s, causal) * 2;  // bytes
+        ops::AttentionKernels by_batch_entry = stored, by_kv_head = stored;
+        by_batch_entry.stored_scores_max_bytes = hkv * per_kv_head;
+        by_kv_head.stored_scores_max_bytes = 1;
         const Tensor recomputed = gradient({});
         const Tensor flat = recomputed.contiguous();
         const float* values = flat.data<float>();
         ASSERT_TRUE(std::any_of(values, values + flat.numel(), [](float x) { return x != 0.0f; }));
         EXPECT_TRUE(all_close(gradient(stored), recomputed, kExact, "q, k, v gradients"));
+        EXPECT_TRUE(all_close(gradient(by_batch_entry), recomputed, kExact,
+                              "q, k, v gradients, one batch entry per piece"));
+        EXPECT_TRUE(all_close(gradient(by_kv_head), recomputed, kExact,
+                              "q, k, v gradients, one kv head per piece"));
       }
     }
   }
