@@ -15,7 +15,7 @@
 namespace autotp::kernels {
 
 struct StoredScorePiece {
-  int64_t first_batch, batches;   // batch entries [first_batch, first_batch + batches)
+  int64_t first_batch, batches;     // batch entries [first_batch, first_batch + batches)
   int64_t first_kv_head, kv_heads;  // kv heads [first_kv_head, first_kv_head + kv_heads)
 };
 
@@ -51,8 +51,8 @@ inline std::vector<StoredScorePiece> stored_score_pieces(int64_t batch, int64_t 
 }
 
 // The dS buffer the pieces need: that of the largest.
-inline int64_t stored_score_buffer_elements(const std::vector<StoredScorePiece>& pieces,
-                                            int64_t hq, int64_t hkv, int64_t seq, bool causal) {
+inline int64_t stored_score_buffer_elements(const std::vector<StoredScorePiece>& pieces, int64_t hq,
+                                            int64_t hkv, int64_t seq, bool causal) {
   int64_t largest = 0;
   for (const StoredScorePiece& piece : pieces)
     largest = std::max(largest, piece.batches * piece.kv_heads);

@@ -215,9 +215,9 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
           Tensor scores;  // the stored dS tiles, freed when the backward returns
           if (variant.dq_from_stored_scores) {
             const int64_t elements = kernels::stored_score_buffer_elements(
-                kernels::stored_score_pieces(batch, hq, hkv, seq, causal,
-                                             variant.stored_scores_max_bytes /
-                                                 static_cast<int64_t>(dtype_size(qt.dtype()))),
+                kernels::stored_score_pieces(
+                    batch, hq, hkv, seq, causal,
+                    variant.stored_scores_max_bytes / static_cast<int64_t>(dtype_size(qt.dtype()))),
                 hq, hkv, seq, causal);
             scores = Tensor::empty({elements}, qt.dtype(), qt.device());
             options.stored_scores = scores.raw_data();

@@ -347,11 +347,11 @@ void tensor_core_attention_backward(int dtype, void* dq, void* dk, void* dv, con
         stored_score_pieces(batch, hq, hkv, seq, causal, options.stored_scores_elements);
     const int64_t needed = stored_score_buffer_elements(pieces, hq, hkv, seq, causal);
     if (needed > options.stored_scores_elements) {
-      throw std::invalid_argument(
-          "attention_backward: the stored-score buffer holds " +
-          std::to_string(options.stored_scores_elements) + " elements; one kv head's dS needs " +
-          std::to_string(needed) + " (sequence " + std::to_string(seq) + ", " +
-          std::to_string(hq / hkv) + " query heads per kv head)");
+      throw std::invalid_argument("attention_backward: the stored-score buffer holds " +
+                                  std::to_string(options.stored_scores_elements) +
+                                  " elements; one kv head's dS needs " + std::to_string(needed) +
+                                  " (sequence " + std::to_string(seq) + ", " +
+                                  std::to_string(hq / hkv) + " query heads per kv head)");
     }
     if (pieces.size() > 1) {
       const int64_t group = hq / hkv;
