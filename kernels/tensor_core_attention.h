@@ -498,19 +498,19 @@ AUTOTP_LANE_FN void forward_block(Ctx& ctx, int64_t block, unsigned char* shared
           for (int nk = 0; nk < kKeyTiles; ++nk) {
             AUTOTP_UNROLL
             for (int i = 0; i < 4; ++i) {
-              float x = s[mt][nk][i] * scale2;
+              // Raw scores here; the scale enters with the exponent's fma below (scale > 0, so
+              // the rounded scaled maximum is the scaled raw maximum).
               if (edge) {
                 const int key = static_cast<int>(k0) + 8 * nk + 2 * t + (i & 1);
-                if (key >= p.seq || (p.causal && key > rows[mt][i >> 1])) x = kNegInf;
+                if (key >= p.seq || (p.causal && key > rows[mt][i >> 1])) s[mt][nk][i] = kNegInf;
               }
-              s[mt][nk][i] = x;
-              tile_max[i >> 1] = max_of(tile_max[i >> 1], x);
+              tile_max[i >> 1] = max_of(tile_max[i >> 1], s[mt][nk][i]);
             }
           }
           float base[2], correction[2];
           AUTOTP_UNROLL
           for (int r = 0; r < 2; ++r) {
-            const float new_max = max_of(m[mt][r], row_max(ctx, tile_max[r]));
+            const float new_max = max_of(m[mt][r], row_max(ctx, tile_max[r]) * scale2);
             base[r] = new_max == kNegInf ? 0.0f : new_max;  // a row with no visible key yet
             correction[r] = ctx.exp2(m[mt][r] - base[r]);   // 0 while m is -inf
             m[mt][r] = new_max;
@@ -520,7 +520,7 @@ AUTOTP_LANE_FN void forward_block(Ctx& ctx, int64_t block, unsigned char* shared
           for (int nk = 0; nk < kKeyTiles; ++nk) {
             AUTOTP_UNROLL
             for (int i = 0; i < 4; ++i) {
-              s[mt][nk][i] = ctx.exp2(s[mt][nk][i] - base[i >> 1]);
+              s[mt][nk][i] = ctx.exp2(ctx.fma(s[mt][nk][i], scale2, -base[i >> 1]));
               l[mt][i >> 1] += s[mt][nk][i];
             }
           }

@@ -263,6 +263,12 @@ void tensor_core_attention_forward(int dtype, void* out, void* lse, const void* 
                                    const AttentionLayouts& layouts, cudaStream_t stream,
                                    int row_tiles_per_warp, bool longest_first) {
   check_row_tiles_per_warp("attention_forward", row_tiles_per_warp, dim);
+  if (!(scale > 0.0)) {  // the forward scales the running maximum: its order must be kept
+    throw std::invalid_argument(
+        "attention_forward: the tensor-core kernels need a positive "
+        "scale, got " +
+        std::to_string(scale));
+  }
   if (batch * hq * seq == 0) return;
   check_fits_32_bits("attention_forward", seq, hq, hkv);
   tc::Problem p{batch, hq, hkv, seq, static_cast<float>(scale), causal, layouts};
