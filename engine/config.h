@@ -171,6 +171,9 @@ Config config_from_yaml(YAML::Node root, const ConfigLoadOptions& options = {},
 
 // The resolved config as readable text, one "key: value" per line, grouped by section.
 std::string config_summary(const Config& config);
+
+// The `kernels` section in one line (config_summary's, and `autotp bench`'s report).
+std::string kernel_config_summary(const KernelConfig& kernels);
 // The resolved config as YAML that parse_config accepts and that resolves to the same Config.
 std::string config_to_yaml(const Config& config);
 

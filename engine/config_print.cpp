@@ -5,6 +5,13 @@
 
 namespace autotp {
 
+std::string kernel_config_summary(const KernelConfig& k) {
+  return fmt::format("attention {}-row blocks, dk/dv K,V {}, {}, dq {}", 64 * k.attention_row_tiles,
+                     k.attention_dkdv_kv_in_registers ? "in registers" : "reloaded per tile",
+                     k.attention_longest_first ? "longest blocks first" : "blocks by head",
+                     k.attention_dq_from_stored_scores ? "from stored dS" : "recomputes dS");
+}
+
 std::string config_summary(const Config& c) {
   std::string s;
   const auto line = [&s](const std::string& key, const std::string& value) {
@@ -90,12 +97,7 @@ std::string config_summary(const Config& c) {
                    t.steps, t.seed, t.log_interval,
                    t.checkpoint_interval > 0 ? std::to_string(t.checkpoint_interval) : "-",
                    t.eval_interval > 0 ? std::to_string(t.eval_interval) : "-", t.out_dir));
-  line("kernels",
-       fmt::format("attention {}-row blocks, dk/dv K,V {}, {}, dq {}",
-                   64 * c.kernels.attention_row_tiles,
-                   c.kernels.attention_dkdv_kv_in_registers ? "in registers" : "reloaded per tile",
-                   c.kernels.attention_longest_first ? "longest blocks first" : "blocks by head",
-                   c.kernels.attention_dq_from_stored_scores ? "from stored dS" : "recomputes dS"));
+  line("kernels", kernel_config_summary(c.kernels));
   for (const std::string& w : c.warnings)
     s += "  warning: " + w + "\n";
   return s;

@@ -222,6 +222,7 @@ int run_bench(const std::vector<std::string>& raw_args) {
               mean_of(step_ms), mean_of(forward_ms), mean_of(backward_ms), mean_of(optimizer_ms));
   std::printf("throughput    %.0f tokens/s, %.2f TFLOP/s\n", tokens_per_s, achieved / 1e12);
   std::printf("flops         %s\n", flops.formula.c_str());
+  std::printf("kernels       %s\n", kernel_config_summary(config.kernels).c_str());
   if (peak > 0.0) {
     std::printf("mfu           %.2f %% of %.0f TFLOP/s (dense bf16 peak of %s)\n",
                 100.0 * achieved / peak, peak / 1e12, device_name.c_str());
@@ -266,6 +267,7 @@ int run_bench(const std::vector<std::string>& raw_args) {
   out.set("mfu", peak > 0.0 ? json::Value(achieved / peak) : json::Value());
   out.set("peak_memory_bytes", json::Value(peak_memory));
   out.set("last_loss", json::Value(last_loss));
+  out.set("kernel_config", json::Value(kernel_config_summary(config.kernels)));
   if (profiler) {
     out.set("profiled_steps", json::Value(args.kernel_steps));
     out.set("profiled_step_ms", json::Value(profiled_step_ms));
