@@ -133,13 +133,14 @@ AUTOTP_HD inline T activation_derivative(UnaryOp op, T x) {
   }
 }
 
-// 1 / (1 + e^-x) evaluated so that the exponential never exceeds 1: for x < 0 as
-// e^x / (1 + e^x). Finite for every finite x (0 or 1 in the far tails); NaN stays NaN.
+// 1 / (1 + e^-x), the Sigmoid op's formula. Finite for every finite x: far below 0, e^-x
+// overflows to inf and the quotient is 0; far above, it underflows and the quotient is 1; NaN
+// stays NaN. Branch-free on purpose: the gate values of a warp have mixed signs, so a branch
+// per sign (e^x / (1 + e^x) below 0) made every warp evaluate both exponentials and divisions,
+// which left the SwiGLU kernels partly compute-bound.
 template <typename T>
 AUTOTP_HD inline T stable_sigmoid(T x) {
-  if (x >= T(0)) return T(1) / (T(1) + exp(-x));
-  const T e = exp(x);
-  return e / (T(1) + e);
+  return T(1) / (T(1) + exp(-x));
 }
 
 // SwiGLU: silu(g) * u = g * sigmoid(g) * u.
