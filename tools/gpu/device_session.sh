@@ -7,7 +7,7 @@
 # (tests/check_tp_matches_tp1.cmake: TP = 2, and DP = 2 under ZeRO-2; and DP = 2 ZeRO-2 in bf16,
 # tools/gpu/check_bf16_zero2_on_one_gpu.sh). Then, alone on the GPU,
 # `autotp bench`, `autotp bench-ops` and the PyTorch side-by-side on CONFIG (default the
-# Llama-3.2-1B shape; profile_bench.sh; SPEED_LIMIT seconds, default 330: the bench, bench-ops,
+# Llama-3.2-1B shape; profile_bench.sh; SPEED_LIMIT seconds, default 360: the bench, bench-ops,
 # PyTorch, then five benches of the attention kernel variants). Results are packed
 # into OUT_DIR/results.tar.gz with the stages' tails in OUT_DIR/summary.txt, and the speed
 # stage's output also goes to OUT_DIR/speed_live.log as it runs (three files: within what a
@@ -70,7 +70,7 @@ fi
 wait
 for name in "${stages[@]}"; do cat "$work/$name.summary" >>"$summary"; done
 tar -czf "$out/results.tar.gz" -C "$work" .  # again below; this one survives a cut-short call
-TAIL_LINES=120 LIVE_LOG="$out/speed_live.log" stage speed "${SPEED_LIMIT:-330}" \
+TAIL_LINES=120 LIVE_LOG="$out/speed_live.log" stage speed "${SPEED_LIMIT:-360}" \
   "$root/tools/gpu/profile_bench.sh" "$pack" "$work/speed" "$config"
 cat "$work/speed.summary" >>"$summary"
 tar -czf "$out/results.tar.gz" -C "$work" .
