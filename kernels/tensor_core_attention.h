@@ -43,6 +43,7 @@
 // values (causal).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <limits>
 
@@ -182,24 +183,54 @@ AUTOTP_LANE_FN GridCell grid_cell(int64_t block, int64_t heads, int64_t tiles, b
   return {major, minor};
 }
 
+// fmaxf: one FMNMX on the GPU (a compare-and-select is two instructions). A NaN score is
+// skipped by the maximum but still reaches the output through its own exponent.
 AUTOTP_LANE_FN float max_of(float a, float b) {
-  return a > b ? a : b;
+  return fmaxf(a, b);
 }
 
-// Starts loading rows [first, first + rows) of a [seq, D] matrix (rows `matrix_stride` elements
+// Starts loading rows [first, first + kRows) of a [seq, D] matrix (rows `matrix_stride` elements
 // apart) into a shared tile (zeros past seq); visible to the block after wait_async() and
-// sync_block().
-template <int D, class Ctx>
+// sync_block(). Copy e (16 bytes) is row e / (D / 8), piece e % (D / 8), and thread x makes
+// copies x, x + kThreads, ...: where kThreads is a multiple of D / 8 those are one column piece
+// of every (kThreads / (D / 8))-th row, so each is one constant step from the previous one (the
+// loops that stage a tile per iteration are issue-bound: no 64-bit multiply per copy).
+template <int D, int kRows, class Ctx>
 AUTOTP_LANE_FN void stage_rows(Ctx& ctx, uint16_t* tile, const uint16_t* matrix,
-                               int64_t matrix_stride, int64_t first, int rows, int64_t seq) {
+                               int64_t matrix_stride, int64_t first, int64_t seq) {
   constexpr int kChunks = D / 8;
-  for (int e = ctx.thread(); e < rows * kChunks; e += kThreads) {
-    const int r = e / kChunks, c = e - r * kChunks;
-    uint16_t* dst = tile + r * row_stride<D>() + c * 8;
-    if (first + r < seq) {
-      ctx.copy16_async(dst, matrix + (first + r) * matrix_stride + c * 8);
+  if constexpr (kThreads % kChunks == 0) {
+    constexpr int kRowStep = kThreads / kChunks;
+    static_assert(kRows % kRowStep == 0, "a tile's rows split evenly over the passes");
+    const int r0 = ctx.thread() / kChunks, c = ctx.thread() - r0 * kChunks;
+    uint16_t* const dst = tile + r0 * row_stride<D>() + 8 * c;
+    if (first + kRows <= seq) {  // uniform over the block: every row is in
+      const uint16_t* src = matrix + (first + r0) * matrix_stride + 8 * c;
+      const int64_t src_step = kRowStep * matrix_stride;
+      AUTOTP_UNROLL
+      for (int j = 0; j < kRows / kRowStep; ++j, src += src_step)
+        ctx.copy16_async(dst + j * kRowStep * row_stride<D>(), src);
     } else {
-      ctx.zero16(dst);
+      AUTOTP_UNROLL
+      for (int j = 0; j < kRows / kRowStep; ++j) {
+        const int64_t row = first + r0 + j * kRowStep;
+        if (row < seq) {
+          ctx.copy16_async(dst + j * kRowStep * row_stride<D>(),
+                           matrix + row * matrix_stride + 8 * c);
+        } else {
+          ctx.zero16(dst + j * kRowStep * row_stride<D>());
+        }
+      }
+    }
+  } else {
+    for (int e = ctx.thread(); e < kRows * kChunks; e += kThreads) {
+      const int r = e / kChunks, c = e - r * kChunks;
+      uint16_t* dst = tile + r * row_stride<D>() + c * 8;
+      if (first + r < seq) {
+        ctx.copy16_async(dst, matrix + (first + r) * matrix_stride + c * 8);
+      } else {
+        ctx.zero16(dst);
+      }
     }
   }
 }
@@ -317,6 +348,31 @@ AUTOTP_LANE_FN void zero(float (&c)[N][4]) {
     c[n][0] = c[n][1] = c[n][2] = c[n][3] = 0.0f;
 }
 
+// Replaces by `value` the entries of M row tiles of C fragments (16 x 8 N each) whose column
+// lies outside its row's visible range [first[mt][r], end[mt][r]) (r = 0 for the lane's row g,
+// 1 for g + 8); this lane's columns are col0 + 8 n + (i & 1), col0 = the tile's first column
+// + 2 t. Called only for the tiles a mask reaches (the loops are issue-bound: the other tiles
+// skip the compares altogether), in 32 bits.
+template <int N>
+AUTOTP_LANE_FN void mask_outside(float (&c)[N][4], int col0, const int (&first)[2],
+                                 const int (&end)[2], float value) {
+  AUTOTP_UNROLL
+  for (int n = 0; n < N; ++n) {
+    AUTOTP_UNROLL
+    for (int i = 0; i < 4; ++i) {
+      const int col = col0 + 8 * n + (i & 1);
+      if (col < first[i >> 1] || col >= end[i >> 1]) c[n][i] = value;
+    }
+  }
+}
+template <int M, int N>
+AUTOTP_LANE_FN void mask_outside(float (&c)[M][N][4], int col0, const int (&first)[M][2],
+                                 const int (&end)[M][2], float value) {
+  AUTOTP_UNROLL
+  for (int mt = 0; mt < M; ++mt)
+    mask_outside(c[mt], col0, first[mt], end[mt], value);
+}
+
 // acc (16 x D) += A (16 x 16) times rows k0 .. k0 + 16 of a shared tile: p v, dS k and the like.
 template <int D, class Ctx>
 AUTOTP_LANE_FN void accumulate_product(Ctx& ctx, float (&acc)[D / 8][4], const uint32_t (&a)[4],
@@ -413,8 +469,8 @@ AUTOTP_LANE_FN void for_each_kv_tile(Ctx& ctx, uint16_t* buffers, const uint16_t
   constexpr int kTile = kKeys * row_stride<D>();
   auto stage = [&](int64_t buffer, int64_t first_key) {
     uint16_t* tile = buffers + buffer * 2 * kTile;
-    stage_rows<D>(ctx, tile, k_head, p.layout.k.row, first_key, kKeys, p.seq);
-    stage_rows<D>(ctx, tile + kTile, v_head, p.layout.v.row, first_key, kKeys, p.seq);
+    stage_rows<D, kKeys>(ctx, tile, k_head, p.layout.k.row, first_key, p.seq);
+    stage_rows<D, kKeys>(ctx, tile + kTile, v_head, p.layout.v.row, first_key, p.seq);
   };
   if (key_end > 0) stage(0, 0);
   for (int64_t k0 = 0, it = 0; k0 < key_end; k0 += kKeys, ++it) {
@@ -454,11 +510,18 @@ AUTOTP_LANE_FN void forward_block(Ctx& ctx, int64_t block, unsigned char* shared
   const int warp = ctx.warp(), g = ctx.lane() >> 2, t = ctx.lane() & 3;
   // Positions in 32 bits (the launcher checks seq fits): fewer registers per index.
   const int q0 = static_cast<int>(q_tile) * kRows, warp_row0 = q0 + 16 * M * warp;
-  int rows[M][2];  // this lane's two rows of each row tile
+  const int seq = static_cast<int>(p.seq);
+  // The keys each of this lane's rows sees: [0, key_end) (row + 1 under a causal mask, at most
+  // seq; a row past seq sees every key and is never stored).
+  int key_first[M][2], key_end[M][2];
   AUTOTP_UNROLL
   for (int mt = 0; mt < M; ++mt) {
-    rows[mt][0] = warp_row0 + 16 * mt + g;
-    rows[mt][1] = rows[mt][0] + 8;
+    AUTOTP_UNROLL
+    for (int r = 0; r < 2; ++r) {
+      const int row = warp_row0 + 16 * mt + g + 8 * r;
+      key_first[mt][r] = 0;
+      key_end[mt][r] = p.causal && row + 1 < seq ? row + 1 : seq;
+    }
   }
   const uint16_t* k_head = k + kernels::head_start(p.layout.k, b, kv);
   const uint16_t* v_head = v + kernels::head_start(p.layout.v, b, kv);
@@ -490,22 +553,18 @@ AUTOTP_LANE_FN void forward_block(Ctx& ctx, int64_t block, unsigned char* shared
           zero(s[mt]);
         multiply_tiles_by_rows<D>(ctx, s, qa, k_tile);
         // Keys past seq, and causally hidden keys, only occur in the last tiles.
-        const bool edge = k0 + kForwardKeys > p.seq || (p.causal && k0 + kForwardKeys > q0);
+        if (k0 + kForwardKeys > seq || (p.causal && k0 + kForwardKeys > q0))
+          mask_outside(s, static_cast<int>(k0) + 2 * t, key_first, key_end, kNegInf);
         AUTOTP_UNROLL
         for (int mt = 0; mt < M; ++mt) {
+          // Raw scores here; the scale enters with the exponent's fma below (scale > 0, so the
+          // rounded scaled maximum is the scaled raw maximum).
           float tile_max[2] = {kNegInf, kNegInf};
           AUTOTP_UNROLL
           for (int nk = 0; nk < kKeyTiles; ++nk) {
             AUTOTP_UNROLL
-            for (int i = 0; i < 4; ++i) {
-              // Raw scores here; the scale enters with the exponent's fma below (scale > 0, so
-              // the rounded scaled maximum is the scaled raw maximum).
-              if (edge) {
-                const int key = static_cast<int>(k0) + 8 * nk + 2 * t + (i & 1);
-                if (key >= p.seq || (p.causal && key > rows[mt][i >> 1])) s[mt][nk][i] = kNegInf;
-              }
+            for (int i = 0; i < 4; ++i)
               tile_max[i >> 1] = max_of(tile_max[i >> 1], s[mt][nk][i]);
-            }
           }
           float base[2], correction[2];
           AUTOTP_UNROLL
@@ -548,8 +607,8 @@ AUTOTP_LANE_FN void forward_block(Ctx& ctx, int64_t block, unsigned char* shared
     if (t == 0) {
       AUTOTP_UNROLL
       for (int r = 0; r < 2; ++r) {
-        if (rows[mt][r] < p.seq)
-          lse[bh * p.seq + rows[mt][r]] = (m[mt][r] + ctx.log2(l[mt][r])) * kLn2;
+        const int row = warp_row0 + 16 * mt + g + 8 * r;
+        if (row < seq) lse[bh * p.seq + row] = (m[mt][r] + ctx.log2(l[mt][r])) * kLn2;
       }
     }
   }
@@ -581,11 +640,17 @@ AUTOTP_LANE_FN void dq_block(Ctx& ctx, int64_t block, unsigned char* shared, uin
   const int warp = ctx.warp(), g = ctx.lane() >> 2, t = ctx.lane() & 3;
   // Positions in 32 bits (the launcher checks seq fits): fewer registers per index.
   const int q0 = static_cast<int>(q_tile) * kRows, warp_row0 = q0 + 16 * M * warp;
-  int rows[M][2];  // this lane's two rows of each row tile
+  const int seq = static_cast<int>(p.seq);
+  int rows[M][2];                      // this lane's two rows of each row tile
+  int key_first[M][2], key_end[M][2];  // the keys each row sees, as in the forward
   AUTOTP_UNROLL
   for (int mt = 0; mt < M; ++mt) {
-    rows[mt][0] = warp_row0 + 16 * mt + g;
-    rows[mt][1] = rows[mt][0] + 8;
+    AUTOTP_UNROLL
+    for (int r = 0; r < 2; ++r) {
+      rows[mt][r] = warp_row0 + 16 * mt + g + 8 * r;
+      key_first[mt][r] = 0;
+      key_end[mt][r] = p.causal && rows[mt][r] + 1 < seq ? rows[mt][r] + 1 : seq;
+    }
   }
   const uint16_t* k_head = k + kernels::head_start(p.layout.k, b, kv);
   const uint16_t* v_head = v + kernels::head_start(p.layout.v, b, kv);
@@ -631,21 +696,24 @@ AUTOTP_LANE_FN void dq_block(Ctx& ctx, int64_t block, unsigned char* shared, uin
         }
         multiply_tiles_by_rows<D>(ctx, s, qa, k_tile);
         multiply_tiles_by_rows<D>(ctx, dp, da, v_tile);
-        const bool edge = k0 + kDqKeys > p.seq || (p.causal && k0 + kDqKeys > q0);
         AUTOTP_UNROLL
         for (int mt = 0; mt < M; ++mt) {
           AUTOTP_UNROLL
           for (int nk = 0; nk < kKeyTiles; ++nk) {
             AUTOTP_UNROLL
-            for (int i = 0; i < 4; ++i) {
-              const int r = i >> 1;
-              float prob = ctx.exp2(ctx.fma(s[mt][nk][i], scale2, -lse2[mt][r]));
-              if (edge) {
-                const int key = static_cast<int>(k0) + 8 * nk + 2 * t + (i & 1);
-                if (key >= p.seq || (p.causal && key > rows[mt][r])) prob = 0.0f;
-              }
-              s[mt][nk][i] = prob * (dp[mt][nk][i] - row_delta[mt][r]);  // dS
-            }
+            for (int i = 0; i < 4; ++i)
+              s[mt][nk][i] = ctx.exp2(ctx.fma(s[mt][nk][i], scale2, -lse2[mt][i >> 1]));  // P
+          }
+        }
+        if (k0 + kDqKeys > seq || (p.causal && k0 + kDqKeys > q0))
+          mask_outside(s, static_cast<int>(k0) + 2 * t, key_first, key_end, 0.0f);
+        AUTOTP_UNROLL
+        for (int mt = 0; mt < M; ++mt) {
+          AUTOTP_UNROLL
+          for (int nk = 0; nk < kKeyTiles; ++nk) {
+            AUTOTP_UNROLL
+            for (int i = 0; i < 4; ++i)
+              s[mt][nk][i] *= dp[mt][nk][i] - row_delta[mt][i >> 1];  // dS
           }
         }
         accumulate_scores_times_rows<D>(ctx, acc, s, k_tile);  // dQ += dS K
@@ -693,10 +761,10 @@ AUTOTP_LANE_FN void dkdv_block(Ctx& ctx, int64_t block, unsigned char* shared, u
   const int k0 = static_cast<int>(key_tile) * kBlockRows, warp_key0 = k0 + 16 * warp;
   const int keys[2] = {warp_key0 + g, warp_key0 + g + 8};
 
-  stage_rows<D>(ctx, k_tile, k + kernels::head_start(p.layout.k, b, kv), p.layout.k.row, k0,
-                kBlockRows, p.seq);
-  stage_rows<D>(ctx, v_tile, v + kernels::head_start(p.layout.v, b, kv), p.layout.v.row, k0,
-                kBlockRows, p.seq);
+  stage_rows<D, kBlockRows>(ctx, k_tile, k + kernels::head_start(p.layout.k, b, kv), p.layout.k.row,
+                            k0, p.seq);
+  stage_rows<D, kBlockRows>(ctx, v_tile, v + kernels::head_start(p.layout.v, b, kv), p.layout.v.row,
+                            k0, p.seq);
   float dk_acc[kDimTiles][4], dv_acc[kDimTiles][4];
   zero(dk_acc);
   zero(dv_acc);
@@ -706,23 +774,23 @@ AUTOTP_LANE_FN void dkdv_block(Ctx& ctx, int64_t block, unsigned char* shared, u
   // Query tiles in order: the group's query heads, each over its rows from first_query.
   // 32-bit step arithmetic (the launcher checks that the counts fit): the per-step divisions
   // stay cheap in registers, which this kernel has few of to spare.
-  const int tiles_per_head =
-      static_cast<int>((p.seq - first_query + kDkdvQueries - 1) / kDkdvQueries);
-  const int steps = first_query < p.seq ? group * tiles_per_head : 0;
+  const int seq = static_cast<int>(p.seq);
+  const int tiles_per_head = (seq - first_query + kDkdvQueries - 1) / kDkdvQueries;
+  const int steps = first_query < seq ? group * tiles_per_head : 0;
   auto tile_buffer = [&](int step) {
     return query_buffers + (step & 1) * dkdv_query_tile_bytes<D>();
   };
-  auto stage = [&](int step) {
-    const int h = kv * group + step / tiles_per_head;
+  // Step `step` is query head kv * group + head_step, rows [i0, i0 + kDkdvQueries).
+  auto stage = [&](int step, int head_step, int i0) {
+    const int h = kv * group + head_step;
     const int64_t bh = b * p.hq + h;
-    const int i0 = first_query + (step % tiles_per_head) * kDkdvQueries;
     uint16_t* q_dst = reinterpret_cast<uint16_t*>(tile_buffer(step));
     uint16_t* dout_dst = q_dst + kDkdvQueries * kStride;
     float* stats_dst = reinterpret_cast<float*>(dout_dst + kDkdvQueries * kStride);
-    stage_rows<D>(ctx, q_dst, q + kernels::head_start(p.layout.q, b, h), p.layout.q.row, i0,
-                  kDkdvQueries, p.seq);
-    stage_rows<D>(ctx, dout_dst, dout + kernels::head_start(p.layout.dout, b, h), p.layout.dout.row,
-                  i0, kDkdvQueries, p.seq);
+    stage_rows<D, kDkdvQueries>(ctx, q_dst, q + kernels::head_start(p.layout.q, b, h),
+                                p.layout.q.row, i0, p.seq);
+    stage_rows<D, kDkdvQueries>(ctx, dout_dst, dout + kernels::head_start(p.layout.dout, b, h),
+                                p.layout.dout.row, i0, p.seq);
     // lse and delta copied as they are, asynchronously like the tiles: a plain load here would
     // hold its warp until the value arrives, and the block's next barrier with it.
     for (int e = ctx.thread(); e < kDkdvQueries; e += kThreads) {
@@ -734,12 +802,21 @@ AUTOTP_LANE_FN void dkdv_block(Ctx& ctx, int64_t block, unsigned char* shared, u
       }
     }
   };
-  if (steps > 0) stage(0);
+  // The query range each of this lane's keys sees: [query_first, query_end) (from the key under
+  // a causal mask; none for a key past seq when its dS is stored).
+  int query_first[2], query_end[2];
+  AUTOTP_UNROLL
+  for (int r = 0; r < 2; ++r) {
+    query_first[r] = p.causal ? keys[r] : 0;
+    query_end[r] = kStoreScores && keys[r] >= seq ? 0 : seq;
+  }
+  if (steps > 0) stage(0, 0, first_query);
   [[maybe_unused]] uint32_t kept_ka[kKvInRegisters ? kSteps : 1][4],
       kept_va[kKvInRegisters ? kSteps : 1][4];
+  // The step's query head (kv * group + head_step) and first row, advanced step by step (a
+  // division by tiles_per_head per step costs tens of instructions in an issue-bound loop).
+  int head_step = 0, i0 = first_query;
   for (int step = 0; step < steps; ++step) {
-    const int head_step = step / tiles_per_head;  // the query head: kv * group + head_step
-    const int i0 = first_query + (step - head_step * tiles_per_head) * kDkdvQueries;
     ctx.wait_async();
     ctx.sync_block();  // this tile (and the k/v rows) are in; the other buffer is consumed
     if constexpr (kKvInRegisters) {
@@ -751,7 +828,10 @@ AUTOTP_LANE_FN void dkdv_block(Ctx& ctx, int64_t block, unsigned char* shared, u
         }
       }
     }
-    if (step + 1 < steps) stage(step + 1);
+    const bool last_of_head = i0 + kDkdvQueries >= seq;
+    if (step + 1 < steps)
+      stage(step + 1, last_of_head ? head_step + 1 : head_step,
+            last_of_head ? first_query : i0 + kDkdvQueries);
     const uint16_t* q_tile = reinterpret_cast<const uint16_t*>(tile_buffer(step));
     const uint16_t* dout_tile = q_tile + kDkdvQueries * kStride;
     const float* lse_tile = reinterpret_cast<const float*>(dout_tile + kDkdvQueries * kStride);
@@ -787,25 +867,25 @@ AUTOTP_LANE_FN void dkdv_block(Ctx& ctx, int64_t block, unsigned char* shared, u
         ctx.mma(dp[nq], va[1], b1);
       }
     }
-    // Masked: queries past seq and, under a causal mask, queries before the key; with stored
-    // scores also keys past seq (their dk/dv rows are not stored, but their dS would be).
-    const bool edge = i0 + kDkdvQueries > p.seq || (kStoreScores && k0 + kBlockRows > p.seq) ||
-                      (p.causal && i0 < k0 + kBlockRows);
     AUTOTP_UNROLL
     for (int nq = 0; nq < kQueryTiles; ++nq) {
       AUTOTP_UNROLL
       for (int i = 0; i < 4; ++i) {
         const int e = 8 * nq + 2 * t + (i & 1);  // query i0 + e
         // lse in base-2 units as dq_block scales it (the same product, the same fma).
-        float prob = ctx.exp2(ctx.fma(s[nq][i], scale2, -(lse_tile[e] * kLog2e)));
-        if (edge) {
-          const int query = i0 + e, key = keys[i >> 1];
-          if (query >= p.seq || (kStoreScores && key >= p.seq) || (p.causal && query < key))
-            prob = 0.0f;
-        }
-        s[nq][i] = prob;                                 // P^T
-        dp[nq][i] = prob * (dp[nq][i] - delta_tile[e]);  // dS^T
+        s[nq][i] = ctx.exp2(ctx.fma(s[nq][i], scale2, -(lse_tile[e] * kLog2e)));  // P^T
       }
+    }
+    // Masked: queries past seq and, under a causal mask, queries before the key; with stored
+    // scores also keys past seq (their dk/dv rows are not stored, but their dS would be).
+    if (i0 + kDkdvQueries > seq || (kStoreScores && k0 + kBlockRows > seq) ||
+        (p.causal && i0 < k0 + kBlockRows))
+      mask_outside(s, i0 + 2 * t, query_first, query_end, 0.0f);
+    AUTOTP_UNROLL
+    for (int nq = 0; nq < kQueryTiles; ++nq) {
+      AUTOTP_UNROLL
+      for (int i = 0; i < 4; ++i)
+        dp[nq][i] = s[nq][i] * (dp[nq][i] - delta_tile[8 * nq + 2 * t + (i & 1)]);  // dS^T
     }
     if constexpr (kStoreScores) {
       // This warp's 16 keys x 32 queries of tile (query tile i0 / R, key tile), R = kBlockRows;
@@ -831,6 +911,12 @@ AUTOTP_LANE_FN void dkdv_block(Ctx& ctx, int64_t block, unsigned char* shared, u
       pack_a(ctx, dsa, dp, 2 * kk);
       accumulate_product<D>(ctx, dv_acc, pa, dout_tile, 16 * kk);
       accumulate_product<D>(ctx, dk_acc, dsa, q_tile, 16 * kk);
+    }
+    if (last_of_head) {
+      ++head_step;
+      i0 = first_query;
+    } else {
+      i0 += kDkdvQueries;
     }
   }
   ctx.wait_async();  // no copy outlives the block (with no query tile, the k/v rows')
@@ -896,11 +982,11 @@ AUTOTP_LANE_FN void dq_from_scores_block(Ctx& ctx, int64_t block, unsigned char*
   const int64_t key_tiles = p.causal ? q_tile + 1 : tiles;
   auto stage = [&](int64_t buffer, int64_t key_tile) {
     uint16_t* tile = buffers + buffer * (kKeyTile + kScoreTile);
-    stage_rows<D>(ctx, tile, k_head, p.layout.k.row, key_tile * kBlockRows, kBlockRows, p.seq);
-    stage_rows<kBlockRows>(
+    stage_rows<D, kBlockRows>(ctx, tile, k_head, p.layout.k.row, key_tile * kBlockRows, p.seq);
+    stage_rows<kBlockRows, kBlockRows>(
         ctx, tile + kKeyTile,
         head_scores + score_tile_index(q_tile, key_tile, tiles, p.causal) * kScoreTileElements,
-        kBlockRows, 0, kBlockRows, kBlockRows);
+        kBlockRows, 0, kBlockRows);
   };
   float acc[D / 8][4];
   zero(acc);
