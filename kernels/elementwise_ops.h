@@ -143,19 +143,26 @@ AUTOTP_HD inline T stable_sigmoid(T x) {
   return T(1) / (T(1) + exp(-x));
 }
 
-// SwiGLU: silu(g) * u = g * sigmoid(g) * u.
+// SwiGLU: silu(g) * u = g * sigmoid(g) * u, from the gate's sigmoid `sig`.
+template <typename T>
+AUTOTP_HD inline T swiglu_value_from(T g, T u, T sig) {
+  return g * sig * u;
+}
 template <typename T>
 AUTOTP_HD inline T swiglu_value(T g, T u) {
-  return g * stable_sigmoid(g) * u;
+  return swiglu_value_from(g, u, stable_sigmoid(g));
 }
 
-// Both gradients of silu(g) * u from the upstream gradient dy:
+// Both gradients of silu(g) * u from the upstream gradient dy and the gate's sigmoid `sig`:
 //   d_gate = dy * u * sig(g) * (1 + g * (1 - sig(g))),  d_up = dy * silu(g).
 template <typename T>
-AUTOTP_HD inline void swiglu_gradients(T dy, T g, T u, T& d_gate, T& d_up) {
-  const T sig = stable_sigmoid(g);
+AUTOTP_HD inline void swiglu_gradients_from(T dy, T g, T u, T sig, T& d_gate, T& d_up) {
   d_gate = dy * u * sig * (T(1) + g * (T(1) - sig));
   d_up = dy * g * sig;
+}
+template <typename T>
+AUTOTP_HD inline void swiglu_gradients(T dy, T g, T u, T& d_gate, T& d_up) {
+  swiglu_gradients_from(dy, g, u, stable_sigmoid(g), d_gate, d_up);
 }
 
 }  // namespace autotp::kernels

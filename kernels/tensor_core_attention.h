@@ -793,12 +793,15 @@ AUTOTP_LANE_FN void dkdv_block(Ctx& ctx, int64_t block, unsigned char* shared, u
                                 p.layout.dout.row, i0, p.seq);
     // lse and delta copied as they are, asynchronously like the tiles: a plain load here would
     // hold its warp until the value arrives, and the block's next barrier with it.
-    for (int e = ctx.thread(); e < kDkdvQueries; e += kThreads) {
-      if (i0 + e < p.seq) {
-        ctx.copy4_async(stats_dst + e, lse + bh * p.seq + i0 + e);
-        ctx.copy4_async(stats_dst + kDkdvQueries + e, delta + bh * p.seq + i0 + e);
+    // Threads [0, kDkdvQueries) copy lse, the next kDkdvQueries delta (two warps share it).
+    static_assert(2 * kDkdvQueries <= kThreads, "one stats value per thread");
+    if (ctx.thread() < 2 * kDkdvQueries) {
+      const bool is_delta = ctx.thread() >= kDkdvQueries;
+      const int e = ctx.thread() - (is_delta ? kDkdvQueries : 0);
+      if (i0 + e < seq) {
+        ctx.copy4_async(stats_dst + ctx.thread(), (is_delta ? delta : lse) + bh * p.seq + i0 + e);
       } else {
-        stats_dst[e] = stats_dst[kDkdvQueries + e] = 0.0f;
+        stats_dst[ctx.thread()] = 0.0f;
       }
     }
   };
