@@ -79,7 +79,8 @@ bool grads_have_inf_or_nan(const NamedTensors& params);
 //
 // Without a loss scaler, while no master gradient has been accumulated (one backward per
 // step), grad_norm, clip_grad_norm and step read the model gradients directly instead: the
-// norm from them (widened to f32 exactly, so the same value), the clipping coefficient kept
+// norm from them (they widen to f32 exactly, and ops::sum_of_squares adds in an order set by
+// the tensors' sizes alone, not their dtypes: the same bits), the clipping coefficient kept
 // and folded into the AdamW update, which reads the 16-bit gradients itself (no f32 copy of
 // the gradients is written or read). The result is bit-identical to the master-gradient path.
 class MixedPrecisionOptimizer {

@@ -22,7 +22,9 @@ Tensor max(const Tensor& x);  // all elements -> 0-dim
 // device (one device for all; any floating dtypes; views allowed). For global gradient norms:
 // no autograd. The CPU accumulates each tensor sequentially in f64 (kernels/cpu/
 // sum_of_squares.h; 16-bit values widened exactly); CUDA squares and sums in f64 in one
-// multi-tensor launch per dtype, per-chunk partials added in a fixed order (deterministic).
+// multi-tensor launch, per-chunk partials added in a fixed order (deterministic). On each
+// device the order depends only on the tensors' sizes and order: tensors holding equal values
+// give the same bits in any dtypes and at any alignment (CPU and CUDA sums differ in order).
 Tensor sum_of_squares(const std::vector<Tensor>& tensors);
 
 }  // namespace autotp::ops

@@ -1,10 +1,8 @@
 // sum_of_squares over a list of tensors: the CPU reference kernel tensor by tensor, or one
-// multi-tensor CUDA launch per dtype.
-#include <map>
+// multi-tensor CUDA launch for all of them.
 #include <vector>
 
 #include "core/dispatch.h"
-#include "core/ops/elementwise.h"
 #include "core/ops/reduce.h"
 #include "kernels/cpu/sum_of_squares.h"
 #ifdef AUTOTP_WITH_CUDA
@@ -36,25 +34,22 @@ Tensor sum_of_squares(const std::vector<Tensor>& tensors) {
     return Tensor::from_vector({total}, {}, DType::F64);
   }
 #ifdef AUTOTP_WITH_CUDA
-  // One launch per dtype, in order of the dtypes' codes; the group totals add on the device.
-  std::map<int, std::vector<Tensor>> by_dtype;
-  for (const Tensor& t : tensors)
-    by_dtype[static_cast<int>(t.dtype())].push_back(t.detach().contiguous());
-  Tensor total;  // [] f64
-  for (const auto& [dtype, group] : by_dtype) {
-    std::vector<kernels::cuda::SquaresArray> arrays;
-    for (const Tensor& t : group)
-      arrays.push_back({t.raw_data(), t.numel()});
-    const auto count = static_cast<int64_t>(arrays.size());
-    const int64_t bytes = kernels::cuda::sum_of_squares_workspace_bytes(arrays.data(), count);
-    // Freed into the caching allocator on return; later work on the stream runs after.
-    const Tensor workspace = Tensor::empty({(bytes + 7) / 8}, DType::I64, device);
-    Tensor sum = Tensor::empty({}, DType::F64, device);
-    kernels::cuda::sum_of_squares_multi_tensor(
-        dtype, arrays.data(), count, static_cast<double*>(sum.raw_data()), workspace.raw_data(),
-        workspace.numel() * 8, nullptr);
-    total = total.defined() ? add(total, sum) : sum;
+  // One launch over every tensor, dtypes mixed: the sum's order depends on the tensors'
+  // sizes and order only (kernels/cuda/sum_of_squares.h).
+  std::vector<Tensor> sources;  // alive until the launch is enqueued
+  std::vector<kernels::cuda::SquaresArray> arrays;
+  for (const Tensor& t : tensors) {
+    sources.push_back(t.detach().contiguous());
+    arrays.push_back({sources.back().raw_data(), t.numel(), static_cast<int>(t.dtype())});
   }
+  const auto count = static_cast<int64_t>(arrays.size());
+  const int64_t bytes = kernels::cuda::sum_of_squares_workspace_bytes(arrays.data(), count);
+  // Freed into the caching allocator on return; later work on the stream runs after.
+  const Tensor workspace = Tensor::empty({(bytes + 7) / 8}, DType::I64, device);
+  Tensor total = Tensor::empty({}, DType::F64, device);
+  kernels::cuda::sum_of_squares_multi_tensor(arrays.data(), count,
+                                             static_cast<double*>(total.raw_data()),
+                                             workspace.raw_data(), workspace.numel() * 8, nullptr);
   return total;
 #else
   AUTOTP_FAIL("{}: tensors on {} need a build with the CUDA backend", op, device.str());

@@ -104,12 +104,17 @@ struct LtPlan {
   std::unique_ptr<MatrixLayout> layout1, layout2, layout_c;
   cublasLtMatmulAlgo_t algo = {};
   bool use_cublas = false;
+  // Whether `algo` may write D somewhere other than C (CUBLASLT_ALGO_CAP_OUT_OF_PLACE_RESULT_
+  // SUPPORT); without it a call with a separate C copies C into D and runs in place.
+  bool out_of_place = false;
 };
 
 }  // namespace
 
-// Plans by (dtype, transposes, sizes, leading dims, batch strides, operand alignments);
-// bounded: a context that sees more shapes than kMaxPlans starts over.
+// Plans by (dtype, transposes, sizes, leading dims, batch strides, operand alignments): all a
+// plan's preferences depend on (the dtype decides the split-K reduction schemes); whether C
+// is separate from D is not in the key, the plan records if its algorithm allows that.
+// Bounded: a context that sees more shapes than kMaxPlans starts over.
 struct GemmPlanCache {
   static constexpr size_t kMaxPlans = 4096;
   std::mutex mutex;
@@ -192,10 +197,12 @@ std::unique_ptr<LtPlan> make_plan(cublasLtHandle_t handle, cudaDataType_t type, 
 
   Preference pref;
   pref.set_u64(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, GemmContext::kWorkspaceBytes);
-  // Split-K partial sums stay in f32 (never rounded to a 16-bit output type in between).
-  pref.set_u32(CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK,
-               CUBLASLT_REDUCTION_SCHEME_NONE | CUBLASLT_REDUCTION_SCHEME_INPLACE |
-                   CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE);
+  // Split-K partial sums stay in f32, the compute type: never rounded to a 16-bit output type
+  // in between (gemm.h's one rounding on store). The in-place scheme reduces in the output
+  // buffer and its dtype, so only an f32 output may use it; the cache key holds the dtype.
+  uint32_t reduction = CUBLASLT_REDUCTION_SCHEME_NONE | CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+  if (type == CUDA_R_32F) reduction |= CUBLASLT_REDUCTION_SCHEME_INPLACE;
+  pref.set_u32(CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, reduction);
   pref.set_u32(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, align_b);
   pref.set_u32(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, align_a);
   pref.set_u32(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align_c);
@@ -209,7 +216,14 @@ std::unique_ptr<LtPlan> make_plan(cublasLtHandle_t handle, cudaDataType_t type, 
   if (status != CUBLAS_STATUS_NOT_SUPPORTED) AUTOTP_CUBLAS_CHECK(status);
   plan->use_cublas = status == CUBLAS_STATUS_NOT_SUPPORTED || found == 0 ||
                      heuristic.state != CUBLAS_STATUS_SUCCESS;
-  if (!plan->use_cublas) plan->algo = heuristic.algo;
+  if (plan->use_cublas) return plan;
+  plan->algo = heuristic.algo;
+  int32_t out_of_place = 0;
+  size_t written = 0;
+  AUTOTP_CUBLAS_CHECK(
+      cublasLtMatmulAlgoCapGetAttribute(&plan->algo, CUBLASLT_ALGO_CAP_OUT_OF_PLACE_RESULT_SUPPORT,
+                                        &out_of_place, sizeof(out_of_place), &written));
+  plan->out_of_place = written == sizeof(out_of_place) && out_of_place != 0;
   return plan;
 }
 
@@ -268,6 +282,12 @@ void lt_gemm(GemmContext& ctx, cudaDataType_t type, size_t itemsize, void* c, co
         blas, op1, op2, n, m, k, &alpha, b, type, ldb, stride_b, a, type, lda, stride_a, &beta, c,
         type, ldc, stride_c, batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     return;
+  }
+  if (c_in != c && !plan->out_of_place) {
+    // This algorithm writes D only over C: C into D first, then in place (the plan's C
+    // alignment is the lower of both, so it holds for D alone).
+    copy_matrices(c, c_in, itemsize, ldc, stride_c, m, n, batch, stream);
+    c_in = c;
   }
   AUTOTP_CUBLAS_CHECK(cublasLtMatmul(handle, plan->op.desc, &alpha, b, plan->layout1->layout, a,
                                      plan->layout2->layout, &beta, c_in, plan->layout_c->layout, c,

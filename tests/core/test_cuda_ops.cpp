@@ -3,7 +3,9 @@
 // fills and the caching allocator. Each test skips, printing why, where no CUDA device is visible.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <functional>
 #include <limits>
@@ -560,27 +562,83 @@ TEST(CudaReduce, SumOfRandomValuesIsWithinTheF32Tolerance_CUDA) {
 
 // The multi-tensor kernel squares and sums in f64 like the CPU, in another order: within a
 // few f64 roundings of the CPU's sum (positive terms: relative error <= n * 2^-53). Sizes
-// around its 16384-element chunks, a view off the 16-byte boundary (scalar path), bf16 and
-// f32 in one call (one launch each), and no elements at all.
+// around its 16384-element chunks, f32 and bf16 views off the vector boundary narrowed on the
+// device (the scalar loads), bf16, f32 and f64 in one launch, and no elements at all.
 TEST(CudaReduce, SumOfSquaresOverManyTensorsMatchesTheCpuF64Sum_CUDA) {
   if (!cuda_available())
     GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
-  const std::vector<Tensor> cpu = {uniform_cpu({1}, 1, -2, 2),
-                                   uniform_cpu({16383}, 2, -2, 2),
-                                   uniform_cpu({16385}, 3, -2, 2),
-                                   uniform_cpu({129, 257}, 4, -2, 2).to(DType::BF16),
-                                   uniform_cpu({1000}, 5, -2, 2).narrow(0, 3, 990),
-                                   uniform_cpu({40000}, 6, -2, 2).to(DType::F64)};
-  std::vector<Tensor> gpu;
-  for (const Tensor& t : cpu)
+  const Tensor off_f32 = uniform_cpu({1000}, 5, -2, 2);                   // 3 f32 in: 12 bytes
+  const Tensor off_bf16 = uniform_cpu({1001}, 7, -2, 2).to(DType::BF16);  // 1 bf16 in: 2 bytes
+  const std::vector<Tensor> whole = {uniform_cpu({1}, 1, -2, 2), uniform_cpu({16383}, 2, -2, 2),
+                                     uniform_cpu({16385}, 3, -2, 2),
+                                     uniform_cpu({129, 257}, 4, -2, 2).to(DType::BF16),
+                                     uniform_cpu({40000}, 6, -2, 2).to(DType::F64)};
+  std::vector<Tensor> cpu = whole, gpu;
+  for (const Tensor& t : whole)
     gpu.push_back(t.to(kCuda));
+  cpu.push_back(off_f32.narrow(0, 3, 990));
+  gpu.push_back(off_f32.to(kCuda).narrow(0, 3, 990));
+  cpu.push_back(off_bf16.narrow(0, 1, 997));
+  gpu.push_back(off_bf16.to(kCuda).narrow(0, 1, 997));
+  ASSERT_NE(reinterpret_cast<uintptr_t>(gpu[5].raw_data()) % 16, 0u);
+  ASSERT_NE(reinterpret_cast<uintptr_t>(gpu[6].raw_data()) % 8, 0u);
   const double expected = ops::sum_of_squares(cpu).item();
   const double actual = ops::sum_of_squares(gpu).item();
+  ASSERT_GT(expected, 0.0);
   EXPECT_NEAR(actual, expected, expected * 120000 * 0x1p-53);
   EXPECT_EQ(ops::sum_of_squares({Tensor::zeros({0}, DType::F32, kCuda)}).item(), 0.0);
   const double inf = std::numeric_limits<double>::infinity();
   EXPECT_FALSE(std::isfinite(
       ops::sum_of_squares({gpu[2], Tensor::from_vector({1.0, inf}, {2}).to(kCuda)}).item()));
+}
+
+// The order of the kernel's additions depends only on the tensors' sizes and order: the same
+// values (bf16-representable, so every dtype holds them exactly) as bf16, f32, f64 or f16,
+// aligned or one element off the vector boundary, or dtypes mixed in one list, give the same
+// bits. (The mixed-precision optimizer takes its norm from bf16 gradients for this reason.)
+TEST(CudaReduce, SumOfSquaresOfEqualValuesIsTheSameInEveryDTypeAndAlignment_CUDA) {
+  if (!cuda_available())
+    GTEST_SKIP() << "no CUDA device: CUDA ops are compared with the CPU on GPUs";
+  const std::vector<int64_t> sizes = {1, 3, 16383, 16385, 33153, 40003};
+  std::vector<Tensor> values;  // CPU f32, each element a bf16 value well inside f16's range
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    values.push_back(round_to_bf16(uniform_cpu({sizes[i]}, 90 + i, 0.5, 2.0)));
+    Tensor signs = power_of_two_divisors_cpu({sizes[i]}, 190 + i);  // +-1, 2, 4
+    values.back() = ops::mul(values.back(), signs);
+  }
+  // The values in `dtype` on the device; `offset` elements into a larger buffer.
+  const auto on_device = [&](DType dtype, int64_t offset) {
+    std::vector<Tensor> out;
+    for (const Tensor& v : values) {
+      const int64_t n = v.numel();
+      Tensor full = Tensor::zeros({n + offset}, DType::F32);
+      full.narrow(0, offset, n).copy_(v);
+      out.push_back(full.to(dtype).to(kCuda).narrow(0, offset, n));
+    }
+    return out;
+  };
+  const double reference = ops::sum_of_squares(on_device(DType::F32, 0)).item();
+  ASSERT_TRUE(std::isfinite(reference));
+  ASSERT_GT(reference, 0.0);
+  for (DType dtype : {DType::F32, DType::BF16, DType::F16, DType::F64}) {
+    for (int64_t offset : {0, 1, 3}) {
+      const std::vector<Tensor> tensors = on_device(dtype, offset);
+      // Off the kernel's group alignment (4 elements, at most 16 bytes): its scalar loads.
+      const uintptr_t group_bytes = std::min<uintptr_t>(4 * dtype_size(dtype), 16);
+      if (offset != 0) {
+        ASSERT_NE(reinterpret_cast<uintptr_t>(tensors[2].raw_data()) % group_bytes, 0u);
+      }
+      EXPECT_EQ(ops::sum_of_squares(tensors).item(), reference)
+          << dtype_name(dtype) << ", " << offset << " element(s) into the buffer";
+    }
+  }
+  std::vector<Tensor> mixed;  // bf16, f32, f16, f64, bf16 off the boundary, f32 off it
+  const std::vector<std::vector<Tensor>> sources = {
+      on_device(DType::BF16, 0), on_device(DType::F32, 0),  on_device(DType::F16, 0),
+      on_device(DType::F64, 0),  on_device(DType::BF16, 1), on_device(DType::F32, 1)};
+  for (size_t i = 0; i < values.size(); ++i)
+    mixed.push_back(sources[i % sources.size()][i]);
+  EXPECT_EQ(ops::sum_of_squares(mixed).item(), reference) << "dtypes mixed in one list";
 }
 
 TEST(CudaReduce, MaxAndArgmaxMatchTheCpuExactly_CUDA) {
