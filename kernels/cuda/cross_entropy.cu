@@ -16,8 +16,10 @@ namespace {
 
 // A block per row, in one pass over the row in accesses of V elements (classes a multiple of
 // V; V = 1 takes any row). Each thread keeps a running max m and the sum s of exp(x - m) over
-// its elements; the block then takes the max M of the m and sums s exp(m - M). A thread that
-// saw only -inf (or NaN) carries a NaN s, so such a row's loss is NaN.
+// its elements; the block then takes the max M of the m and sums s exp(m - M). A -inf logit
+// adds exp(-inf) = 0, as on the CPU, so it is skipped (exp(-inf - m) would be NaN while m is
+// still -inf): a thread that saw only -inf keeps s = 0 and adds nothing. A NaN logit makes s,
+// and so the row's loss, NaN; an all -inf row gets lse = -inf and a NaN loss (the CPU's NaN).
 template <typename T, typename I, int V>
 __global__ void cross_entropy_rows_kernel(ComputeType<T>* row_loss, ComputeType<T>* lse,
                                           const T* logits, const I* targets, int64_t rows,
@@ -44,7 +46,7 @@ __global__ void cross_entropy_rows_kernel(ComputeType<T>* row_loss, ComputeType<
         if (v > m) {
           sum = sum * math_exp(m - v) + C(1);
           m = v;
-        } else {
+        } else if (v != negative_infinity<C>()) {
           sum += math_exp(v - m);
         }
       }

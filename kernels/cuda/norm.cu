@@ -28,6 +28,9 @@ constexpr int64_t kMinRowsPerChunk = 8;
 constexpr int64_t kMaxChunks = 1024;
 constexpr int kColumnTile = 32;  // columns per partial-sum block
 constexpr int kRowLanes = 8;     // rows summed side by side per column
+// Threads of the fused RMSNorm backward (a thread per 16-byte vector of the row): it takes rows
+// of at most this many vectors and is compiled for blocks of this size.
+constexpr int kFusedBackwardMaxThreads = 1024;
 
 int64_t rows_per_chunk(int64_t rows) {
   return std::max(kMinRowsPerChunk, (rows + kMaxChunks - 1) / kMaxChunks);
@@ -209,27 +212,29 @@ bool rms_norm_forward_by_warps(int dtype, T* y, ComputeType<T>* rstd, const T* x
 // sum dy xhat (as norm_param_partials_kernel, summed in row order instead of 8 interleaved
 // lanes). The next row's x and dy are loaded before this row's reduction. dx_addend (null,
 // or [rows, dim], possibly dx itself) is added to dx before its rounding.
+// Registers: launched with up to kFusedBackwardMaxThreads threads, so it is compiled for them
+// (__launch_bounds__: at most 64 registers on sm_90; without it bf16 took 83 and a launch
+// above 736 threads, dim > 5888, failed). The weight stays packed and xhat, g are recomputed
+// after the reduction instead of held across it, which keeps every dtype at <= 64 registers
+// without spills (sm_90 ptxas: bf16 64, f16 58, f32 55, f64 54).
 template <typename T, int V>
-__global__ void rms_norm_backward_vector_kernel(T* dx, ComputeType<T>* partial_w, const T* x,
-                                                const T* weight, const ComputeType<T>* rstd,
-                                                const T* dy, const T* dx_addend, int64_t rows,
-                                                int64_t dim, int64_t chunk_rows) {
+__global__ void __launch_bounds__(kFusedBackwardMaxThreads)
+    rms_norm_backward_vector_kernel(T* dx, ComputeType<T>* partial_w, const T* x, const T* weight,
+                                    const ComputeType<T>* rstd, const T* dy, const T* dx_addend,
+                                    int64_t rows, int64_t dim, int64_t chunk_rows) {
   using C = ComputeType<T>;
   __shared__ C scratch[32];
   const int64_t column = static_cast<int64_t>(threadIdx.x) * V;
   const bool owns = column < dim;
   const int64_t first = static_cast<int64_t>(blockIdx.x) * chunk_rows;
   const int64_t last = std::min(rows, first + chunk_rows);
-  C w[V], acc[V];
-  Pack<T, V> next_x{}, next_dy{};
+  C acc[V];
+  Pack<T, V> w{}, next_x{}, next_dy{};
   if (owns) {
-    Pack<T, V> wp;
-    if (weight) wp = load_pack<V>(weight + column);
+    if (weight) w = load_pack<V>(weight + column);
 #pragma unroll
-    for (int e = 0; e < V; ++e) {
-      w[e] = weight ? widen(wp.v[e]) : C(1);
+    for (int e = 0; e < V; ++e)
       acc[e] = C(0);
-    }
     if (first < last) {
       next_x = load_pack<V>(x + first * dim + column);
       next_dy = load_pack<V>(dy + first * dim + column);
@@ -242,15 +247,14 @@ __global__ void rms_norm_backward_vector_kernel(T* dx, ComputeType<T>* partial_w
       next_dy = load_pack<V>(dy + (row + 1) * dim + column);
     }
     const C rs = rstd[row];
-    C xhat[V], g[V];
     C sum_g_xhat = 0;
     if (owns) {
 #pragma unroll
       for (int e = 0; e < V; ++e) {
-        xhat[e] = widen(xp.v[e]) * rs;
-        g[e] = widen(dyp.v[e]) * w[e];
-        sum_g_xhat += g[e] * xhat[e];
-        acc[e] += widen(dyp.v[e]) * xhat[e];
+        const C xhat = widen(xp.v[e]) * rs;
+        const C g = widen(dyp.v[e]) * (weight ? widen(w.v[e]) : C(1));
+        sum_g_xhat += g * xhat;
+        acc[e] += widen(dyp.v[e]) * xhat;
       }
     }
     const C mean_g_xhat = block_sum(sum_g_xhat, scratch) / static_cast<C>(dim);
@@ -260,7 +264,9 @@ __global__ void rms_norm_backward_vector_kernel(T* dx, ComputeType<T>* partial_w
       Pack<T, V> out;
 #pragma unroll
       for (int e = 0; e < V; ++e) {
-        const C value = rs * (g[e] - xhat[e] * mean_g_xhat);
+        const C xhat = widen(xp.v[e]) * rs;
+        const C g = widen(dyp.v[e]) * (weight ? widen(w.v[e]) : C(1));
+        const C value = rs * (g - xhat * mean_g_xhat);
         out.v[e] = convert<T>(dx_addend ? value + widen(add.v[e]) : value);
       }
       store_pack<V>(dx + row * dim + column, out);
@@ -378,12 +384,13 @@ __global__ void norm_param_partials_kernel(ComputeType<T>* partial_w, ComputeTyp
 // Stage 2: out[j] = sum over chunks c of partial[c, j]. A block owns kSumColumns columns with
 // kSumLanes lanes each: lane l adds chunks l, l + kSumLanes, ... in order, then the lanes' sums
 // are added in lane order (deterministic; a thread per column alone left most of the GPU idle).
+// Its 1024-thread blocks need <= 64 registers, hence __launch_bounds__ (sm_90: 32).
 constexpr int kSumColumns = 32;
 constexpr int kSumLanes = 32;
 
 template <typename T>
-__global__ void sum_chunks_kernel(T* out, const ComputeType<T>* partial, int64_t chunks,
-                                  int64_t dim) {
+__global__ void __launch_bounds__(kSumColumns* kSumLanes)
+    sum_chunks_kernel(T* out, const ComputeType<T>* partial, int64_t chunks, int64_t dim) {
   using C = ComputeType<T>;
   __shared__ C lane_sums[kSumLanes][kSumColumns + 1];  // +1: no bank conflicts down a column
   const int64_t j = static_cast<int64_t>(blockIdx.x) * kSumColumns + threadIdx.x;
@@ -483,8 +490,8 @@ void rms_norm_backward(int dtype, void* dx, void* dweight, const void* x, const 
     using C = ComputeType<T>;
     constexpr int V = kVectorElems<T>;
     const int64_t vectors = dim / V;
-    if (rows > 0 && dim % V == 0 && vectors <= 1024 && is_aligned(dx, 16) && is_aligned(x, 16) &&
-        is_aligned(dy, 16) && (!weight || is_aligned(weight, 16)) &&
+    if (rows > 0 && dim % V == 0 && vectors <= kFusedBackwardMaxThreads && is_aligned(dx, 16) &&
+        is_aligned(x, 16) && is_aligned(dy, 16) && (!weight || is_aligned(weight, 16)) &&
         (!dx_addend || is_aligned(dx_addend, 16))) {
       const int64_t chunks = chunk_count(rows);
       C* partial_w = dweight ? static_cast<C*>(workspace) : nullptr;

@@ -8,6 +8,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/autograd/engine.h"
@@ -474,6 +475,96 @@ TEST(CudaCrossEntropy, LossAndLogitGradientsMatchTheCpu_CUDA) {
   }
 }
 
+// Logits of `rows` x `classes` with -inf entries (a -inf logit adds exp(-inf) = 0 to the
+// logsumexp): rows r % 3 == 0 at column 0 only (the first element of the block's thread 0);
+// rows r % 3 == 1 at columns [0, 16) (the whole of the first threads' elements on both
+// paths: every 16-byte vector of them), up to all but two columns; rows r % 3 == 2 at every
+// column c with (c + r) % 3 == 0 (many threads' first elements). Targets are finite columns,
+// so the loss and every gradient are finite.
+struct MaskedLogits {
+  Tensor logits;   // [rows, classes] f32
+  Tensor targets;  // [rows] i64
+};
+
+MaskedLogits logits_with_negative_infinity(int64_t rows, int64_t classes, uint64_t seed) {
+  std::vector<double> x = uniform_cpu({rows, classes}, seed, -3.0, 3.0).to_vector();
+  std::vector<int64_t> t(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) {
+    double* row = x.data() + r * classes;
+    for (int64_t c = 0; c < classes; ++c) {
+      const bool masked = r % 3 == 0   ? c == 0
+                          : r % 3 == 1 ? c < std::min<int64_t>(16, classes - 2)
+                                       : (c + r) % 3 == 0;
+      if (masked) row[c] = -INFINITY;
+    }
+    int64_t target = (r * 37 + 5) % classes;
+    while (std::isinf(row[target]))
+      target = (target + 1) % classes;
+    t[r] = target;
+  }
+  return {Tensor::from_vector(x, {rows, classes}), Tensor::from_vector_i64(t, {rows})};
+}
+
+TEST(CudaCrossEntropy, NegativeInfinityLogitsAddNothingLikeTheCpu_CUDA) {
+  SKIP_WITHOUT_CUDA();
+  // Class counts that are multiples of 8 take the 16-byte path in every dtype (several vectors
+  // per thread at 4096), the odd ones the element path. Before the fix a thread whose first
+  // element was -inf added exp(-inf - -inf) = NaN: the row's loss and gradients were NaN.
+  uint64_t seed = 3300;
+  for (const auto& [rows, classes] : std::vector<std::pair<int64_t, int64_t>>{
+           {9, 64}, {6, 1000}, {5, 4096}, {9, 129}, {6, 7}, {4, 2049}}) {
+    const MaskedLogits in = logits_with_negative_infinity(rows, classes, ++seed);
+    const Tensor targets = in.targets;
+    // The tolerances of LossAndLogitGradientsMatchTheCpu: the -inf terms add exactly 0.
+    const Tolerance f32 = f32_within(10 * (static_cast<double>(classes) + 16));
+    expect_cuda_matches_cpu(
+        "cross_entropy with -inf logits " + std::to_string(rows) + "x" + std::to_string(classes),
+        [targets](const std::vector<Tensor>& x) {
+          return ops::cross_entropy(x[0], targets.to(x[0].device()));
+        },
+        {in.logits}, Tensor::full({}, 0.75), {f32, f32, bf16_after(f32)});
+  }
+}
+
+TEST(CudaCrossEntropy, AllNegativeInfinityOrNaNRowGivesANaNLossLikeTheCpu_CUDA) {
+  SKIP_WITHOUT_CUDA();
+  // Row 0 is all -inf (the CPU's lse is NaN; CUDA's is -inf, and -inf - -inf is NaN), row 1
+  // holds one NaN, row 2 is finite; each row is its own batch, with 8 classes (16-byte path)
+  // and 7 (element path), in f32 and bf16. The NaN rows give a NaN loss and NaN gradients on
+  // both devices; the finite row finite ones.
+  for (const int64_t classes : {int64_t(8), int64_t(7)}) {
+    for (const DType dtype : {DType::F32, DType::BF16}) {
+      for (int64_t r = 0; r < 3; ++r) {
+        std::vector<double> x = uniform_cpu({1, classes}, 3400 + r, -3.0, 3.0).to_vector();
+        if (r == 0) std::fill(x.begin(), x.end(), -INFINITY);
+        if (r == 1) x[3] = NAN;
+        const Tensor targets = Tensor::from_vector_i64({1}, {1});
+        const std::string what = "row " + std::to_string(r) + " of " + std::to_string(classes) +
+                                 " classes " + std::string(dtype_name(dtype));
+        Tensor cpu = Tensor::from_vector(x, {1, classes}).detach();
+        cpu.set_requires_grad(true);
+        const Tensor cpu_loss = ops::cross_entropy(cpu, targets);
+        cpu_loss.backward();
+        Tensor gpu = Tensor::from_vector(x, {1, classes}).to(dtype).to(kCuda).detach();
+        gpu.set_requires_grad(true);
+        const Tensor gpu_loss = ops::cross_entropy(gpu, targets.to(kCuda));
+        gpu_loss.backward();
+        const bool nan_row = r < 2;
+        EXPECT_EQ(std::isnan(cpu_loss.item()), nan_row) << what << ": CPU loss " << cpu_loss.item();
+        EXPECT_EQ(std::isnan(host_f32(gpu_loss).item()), nan_row)
+            << what << ": CUDA loss " << host_f32(gpu_loss).item();
+        const std::vector<double> cpu_grad = host_f32(cpu.grad()).to_vector();
+        const std::vector<double> gpu_grad = host_f32(gpu.grad()).to_vector();
+        for (int64_t c = 0; c < classes; ++c) {
+          EXPECT_EQ(std::isnan(cpu_grad[c]), nan_row) << what << ": CPU dlogits[" << c << "]";
+          EXPECT_EQ(std::isnan(gpu_grad[c]), nan_row)
+              << what << ": CUDA dlogits[" << c << "] " << gpu_grad[c];
+        }
+      }
+    }
+  }
+}
+
 TEST(CudaCrossEntropy, Bf16LogitsGiveAnF32Loss_CUDA) {
   SKIP_WITHOUT_CUDA();
   const Tensor logits = uniform_cpu({5, 7}, 3101).to(DType::BF16).to(kCuda);
@@ -583,12 +674,13 @@ TEST(CudaIndexSelect, ForwardAndBackwardEqualTheCpuExactly_CUDA) {
 
 // ---- RMSNorm and LayerNorm -------------------------------------------------------------
 
-// Widths 64, 1000, 32, 256, 2048 and 4096 take the 16-byte kernels (the 300 rows of 256 over
-// several chunks of the backward; the RMSNorm forward's warp per row holds 1 to 16 vectors per
-// lane across the dtypes, and f32/f64 rows of 4096 take its block-per-row kernel); 33 and 129
-// the scalar ones.
-const std::vector<Shape> kNormShapes = {{7, 33},   {3, 5, 129}, {2, 64},   {1, 1000},
-                                        {130, 32}, {300, 256},  {5, 2048}, {3, 4096}};
+// Widths 64, 1000, 32, 256, 2048, 4096 and 8192 take the 16-byte kernels (the 300 rows of 256
+// over several chunks of the backward; the RMSNorm forward's warp per row holds 1 to 16 vectors
+// per lane across the dtypes, and f32/f64 rows of 4096 take its block-per-row kernel; bf16 rows
+// of 8192 are 1024 vectors, the fused RMSNorm backward's widest block of 1024 threads, which
+// once needed more registers than a block has); 33 and 129 the scalar ones.
+const std::vector<Shape> kNormShapes = {{7, 33},    {3, 5, 129}, {2, 64},   {1, 1000}, {130, 32},
+                                        {300, 256}, {5, 2048},   {3, 4096}, {2, 8192}};
 
 // f32 units of the norms: the row's sum of squares (positive terms) errs by n u relative, so
 // rstd and y by (n + 8) u; dx adds mean(g xhat) with sum |g xhat| <= 4n (|dy| <= 1, weight
@@ -618,6 +710,36 @@ TEST(CudaNorms, RmsNormMatchesTheCpuForwardAndBackward_CUDA) {
         "rms_norm without weight " + shape_str(shape),
         [](const std::vector<Tensor>& in) { return ops::rms_norm(in[0], Tensor(), 1e-5); }, {x}, g,
         {f32, bf16_after(f32), bf16_after(f32)});
+  }
+}
+
+TEST(CudaNorms, RmsNormRunsInF16UpToRowsOf1024Vectors_CUDA) {
+  SKIP_WITHOUT_CUDA();
+  // f16 takes the 16-byte paths of bf16 (8 values a vector): rows of 8192 launch the fused
+  // backward with 1024 threads. Against the CPU f32 run on f16-rounded inputs: the output is
+  // rounded twice (HF rounds the normalized x before the weight multiplies it), dx and dweight
+  // once, each within the f16 rtol (2.05 units of 2^-11) plus the f32 error.
+  uint64_t seed = 5200;
+  for (const Shape& shape : {Shape{300, 256}, Shape{3, 4096}, Shape{2, 8192}}) {
+    auto f16_values = [&](const Shape& s, double lo, double hi) {
+      return uniform_cpu(s, ++seed, lo, hi).to(DType::F16).to(DType::F32);
+    };
+    const Tensor x = f16_values(shape, -2.0, 2.0);
+    const Tensor w = f16_values({shape.back()}, 0.5, 1.5);
+    const Tensor g = f16_values(shape, -1.0, 1.0);
+    const GraphFn fn = [](const std::vector<Tensor>& in) {
+      return ops::rms_norm(in[0], in[1], 1e-5);
+    };
+    const Outcome reference = run_graph(fn, {x, w}, g, DType::F32, kCpu);
+    ASSERT_TRUE(has_nonzero(reference.out, "rms_norm f16 reference"));
+    const Outcome gpu = run_graph(fn, {x, w}, g, DType::F16, kCuda);
+    const Tolerance f32 = f32_within(norm_units(shape));
+    const Tolerance table = tolerance_for(DType::F16);
+    const Tolerance tol{std::max(table.atol, f32.atol), table.rtol + f32.rtol};
+    const std::string what = "rms_norm f16 " + shape_str(shape);
+    EXPECT_TRUE(all_close(gpu.out, reference.out, tol, what + " forward"));
+    EXPECT_TRUE(all_close(gpu.grads[0], reference.grads[0], tol, what + " dx"));
+    EXPECT_TRUE(all_close(gpu.grads[1], reference.grads[1], tol, what + " dweight"));
   }
 }
 
