@@ -20,6 +20,15 @@ __device__ __forceinline__ C math_exp(C v) {
     return exp(v);
 }
 
+// 2^x from one MUFU.EX2 (ex2.approx.ftz: relative error ~2^-22, results below 2^-126 flush to 0,
+// -inf gives 0): for kernels whose 16-bit data cannot carry expf's last bits and whose loops
+// the extra instructions of expf would leave issue-bound.
+__device__ __forceinline__ float approx_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
 template <typename C>
 __device__ __forceinline__ C math_log(C v) {
   if constexpr (std::is_same_v<C, float>)
