@@ -1,41 +1,27 @@
 // The CUDA backend's memory entry points (core/storage.h) and device queries (core/device.h):
-// allocation through each device's CudaCachingAllocator over cudaMalloc, synchronous copies.
-// Compiled by nvcc, so it builds messages without fmt; user errors come from cuda_allocator.cpp.
+// allocation through each device's CudaCachingAllocator over cudaMalloc; copies, host -> device
+// ones staged through pinned memory without a host wait. Compiled by nvcc, so it builds
+// messages without fmt; user errors come from cuda_allocator.cpp.
 #include <cuda_runtime_api.h>
 
 #include <cstdio>
 #include <cstring>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "core/cuda_allocator.h"
 #include "core/device.h"
+#include "core/pinned_staging_pool.h"
 #include "core/storage.h"
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/device_guard.h"
 
 namespace autotp {
 
 namespace {
 
-// Makes `device` the current device for its lifetime and restores the previous one.
-class DeviceGuard {
- public:
-  explicit DeviceGuard(int device) {
-    AUTOTP_CUDA_CHECK(cudaGetDevice(&previous_));
-    if (previous_ != device) {
-      AUTOTP_CUDA_CHECK(cudaSetDevice(device));
-      switched_ = true;
-    }
-  }
-  ~DeviceGuard() {
-    if (switched_ && cudaSetDevice(previous_) != cudaSuccess) cudaGetLastError();
-  }
-  DeviceGuard(const DeviceGuard&) = delete;
-  DeviceGuard& operator=(const DeviceGuard&) = delete;
-
- private:
-  int previous_ = 0;
-  bool switched_ = false;
-};
+using kernels::cuda::ScopedDevice;
 
 std::string gib(size_t bytes) {
   char text[32];
@@ -49,7 +35,7 @@ class CudaDeviceMemory final : public RawDeviceMemory {
   explicit CudaDeviceMemory(int device) : device_(device) {}
 
   void* allocate(size_t bytes) override {
-    DeviceGuard guard(device_);
+    ScopedDevice guard(device_);
     void* ptr = nullptr;
     const cudaError_t error = cudaMalloc(&ptr, bytes);
     if (error == cudaErrorMemoryAllocation) {
@@ -95,7 +81,91 @@ class CudaDeviceMemory final : public RawDeviceMemory {
   int device_;
 };
 
+// Pinned buffers and events of one device for its PinnedStagingPool. The events are recorded
+// on the legacy default stream, where every op launches and the staged copies are queued.
+class CudaStagingBackend final : public StagingBackend {
+ public:
+  explicit CudaStagingBackend(int device) : device_(device) {}
+
+  void* allocate_pinned(size_t bytes) override {
+    ScopedDevice guard(device_);
+    void* ptr = nullptr;
+    const cudaError_t error = cudaHostAlloc(&ptr, bytes, cudaHostAllocPortable);
+    if (error == cudaErrorMemoryAllocation) {
+      cudaGetLastError();  // clear it: the copy goes the synchronous way instead
+      return nullptr;
+    }
+    if (error != cudaSuccess) {
+      kernels::cuda::detail::throw_cuda_error(
+          error, "cudaHostAlloc(&ptr, bytes, cudaHostAllocPortable)", __FILE__, __LINE__);
+    }
+    return ptr;
+  }
+
+  void free_pinned(void* ptr) noexcept override {
+    const cudaError_t error = cudaFreeHost(ptr);
+    if (error != cudaSuccess && error != cudaErrorCudartUnloading) {
+      std::fprintf(stderr, "autotp: cudaFreeHost(%p) failed with %s (%s)\n", ptr,
+                   cudaGetErrorName(error), cudaGetErrorString(error));
+      cudaGetLastError();
+    }
+  }
+
+  Marker create_marker() override {
+    ScopedDevice guard(device_);
+    cudaEvent_t event = nullptr;
+    AUTOTP_CUDA_CHECK(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
+    return event;
+  }
+
+  void destroy_marker(Marker marker) noexcept override {
+    if (cudaEventDestroy(static_cast<cudaEvent_t>(marker)) != cudaSuccess) cudaGetLastError();
+  }
+
+  void record_marker(Marker marker) override {
+    ScopedDevice guard(device_);
+    AUTOTP_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(marker), cudaStreamLegacy));
+  }
+
+  bool marker_passed(Marker marker) override {
+    const cudaError_t status = cudaEventQuery(static_cast<cudaEvent_t>(marker));
+    if (status == cudaSuccess) return true;
+    if (status == cudaErrorNotReady) {
+      cudaGetLastError();  // not an error: leave nothing for the next launch check
+      return false;
+    }
+    kernels::cuda::detail::throw_cuda_error(status, "cudaEventQuery(marker)", __FILE__, __LINE__);
+  }
+
+ private:
+  int device_;
+};
+
+// The staging pool of `device` (a visible device): created on first use and, like the
+// allocators, never destroyed, so a copy staged during static destruction still finds it.
+PinnedStagingPool& staging_pool(int device) {
+  struct Registry {
+    std::mutex mutex;
+    std::vector<std::unique_ptr<PinnedStagingPool>> by_device;
+  };
+  static Registry* const registry = new Registry();
+  std::lock_guard<std::mutex> lock(registry->mutex);
+  if (registry->by_device.size() <= static_cast<size_t>(device))
+    registry->by_device.resize(static_cast<size_t>(device) + 1);
+  std::unique_ptr<PinnedStagingPool>& slot = registry->by_device[static_cast<size_t>(device)];
+  if (!slot) {
+    slot = std::make_unique<PinnedStagingPool>(std::make_unique<CudaStagingBackend>(device),
+                                               PinnedStagingPool::Limits{});
+  }
+  return *slot;
+}
+
 }  // namespace
+
+PinnedStagingPool::Stats cuda_staging_stats(int device) {
+  CudaCachingAllocator::for_device(device);  // a clear error for a device that is not visible
+  return staging_pool(device).stats();
+}
 
 std::unique_ptr<RawDeviceMemory> make_cuda_device_memory(int device) {
   return std::make_unique<CudaDeviceMemory>(device);
@@ -153,35 +223,41 @@ void copy(void* dst, Device dst_device, const void* src, Device src_device, size
   }
   if (dst_device.is_cuda() && src_device.is_cuda()) {
     if (dst_device.index == src_device.index) {
-      DeviceGuard guard(dst_device.index);
+      ScopedDevice guard(dst_device.index);
       AUTOTP_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice));
       AUTOTP_CUDA_CHECK(cudaStreamSynchronize(nullptr));
     } else {
       AUTOTP_CUDA_CHECK(cudaMemcpyPeer(dst, dst_device.index, src, src_device.index, bytes));
-      DeviceGuard guard(dst_device.index);
+      ScopedDevice guard(dst_device.index);
       AUTOTP_CUDA_CHECK(cudaDeviceSynchronize());
     }
     return;
   }
-  // Host <-> device: cudaMemcpy returns once the host buffer may be reused (for pageable
-  // host memory after staging; later work on the default stream is ordered after the copy).
+  // Host -> device: through a pinned buffer and cudaMemcpyAsync on the legacy default stream,
+  // so later work there (every op) is ordered after the copy and the host does not wait. A
+  // copy the pool declines takes cudaMemcpy, which returns once `src` may be reused (for
+  // pageable memory after the stream has drained). Device -> host waits for the copy.
   if (dst_device.is_cuda()) {
-    DeviceGuard guard(dst_device.index);
-    AUTOTP_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+    ScopedDevice guard(dst_device.index);
+    const bool staged = staging_pool(dst_device.index).stage(src, bytes, [&](const void* pinned) {
+      AUTOTP_CUDA_CHECK(
+          cudaMemcpyAsync(dst, pinned, bytes, cudaMemcpyHostToDevice, cudaStreamLegacy));
+    });
+    if (!staged) AUTOTP_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
   } else {
-    DeviceGuard guard(src_device.index);
+    ScopedDevice guard(src_device.index);
     AUTOTP_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
   }
 }
 
 void memset_zero(void* ptr, size_t bytes, int device) {
   if (bytes == 0) return;
-  DeviceGuard guard(device);
+  ScopedDevice guard(device);
   AUTOTP_CUDA_CHECK(cudaMemset(ptr, 0, bytes));
 }
 
 void synchronize(int device) {
-  DeviceGuard guard(device);
+  ScopedDevice guard(device);
   AUTOTP_CUDA_CHECK(cudaDeviceSynchronize());
 }
 

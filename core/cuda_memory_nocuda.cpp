@@ -2,6 +2,7 @@
 // every call explains that CUDA tensors need a build with nvcc.
 #include "core/cuda_allocator.h"
 #include "core/error.h"
+#include "core/pinned_staging_pool.h"
 #include "core/storage.h"
 
 namespace autotp {
@@ -27,6 +28,9 @@ void cuda_set_current_device(int) {
   no_cuda();
 }
 std::unique_ptr<RawDeviceMemory> make_cuda_device_memory(int) {
+  no_cuda();
+}
+PinnedStagingPool::Stats cuda_staging_stats(int) {
   no_cuda();
 }
 

@@ -9,6 +9,7 @@
 #include <cuda_runtime_api.h>
 
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/device_guard.h"
 #endif
 
 namespace autotp {
@@ -16,6 +17,7 @@ namespace autotp {
 #ifdef AUTOTP_WITH_CUDA
 
 struct DeviceTimer::Events {
+  int device = 0;  // where the events were created and are recorded
   std::vector<cudaEvent_t> events;
 
   ~Events() {
@@ -31,18 +33,18 @@ struct DeviceTimer::Events {
 
 DeviceTimer::DeviceTimer(int device, int marks) : events_(std::make_unique<Events>()) {
   AUTOTP_CHECK(marks > 0, "DeviceTimer needs at least one mark, got {}", marks);
-  int previous = 0;
-  AUTOTP_CUDA_CHECK(cudaGetDevice(&previous));
-  AUTOTP_CUDA_CHECK(cudaSetDevice(device));
+  events_->device = device;
+  kernels::cuda::ScopedDevice guard(device);
   for (int i = 0; i < marks; ++i) {
     cudaEvent_t e = nullptr;
     AUTOTP_CUDA_CHECK(cudaEventCreate(&e));
     events_->events.push_back(e);
   }
-  AUTOTP_CUDA_CHECK(cudaSetDevice(previous));
 }
 
 void DeviceTimer::mark(int index) {
+  // On the timer's device: an event is recorded only on a stream of the device it belongs to.
+  kernels::cuda::ScopedDevice guard(events_->device);
   AUTOTP_CUDA_CHECK(cudaEventRecord(events_->at(index), cudaStreamLegacy));
 }
 

@@ -16,7 +16,8 @@ class DeviceTimer {
   DeviceTimer(const DeviceTimer&) = delete;
   DeviceTimer& operator=(const DeviceTimer&) = delete;
 
-  // Records mark `index` after the work queued so far.
+  // Records mark `index` after the work queued so far on the timer's device (whichever device
+  // is current).
   void mark(int index);
   // Blocks the host until the GPU has passed mark `index`.
   void wait(int index);

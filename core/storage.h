@@ -32,7 +32,10 @@ class Storage {
 namespace cuda_memory {
 void* allocate(size_t bytes, int device);
 void release(void* ptr, int device);
-// Copies `bytes` between any two of host/device memory and waits for completion.
+// Copies `bytes` between any two of host/device memory. Returns once `src` may be reused: a
+// host -> device copy of up to 16 MiB is staged through pinned memory (PinnedStagingPool) and
+// queued on the device's legacy default stream, ordered before every later op there, without
+// a host wait; other copies wait for completion.
 void copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes);
 void memset_zero(void* ptr, size_t bytes, int device);
 // Waits until all work queued on `device` has finished (for timing and error surfacing).

@@ -12,7 +12,8 @@ namespace autotp {
 
 // Mean cross entropy of logits [B, S, V] against labels [B, S] (i64; labels[b, s] is the
 // token that follows input_ids[b, s], as DataLoader builds them, so no further shift) -> a
-// scalar. Not CausalLM::forward_loss, which shifts the labels again.
+// scalar. Labels may stay on the host (DataLoader's): ops::cross_entropy checks them there and
+// uploads them without a host wait. Not CausalLM::forward_loss, which shifts the labels again.
 Tensor next_token_loss(const Tensor& logits, const Tensor& labels);
 
 // The seed offset of the evaluation stream: evaluation reads the windows the data source

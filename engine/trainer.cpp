@@ -254,8 +254,9 @@ StepRecord Trainer::step() {
     if (grid_ && grid_->tp()->size() > 1 && history_.empty() && m == 0) {
       check_tp_batch_consistency(batch.input_ids, *grid_->tp());
     }
-    Tensor loss = next_token_loss(model_->forward(batch.input_ids.to(device_)),
-                                  batch.labels.to(device_));  // scalar
+    // Ids and labels stay on the host: the embedding and the loss check them there and upload
+    // them without a host wait (device copies would be read back to be checked).
+    Tensor loss = next_token_loss(model_->forward(batch.input_ids), batch.labels);  // scalar
     losses.narrow(0, m, 1).copy_(loss.detach().reshape({1}));
     if (accumulation > 1) loss = ops::div(loss, static_cast<double>(accumulation));
     if (mixed_) loss = mixed_->scale_loss(loss);

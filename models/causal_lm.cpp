@@ -1,5 +1,5 @@
-// causal_lm_loss (labels shifted on the host, then one cross entropy over all positions) and
-// CausalLM::forward_loss.
+// causal_lm_loss (labels shifted on the host, then one cross entropy over all positions, its
+// targets uploaded without a host wait) and CausalLM::forward_loss.
 #include "models/causal_lm.h"
 
 #include <vector>
@@ -19,15 +19,20 @@ Tensor causal_lm_loss(const Tensor& logits, const Tensor& labels, int64_t ignore
                shape_str(labels.shape()), shape_str(logits.shape()), batch, seq);
   AUTOTP_CHECK(labels.dtype() == DType::I64 || labels.dtype() == DType::I32,
                "causal_lm_loss: labels must be i64 or i32, got {}", dtype_name(labels.dtype()));
-  // shifted[b, t] = labels[b, t + 1]; the last position has nothing to predict.
+  AUTOTP_CHECK(labels.device().is_cpu() || labels.device() == logits.device(),
+               "causal_lm_loss: labels are on {} but logits on {} (labels may be on the host "
+               "or on the logits' device)",
+               labels.device().str(), logits.device().str());
+  // shifted[b, t] = labels[b, t + 1]; the last position has nothing to predict. On the host:
+  // host labels are read in place, device labels with one copy back (which waits for the
+  // device); cross_entropy checks the shifted targets there and uploads them without a wait.
   const std::vector<int64_t> host = labels.to_vector_i64();
   std::vector<int64_t> shifted(host.size(), ignore_index);
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t t = 0; t + 1 < seq; ++t)
       shifted[b * seq + t] = host[b * seq + t + 1];
   }
-  const Tensor targets =
-      Tensor::from_vector_i64(shifted, {batch * seq}, DType::I64, labels.device());  // [B*S]
+  const Tensor targets = Tensor::from_vector_i64(shifted, {batch * seq});  // [B*S], host
   return ops::cross_entropy(logits.reshape({batch * seq, vocab}), targets, ignore_index);
 }
 

@@ -14,6 +14,7 @@
 
 namespace autotp::ops {
 
+using detail::check_host_or_same_device;
 using detail::check_same_device;
 using detail::dispatch_index;
 using detail::fail_without_cuda;
@@ -24,8 +25,10 @@ Tensor embedding(const Tensor& weight, const Tensor& ids) {
                shape_str(weight.shape()));
   AUTOTP_CHECK(ids.dtype() == DType::I64 || ids.dtype() == DType::I32,
                "embedding: ids must be i64 or i32, got {}", dtype_name(ids.dtype()));
-  check_same_device(weight, ids, "embedding", "weight", "ids");
+  check_host_or_same_device(weight, ids, "embedding", "weight", "ids");
   const int64_t vocab = weight.shape()[0], dim = weight.shape()[1];
+  // Validated on the host (and kept there for the CUDA backward): host ids are read in place
+  // (and uploaded for a CUDA table without a host wait), device ids with one copy back.
   const std::vector<int64_t> host_ids = ids.to_vector_i64();
   for (size_t i = 0; i < host_ids.size(); ++i) {
     AUTOTP_CHECK(host_ids[i] >= 0 && host_ids[i] < vocab,
@@ -33,8 +36,8 @@ Tensor embedding(const Tensor& weight, const Tensor& ids) {
                  "vocabulary [0, {})",
                  host_ids[i], i, shape_str(ids.shape()), vocab);
   }
-  const Tensor wc = weight.detach().contiguous();  // [V, D]
-  const Tensor ic = ids.contiguous();              // ids.shape
+  const Tensor wc = weight.detach().contiguous();                   // [V, D]
+  const Tensor ic = ids.detach().to(weight.device()).contiguous();  // ids.shape
   const int64_t n_ids = ids.numel();
   Shape out_shape = ids.shape();
   out_shape.push_back(dim);

@@ -24,13 +24,16 @@ Tensor log_softmax(const Tensor& x, int64_t dim);
 // logits [N, C] (f32/f64; on CUDA also bf16/f16), targets [N] (i64/i32). Rows whose target
 // equals ignore_index count neither in the sum nor in the mean; all rows ignored gives 0
 // (gradient 0). A target outside [0, C) that is not ignore_index is an error naming the row
-// (targets are checked on the host, a small copy for CUDA targets). The loss has the logits'
-// dtype, except that bf16/f16 logits on CUDA give an f32 loss (computed in f32, fused over
-// each vocabulary row without a probability matrix).
+// (targets are checked on the host: targets may live there, also for CUDA logits, and are then
+// uploaded without a host wait; targets on the logits' device cost a copy back, which waits
+// for the device). The loss has the logits' dtype, except that bf16/f16 logits on CUDA give
+// an f32 loss (computed in f32, fused over each vocabulary row without a probability matrix).
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100);
 
 // weight [V, D] looked up at ids (i64/i32, any shape) -> ids.shape + [D]. Out-of-range ids
-// are an error naming the id. Gradient: rows scatter-added into a [V, D] tensor (in id order,
+// are an error naming the id (checked on the host: ids may live there, also for a CUDA table,
+// and are then uploaded without a host wait; ids on the table's device cost a copy back, which
+// waits for the device). Gradient: rows scatter-added into a [V, D] tensor (in id order,
 // so repeated ids sum deterministically; on CUDA without atomics: the positions are grouped by
 // id on the host and each gradient row is summed by one thread per column, in position order).
 Tensor embedding(const Tensor& weight, const Tensor& ids);

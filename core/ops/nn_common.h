@@ -17,6 +17,13 @@ inline void check_same_device(const Tensor& a, const Tensor& b, const char* op, 
                b.device().str());
 }
 
+// `index` (integer ids or targets) must live on the host or on the device of `data`: ops that
+// read index values on the host take them from there without a copy back from the device.
+inline void check_host_or_same_device(const Tensor& data, const Tensor& index, const char* op,
+                                      const char* data_name, const char* index_name) {
+  if (!index.device().is_cpu()) check_same_device(data, index, op, data_name, index_name);
+}
+
 // The error of a CUDA tensor reaching an op in a build without the CUDA backend (such
 // tensors cannot be created there, so this is a safety net).
 [[noreturn]] inline void fail_without_cuda(const char* op) {

@@ -15,6 +15,7 @@
 
 namespace autotp::ops {
 
+using detail::check_host_or_same_device;
 using detail::check_same_device;
 using detail::dispatch_index;
 using detail::fail_without_cuda;
@@ -128,8 +129,9 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
                "cross_entropy: targets of shape {} do not match logits of shape {} (expected "
                "[{}])",
                shape_str(targets.shape()), shape_str(logits.shape()), rows);
-  check_same_device(logits, targets, "cross_entropy", "logits", "targets");
-  // Validated (and counted) on the host: one small copy from the device for CUDA targets.
+  check_host_or_same_device(logits, targets, "cross_entropy", "logits", "targets");
+  // Validated (and counted) on the host: host targets are read in place (and uploaded for
+  // CUDA logits without a host wait), device targets with one copy from the device.
   const std::vector<int64_t> host_targets = targets.to_vector_i64();
   int64_t count = 0;
   for (int64_t r = 0; r < rows; ++r) {
@@ -140,8 +142,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
                  t, r, classes, ignore_index);
     count += t != ignore_index;
   }
-  const Tensor lc = logits.detach().contiguous();  // [N, C]
-  const Tensor tc = targets.contiguous();          // [N]
+  const Tensor lc = logits.detach().contiguous();                       // [N, C]
+  const Tensor tc = targets.detach().to(logits.device()).contiguous();  // [N]
   if (logits.device().is_cpu()) {
     Tensor loss = Tensor::empty({}, logits.dtype(), logits.device());  // []
     dispatch_float(logits.dtype(), "cross_entropy", [&]<typename T>(TypeTag<T>) {

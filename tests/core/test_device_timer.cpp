@@ -1,5 +1,6 @@
 // DeviceTimer: GPU-timed marks for the benchmark's phase split. On a GPU the phases of one
-// queue of work add up to the whole; without one, construction fails with the reason.
+// queue of work add up to the whole, marks land on the timer's device whatever device is
+// current; without a GPU, construction fails with the reason.
 #include <gtest/gtest.h>
 
 #include <exception>
@@ -36,6 +37,23 @@ TEST(DeviceTimer, PhasesBetweenMarksAddUpToTheWholeAndCoverQueuedWork_CUDA) {
   EXPECT_GT(first, second);
   EXPECT_NEAR(timer.elapsed_ms(0, 2), first + second, 1e-2);
   EXPECT_EQ(c.to(Device::cpu()).to_vector()[0], 2048.0 * 2048.0);  // powers of two: exact
+}
+
+TEST(DeviceTimer, MarksOnItsOwnDeviceWhateverDeviceIsCurrent_MultiGPU) {
+  if (cuda_device_count() < 2) GTEST_SKIP() << "fewer than 2 CUDA devices";
+  cuda_set_current_device(0);
+  const Tensor a = Tensor::ones({512, 512}, DType::F32, Device::cuda(0));
+  DeviceTimer timer(0, 2);
+  cuda_set_current_device(1);  // an event of cuda:0 cannot be recorded on cuda:1's stream
+  timer.mark(0);
+  cuda_set_current_device(0);
+  const Tensor c = ops::matmul(a, a);
+  cuda_set_current_device(1);
+  timer.mark(1);
+  timer.wait(1);
+  EXPECT_GE(timer.elapsed_ms(0, 1), 0.0);
+  cuda_set_current_device(0);
+  EXPECT_EQ(c.to(Device::cpu()).to_vector()[0], 512.0);
 }
 
 }  // namespace

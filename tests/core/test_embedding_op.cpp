@@ -58,6 +58,24 @@ TEST(Embedding, GradientMatchesFiniteDifferences) {
                    std::vector<Tensor>{weight});
 }
 
+TEST(Embedding, StridedIdsLookUpAndScatterLikeContiguousOnes) {
+  // Ids are read on the host and copied to the table's device contiguous: a transposed view
+  // must give what its contiguous copy gives, forward and backward.
+  const Tensor ids = Tensor::from_vector_i64({4, 0, 2, 2, 1, 4}, {2, 3}).transpose(0, 1);
+  ASSERT_FALSE(ids.is_contiguous());
+  Tensor a = random_tensor({5, 3}, 62, DType::F64);
+  Tensor b = a.clone().detach();
+  a.set_requires_grad(true);
+  b.set_requires_grad(true);
+  const Tensor out_strided = ops::embedding(a, ids);
+  const Tensor out_contiguous = ops::embedding(b, ids.contiguous());
+  EXPECT_EQ(out_strided.to_vector(), out_contiguous.to_vector());
+  const Tensor g = random_tensor({3, 2, 3}, 63, DType::F64);
+  ops::sum(ops::mul(out_strided, g)).backward();
+  ops::sum(ops::mul(out_contiguous, g)).backward();
+  EXPECT_EQ(a.grad().to_vector(), b.grad().to_vector());
+}
+
 TEST(Embedding, RejectsOutOfRangeIdsAndBadArgumentsNamingThem) {
   const Tensor weight = Tensor::zeros({5, 3});
   EXPECT_ERROR_CONTAINS(ops::embedding(weight, Tensor::from_vector_i64({0, 5}, {2})), "id 5");

@@ -178,6 +178,26 @@ TEST(CrossEntropy, AllRowsIgnoredGivesZeroLossAndZeroGradient) {
   EXPECT_EQ(logits.grad().to_vector(), std::vector<double>(12, 0.0));
 }
 
+TEST(CrossEntropy, StridedTargetsGiveTheLossAndGradientOfContiguousOnes) {
+  // Targets are read on the host and copied to the logits' device contiguous: a column of a
+  // [N, 2] block (stride 2) must give what its contiguous copy gives.
+  const Tensor block = Tensor::from_vector_i64({2, 9, -100, 9, 0, 9, 3, 9, 1, 9}, {5, 2});
+  const Tensor strided = block.select(1, 0);  // [5], stride 2
+  ASSERT_FALSE(strided.is_contiguous());
+  const Tensor contiguous = Tensor::from_vector_i64({2, -100, 0, 3, 1}, {5});
+  Tensor a = random_tensor({5, 4}, 35, DType::F64);
+  Tensor b = a.clone().detach();
+  a.set_requires_grad(true);
+  b.set_requires_grad(true);
+  const Tensor loss_strided = ops::cross_entropy(a, strided);
+  const Tensor loss_contiguous = ops::cross_entropy(b, contiguous);
+  loss_strided.backward();
+  loss_contiguous.backward();
+  EXPECT_EQ(loss_strided.item(), loss_contiguous.item());
+  EXPECT_EQ(a.grad().to_vector(), b.grad().to_vector());
+  EXPECT_ERROR_CONTAINS(ops::cross_entropy(a, block.select(1, 1)), "target 9 at row 0");
+}
+
 TEST(CrossEntropy, RejectsOutOfRangeTargetsAndBadShapesNamingThem) {
   const Tensor logits = Tensor::zeros({3, 7});
   EXPECT_ERROR_CONTAINS(ops::cross_entropy(logits, Tensor::from_vector_i64({0, 1, 7}, {3})),

@@ -270,5 +270,35 @@ TEST(CausalLmLoss, ShiftsLabelsInsideAndIgnoresMinus100LikeHf) {
                         "labels of shape [1, 2] do not match logits of shape [1, 3, 2]");
 }
 
+TEST(CausalLmLoss, LabelsOfEitherIndexDtypeOrStridedGiveOneLossAndGradient) {
+  // Labels are shifted on the host from whatever layout they come in; i32 and a transposed
+  // view must give the loss and gradient of contiguous i64 labels.
+  const std::vector<int64_t> values{3, 1, -100, 0, 2, 4, 1, 1};
+  const Tensor reference_labels = Tensor::from_vector_i64(values, {2, 4});
+  std::vector<int64_t> transposed(values.size());
+  for (int64_t b = 0; b < 2; ++b) {
+    for (int64_t t = 0; t < 4; ++t)
+      transposed[t * 2 + b] = values[b * 4 + t];
+  }
+  const Tensor strided = Tensor::from_vector_i64(transposed, {4, 2}).transpose(0, 1);
+  ASSERT_FALSE(strided.is_contiguous());
+  const Tensor int32 = Tensor::from_vector_i64(values, {2, 4}, DType::I32);
+  Tensor reference_logits = random_tensor({2, 4, 5}, 81, DType::F64);
+  reference_logits.set_requires_grad(true);
+  const Tensor reference = causal_lm_loss(reference_logits, reference_labels);
+  reference.backward();
+  for (const Tensor& labels : {strided, int32}) {
+    Tensor logits = reference_logits.detach().clone().detach();
+    logits.set_requires_grad(true);
+    const Tensor loss = causal_lm_loss(logits, labels);
+    loss.backward();
+    EXPECT_EQ(loss.item(), reference.item());
+    EXPECT_EQ(logits.grad().to_vector(), reference_logits.grad().to_vector());
+  }
+  EXPECT_ERROR_CONTAINS(
+      causal_lm_loss(reference_logits, Tensor::from_vector_i64({0, 5, 1, 1, 1, 1, 1, 1}, {2, 4})),
+      "target 5 at row 0");
+}
+
 }  // namespace
 }  // namespace autotp
