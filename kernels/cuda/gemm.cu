@@ -14,33 +14,13 @@
 #include <string>
 
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/device_guard.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/launch.cuh"
 
 namespace autotp::kernels::cuda {
 
 namespace {
-
-// Makes `device` current for its lifetime and restores the previous device.
-class ScopedDevice {
- public:
-  explicit ScopedDevice(int device) {
-    AUTOTP_CUDA_CHECK(cudaGetDevice(&previous_));
-    if (previous_ != device) {
-      AUTOTP_CUDA_CHECK(cudaSetDevice(device));
-      switched_ = true;
-    }
-  }
-  ~ScopedDevice() {
-    if (switched_ && cudaSetDevice(previous_) != cudaSuccess) cudaGetLastError();
-  }
-  ScopedDevice(const ScopedDevice&) = delete;
-  ScopedDevice& operator=(const ScopedDevice&) = delete;
-
- private:
-  int previous_ = 0;
-  bool switched_ = false;
-};
 
 // RAII owners of the cuBLASLt descriptors of one call.
 struct MatmulDesc {
