@@ -66,6 +66,7 @@ __global__ void adamw_chunk_kernel(MultiTensorTable<AdamWTensor> table, double g
   const cpu::AdamWStep& s = t.step;
   // The constants as the CPU kernel rounds them: differences in double, then to T.
   const bool decay = s.weight_decay != 0.0;
+  const bool decoupled = s.decoupled_weight_decay;  // read once, not per element
   const T decay_factor = static_cast<T>(sub_rn(1.0, mul_rn(s.lr, s.weight_decay)));
   const T weight_decay = static_cast<T>(s.weight_decay);
   const T lerp_weight = static_cast<T>(sub_rn(1.0, s.beta1));
@@ -90,7 +91,7 @@ __global__ void adamw_chunk_kernel(MultiTensorTable<AdamWTensor> table, double g
     T g = convert<T>(raw_grad);
     if (scale_grad) g = mul_rn(g, grad_factor);
     if (decay) {
-      if (s.decoupled_weight_decay) {
+      if (decoupled) {
         p = mul_rn(p, decay_factor);
       } else {
         g = add_rn(g, mul_rn(weight_decay, p));
