@@ -31,8 +31,10 @@ EvalResult evaluate(CausalLM& model, const DataLoader& loader, int64_t batches) 
   double sum = 0.0;
   for (int64_t i = 0; i < batches; ++i) {
     const Batch batch = loader.batch(i, 0);  // host tensors; the model's device computes
+    // Labels stay on the host (checked there, uploaded without a wait); ids go to the model's
+    // device, which any model accepts.
     const double loss =
-        next_token_loss(model.forward(batch.input_ids.to(device)), batch.labels.to(device)).item();
+        next_token_loss(model.forward(batch.input_ids.to(device)), batch.labels).item();
     AUTOTP_CHECK(std::isfinite(loss), "evaluate: the loss of batch {} is {}", i, loss);
     sum += loss;
     r.tokens += batch.labels.numel();

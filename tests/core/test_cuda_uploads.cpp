@@ -96,7 +96,7 @@ TEST(CudaUploads, UploadsQueuedBehindGpuWorkKeepTheValuesOfTheirCallTime_CUDA) {
     ASSERT_EQ(uploaded[i].to_vector(), std::vector<double>(1000, value)) << "upload " << i;
     ASSERT_EQ(plus_one[i].to_vector(), std::vector<double>(1000, value + 1.0)) << "upload " << i;
   }
-  EXPECT_EQ(c.to_vector()[0], 2048.0 * 2048.0);
+  EXPECT_EQ(c.to_vector()[0], 2048.0);  // each pass multiplies by 2048 and divides by 2048
   // Over the largest staged copy (16 MiB): the synchronous path, same values.
   const Tensor big = uniform_cpu({(int64_t{16} << 20) / 4 + 3}, 4102);
   EXPECT_EQ(big.to(kCuda).to_vector(), big.to_vector());
