@@ -17,8 +17,9 @@ namespace {
 // exponential and reciprocal (MUFU.EX2, MUFU.RCP; relative error near 1e-6, far below the
 // result's bf16/f16 rounding) instead of expf and an IEEE division: those cost about 25
 // instructions per element and left the kernels issue-bound (sm_90 SASS). Still 0 far below
-// zero (e^-g overflows, its reciprocal is 0), 1 far above, NaN for NaN. f32 and f64 tensors
-// keep the CPU kernel's correctly rounded formula.
+// zero (e^-g overflows, its reciprocal is 0; also for g in about (-88.7, -87.3), where
+// __fdividef gives 0 for divisors above 2^126 and the exact value is below 1e-37), 1 far above,
+// NaN for NaN. f32 and f64 tensors keep the CPU kernel's correctly rounded formula.
 template <typename T>
 __device__ __forceinline__ ComputeType<T> gate_sigmoid(ComputeType<T> g) {
   if constexpr (sizeof(T) == 2) {
