@@ -3,6 +3,7 @@
 #include "core/pinned_staging_pool.h"
 
 #include <bit>
+#include <cstddef>
 #include <cstring>
 #include <utility>
 
@@ -39,12 +40,16 @@ std::optional<size_t> PinnedStagingPool::acquire(size_t bytes) {
     if (!buffer.busy && (!best || buffer.bytes < buffers_[*best].bytes)) best = i;
   }
   if (best) return best;
+  if (out_of_pinned_) return std::nullopt;
   const size_t size = buffer_bytes(bytes);
-  if (size > limits_.max_pinned_bytes - stats_.pinned_bytes) return std::nullopt;
+  if (!make_room(size)) return std::nullopt;
   buffers_.reserve(buffers_.size() + 1);  // so that the push below cannot throw
   Buffer buffer;
   buffer.data = backend_->allocate_pinned(size);
-  if (buffer.data == nullptr) return std::nullopt;
+  if (buffer.data == nullptr) {
+    out_of_pinned_ = true;
+    return std::nullopt;
+  }
   buffer.bytes = size;
   try {
     buffer.marker = backend_->create_marker();
@@ -56,6 +61,26 @@ std::optional<size_t> PinnedStagingPool::acquire(size_t bytes) {
   ++stats_.buffers;
   stats_.pinned_bytes += size;
   return buffers_.size() - 1;
+}
+
+bool PinnedStagingPool::make_room(size_t size) {
+  while (size > limits_.max_pinned_bytes - stats_.pinned_bytes) {
+    std::optional<size_t> victim;
+    for (size_t i = 0; i < buffers_.size(); ++i) {
+      Buffer& buffer = buffers_[i];
+      if (buffer.retired || buffer.bytes >= size) continue;
+      if (buffer.busy && backend_->marker_passed(buffer.marker)) buffer.busy = false;
+      if (!buffer.busy && (!victim || buffer.bytes > buffers_[*victim].bytes)) victim = i;
+    }
+    if (!victim) return false;
+    const Buffer freed = buffers_[*victim];
+    buffers_.erase(buffers_.begin() + static_cast<std::ptrdiff_t>(*victim));
+    backend_->destroy_marker(freed.marker);
+    backend_->free_pinned(freed.data);
+    --stats_.buffers;
+    stats_.pinned_bytes -= freed.bytes;
+  }
+  return true;
 }
 
 bool PinnedStagingPool::stage(const void* src, size_t bytes,

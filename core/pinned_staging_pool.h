@@ -59,8 +59,10 @@ class PinnedStagingPool {
   // copy from it, and records a marker after that copy: the buffer is reused only once the
   // device has passed the marker. Never waits for the device; `src` may be reused as soon as
   // this returns. Returns false without calling `enqueue` when the copy is over
-  // max_copy_bytes, or no free buffer fits and a new one would pass max_pinned_bytes or no
-  // pinned memory is left: the caller then copies synchronously. Thread-safe.
+  // max_copy_bytes, or no free buffer fits and a new one would pass max_pinned_bytes (after
+  // freeing idle smaller buffers) or no pinned memory is left (once an allocation fails, the
+  // pool serves from what it holds and asks for no more): the caller then copies
+  // synchronously. Thread-safe.
   bool stage(const void* src, size_t bytes, const std::function<void(const void*)>& enqueue);
 
   Stats stats() const;
@@ -81,12 +83,18 @@ class PinnedStagingPool {
   // The index of a free buffer of at least `bytes`, allocating one if needed; nullopt when
   // the copy cannot be staged. Called under mutex_.
   std::optional<size_t> acquire(size_t bytes);
+  // Frees idle buffers smaller than `size` (largest first) until a new buffer of `size` fits
+  // within max_pinned_bytes; returns whether it does. Busy and retired buffers stay. Without
+  // this a burst of small copies could fill the pool with small buffers and send every later
+  // larger copy down the synchronous path for good. Called under mutex_.
+  bool make_room(size_t size);
 
   std::unique_ptr<StagingBackend> backend_;
   Limits limits_;
   mutable std::mutex mutex_;
   std::vector<Buffer> buffers_;
   Stats stats_;
+  bool out_of_pinned_ = false;  // an allocation failed: the system has no pinned memory to spare
 };
 
 // The statistics of the pool through which cuda_memory::copy stages host -> device copies to

@@ -22,6 +22,7 @@ struct FakeDevice {
   int64_t recorded = 0;  // records so far
   int64_t passed = 0;    // the device has passed records 1 .. passed
   bool out_of_pinned_memory = false;
+  int64_t allocation_attempts = 0;
   std::set<void*> live_buffers;
   int64_t live_markers = 0;
   int64_t queries = 0;
@@ -34,6 +35,7 @@ class FakeBackend final : public StagingBackend {
   explicit FakeBackend(FakeDevice& device) : device_(device) {}
 
   void* allocate_pinned(size_t bytes) override {
+    ++device_.allocation_attempts;
     if (device_.out_of_pinned_memory) return nullptr;
     void* p = new char[bytes];
     device_.live_buffers.insert(p);
@@ -203,6 +205,53 @@ TEST(PinnedStagingPool, AFailedEnqueueRetiresItsBufferAndPropagates) {
   EXPECT_NE(next, failed);
   EXPECT_EQ(pool->stats().buffers, 2);
   EXPECT_EQ(pool->stats().staged_copies, 1);
+}
+
+TEST(PinnedStagingPool, IdleSmallBuffersMakeRoomForALargerCopy) {
+  FakeDevice device;
+  PinnedStagingPool::Limits limits;
+  limits.max_copy_bytes = 2 * kMin;
+  limits.max_pinned_bytes = 4 * kMin;
+  auto pool = make_pool(device, limits);
+  std::vector<const void*> small;
+  for (int i = 0; i < 4; ++i)  // a burst of small copies fills the pool
+    small.push_back(stage_bytes(*pool, 100, static_cast<unsigned char>(i)));
+  EXPECT_EQ(pool->stats().pinned_bytes, 4 * kMin);
+  // While they are busy nothing is freed: the larger copy goes the synchronous way.
+  EXPECT_EQ(stage_bytes(*pool, 2 * kMin, 9), nullptr);
+  EXPECT_EQ(device.live_buffers.size(), 4u);
+  // Once the device has passed them, two idle small buffers give way to one of 2 kMin.
+  device.catch_up();
+  std::vector<unsigned char> seen;
+  const void* large = stage_bytes(*pool, 2 * kMin, 10, &seen);
+  ASSERT_NE(large, nullptr);
+  EXPECT_EQ(seen, std::vector<unsigned char>(2 * kMin, 10));
+  const PinnedStagingPool::Stats stats = pool->stats();
+  EXPECT_EQ(stats.buffers, 3);
+  EXPECT_EQ(stats.pinned_bytes, 4 * kMin);
+  EXPECT_EQ(device.live_buffers.size(), 3u);
+  EXPECT_EQ(device.live_markers, 3);
+  // The small ones left still serve small copies.
+  device.catch_up();
+  const void* again = stage_bytes(*pool, 100, 11);
+  EXPECT_NE(again, nullptr);
+  EXPECT_NE(again, large);
+}
+
+TEST(PinnedStagingPool, AfterAFailedPinnedAllocationThePoolAsksForNoMore) {
+  FakeDevice device;
+  auto pool = make_pool(device);
+  const void* held = stage_bytes(*pool, 100, 1);
+  ASSERT_NE(held, nullptr);
+  device.out_of_pinned_memory = true;
+  EXPECT_EQ(stage_bytes(*pool, 100, 2), nullptr);  // the one buffer is busy: asks, fails
+  EXPECT_EQ(device.allocation_attempts, 2);
+  for (int i = 0; i < 5; ++i)
+    EXPECT_EQ(stage_bytes(*pool, 100, 3), nullptr);  // declined without asking again
+  EXPECT_EQ(device.allocation_attempts, 2);
+  device.catch_up();
+  EXPECT_EQ(stage_bytes(*pool, 100, 4), held);  // what it holds still serves
+  EXPECT_EQ(pool->stats().unstaged_copies, 6);
 }
 
 TEST(PinnedStagingPool, OnlyQueriesTheDeviceAndFreesEverythingItHeld) {
