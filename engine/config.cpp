@@ -468,6 +468,7 @@ KernelConfig read_kernels(MapReader r) {
   k.attention_dkdv_kv_in_registers = bool_or(r, "attention_dkdv_kv_in_registers", false);
   k.attention_longest_first = bool_or(r, "attention_longest_first", true);
   k.attention_dq_from_stored_scores = bool_or(r, "attention_dq_from_stored_scores", false);
+  k.gemm_autotune = bool_or(r, "gemm_autotune", false);
   if (k.attention_dq_from_stored_scores && k.attention_dkdv_kv_in_registers) {
     r.fail("attention_dq_from_stored_scores",
            "cannot be combined with attention_dkdv_kv_in_registers: true (the stored-score "

@@ -113,9 +113,12 @@ struct KernelConfig {
   // The backward stores dS from its dk/dv pass and reads it back for dq (any head dim; a
   // transient B Hq S^2 / 2 16-bit buffer when causal); not with the K/V-in-registers kernel.
   bool attention_dq_from_stored_scores = false;
+  // Each CUDA GEMM shape's first calls time cuBLASLt's candidate algorithms and later calls
+  // run the fastest (ops::set_gemm_autotune); off: the heuristic's first pick, always.
+  bool gemm_autotune = false;
   bool is_default() const {
     return attention_row_tiles == 1 && !attention_dkdv_kv_in_registers && attention_longest_first &&
-           !attention_dq_from_stored_scores;
+           !attention_dq_from_stored_scores && !gemm_autotune;
   }
 };
 

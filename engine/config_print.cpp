@@ -6,10 +6,12 @@
 namespace autotp {
 
 std::string kernel_config_summary(const KernelConfig& k) {
-  return fmt::format("attention {}-row blocks, dk/dv K,V {}, {}, dq {}", 64 * k.attention_row_tiles,
+  return fmt::format("attention {}-row blocks, dk/dv K,V {}, {}, dq {}{}",
+                     64 * k.attention_row_tiles,
                      k.attention_dkdv_kv_in_registers ? "in registers" : "reloaded per tile",
                      k.attention_longest_first ? "longest blocks first" : "blocks by head",
-                     k.attention_dq_from_stored_scores ? "from stored dS" : "recomputes dS");
+                     k.attention_dq_from_stored_scores ? "from stored dS" : "recomputes dS",
+                     k.gemm_autotune ? "; GEMM algorithms autotuned" : "");
 }
 
 std::string config_summary(const Config& c) {
@@ -239,6 +241,7 @@ std::string config_to_yaml(const Config& c) {
   e << YAML::Key << "attention_longest_first" << YAML::Value << c.kernels.attention_longest_first;
   e << YAML::Key << "attention_dq_from_stored_scores" << YAML::Value
     << c.kernels.attention_dq_from_stored_scores;
+  e << YAML::Key << "gemm_autotune" << YAML::Value << c.kernels.gemm_autotune;
   e << YAML::EndMap;
   e << YAML::EndMap;
   AUTOTP_ASSERT(e.good(), "config_to_yaml: emitter error {}", e.GetLastError());

@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "core/io/atomic_file.h"
 #include "core/ops/elementwise.h"
+#include "core/ops/linalg.h"
 #include "engine/checkpoint.h"
 #include "engine/clip.h"
 #include "engine/distributed_checkpoint.h"
@@ -158,6 +159,7 @@ Trainer::Trainer(Config config, TrainerOptions options)
   // Built on the host on every device, so a CUDA run starts from the CPU run's weights.
   model_ = build_model(model_source_, config_.train.seed, options_.dtype);
   set_attention_kernels(*model_, attention_kernels);
+  ops::set_gemm_autotune(device_, config_.kernels.gemm_autotune);  // the device's every GEMM
   // Tensor parallelism: every rank built the full model from the same seed (or checkpoint);
   // the AutoTP pass keeps this rank's shards and moves them to the device, before the
   // optimizer sees the parameters.

@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "core/io/json.h"
 #include "core/kernel_profiler.h"
+#include "core/ops/linalg.h"
 #include "engine/config.h"
 #include "engine/data.h"
 #include "engine/evaluate.h"
@@ -36,6 +37,21 @@ const char* const kBenchUsage =
     "[--dtype f32|bf16] [--kernels N] [--set key.path=value ...]";
 
 namespace {
+
+// What kernels.gemm_autotune found: the searched shapes, how many of them left the heuristic's
+// pick, and one call of each with the heuristic's pick and with the kept algorithm.
+void print_gemm_autotune(const kernels::GemmAutotuneReport& r) {
+  std::printf(
+      "gemm autotune %lld shapes searched (%lld candidates timed), %lld run another "
+      "algorithm than the heuristic's first; one call of each: %.3f ms -> %.3f ms",
+      static_cast<long long>(r.shapes_searched), static_cast<long long>(r.candidates_timed),
+      static_cast<long long>(r.shapes_changed), r.heuristic_ms, r.chosen_ms);
+  if (r.shapes_searching > 0) {
+    std::printf("; %lld shapes still searching (their calls ran timed candidates)",
+                static_cast<long long>(r.shapes_searching));
+  }
+  std::printf("\n");
+}
 
 // The kernels' GPU time per step, longest first, with their share of the summed GPU time;
 // names shortened to their first 100 characters (the JSON keeps them whole).
@@ -105,6 +121,7 @@ int run_bench(const std::vector<std::string>& raw_args) {
       attention_kernels_for(config.kernels, model_config.head_dim);
   std::shared_ptr<CausalLM> model = create_model(model_config, config.train.seed, dtype, device);
   set_attention_kernels(*model, attention_kernels);
+  ops::set_gemm_autotune(device, config.kernels.gemm_autotune);
   model->train();
   // f32 masters only where the model is bf16; an f32 model updates in place.
   std::unique_ptr<AdamW> plain;
@@ -240,6 +257,8 @@ int run_bench(const std::vector<std::string>& raw_args) {
   if (use_cuda)
     std::printf("peak memory   %.2f GiB\n", static_cast<double>(peak_memory) / (1 << 30));
   std::printf("last loss     %.4f\n", last_loss);
+  const kernels::GemmAutotuneReport autotune = ops::gemm_autotune_report(device);
+  if (config.kernels.gemm_autotune && use_cuda) print_gemm_autotune(autotune);
   if (profiler) print_kernel_table(kernels, args.kernel_steps, profiled_step_ms);
 
   json::Value out = json::Value::object();
@@ -273,6 +292,16 @@ int run_bench(const std::vector<std::string>& raw_args) {
   out.set("peak_memory_bytes", json::Value(peak_memory));
   out.set("last_loss", json::Value(last_loss));
   out.set("kernel_config", json::Value(kernel_config_summary(config.kernels)));
+  if (config.kernels.gemm_autotune && use_cuda) {
+    json::Value tuned = json::Value::object();
+    tuned.set("shapes_searched", json::Value(autotune.shapes_searched));
+    tuned.set("shapes_changed", json::Value(autotune.shapes_changed));
+    tuned.set("shapes_searching", json::Value(autotune.shapes_searching));
+    tuned.set("candidates_timed", json::Value(autotune.candidates_timed));
+    tuned.set("heuristic_ms_one_call_each", json::Value(autotune.heuristic_ms));
+    tuned.set("chosen_ms_one_call_each", json::Value(autotune.chosen_ms));
+    out.set("gemm_autotune", std::move(tuned));
+  }
   if (profiler) {
     out.set("profiled_steps", json::Value(args.kernel_steps));
     out.set("profiled_step_ms", json::Value(profiled_step_ms));

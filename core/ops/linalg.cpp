@@ -355,4 +355,23 @@ Tensor linear_add(const Tensor& x, const Tensor& weight, const Tensor& bias,
   return linear_impl(x, weight, bias, residual, "linear_add");
 }
 
+void set_gemm_autotune(const Device& device, bool on) {
+  if (device.is_cpu()) return;
+#ifdef AUTOTP_WITH_CUDA
+  kernels::cuda::GemmContext::for_device(device.index).set_autotune(on);
+#else
+  (void)on;
+  AUTOTP_FAIL("gemm autotune on {}: CUDA devices need a build with the CUDA backend", device.str());
+#endif
+}
+
+kernels::GemmAutotuneReport gemm_autotune_report(const Device& device) {
+  if (device.is_cpu()) return {};
+#ifdef AUTOTP_WITH_CUDA
+  return kernels::cuda::GemmContext::for_device(device.index).autotune_report();
+#else
+  AUTOTP_FAIL("gemm autotune on {}: CUDA devices need a build with the CUDA backend", device.str());
+#endif
+}
+
 }  // namespace autotp::ops

@@ -1,7 +1,9 @@
 // Differentiable matrix products: matmul (batched, broadcasting batch dims) and linear.
 #pragma once
 
+#include "core/device.h"
 #include "core/tensor.h"
+#include "kernels/gemm_algorithm_search.h"
 
 namespace autotp::ops {
 
@@ -18,5 +20,14 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor
 // an output projection, without a separate add over the activations). `bias` may be undefined.
 Tensor linear_add(const Tensor& x, const Tensor& weight, const Tensor& bias,
                   const Tensor& residual);
+
+// GEMM autotune (`kernels.gemm_autotune`) for the GEMMs run on `device`: on a CUDA device each
+// GEMM shape's first calls time cuBLASLt's heuristic candidates and later calls run the
+// fastest (kernels/cuda/gemm.h, GemmContext::set_autotune: a setting of the process-wide
+// per-device GEMM context, which every later GEMM on the device sees). The CPU GEMM has one
+// algorithm: a CPU device ignores it. A CUDA device in a build without CUDA is an error.
+void set_gemm_autotune(const Device& device, bool on);
+// What the autotune on `device` has found so far (all zeros on the CPU or when it is off).
+kernels::GemmAutotuneReport gemm_autotune_report(const Device& device);
 
 }  // namespace autotp::ops

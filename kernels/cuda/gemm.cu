@@ -10,13 +10,16 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/device_guard.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/launch.cuh"
+#include "kernels/gemm_algorithm_search.h"
 
 namespace autotp::kernels::cuda {
 
@@ -77,17 +80,60 @@ uint32_t alignment_bytes(const void* ptr, int64_t ld, int64_t stride_elems, int6
   return static_cast<uint32_t>(bits & (~bits + 1));  // lowest set bit
 }
 
+// One algorithm a plan may run, with whether it may write D somewhere other than C
+// (CUBLASLT_ALGO_CAP_OUT_OF_PLACE_RESULT_SUPPORT); without it a call with a separate C copies C
+// into D and runs in place.
+struct LtCandidate {
+  cublasLtMatmulAlgo_t algo = {};
+  bool out_of_place = false;
+};
+
+// A start and a stop event around one timed run (timing enabled). Destroying an event whose
+// run has not finished is allowed: CUDA releases it when it completes.
+struct TimingEvents {
+  cudaEvent_t start = nullptr, stop = nullptr;
+  TimingEvents() {
+    AUTOTP_CUDA_CHECK(cudaEventCreate(&start));
+    const cudaError_t error = cudaEventCreate(&stop);
+    if (error != cudaSuccess) {
+      cudaEventDestroy(start);
+      AUTOTP_CUDA_CHECK(error);
+    }
+  }
+  ~TimingEvents() {
+    cudaEventDestroy(start);
+    cudaEventDestroy(stop);
+  }
+  TimingEvents(const TimingEvents&) = delete;
+  TimingEvents& operator=(const TimingEvents&) = delete;
+};
+
+// A plan's autotune while it lasts: the search and the timed runs not yet read back.
+struct LtSearch {
+  explicit LtSearch(int candidates) : search(candidates, kTimingsPerCandidate) {}
+  static constexpr int kTimingsPerCandidate = 2;
+  kernels::GemmAlgorithmSearch search;
+  struct Timing {
+    int candidate;
+    std::unique_ptr<TimingEvents> events;
+  };
+  std::vector<Timing> in_flight;
+};
+
 // What a cuBLASLt GEMM of one shape needs beyond its pointers: the descriptors and the
-// algorithm the heuristic picked for them (or none: cuBLAS's GEMM then runs instead).
+// algorithms the heuristic offered for them (none: cuBLAS's GEMM then runs instead). Without
+// autotune the heuristic's first is the only candidate; with it, up to kAutotuneCandidates
+// are timed on the calls' own operands and `chosen` becomes the fastest (see lt_gemm).
 struct LtPlan {
   MatmulDesc op{CUBLAS_COMPUTE_32F, CUDA_R_32F};
   std::unique_ptr<MatrixLayout> layout1, layout2, layout_c;
-  cublasLtMatmulAlgo_t algo = {};
+  std::vector<LtCandidate> candidates;
+  int chosen = 0;
+  std::unique_ptr<LtSearch> search;  // present while the autotune of this shape runs
   bool use_cublas = false;
-  // Whether `algo` may write D somewhere other than C (CUBLASLT_ALGO_CAP_OUT_OF_PLACE_RESULT_
-  // SUPPORT); without it a call with a separate C copies C into D and runs in place.
-  bool out_of_place = false;
 };
+
+constexpr int kAutotuneCandidates = 8;
 
 }  // namespace
 
@@ -95,10 +141,13 @@ struct LtPlan {
 // plan's preferences depend on (the dtype decides the split-K reduction schemes); whether C
 // is separate from D is not in the key, the plan records if its algorithm allows that.
 // Bounded: a context that sees more shapes than kMaxPlans starts over.
+// The mutex is held while a plan is used (its search state changes on every call it lasts).
 struct GemmPlanCache {
   static constexpr size_t kMaxPlans = 4096;
   std::mutex mutex;
   std::map<std::array<int64_t, 16>, std::unique_ptr<LtPlan>> plans;
+  bool autotune = false;
+  kernels::GemmAutotuneReport report;  // the searches finished since autotune was switched on
 };
 
 namespace {
@@ -153,12 +202,13 @@ void copy_matrices(void* dst, const void* src, size_t itemsize, int64_t ld, int6
   }
 }
 
-// The plan of one GEMM shape: descriptors, preferences and the heuristic's first algorithm.
+// The plan of one GEMM shape: descriptors, preferences and the heuristic's first algorithm, or
+// with `autotune` its first kAutotuneCandidates and a search among them.
 std::unique_ptr<LtPlan> make_plan(cublasLtHandle_t handle, cudaDataType_t type, int64_t lda,
                                   bool trans_a, int64_t ldb, bool trans_b, int64_t ldc, int64_t m,
                                   int64_t n, int64_t k, int64_t batch, int64_t stride_a,
                                   int64_t stride_b, int64_t stride_c, uint32_t align_a,
-                                  uint32_t align_b, uint32_t align_c) {
+                                  uint32_t align_b, uint32_t align_c, bool autotune) {
   auto plan = std::make_unique<LtPlan>();
   // cuBLAS operand 1 is our B, operand 2 our A (see the file comment).
   const cublasOperation_t op1 = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -188,23 +238,120 @@ std::unique_ptr<LtPlan> make_plan(cublasLtHandle_t handle, cudaDataType_t type, 
   pref.set_u32(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align_c);
   pref.set_u32(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align_c);
 
-  cublasLtMatmulHeuristicResult_t heuristic = {};
+  std::array<cublasLtMatmulHeuristicResult_t, kAutotuneCandidates> heuristics = {};
   int found = 0;
   const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(
       handle, plan->op.desc, plan->layout1->layout, plan->layout2->layout, plan->layout_c->layout,
-      plan->layout_c->layout, pref.pref, 1, &heuristic, &found);
+      plan->layout_c->layout, pref.pref, autotune ? kAutotuneCandidates : 1, heuristics.data(),
+      &found);
   if (status != CUBLAS_STATUS_NOT_SUPPORTED) AUTOTP_CUBLAS_CHECK(status);
-  plan->use_cublas = status == CUBLAS_STATUS_NOT_SUPPORTED || found == 0 ||
-                     heuristic.state != CUBLAS_STATUS_SUCCESS;
-  if (plan->use_cublas) return plan;
-  plan->algo = heuristic.algo;
-  int32_t out_of_place = 0;
-  size_t written = 0;
-  AUTOTP_CUBLAS_CHECK(
-      cublasLtMatmulAlgoCapGetAttribute(&plan->algo, CUBLASLT_ALGO_CAP_OUT_OF_PLACE_RESULT_SUPPORT,
-                                        &out_of_place, sizeof(out_of_place), &written));
-  plan->out_of_place = written == sizeof(out_of_place) && out_of_place != 0;
+  if (status == CUBLAS_STATUS_SUCCESS) {
+    for (int i = 0; i < found; ++i) {
+      if (heuristics[i].state != CUBLAS_STATUS_SUCCESS) continue;
+      LtCandidate candidate;
+      candidate.algo = heuristics[i].algo;
+      int32_t out_of_place = 0;
+      size_t written = 0;
+      AUTOTP_CUBLAS_CHECK(cublasLtMatmulAlgoCapGetAttribute(
+          &candidate.algo, CUBLASLT_ALGO_CAP_OUT_OF_PLACE_RESULT_SUPPORT, &out_of_place,
+          sizeof(out_of_place), &written));
+      candidate.out_of_place = written == sizeof(out_of_place) && out_of_place != 0;
+      plan->candidates.push_back(candidate);
+    }
+  }
+  plan->use_cublas = plan->candidates.empty();
+  if (plan->candidates.size() > 1) {
+    plan->search = std::make_unique<LtSearch>(static_cast<int>(plan->candidates.size()));
+  }
   return plan;
+}
+
+// What one cuBLASLt call computes, beyond the plan.
+struct LtCall {
+  cublasLtHandle_t handle;
+  GemmContext* ctx;
+  size_t itemsize;
+  void* c;
+  const void* c_in;
+  int64_t ldc, stride_c;
+  const void* a;
+  const void* b;
+  int64_t m, n, batch;
+  float alpha, beta;
+  cudaStream_t stream;
+};
+
+// Runs the plan's candidate `index` for `call`, returning cuBLASLt's status unchecked (a
+// candidate under search that fails is dropped; the caller checks the others).
+cublasStatus_t run_candidate(const LtPlan& plan, int index, const LtCall& call) {
+  const LtCandidate& candidate = plan.candidates[static_cast<size_t>(index)];
+  const void* c_in = call.c_in;
+  if (c_in != call.c && !candidate.out_of_place) {
+    // This algorithm writes D only over C: C into D first, then in place (the plan's C
+    // alignment is the lower of both, so it holds for D alone).
+    copy_matrices(call.c, c_in, call.itemsize, call.ldc, call.stride_c, call.m, call.n, call.batch,
+                  call.stream);
+    c_in = call.c;
+  }
+  return cublasLtMatmul(call.handle, plan.op.desc, &call.alpha, call.b, plan.layout1->layout,
+                        call.a, plan.layout2->layout, &call.beta, c_in, plan.layout_c->layout,
+                        call.c, plan.layout_c->layout, &candidate.algo, call.ctx->workspace(),
+                        GemmContext::kWorkspaceBytes, call.stream);
+}
+
+// Reads back the plan's timed runs that have finished (never waits for one) and, once the
+// search has every timing, keeps its choice and adds it to the report.
+void collect_timings(LtPlan& plan, kernels::GemmAutotuneReport& report) {
+  LtSearch& search = *plan.search;
+  std::vector<LtSearch::Timing> still_running;
+  for (LtSearch::Timing& timing : search.in_flight) {
+    const cudaError_t status = cudaEventQuery(timing.events->stop);
+    if (status == cudaErrorNotReady) {
+      cudaGetLastError();  // not an error: leave nothing for the next launch check
+      still_running.push_back(std::move(timing));
+      continue;
+    }
+    AUTOTP_CUDA_CHECK(status);
+    float milliseconds = 0.0f;
+    AUTOTP_CUDA_CHECK(
+        cudaEventElapsedTime(&milliseconds, timing.events->start, timing.events->stop));
+    search.search.record(timing.candidate, milliseconds);
+  }
+  search.in_flight = std::move(still_running);
+  if (!search.search.decided()) return;
+  plan.chosen = search.search.chosen();
+  ++report.shapes_searched;
+  report.candidates_timed += search.search.candidates();
+  if (plan.chosen != 0) ++report.shapes_changed;
+  report.heuristic_ms += search.search.best_time(0).value_or(0.0);
+  report.chosen_ms += search.search.best_time(plan.chosen).value_or(0.0);
+  plan.search.reset();
+}
+
+// A call while the plan's search lasts: the call's result comes from a timed run of the next
+// candidate owed a timing. With beta == 0 every run overwrites the whole output, so all owed
+// timings run now, back to back (a shape seen once per step is decided in its first call);
+// with beta != 0 the call's one run may be timed, no more. A candidate other than the
+// heuristic's first that cuBLASLt refuses is dropped; with no timing left to start the
+// heuristic's first runs untimed.
+void run_searching(LtPlan& plan, const LtCall& call) {
+  LtSearch& search = *plan.search;
+  bool result_written = false;
+  while (std::optional<int> candidate = search.search.start_next_timing()) {
+    auto events = std::make_unique<TimingEvents>();
+    AUTOTP_CUDA_CHECK(cudaEventRecord(events->start, call.stream));
+    const cublasStatus_t status = run_candidate(plan, *candidate, call);
+    if (status != CUBLAS_STATUS_SUCCESS) {
+      if (*candidate == 0) AUTOTP_CUBLAS_CHECK(status);
+      search.search.exclude(*candidate, 1);
+      continue;
+    }
+    AUTOTP_CUDA_CHECK(cudaEventRecord(events->stop, call.stream));
+    search.in_flight.push_back({*candidate, std::move(events)});
+    result_written = true;
+    if (call.beta != 0.0f) break;
+  }
+  if (!result_written) AUTOTP_CUBLAS_CHECK(run_candidate(plan, 0, call));
 }
 
 // f32 / bf16 / f16 through cuBLASLt with f32 compute.
@@ -235,21 +382,18 @@ void lt_gemm(GemmContext& ctx, cudaDataType_t type, size_t itemsize, void* c, co
                                        align_c};
   auto handle = static_cast<cublasLtHandle_t>(ctx.lt_handle());
   GemmPlanCache& cache = ctx.plans();
-  const LtPlan* plan = nullptr;
-  {
-    std::lock_guard<std::mutex> lock(cache.mutex);
-    auto found = cache.plans.find(key);
-    if (found == cache.plans.end()) {
-      if (cache.plans.size() >= GemmPlanCache::kMaxPlans) cache.plans.clear();
-      found =
-          cache.plans
-              .emplace(key, make_plan(handle, type, lda, trans_a, ldb, trans_b, ldc, m, n, k, batch,
-                                      stride_a, stride_b, stride_c, align_a, align_b, align_c))
-              .first;
-    }
-    plan = found->second.get();
+  std::lock_guard<std::mutex> lock(cache.mutex);
+  auto found = cache.plans.find(key);
+  if (found == cache.plans.end()) {
+    if (cache.plans.size() >= GemmPlanCache::kMaxPlans) cache.plans.clear();
+    found = cache.plans
+                .emplace(key, make_plan(handle, type, lda, trans_a, ldb, trans_b, ldc, m, n, k,
+                                        batch, stride_a, stride_b, stride_c, align_a, align_b,
+                                        align_c, cache.autotune))
+                .first;
   }
-  if (plan->use_cublas) {
+  LtPlan& plan = *found->second;
+  if (plan.use_cublas) {
     // No cuBLASLt kernel for this alignment or shape: cuBLAS's strided-batched GEMM takes any
     // (same operands, same f32 compute; it may pick another summation order). It reads C in
     // place only, so a separate C is copied there first.
@@ -263,16 +407,14 @@ void lt_gemm(GemmContext& ctx, cudaDataType_t type, size_t itemsize, void* c, co
         type, ldc, stride_c, batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     return;
   }
-  if (c_in != c && !plan->out_of_place) {
-    // This algorithm writes D only over C: C into D first, then in place (the plan's C
-    // alignment is the lower of both, so it holds for D alone).
-    copy_matrices(c, c_in, itemsize, ldc, stride_c, m, n, batch, stream);
-    c_in = c;
+  const LtCall call{handle, &ctx, itemsize, c,     c_in,  ldc,  stride_c, a,
+                    b,      m,    n,        batch, alpha, beta, stream};
+  if (plan.search) collect_timings(plan, cache.report);
+  if (plan.search) {
+    run_searching(plan, call);
+    return;
   }
-  AUTOTP_CUBLAS_CHECK(cublasLtMatmul(handle, plan->op.desc, &alpha, b, plan->layout1->layout, a,
-                                     plan->layout2->layout, &beta, c_in, plan->layout_c->layout, c,
-                                     plan->layout_c->layout, &plan->algo, ctx.workspace(),
-                                     GemmContext::kWorkspaceBytes, stream));
+  AUTOTP_CUBLAS_CHECK(run_candidate(plan, plan.chosen, call));
 }
 
 }  // namespace
@@ -307,6 +449,28 @@ GemmContext::~GemmContext() {
   cublasLtDestroy(static_cast<cublasLtHandle_t>(lt_handle_));
   if (switched) cudaSetDevice(previous);
   cudaGetLastError();  // a failure while tearing down is not reported to the next launch
+}
+
+void GemmContext::set_autotune(bool on) {
+  std::lock_guard<std::mutex> lock(plans_->mutex);
+  if (plans_->autotune == on) return;
+  ScopedDevice guard(device_);  // the timing events of searches still running belong to it
+  plans_->plans.clear();        // every shape planned again, with or without a search
+  plans_->autotune = on;
+  plans_->report = {};
+}
+
+bool GemmContext::autotune() const {
+  std::lock_guard<std::mutex> lock(plans_->mutex);
+  return plans_->autotune;
+}
+
+kernels::GemmAutotuneReport GemmContext::autotune_report() const {
+  std::lock_guard<std::mutex> lock(plans_->mutex);
+  kernels::GemmAutotuneReport report = plans_->report;
+  for (const auto& [key, plan] : plans_->plans)
+    report.shapes_searching += plan->search ? 1 : 0;
+  return report;
 }
 
 GemmContext& GemmContext::for_device(int device) {

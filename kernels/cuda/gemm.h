@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "kernels/cuda/stream.h"
+#include "kernels/gemm_algorithm_search.h"
 
 namespace autotp::kernels::cuda {
 
@@ -42,6 +43,18 @@ class GemmContext {
   // The plans of the GEMM shapes run with this context (descriptors and the algorithm the
   // heuristic chose), so a training step's repeated shapes skip the heuristic query.
   GemmPlanCache& plans() const { return *plans_; }
+
+  // Autotune (off by default; `kernels.gemm_autotune` in a config): each GEMM shape's first
+  // calls time up to 8 of cuBLASLt's heuristic candidates (two runs each, on the calls' own
+  // operands, every run a complete GEMM whose result stands) and later calls run the fastest;
+  // the heuristic's first pick stays unless another is more than 1 % faster. A call with
+  // beta == 0 runs all its shape's timings at once; an accumulating one times one run per
+  // call. Timings are read back when they are done, never waited for. Results stay within
+  // GEMM rounding of each other but may differ bit-wise between runs that keep different
+  // algorithms. Switching it clears the plans (and the report).
+  void set_autotune(bool on);
+  bool autotune() const;
+  kernels::GemmAutotuneReport autotune_report() const;
 
  private:
   std::unique_ptr<GemmPlanCache> plans_;

@@ -375,6 +375,20 @@ TEST(Config, KernelVariantsAreReadCheckedAndRoundTripped) {
   EXPECT_ERROR_CONTAINS(attention_kernels_for(c.kernels, 128),
                         "kernels: attention_row_tiles 2 / attention_dkdv_kv_in_registers true "
                         "need a head dim of at most 64; the model's head_dim is 128");
+  // GEMM autotune: off by default, round-tripped, named in the summary only when on.
+  EXPECT_FALSE(d.kernels.gemm_autotune);
+  EXPECT_EQ(config_summary(d).find("GEMM"), std::string::npos) << config_summary(d);
+  const Config tuned = parse(std::string(kMinimal) + "kernels: {gemm_autotune: true}\n");
+  EXPECT_TRUE(tuned.kernels.gemm_autotune);
+  EXPECT_FALSE(tuned.kernels.is_default());
+  EXPECT_TRUE(parse(config_to_yaml(tuned)).kernels.gemm_autotune);
+  EXPECT_FALSE(parse(config_to_yaml(d)).kernels.gemm_autotune);
+  EXPECT_NE(config_summary(tuned).find("GEMM algorithms autotuned"), std::string::npos)
+      << config_summary(tuned);
+  EXPECT_TRUE(parse(std::string(kMinimal), overrides({"kernels.gemm_autotune=true"}))
+                  .kernels.gemm_autotune);
+  EXPECT_ERROR_CONTAINS(parse(std::string(kMinimal) + "kernels:\n  gemm_autotune: sometimes\n"),
+                        "gemm_autotune");
 }
 
 TEST(Config, BatchSizesFollowDeepSpeedsRuleOnTheDataParallelSize) {

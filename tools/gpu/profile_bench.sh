@@ -2,9 +2,9 @@
 # Speed figures on a GPU machine in one call, for issue-8 work: `autotp bench` of CONFIG in
 # bf16 (JSON) with the GPU time of every kernel over two more steps (`--kernels 2`, CUPTI),
 # `autotp bench-ops` (each op's TFLOP/s or GB/s against the device's peak), then, where torch
-# and transformers import, the PyTorch side-by-side (tools/bench/torch_bench.py), and last the
-# bench again with each attention kernel variant (kernels.* in the config: identical results,
-# so the fastest can become the default).
+# and transformers import, the PyTorch side-by-side (tools/bench/torch_bench.py), the bench with
+# the GEMM autotune (kernels.gemm_autotune), and last the bench with each attention kernel
+# variant (kernels.* in the config: identical results, so the fastest can become the default).
 # Usage: tools/gpu/profile_bench.sh PACK_DIR RESULTS_DIR [CONFIG] [more autotp bench args]
 #   PACK_DIR from tools/gpu/package_for_device.sh; CONFIG defaults to configs/llama-3.2-1b.yaml.
 set -uo pipefail
@@ -43,6 +43,17 @@ if python3 -c "import torch, transformers" 2>/dev/null; then
 else
   echo "== no torch + transformers here: the PyTorch comparison is skipped"
 fi
+
+echo "== autotp bench with kernels.gemm_autotune (each GEMM shape's cuBLASLt candidates timed)"
+# Against the first bench above: the step time it gains, and what the search found (shapes
+# whose fastest algorithm is not the heuristic's first pick). Three warm-up steps: a GEMM
+# that accumulates is timed once per call, so a search may span more than one step.
+"$pack/bin/autotp" bench "$config" --device cuda --dtype bf16 --steps 4 --warmup 3 \
+  --set kernels.gemm_autotune=true --json "$results/autotp_bf16_gemm_autotune.json" \
+  >"$results/autotp_bf16_gemm_autotune.log" 2>&1 || status=1
+echo "gemm_autotune: $(grep -E '^(step|throughput|peak) ' "$results/autotp_bf16_gemm_autotune.log" |
+  tr -s ' ' | paste -sd ';' -)"
+grep -E '^gemm autotune' "$results/autotp_bf16_gemm_autotune.log"
 
 echo "== autotp bench with each attention kernel variant (step ms, tokens/s)"
 # Fields: row tiles per warp, dk/dv K,V in registers, longest first, dq from stored dS.
