@@ -4,7 +4,8 @@
 # `autotp bench-ops` (each op's TFLOP/s or GB/s against the device's peak), then, where torch
 # and transformers import, the PyTorch side-by-side (tools/bench/torch_bench.py), the bench with
 # the GEMM autotune (kernels.gemm_autotune), and last the bench with each attention kernel
-# variant (kernels.* in the config: identical results, so the fastest can become the default).
+# variant (kernels.* in the config: identical results, so the fastest can become the default);
+# then tools/bench/speed_targets.py ranks them and checks the fastest against issue 8's targets.
 # Usage: tools/gpu/profile_bench.sh PACK_DIR RESULTS_DIR [CONFIG] [more autotp bench args]
 #   PACK_DIR from tools/gpu/package_for_device.sh; CONFIG defaults to configs/llama-3.2-1b.yaml.
 set -uo pipefail
@@ -73,4 +74,8 @@ for variant in "1 false true true" "1 false false false" "2 false true false" \
     paste -sd ';' -)"
   [ ${#profile[@]} -gt 0 ] && grep -E 'attention' "$results/autotp_bf16_$name.log" | head -n 6
 done
+
+echo "== issue-8 targets: the fastest configuration above against PyTorch (speed_targets.py)"
+python3 "$root/tools/bench/speed_targets.py" "$results" --json "$results/speed_targets.json" ||
+  status=1
 exit $status

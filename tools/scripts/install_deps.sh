@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(cmake ninja-build g++ pkg-config libyaml-cpp-dev libfmt-dev libgtest-dev libgmock-dev
-          libopenmpi-dev openmpi-bin clang-format)
+          libopenmpi-dev openmpi-bin clang-format python3)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
