@@ -457,7 +457,7 @@ TrainConfig read_train(MapReader r, uint64_t default_seed, int64_t steps_per_pri
   return c;
 }
 
-KernelConfig read_kernels(MapReader r) {
+KernelConfig read_kernels(MapReader r, int64_t autotp_size) {
   KernelConfig k;
   k.attention_row_tiles = int_at_least(r, "attention_row_tiles", 1, 1);
   if (k.attention_row_tiles > 2) {
@@ -469,6 +469,15 @@ KernelConfig read_kernels(MapReader r) {
   k.attention_longest_first = bool_or(r, "attention_longest_first", true);
   k.attention_dq_from_stored_scores = bool_or(r, "attention_dq_from_stored_scores", false);
   k.gemm_autotune = bool_or(r, "gemm_autotune", false);
+  if (k.gemm_autotune && autotp_size > 1) {
+    // Each rank would time and choose on its own: the replicated parameters (norms, an
+    // unsharded lm_head), whose gradients every TP rank computes locally, would drift apart.
+    r.fail("gemm_autotune",
+           fmt::format("cannot be combined with tensor parallelism (tensor_parallel.autotp_size "
+                       "{}): TP ranks keep their replicated parameters bit-identical by running "
+                       "the same GEMM algorithms, and each rank's timings could pick others",
+                       autotp_size));
+  }
   if (k.attention_dq_from_stored_scores && k.attention_dkdv_kv_in_registers) {
     r.fail("attention_dq_from_stored_scores",
            "cannot be combined with attention_dkdv_kv_in_registers: true (the stored-score "
@@ -617,7 +626,7 @@ Config config_from_yaml(YAML::Node root, const ConfigLoadOptions& options,
   cfg.tensor_parallel = read_tensor_parallel(r.get_map("tensor_parallel"), source);
   cfg.model = read_model(r);
   cfg.train = read_train(r.get_map("train"), cfg.seed, cfg.steps_per_print);
-  cfg.kernels = read_kernels(r.get_map("kernels"));
+  cfg.kernels = read_kernels(r.get_map("kernels"), cfg.tensor_parallel.autotp_size);
   cfg.data = read_data(r.get_map("data"), cfg.train.seed, cfg.model);
   cfg.scheduler.base_lr = cfg.optimizer.adamw.lr;
   if (r.present("scheduler")) {

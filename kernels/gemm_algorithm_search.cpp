@@ -55,6 +55,11 @@ void GemmAlgorithmSearch::exclude(int candidate, int started_timings_lost) {
   in_flight_ -= started_timings_lost;
 }
 
+void GemmAlgorithmSearch::abandon_timing() {
+  require(in_flight_ > 0, "a timing abandoned with none started");
+  --in_flight_;
+}
+
 bool GemmAlgorithmSearch::decided() const {
   return started_rounds_ == timings_each_ && in_flight_ == 0;
 }

@@ -41,7 +41,13 @@ class GemmAlgorithmSearch {
   // `candidate` (not 0, the heuristic's pick) failed to run: never chosen, owed nothing more;
   // a started timing of it that will not finish is given up with `started_timings_lost`.
   void exclude(int candidate, int started_timings_lost);
+  // A started timing that will not finish (its run or its events failed, the error goes on
+  // to the caller): no longer waited for, so the search can still end.
+  void abandon_timing();
 
+  // Every timing started (none left for start_next_timing() to hand out, or only ones of
+  // excluded candidates).
+  bool all_started() const { return started_rounds_ == timings_each_; }
   // Every timing started and recorded (or given up with its candidate).
   bool decided() const;
   // The fastest candidate by its best timing, the heuristic's pick (0) unless another beats

@@ -24,7 +24,8 @@ Tensor linear_add(const Tensor& x, const Tensor& weight, const Tensor& bias,
 // GEMM autotune (`kernels.gemm_autotune`) for the GEMMs run on `device`: on a CUDA device each
 // GEMM shape's first calls time cuBLASLt's heuristic candidates and later calls run the
 // fastest (kernels/cuda/gemm.h, GemmContext::set_autotune: a setting of the process-wide
-// per-device GEMM context, which every later GEMM on the device sees). The CPU GEMM has one
+// per-device GEMM context: every later GEMM on the device, from any caller, sees it until it
+// is set again; the trainer and `autotp bench` set it from their config). The CPU GEMM has one
 // algorithm: a CPU device ignores it. A CUDA device in a build without CUDA is an error.
 void set_gemm_autotune(const Device& device, bool on);
 // What the autotune on `device` has found so far (all zeros on the CPU or when it is off).

@@ -7,6 +7,7 @@
 #include <cuda_runtime_api.h>
 
 #include <array>
+#include <cstddef>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -300,24 +301,26 @@ cublasStatus_t run_candidate(const LtPlan& plan, int index, const LtCall& call) 
 }
 
 // Reads back the plan's timed runs that have finished (never waits for one) and, once the
-// search has every timing, keeps its choice and adds it to the report.
+// search has every timing, keeps its choice and adds it to the report. A run is removed from
+// the list only once read, so an error here leaves the others in place.
 void collect_timings(LtPlan& plan, kernels::GemmAutotuneReport& report) {
   LtSearch& search = *plan.search;
-  std::vector<LtSearch::Timing> still_running;
-  for (LtSearch::Timing& timing : search.in_flight) {
-    const cudaError_t status = cudaEventQuery(timing.events->stop);
+  std::vector<LtSearch::Timing>& in_flight = search.in_flight;
+  for (size_t i = 0; i < in_flight.size();) {
+    const TimingEvents& events = *in_flight[i].events;
+    const cudaError_t status = cudaEventQuery(events.stop);
     if (status == cudaErrorNotReady) {
       cudaGetLastError();  // not an error: leave nothing for the next launch check
-      still_running.push_back(std::move(timing));
+      ++i;
       continue;
     }
     AUTOTP_CUDA_CHECK(status);
     float milliseconds = 0.0f;
-    AUTOTP_CUDA_CHECK(
-        cudaEventElapsedTime(&milliseconds, timing.events->start, timing.events->stop));
-    search.search.record(timing.candidate, milliseconds);
+    AUTOTP_CUDA_CHECK(cudaEventElapsedTime(&milliseconds, events.start, events.stop));
+    const int candidate = in_flight[i].candidate;
+    in_flight.erase(in_flight.begin() + static_cast<std::ptrdiff_t>(i));
+    search.search.record(candidate, milliseconds);
   }
-  search.in_flight = std::move(still_running);
   if (!search.search.decided()) return;
   plan.chosen = search.search.chosen();
   ++report.shapes_searched;
@@ -333,20 +336,33 @@ void collect_timings(LtPlan& plan, kernels::GemmAutotuneReport& report) {
 // timings run now, back to back (a shape seen once per step is decided in its first call);
 // with beta != 0 the call's one run may be timed, no more. A candidate other than the
 // heuristic's first that cuBLASLt refuses is dropped; with no timing left to start the
-// heuristic's first runs untimed.
+// heuristic's first runs untimed. A timing counted as started but not launched (an error
+// thrown on the way) is given up, so the search still ends.
 void run_searching(LtPlan& plan, const LtCall& call) {
   LtSearch& search = *plan.search;
   bool result_written = false;
-  while (std::optional<int> candidate = search.search.start_next_timing()) {
+  while (!search.search.all_started()) {
     auto events = std::make_unique<TimingEvents>();
     AUTOTP_CUDA_CHECK(cudaEventRecord(events->start, call.stream));
-    const cublasStatus_t status = run_candidate(plan, *candidate, call);
+    search.in_flight.reserve(search.in_flight.size() + 1);  // the push below cannot throw
+    const std::optional<int> candidate = search.search.start_next_timing();
+    if (!candidate) break;
+    cublasStatus_t status = CUBLAS_STATUS_SUCCESS;
+    try {
+      status = run_candidate(plan, *candidate, call);
+      if (status == CUBLAS_STATUS_SUCCESS) {
+        AUTOTP_CUDA_CHECK(cudaEventRecord(events->stop, call.stream));
+      } else if (*candidate == 0) {
+        AUTOTP_CUBLAS_CHECK(status);  // the heuristic's own pick: an error, as without autotune
+      }
+    } catch (...) {
+      search.search.abandon_timing();
+      throw;
+    }
     if (status != CUBLAS_STATUS_SUCCESS) {
-      if (*candidate == 0) AUTOTP_CUBLAS_CHECK(status);
       search.search.exclude(*candidate, 1);
       continue;
     }
-    AUTOTP_CUDA_CHECK(cudaEventRecord(events->stop, call.stream));
     search.in_flight.push_back({*candidate, std::move(events)});
     result_written = true;
     if (call.beta != 0.0f) break;

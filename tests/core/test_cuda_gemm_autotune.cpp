@@ -55,7 +55,10 @@ struct AutotuneOnDevice0 {
 };
 
 // A finished search is read on the shape's next call: after a wait, one more call of each.
+// At least one shape must have been searched (cuBLASLt offers several algorithms for these
+// sizes), so the calls above did run while candidates were being timed.
 void expect_searches_over(const kernels::GemmAutotuneReport& report, const std::string& what) {
+  EXPECT_GT(report.shapes_searched, 0) << what << ": no shape had a search";
   EXPECT_EQ(report.shapes_searching, 0) << what;
   EXPECT_LE(report.shapes_changed, report.shapes_searched) << what;
   EXPECT_GE(report.candidates_timed, 2 * report.shapes_searched) << what;
@@ -69,14 +72,14 @@ void expect_searches_over(const kernels::GemmAutotuneReport& report, const std::
 
 TEST(CudaGemmAutotune, EveryMatmulAndLinearAddCallEqualsTheCpuDuringAndAfterTheSearch_CUDA) {
   SKIP_WITHOUT_CUDA();
-  const AutotuneOnDevice0 autotune;
-  // Shapes large enough for cuBLASLt to offer several algorithms, K = 96.
-  const Tensor a = integers_cpu({256, 96}, 1), b = integers_cpu({96, 384}, 2);
-  const Tensor x = integers_cpu({4, 64, 96}, 3), w = integers_cpu({384, 96}, 4);
-  const Tensor residual = integers_cpu({4, 64, 384}, 5);
+  // Shapes large enough for cuBLASLt to offer several algorithms, K = 128.
+  const Tensor a = integers_cpu({512, 128}, 1), b = integers_cpu({128, 768}, 2);
+  const Tensor x = integers_cpu({4, 128, 128}, 3), w = integers_cpu({768, 128}, 4);
+  const Tensor residual = integers_cpu({4, 128, 768}, 5);
   const Tensor product = ops::matmul(a, b);
   const Tensor with_residual = ops::linear_add(x, w, Tensor(), residual);
   for (DType dtype : {DType::F32, DType::BF16}) {
+    const AutotuneOnDevice0 autotune;  // a fresh search and report for each dtype
     const std::string name(dtype_name(dtype));
     const Tensor ad = a.to(dtype).to(kCuda), bd = b.to(dtype).to(kCuda);
     const Tensor xd = x.to(dtype).to(kCuda), wd = w.to(dtype).to(kCuda);
@@ -98,12 +101,45 @@ TEST(CudaGemmAutotune, EveryMatmulAndLinearAddCallEqualsTheCpuDuringAndAfterTheS
 }
 
 #ifdef AUTOTP_WITH_CUDA
+TEST(CudaGemmAutotune, EachCallWritesItsWholeOutputIntoABufferOfNaNs_CUDA) {
+  SKIP_WITHOUT_CUDA();
+  // The output is filled with NaN before every call, so a call that ran no GEMM (or wrote
+  // part of it) fails: beta = 0 (all timings at once), and beta = 1 with a separate C input
+  // (one timed run per call; a candidate without out-of-place support copies C over D first).
+  constexpr int64_t m = 384, n = 640, k = 96;
+  const Tensor a = integers_cpu({m, k}, 31), b = integers_cpu({k, n}, 32);
+  const Tensor c_in = integers_cpu({m, n}, 33);
+  const Tensor product = ops::matmul(a, b), sum = ops::add(c_in, product);
+  kernels::cuda::GemmContext& ctx = kernels::cuda::GemmContext::for_device(0);
+  for (DType dtype : {DType::F32, DType::BF16}) {
+    const AutotuneOnDevice0 autotune;
+    const std::string name(dtype_name(dtype));
+    const Tensor ad = a.to(dtype).to(kCuda), bd = b.to(dtype).to(kCuda);
+    const Tensor cd = c_in.to(dtype).to(kCuda);
+    const Tensor out = Tensor::empty({m, n}, dtype, kCuda);
+    for (int call = 0; call <= kCalls; ++call) {
+      if (call == kCalls) cuda_memory::synchronize(0);
+      for (double beta : {0.0, 1.0}) {
+        out.fill_(std::nan(""));
+        kernels::cuda::gemm_strided_batched(ctx, static_cast<int>(dtype), out.raw_data(), n, 0,
+                                            ad.raw_data(), k, 0, false, bd.raw_data(), n, 0, false,
+                                            m, n, k, 1.0, beta, 1, nullptr,
+                                            beta == 0.0 ? nullptr : cd.raw_data());
+        ASSERT_TRUE(all_close(
+            host_f32(out), (beta == 0.0 ? product : sum).to(dtype).to(DType::F32), kExact,
+            name + (beta == 0.0 ? " A B" : " C + A B") + ", call " + std::to_string(call)));
+      }
+    }
+    expect_searches_over(ops::gemm_autotune_report(kCuda), name + " into NaN");
+  }
+}
+
 TEST(CudaGemmAutotune, AnAccumulatingGemmAddsItsProductOncePerCall_CUDA) {
   SKIP_WITHOUT_CUDA();
   const AutotuneOnDevice0 autotune;
   // C += A B in place (beta = 1, C read and written: a gradient folded into its GEMM), called
   // kCalls times while the search times one candidate per call: C0 + kCalls A B exactly.
-  constexpr int64_t m = 192, n = 320, k = 64;
+  constexpr int64_t m = 384, n = 640, k = 64;
   const Tensor a = integers_cpu({m, k}, 11), b = integers_cpu({k, n}, 12);
   const Tensor c0 = integers_cpu({m, n}, 13);
   const Tensor expected = ops::add(c0, ops::mul(ops::matmul(a, b), static_cast<double>(kCalls)));

@@ -389,6 +389,14 @@ TEST(Config, KernelVariantsAreReadCheckedAndRoundTripped) {
                   .kernels.gemm_autotune);
   EXPECT_ERROR_CONTAINS(parse(std::string(kMinimal) + "kernels:\n  gemm_autotune: sometimes\n"),
                         "gemm_autotune");
+  EXPECT_ERROR_CONTAINS(
+      parse(std::string(kMinimal) +
+            "tensor_parallel: {autotp_size: 2}\nkernels: {gemm_autotune: true}\n"),
+      "'kernels.gemm_autotune' cannot be combined with tensor parallelism "
+      "(tensor_parallel.autotp_size 2)");
+  EXPECT_TRUE(parse(std::string(kMinimal) +
+                    "tensor_parallel: {autotp_size: 1}\nkernels: {gemm_autotune: true}\n")
+                  .kernels.gemm_autotune);
 }
 
 TEST(Config, BatchSizesFollowDeepSpeedsRuleOnTheDataParallelSize) {

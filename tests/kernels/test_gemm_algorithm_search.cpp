@@ -21,7 +21,9 @@ std::vector<int> start_all(GemmAlgorithmSearch& search) {
 
 TEST(GemmAlgorithmSearch, TimesEveryCandidateOnceBeforeAnyTwice) {
   GemmAlgorithmSearch search(3, 2);
+  EXPECT_FALSE(search.all_started());
   EXPECT_EQ(start_all(search), (std::vector<int>{0, 1, 2, 0, 1, 2}));
+  EXPECT_TRUE(search.all_started());
   EXPECT_EQ(search.start_next_timing(), std::nullopt);
 }
 
@@ -97,6 +99,18 @@ TEST(GemmAlgorithmSearch, ATimingOfAnExcludedCandidateThatStillFinishesIsIgnored
   ASSERT_TRUE(search.decided());
   EXPECT_EQ(search.chosen(), 0);
   EXPECT_EQ(search.best_time(1), std::nullopt);
+}
+
+TEST(GemmAlgorithmSearch, AnAbandonedTimingStillLetsTheSearchEnd) {
+  GemmAlgorithmSearch search(2, 1);
+  ASSERT_EQ(search.start_next_timing(), 0);
+  search.abandon_timing();  // its run threw: the error went to the caller
+  ASSERT_EQ(search.start_next_timing(), 1);
+  search.record(1, 3.0);
+  EXPECT_EQ(search.start_next_timing(), std::nullopt);
+  ASSERT_TRUE(search.decided());
+  EXPECT_EQ(search.chosen(), 1) << "the only candidate with a timing";
+  EXPECT_THROW(search.abandon_timing(), std::logic_error) << "none is in flight";
 }
 
 TEST(GemmAlgorithmSearch, MisuseIsReported) {
