@@ -6,7 +6,9 @@ kernels, the GEMM autotune and each attention variant) and the PyTorch side-by-s
 (torch_bf16.json from tools/bench/torch_bench.py, same call, same GPU), ranks the autotp
 configurations by tokens/s and checks the fastest against the targets: MFU >= 50 %,
 tokens/s >= 1.25x PyTorch eager and >= 1.0x torch.compile, peak memory no higher than eager.
-Prints a table and one verdict line per target; --json FILE writes the same as JSON.
+Prints a table and one verdict line per target, then, where bench_ops_bf16.json (`autotp
+bench-ops`) is there, each kernel's achieved TFLOP/s or GB/s and its fraction of the device's
+peak (the issue's per-kernel limits); --json FILE writes the same as JSON.
 Exit status 0 whether or not the targets hold (it reports, it does not judge a build);
 2 when the results are missing or malformed.
 
@@ -80,6 +82,28 @@ def verdicts(best, torch):
     return out
 
 
+def kernel_rates(results_dir):
+    """Rows of (op, shape, bound, forward rate, forward fraction, backward ...) from bench-ops."""
+    path = os.path.join(results_dir, "bench_ops_bf16.json")
+    if not os.path.exists(path):
+        return []
+    report = load_json(path)
+    rows = []
+    for op in report.get("ops", []):
+        for key in ("op", "bound", "forward_rate", "backward_rate"):
+            if key not in op:
+                fail(f"{path}: an op without '{key}' (not an `autotp bench-ops --json` report)")
+        rows.append(op)
+    return rows
+
+
+def rate_text(rate, bound, fraction):
+    if rate is None:
+        return "n/a"
+    value = f"{rate / 1e12:.0f} TFLOP/s" if bound == "flops" else f"{rate / 1e9:.0f} GB/s"
+    return value + (f" ({100 * fraction:.0f} %)" if fraction is not None else "")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results_dir")
@@ -102,9 +126,16 @@ def main():
     for name, value, target, holds in results:
         state = "unknown" if holds is None else ("met" if holds else "NOT met")
         print(f"  {name:28} {value:>20}  target {target:10} {state}")
+    kernels = kernel_rates(args.results_dir)
+    if kernels:
+        print("kernels (autotp bench-ops, bf16), achieved rate and fraction of the device's peak:")
+        for op in kernels:
+            fwd = rate_text(op["forward_rate"], op["bound"], op.get("forward_of_peak"))
+            bwd = rate_text(op["backward_rate"], op["bound"], op.get("backward_of_peak"))
+            print(f"  {op['op']:28} forward {fwd:>22}   backward {bwd:>22}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": device, "ranking": runs, "pytorch": torch,
+            json.dump({"device": device, "ranking": runs, "pytorch": torch, "kernels": kernels,
                        "fastest": best["file"],
                        "targets": [{"name": n, "value": v, "target": t, "holds": h}
                                    for n, v, t, h in results]}, f, indent=1)
