@@ -45,8 +45,8 @@ class GemmAlgorithmSearch {
   // to the caller): no longer waited for, so the search can still end.
   void abandon_timing();
 
-  // Every timing started (none left for start_next_timing() to hand out, or only ones of
-  // excluded candidates).
+  // Every round of timings handed out: start_next_timing() has nothing more. (While false it
+  // may still find nothing, when only excluded candidates are left; that call ends the rounds.)
   bool all_started() const { return started_rounds_ == timings_each_; }
   // Every timing started and recorded (or given up with its candidate).
   bool decided() const;
