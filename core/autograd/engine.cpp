@@ -92,14 +92,20 @@ Tensor record_folding_op(Tensor output, const char* name, std::vector<const Tens
   return record(std::move(output), name, inputs, std::move(backward));
 }
 
+Tensor record_memory_reusing_op(Tensor output, const char* name, std::vector<const Tensor*> inputs,
+                                FunctionNode::MemoryReusingBackward backward) {
+  return record(std::move(output), name, inputs, std::move(backward));
+}
+
 std::vector<Tensor> FunctionNode::apply(const Tensor& grad_output) {
   PendingGradients none(next.size());
-  return apply_folding(grad_output, none);
+  return apply_folding(grad_output, none, /*last_use=*/false);
 }
 
 std::vector<Tensor> FunctionNode::apply_folding(const Tensor& grad_output,
-                                                PendingGradients& pending) {
+                                                PendingGradients& pending, bool last_use) {
   if (folding_backward_) return folding_backward_(grad_output, pending);
+  if (reusing_backward_) return reusing_backward_(grad_output, last_use);
   AUTOTP_ASSERT(backward_ != nullptr, "{}: backward called after the graph was freed", name_);
   return backward_(grad_output);
 }
@@ -221,7 +227,7 @@ BackwardSummary run_backward(const Tensor& root_tensor, const Tensor& grad_outpu
           pending.erase(it);
         }
       }
-      input_grads = node->apply_folding(grad, offered);
+      input_grads = node->apply_folding(grad, offered, /*last_use=*/!retain_graph);
       grad = Tensor();
       AUTOTP_ASSERT(input_grads.empty() || input_grads.size() == inputs,
                     "{} returned {} gradients for {} inputs", node->name(), input_grads.size(),

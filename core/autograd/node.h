@@ -33,9 +33,14 @@ class Node {
   // w.r.t. this node's output. Called with grad mode disabled.
   virtual std::vector<Tensor> apply(const Tensor& grad_output) = 0;
   // apply() with the gradients already pending for the inputs (one slot per input, see
-  // PendingGradients). Nodes that cannot fold a sum into their kernels keep this default.
-  virtual std::vector<Tensor> apply_folding(const Tensor& grad_output, PendingGradients& pending) {
+  // PendingGradients). `last_use` is true when the engine frees this node's saved tensors right
+  // after the call (no retain_graph): the node may then write into the memory of a saved
+  // tensor that owns_its_storage(), as nothing can read it again. Nodes that cannot fold a sum
+  // into their kernels or reuse memory keep this default.
+  virtual std::vector<Tensor> apply_folding(const Tensor& grad_output, PendingGradients& pending,
+                                            bool last_use) {
     (void)pending;
+    (void)last_use;
     return apply(grad_output);
   }
   // Frees saved tensors once the graph is no longer needed.
@@ -47,21 +52,30 @@ class Node {
 };
 
 // A node whose backward is a closure over the tensors it saved; a FoldingBackward closure
-// also receives the pending gradients of the inputs (see PendingGradients).
+// also receives the pending gradients of the inputs (see PendingGradients), a
+// MemoryReusingBackward closure whether this is its saved tensors' last use (see
+// Node::apply_folding).
 class FunctionNode final : public Node {
  public:
   using Backward = std::function<std::vector<Tensor>(const Tensor& grad_output)>;
   using FoldingBackward =
       std::function<std::vector<Tensor>(const Tensor& grad_output, PendingGradients& pending)>;
+  using MemoryReusingBackward =
+      std::function<std::vector<Tensor>(const Tensor& grad_output, bool last_use)>;
   FunctionNode(std::string name, Backward backward)
       : name_(std::move(name)), backward_(std::move(backward)) {}
   FunctionNode(std::string name, FoldingBackward backward)
       : name_(std::move(name)), folding_backward_(std::move(backward)) {}
+  FunctionNode(std::string name, MemoryReusingBackward backward)
+      : name_(std::move(name)), reusing_backward_(std::move(backward)) {}
+  // Called outside the engine's run (a test, a hook): never the saved tensors' last use.
   std::vector<Tensor> apply(const Tensor& grad_output) override;
-  std::vector<Tensor> apply_folding(const Tensor& grad_output, PendingGradients& pending) override;
+  std::vector<Tensor> apply_folding(const Tensor& grad_output, PendingGradients& pending,
+                                    bool last_use) override;
   void release() override {
     backward_ = nullptr;
     folding_backward_ = nullptr;
+    reusing_backward_ = nullptr;
   }
   std::string name() const override { return name_; }
 
@@ -69,6 +83,7 @@ class FunctionNode final : public Node {
   std::string name_;
   Backward backward_;
   FoldingBackward folding_backward_;
+  MemoryReusingBackward reusing_backward_;
 };
 
 // Accumulates incoming gradients into a leaf tensor's .grad, then calls the leaf's
@@ -98,6 +113,10 @@ Tensor record_op(Tensor output, const char* name, std::vector<const Tensor*> inp
 // The same with a backward that may fold the inputs' pending gradients into its kernels.
 Tensor record_folding_op(Tensor output, const char* name, std::vector<const Tensor*> inputs,
                          FunctionNode::FoldingBackward backward);
+// The same with a backward that may write its result into a saved tensor's memory on the
+// graph's last use of it.
+Tensor record_memory_reusing_op(Tensor output, const char* name, std::vector<const Tensor*> inputs,
+                                FunctionNode::MemoryReusingBackward backward);
 
 // Reduces a broadcast gradient back to `shape` by summing the broadcast dims.
 Tensor sum_to_shape(const Tensor& grad, const Shape& shape);

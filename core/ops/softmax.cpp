@@ -33,6 +33,16 @@ Tensor from_last_axis(const Tensor& t, int64_t dim) {
   return dim == t.dim() - 1 ? t : t.transpose(dim, -1).contiguous();
 }
 
+// Where the cross entropy's logits gradient goes: into the saved logits' own memory when the
+// graph frees them after this backward and no other handle can read them (the kernels read
+// each element before writing it, in the same thread), else a new buffer. At a 128k
+// vocabulary the logits are a step's largest tensor and training reaches its peak memory in
+// this backward, so reusing them lowers the peak by their size.
+Tensor logits_gradient_buffer(const Tensor& saved_logits, bool last_use) {
+  if (last_use && owns_its_storage(saved_logits)) return saved_logits;
+  return Tensor::empty(saved_logits.shape(), saved_logits.dtype(), saved_logits.device());
+}
+
 // y [rows, n] = (log_)softmax of x [rows, n] over the last axis (both contiguous).
 void softmax_rows(const Tensor& y, const Tensor& x, int64_t rows, int64_t n, bool log,
                   const char* name) {
@@ -152,21 +162,21 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
                                                   classes, ignore_index);
       });
     });
-    return record_op(loss, "CrossEntropyBackward", {&logits},
-                     [lc, tc, rows, classes, ignore_index](const Tensor& g) {
-                       check_same_device(lc, g, "cross_entropy backward", "logits", "gradient");
-                       const Tensor gc = g.contiguous();  // []
-                       Tensor dlogits =
-                           Tensor::empty(lc.shape(), lc.dtype(), lc.device());  // [N, C]
-                       dispatch_float(lc.dtype(), "cross_entropy", [&]<typename T>(TypeTag<T>) {
-                         dispatch_index(tc.dtype(), "cross_entropy", [&]<typename I>(TypeTag<I>) {
-                           kernels::cpu::cross_entropy_backward<T, I>(
-                               dlogits.data<T>(), lc.data<T>(), tc.data<I>(), gc.data<T>(), rows,
-                               classes, ignore_index);
-                         });
-                       });
-                       return std::vector<Tensor>{dlogits};
-                     });
+    return record_memory_reusing_op(
+        loss, "CrossEntropyBackward", {&logits},
+        [lc, tc, rows, classes, ignore_index](const Tensor& g, bool last_use) {
+          check_same_device(lc, g, "cross_entropy backward", "logits", "gradient");
+          const Tensor gc = g.contiguous();                       // []
+          Tensor dlogits = logits_gradient_buffer(lc, last_use);  // [N, C]
+          dispatch_float(lc.dtype(), "cross_entropy", [&]<typename T>(TypeTag<T>) {
+            dispatch_index(tc.dtype(), "cross_entropy", [&]<typename I>(TypeTag<I>) {
+              kernels::cpu::cross_entropy_backward<T, I>(dlogits.data<T>(), lc.data<T>(),
+                                                         tc.data<I>(), gc.data<T>(), rows, classes,
+                                                         ignore_index);
+            });
+          });
+          return std::vector<Tensor>{dlogits};
+        });
   }
 #ifdef AUTOTP_WITH_CUDA
   // Fused over each vocabulary row; the loss (and the saved per-row logsumexp) are in f32 for
@@ -179,17 +189,18 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
                                        static_cast<int>(tc.dtype()), loss.raw_data(),
                                        lse.raw_data(), row_loss.raw_data(), lc.raw_data(),
                                        tc.raw_data(), rows, classes, ignore_index, count, nullptr);
-  return record_op(loss, "CrossEntropyBackward", {&logits},
-                   [lc, tc, lse, rows, classes, ignore_index, count](const Tensor& g) {
-                     check_same_device(lc, g, "cross_entropy backward", "logits", "gradient");
-                     const Tensor gc = g.contiguous().to(lse.dtype());                     // []
-                     Tensor dlogits = Tensor::empty(lc.shape(), lc.dtype(), lc.device());  // [N, C]
-                     kernels::cuda::cross_entropy_backward(
-                         static_cast<int>(lc.dtype()), static_cast<int>(tc.dtype()),
-                         dlogits.raw_data(), lc.raw_data(), tc.raw_data(), lse.raw_data(),
-                         gc.raw_data(), rows, classes, ignore_index, count, nullptr);
-                     return std::vector<Tensor>{dlogits};
-                   });
+  return record_memory_reusing_op(
+      loss, "CrossEntropyBackward", {&logits},
+      [lc, tc, lse, rows, classes, ignore_index, count](const Tensor& g, bool last_use) {
+        check_same_device(lc, g, "cross_entropy backward", "logits", "gradient");
+        const Tensor gc = g.contiguous().to(lse.dtype());       // []
+        Tensor dlogits = logits_gradient_buffer(lc, last_use);  // [N, C]
+        kernels::cuda::cross_entropy_backward(
+            static_cast<int>(lc.dtype()), static_cast<int>(tc.dtype()), dlogits.raw_data(),
+            lc.raw_data(), tc.raw_data(), lse.raw_data(), gc.raw_data(), rows, classes,
+            ignore_index, count, nullptr);
+        return std::vector<Tensor>{dlogits};
+      });
 #else
   fail_without_cuda("cross_entropy");
 #endif

@@ -6,12 +6,14 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "core/autograd/engine.h"
+#include "core/autograd/node.h"
 #include "core/ops.h"
 #include "kernels/stored_score_pieces.h"
 #include "tests/support/tolerances.h"
@@ -472,6 +474,36 @@ TEST(CudaCrossEntropy, LossAndLogitGradientsMatchTheCpu_CUDA) {
                               return ops::cross_entropy(in[0], targets.to(in[0].device()), ignore);
                             },
                             {logits}, Tensor::full({}, 0.75), {f32, f32, bf16_after(f32)});
+  }
+}
+
+TEST(CudaCrossEntropy, LogitsGradientTakesTheLogitsMemoryOnTheirLastUse_CUDA) {
+  SKIP_WITHOUT_CUDA();
+  // Logits from a GEMM the caller does not keep, as a model's lm_head output: the backward on
+  // the graph's last use (the engine's plain backward) writes dlogits over them, and its values
+  // are bitwise those written into fresh memory. 8 classes take the 16-byte path, 7 the element
+  // path.
+  for (const int64_t classes : {int64_t(8), int64_t(7)}) {
+    for (const DType dtype : {DType::F32, DType::BF16}) {
+      const Tensor x = uniform_cpu({9, 16}, 3500).to(dtype).to(kCuda);
+      Tensor w = uniform_cpu({16, classes}, 3501).to(dtype).to(kCuda).detach();
+      w.set_requires_grad(true);
+      Tensor logits = ops::matmul(x, w);
+      const void* logits_memory = logits.raw_data();
+      const Tensor loss =
+          ops::cross_entropy(logits, targets_cpu(9, classes, -100, DType::I64, 3502).to(kCuda));
+      logits = Tensor();
+      const std::shared_ptr<Node> node = loss.autograd_meta()->grad_fn;
+      const Tensor seed = Tensor::full({}, 0.75).to(kCuda);
+      PendingGradients none(1);
+      const std::string what =
+          std::to_string(classes) + " classes " + std::string(dtype_name(dtype));
+      const std::vector<Tensor> fresh = node->apply_folding(seed, none, /*last_use=*/false);
+      EXPECT_NE(fresh[0].raw_data(), logits_memory) << what;
+      const std::vector<Tensor> reused = node->apply_folding(seed, none, /*last_use=*/true);
+      EXPECT_EQ(reused[0].raw_data(), logits_memory) << what;
+      EXPECT_EQ(host_f32(reused[0]).to_vector(), host_f32(fresh[0]).to_vector()) << what;
+    }
   }
 }
 
