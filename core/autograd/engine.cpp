@@ -105,7 +105,14 @@ std::vector<Tensor> FunctionNode::apply(const Tensor& grad_output) {
 std::vector<Tensor> FunctionNode::apply_folding(const Tensor& grad_output,
                                                 PendingGradients& pending, bool last_use) {
   if (folding_backward_) return folding_backward_(grad_output, pending);
-  if (reusing_backward_) return reusing_backward_(grad_output, last_use);
+  if (reusing_backward_) {
+    if (!last_use) return reusing_backward_(grad_output, false);
+    // This call may overwrite what the closure saved: it is the closure's last, so a later
+    // call fails loudly (below) instead of reading the overwritten tensors.
+    const MemoryReusingBackward last = std::move(reusing_backward_);
+    reusing_backward_ = nullptr;
+    return last(grad_output, true);
+  }
   AUTOTP_ASSERT(backward_ != nullptr, "{}: backward called after the graph was freed", name_);
   return backward_(grad_output);
 }

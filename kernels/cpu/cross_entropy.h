@@ -15,6 +15,8 @@ void cross_entropy_forward(T* loss, const T* logits, const Index* targets, int64
 
 // dlogits[r, c] = dloss / count * (softmax(logits[r])[c] - [c == targets[r]]) for counted
 // rows and 0 for ignored ones (count = number of non-ignored rows). dloss is one element.
+// dlogits may be logits itself: a row's logsumexp is taken before any of it is written, and
+// each element is read before it is overwritten.
 template <typename T, typename Index>
 void cross_entropy_backward(T* dlogits, const T* logits, const Index* targets, const T* dloss,
                             int64_t rows, int64_t classes, int64_t ignore_index);

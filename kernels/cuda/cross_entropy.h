@@ -23,7 +23,8 @@ void cross_entropy_forward(int dtype, int index_dtype, void* loss, void* lse, vo
 
 // dlogits[r, c] = dloss / count * (exp(logits[r, c] - lse[r]) - [c == targets[r]]) for counted
 // rows, 0 for ignored ones; dloss is one element of the compute type, dlogits has the logits'
-// dtype.
+// dtype. dlogits may be logits itself (the op reuses the logits' memory on their last use):
+// each element is read before it is written, by the same thread, and nothing is read twice.
 void cross_entropy_backward(int dtype, int index_dtype, void* dlogits, const void* logits,
                             const void* targets, const void* lse, const void* dloss, int64_t rows,
                             int64_t classes, int64_t ignore_index, int64_t count,

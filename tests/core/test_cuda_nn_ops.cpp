@@ -481,10 +481,10 @@ TEST(CudaCrossEntropy, LogitsGradientTakesTheLogitsMemoryOnTheirLastUse_CUDA) {
   SKIP_WITHOUT_CUDA();
   // Logits from a GEMM the caller does not keep, as a model's lm_head output: the backward on
   // the graph's last use (the engine's plain backward) writes dlogits over them, and its values
-  // are bitwise those written into fresh memory. 8 classes take the 16-byte path, 7 the element
-  // path.
-  for (const int64_t classes : {int64_t(8), int64_t(7)}) {
-    for (const DType dtype : {DType::F32, DType::BF16}) {
+  // are bitwise those written into fresh memory. 8 and 4104 classes take the 16-byte path (one
+  // and several packs per thread), 7 and 4099 the element path.
+  for (const int64_t classes : {int64_t(8), int64_t(7), int64_t(4104), int64_t(4099)}) {
+    for (const DType dtype : {DType::F32, DType::BF16, DType::F16, DType::F64}) {
       const Tensor x = uniform_cpu({9, 16}, 3500).to(dtype).to(kCuda);
       Tensor w = uniform_cpu({16, classes}, 3501).to(dtype).to(kCuda).detach();
       w.set_requires_grad(true);
@@ -494,7 +494,7 @@ TEST(CudaCrossEntropy, LogitsGradientTakesTheLogitsMemoryOnTheirLastUse_CUDA) {
           ops::cross_entropy(logits, targets_cpu(9, classes, -100, DType::I64, 3502).to(kCuda));
       logits = Tensor();
       const std::shared_ptr<Node> node = loss.autograd_meta()->grad_fn;
-      const Tensor seed = Tensor::full({}, 0.75).to(kCuda);
+      const Tensor seed = Tensor::full({}, 0.75).to(loss.dtype()).to(kCuda);
       PendingGradients none(1);
       const std::string what =
           std::to_string(classes) + " classes " + std::string(dtype_name(dtype));
@@ -502,7 +502,9 @@ TEST(CudaCrossEntropy, LogitsGradientTakesTheLogitsMemoryOnTheirLastUse_CUDA) {
       EXPECT_NE(fresh[0].raw_data(), logits_memory) << what;
       const std::vector<Tensor> reused = node->apply_folding(seed, none, /*last_use=*/true);
       EXPECT_EQ(reused[0].raw_data(), logits_memory) << what;
-      EXPECT_EQ(host_f32(reused[0]).to_vector(), host_f32(fresh[0]).to_vector()) << what;
+      EXPECT_EQ(reused[0].to(kCpu).to(DType::F64).to_vector(),
+                fresh[0].to(kCpu).to(DType::F64).to_vector())
+          << what;
     }
   }
 }

@@ -74,6 +74,8 @@ TEST(SavedMemoryReuse, CrossEntropyWritesTheLogitsGradientIntoTheLogitsOnTheirLa
   ASSERT_EQ(reused.size(), 1u);
   EXPECT_EQ(reused[0].raw_data(), g.logits_memory);
   EXPECT_EQ(reused[0].to_vector(), fresh[0].to_vector());
+  // The logits are gone now: a further call is refused rather than computed from the gradient.
+  EXPECT_THROW(g.backward_node()->apply_folding(seed, none, false), InternalError);
 }
 
 TEST(SavedMemoryReuse, CrossEntropyLeavesLogitsTheCallerHoldsUntouched) {
@@ -98,7 +100,8 @@ TEST(SavedMemoryReuse, BackwardTwiceThroughARetainedCrossEntropyGivesTheSameGrad
 }
 
 TEST(SavedMemoryReuse, TheReusedLogitsGradientMatchesFiniteDifferences) {
-  // The projection's output is a temporary here too, so the backward writes into it.
+  // The projection's output is a temporary here too, and gradcheck's backward frees the graph:
+  // the reusing path (the tests above show where it writes).
   const Tensor x = random_tensor({5, 6}, 4, DType::F64);
   const Tensor targets = Tensor::from_vector_i64({3, -100, 0, 1, 2}, {5});
   EXPECT_GRADCHECK(

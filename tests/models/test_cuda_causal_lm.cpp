@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/cuda_allocator.h"
 #include "core/ops.h"
 #include "core/random.h"
 #include "models/llama.h"
@@ -98,6 +99,35 @@ TEST(CudaCausalLm, LlamaFedHostIdsAndLabelsTrainsLikeDeviceOnes_CUDA) {
                                    device_params[i].second.grad().to(Device::cpu()),
                                    testing::tolerance_for(DType::F32), name));
   }
+}
+
+TEST(CudaCausalLm, TheTrainingBackwardWritesTheLogitsGradientOverTheLogits_CUDA) {
+  SKIP_WITHOUT_CUDA();
+  // A Llama step's backward (lm_head, the loss's reshape, causal_lm_loss, backward()) whose
+  // caller keeps the logits needs a second logits-sized buffer for their gradient; the usual
+  // step, where nothing else holds them, writes the gradient over them. From the moment that
+  // buffer is taken to the end, the first holds exactly one more logits buffer than the second,
+  // so its peak is exactly one (allocator-rounded) logits buffer higher. A large vocabulary
+  // makes that buffer the largest of the step.
+  ModelConfig config = tiny_llama();
+  config.vocab_size = 32768;
+  const Tensor ids = tokens(5301, /*masked=*/false), labels = tokens(5302, /*masked=*/true);
+  CudaCachingAllocator& allocator = CudaCachingAllocator::for_device(0);
+  const auto backward_peak = [&](bool caller_keeps_logits) {
+    const auto model = create_model(config, /*seed=*/7, DType::F32, kCuda);
+    Tensor logits = model->forward(ids);
+    const Tensor loss = causal_lm_loss(logits, labels);
+    if (!caller_keeps_logits) logits = Tensor();
+    allocator.reset_peak();
+    loss.backward();
+    return allocator.stats().peak_bytes;
+  };
+  backward_peak(false);  // once first: whatever the backend allocates once is then in place
+  const size_t usual = backward_peak(false);
+  const size_t kept = backward_peak(true);
+  const size_t logits_bytes =
+      CudaCachingAllocator::round_size(kBatch * kSeq * config.vocab_size * sizeof(float));
+  EXPECT_EQ(kept - usual, logits_bytes) << "peaks " << kept << " and " << usual << " bytes";
 }
 
 }  // namespace
