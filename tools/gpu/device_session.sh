@@ -18,6 +18,7 @@
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 pack=$(cd "$1" && pwd)
+"$root/tools/gpu/unpack_binaries.sh" "$pack" || exit 1
 out=$2
 config=${3:-$root/configs/llama-3.2-1b.yaml}
 work=$(mktemp -d)

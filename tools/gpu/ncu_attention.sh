@@ -10,6 +10,7 @@
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 pack=$(cd "$1" && pwd)
+"$root/tools/gpu/unpack_binaries.sh" "$pack" || exit 1
 results=$2
 config=${3:-$root/configs/llama-3.2-1b.yaml}
 mkdir -p "$results"

@@ -7,6 +7,7 @@
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 pack=$(cd "$1" && pwd)
+"$root/tools/gpu/unpack_binaries.sh" "$pack" || exit 1
 results=$2
 filter=${3:-*}
 mkdir -p "$results"
