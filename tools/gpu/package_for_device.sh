@@ -30,6 +30,6 @@ done | sort -u | grep -E 'libfmt|libyaml-cpp|libgtest|libmpi|libopen-|libhwloc|l
   cp -L "$lib" "$out/lib/"
 done
 tar -czf "$out/bin.tar.gz" -C "$out" bin
-rm -rf "$out/bin"
+rm -rf "${out:?}/bin"
 "$root/tools/gpu/pack_openmpi.sh" "$out/openmpi"
 du -sh "$out"
