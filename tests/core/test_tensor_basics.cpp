@@ -1,6 +1,8 @@
 // Tensor factories, views that share storage, contiguous(), dtype conversion and printing.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "core/ops.h"
 #include "tests/support/tolerances.h"
 
@@ -86,9 +88,12 @@ TEST(TensorDType, ConversionsRoundTripAndRoundToNearestEven) {
   EXPECT_EQ(a.to(DType::F64).to_vector()[1], -2.5);
   EXPECT_EQ(Tensor::from_vector({2.7, -1.2}, {2}).to(DType::I32).to_vector_i64(),
             (std::vector<int64_t>{2, -1}));
-  // f16 subnormal: 3e-8 is about half the smallest subnormal 5.96e-8 -> rounds to 0 or 1 ulp.
-  const double sub = a.to(DType::F16).to_vector()[2];
-  EXPECT_TRUE(sub == 0.0 || sub == 5.9604644775390625e-08);
+  // f16 subnormals (smallest 2^-24): 3e-8 lies above the halfway point 2^-25 and rounds up to
+  // 2^-24; the ties 2^-25 and 3 x 2^-25 go to the even neighbour (0 and 2 x 2^-24). A conversion
+  // that flushes subnormals or truncates fails one of them.
+  EXPECT_EQ(a.to(DType::F16).to_vector()[2], std::ldexp(1.0, -24));
+  const Tensor ties = Tensor::from_vector({std::ldexp(1.0, -25), std::ldexp(3.0, -25)}, {2});
+  EXPECT_EQ(ties.to(DType::F16).to_vector(), (std::vector<double>{0.0, std::ldexp(1.0, -23)}));
   EXPECT_EQ(dtype_from_name("bfloat16"), DType::BF16);
   EXPECT_THROW(dtype_from_name("float8"), Error);
 }

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "core/comm/mpi_communicator.h"
@@ -106,9 +107,18 @@ void expect_same_on_every_rank(uint64_t hash) {
 
 double max_relative_weight_diff(Trainer& a, Trainer& b) {
   const NamedTensors pa = a.model().named_parameters(), pb = b.model().named_parameters();
+  if (pa.size() != pb.size()) {
+    ADD_FAILURE() << pa.size() << " parameters against " << pb.size();
+    return std::numeric_limits<double>::infinity();
+  }
   double worst = 0.0;
   for (size_t i = 0; i < pa.size(); ++i) {
     const std::vector<double> x = pa[i].second.to_vector(), y = pb[i].second.to_vector();
+    if (pa[i].first != pb[i].first || x.size() != y.size()) {
+      ADD_FAILURE() << pa[i].first << " (" << x.size() << " values) against " << pb[i].first << " ("
+                    << y.size() << ")";
+      return std::numeric_limits<double>::infinity();
+    }
     for (size_t k = 0; k < x.size(); ++k) {
       worst = std::max(worst, std::abs(x[k] - y[k]) / std::max(1.0, std::abs(y[k])));
     }

@@ -1,9 +1,12 @@
 // GoogleTest main for MPI test executables: starts the MPI session, prints the normal report
 // on rank 0 only and each other rank's failures prefixed "[rank R]", and exits non-zero on
-// every rank when any rank failed.
+// every rank when any rank failed. Under ctest, AUTOTP_EXPECTED_WORLD_SIZE must equal the
+// world size.
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 
 #include "core/comm/mpi_session.h"
 
@@ -35,6 +38,16 @@ class RankFailurePrinter : public ::testing::EmptyTestEventListener {
 
 int main(int argc, char** argv) {
   autotp::MpiSession session(&argc, &argv);
+  // ctest names the rank count it launched: a mismatch (e.g. an mpirun of another MPI that
+  // starts N one-rank worlds) would let every "N ranks equal one process" test compare one
+  // process with itself.
+  if (const char* expected = std::getenv("AUTOTP_EXPECTED_WORLD_SIZE")) {
+    if (std::to_string(session.world_size()) != expected) {
+      std::printf("[rank %d] world size %d, but the test was launched for %s ranks\n",
+                  session.world_rank(), session.world_size(), expected);
+      return 1;
+    }
+  }
   ::testing::InitGoogleTest(&argc, argv);
   if (session.world_rank() != 0) {
     ::testing::TestEventListeners& listeners = ::testing::UnitTest::GetInstance()->listeners();

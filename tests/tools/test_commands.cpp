@@ -116,7 +116,9 @@ TEST(Commands, HelpListsTrainEvalDemoAndVersion) {
 }
 
 // `autotp train` then `autotp eval` of its outputs: the HF export and the checkpoint give the
-// same loss, and the JSON line carries it.
+// same loss, and the JSON line carries it. Without --model, eval reads the config's untrained
+// weights: their loss is higher (three steps lower it by ~0.25), so a --model that were
+// ignored would fail here.
 TEST(Commands, TrainThenEvalTheExportAndTheCheckpoint) {
   const fs::path out = fs::temp_directory_path() /
                        fmt::format("autotp_test_commands_{}", static_cast<long>(getpid()));
@@ -135,7 +137,8 @@ TEST(Commands, TrainThenEvalTheExportAndTheCheckpoint) {
   EXPECT_TRUE(fs::exists(out / "hf" / "config.json"));
 
   const auto eval = [&](const std::string& model) {
-    std::vector<std::string> args = {"eval", config, "--model", model, "--batches", "2"};
+    std::vector<std::string> args = {"eval", config, "--batches", "2"};
+    if (!model.empty()) args.insert(args.end(), {"--model", model});
     args.insert(args.end(), sets.begin(), sets.end());
     ::testing::internal::CaptureStdout();
     EXPECT_EQ(run(args), 0);
@@ -149,6 +152,10 @@ TEST(Commands, TrainThenEvalTheExportAndTheCheckpoint) {
   const json::Value from_run_dir = eval(out.string());
   EXPECT_EQ(from_hf.get<double>("loss"), from_checkpoint.get<double>("loss"));
   EXPECT_EQ(from_hf.get<double>("loss"), from_run_dir.get<double>("loss"));
+  EXPECT_NE(from_hf.get<std::string>("model").find((out / "hf").string()), std::string::npos);
+  EXPECT_NE(from_checkpoint.get<std::string>("model").find("step-00000003"), std::string::npos);
+  const json::Value untrained = eval("");
+  EXPECT_LT(from_hf.get<double>("loss"), untrained.get<double>("loss") - 0.1);
   EXPECT_NEAR(from_hf.get<double>("perplexity"), std::exp(from_hf.get<double>("loss")), 1e-9);
   EXPECT_EQ(from_hf.get<int64_t>("tokens"), 2 * 2 * 16);
   fs::remove_all(out);

@@ -15,7 +15,10 @@ export LD_LIBRARY_PATH="$pack/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 # NCCL may come with a Python wheel rather than the toolkit: add its folder when needed.
 if ! ldconfig -p | grep -q libnccl.so.2 && [ ! -e /usr/local/cuda/lib64/libnccl.so.2 ]; then
   nccl=$(find /usr /opt -name 'libnccl.so.2' 2>/dev/null | head -1)
-  [ -n "$nccl" ] && export LD_LIBRARY_PATH="$(dirname "$nccl"):$LD_LIBRARY_PATH"
+  if [ -n "$nccl" ]; then
+    nccl_dir=$(dirname "$nccl")
+    export LD_LIBRARY_PATH="$nccl_dir:$LD_LIBRARY_PATH"
+  fi
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$results/device.txt"
 status=0
@@ -28,6 +31,13 @@ for exe in "$pack"/bin/test_*; do
   grep -E "^\[  (PASSED|FAILED|SKIPPED) |tests? from .* ran" "$results/$name.log" | head -40
   grep -E "^\[  FAILED  \]" "$results/$name.log" | head -40
   [ $rc -ne 0 ] && status=1
+  # On a GPU machine a test that skipped for want of a GPU checked nothing: a failure (a
+  # driver/runtime mismatch makes cuda_available() false, and every CUDA test would "pass").
+  skipped=$(grep -c "^no CUDA device" "$results/$name.log")
+  if [ "$skipped" -gt 0 ]; then
+    echo "$name: $skipped test(s) skipped with 'no CUDA device' on a GPU machine: CUDA is not usable here"
+    status=1
+  fi
 done
 # The CLI on the GPU: must finish its 20 steps ("done: 20 steps ..., peak GPU memory ...").
 echo "== autotp train configs/tiny-llama.yaml --device cuda --set train.steps=20"

@@ -6,6 +6,10 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 mapfile -t files < <(git ls-files -- '*.h' '*.cpp' '*.cu' '*.cuh' 2>/dev/null ||
                      find kernels core layers autotp models engine tools tests -name '*.h' -o -name '*.cpp' -o -name '*.cu' -o -name '*.cuh')
+if [ ${#files[@]} -eq 0 ]; then
+  echo "no C++/CUDA sources found under $root: nothing was checked" >&2
+  exit 1
+fi
 if [ "${1:-}" = "--fix" ]; then
   clang-format -i "${files[@]}"
   exit 0

@@ -117,6 +117,7 @@ TEST(AutoTPChecks, AnHfExportOfATrainedShardedModelEqualsTheUnshardedExport) {
   auto model = build_model(cfg);
   const auto ref = build_model(cfg);
   const AutoTPResult r = shard(*model, tp);
+  ASSERT_NE(r.grad_allreduce, nullptr) << "the TP pass made no gradient all-reduce";
   AdamWOptions opts;
   opts.lr = 1e-2;
   AdamW opt_ref(ref->named_parameters(), opts), opt(model->named_parameters(), opts);
