@@ -2,7 +2,11 @@
 // strict names) and export_hf_model (config.json + shards staged in a sibling, renamed in).
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <regex>
+#include <string>
+#include <vector>
 
 #include "core/autograd/grad_mode.h"
 #include "core/io/atomic_file.h"
@@ -27,14 +31,32 @@ fs::path normalized_dir(const std::string& dir) {
   return p;
 }
 
-// True for a directory export_hf_model may replace: empty, or holding a config.json or weights.
-bool looks_like_model_dir(const fs::path& dir) {
-  if (!fs::is_directory(dir)) return false;
-  if (fs::is_empty(dir)) return true;
-  for (const char* name : {kConfigFileName, io::kSafetensorsFileName, io::kSafetensorsIndexName}) {
-    if (fs::exists(dir / name)) return true;
+// True for a file an export writes: config.json, model.safetensors, the shard index and the
+// shards (model-00001-of-00003.safetensors).
+bool written_by_export(const std::string& name) {
+  if (name == kConfigFileName || name == io::kSafetensorsFileName ||
+      name == io::kSafetensorsIndexName) {
+    return true;
   }
-  return false;
+  static const std::regex shard(R"(model-[0-9]+-of-[0-9]+\.safetensors)");
+  return std::regex_match(name, shard);
+}
+
+// What in `dir` an export would not write again (replacing `dir` would delete it): tokenizer
+// files, a training checkpoint's optimizer state and manifest, sub-directories. At most five
+// names, then "...".
+std::string foreign_entries(const fs::path& dir) {
+  std::vector<std::string> names;
+  for (const fs::directory_entry& e : fs::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (!e.is_regular_file() || !written_by_export(name)) names.push_back(name);
+  }
+  std::sort(names.begin(), names.end());
+  std::string listed;
+  for (size_t i = 0; i < names.size() && i < 5; ++i)
+    listed += (i ? ", " : "") + names[i];
+  if (names.size() > 5) listed += fmt::format(", ... ({} entries)", names.size());
+  return listed;
 }
 
 }  // namespace
@@ -68,10 +90,18 @@ void export_hf_model(const CausalLM& model, const std::string& dir, std::optiona
   const fs::path target = normalized_dir(dir);
   AUTOTP_CHECK(!target.empty() && target.filename() != "." && target.filename() != "..",
                "export_hf_model: '{}' does not name a directory to create", dir);
-  AUTOTP_CHECK(!fs::exists(fs::symlink_status(target)) || looks_like_model_dir(target),
-               "export_hf_model: '{}' exists and is not a model directory (no config.json or "
-               "safetensors weights); refusing to replace it",
-               target.string());
+  if (fs::exists(fs::symlink_status(target))) {
+    AUTOTP_CHECK(fs::is_directory(fs::symlink_status(target)),
+                 "export_hf_model: '{}' exists and is not a directory; refusing to replace it",
+                 target.string());
+    // An earlier export is replaced whole; anything else in the directory would be lost with it.
+    const std::string foreign = foreign_entries(target);
+    AUTOTP_CHECK(foreign.empty(),
+                 "export_hf_model: '{}' holds what an export does not write ({}); refusing to "
+                 "replace it (export into a new or empty directory, or one holding only an earlier "
+                 "export)",
+                 target.string(), foreign);
+  }
   const DType save_dtype = dtype.value_or(checkpoint_files::model_dtype(model));
   AUTOTP_CHECK(is_floating(save_dtype),
                "export_hf_model: the saved dtype must be floating point, "

@@ -11,6 +11,9 @@
 #include <cmath>
 #include <filesystem>
 #include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
 
 #include "core/error.h"
 #include "core/io/atomic_file.h"
@@ -55,12 +58,55 @@ std::string trajectory_yaml(Config c, const Config& like) {
   // where the optimizer state lives, not the update: a resharded resume continues the run.
   if (c.batch.train_batch_size == like.batch.train_batch_size) c.batch = like.batch;
   c.zero_stage = like.zero_stage;
+  // How the model is sharded over tensor-parallel ranks (its size, preset or layer specs)
+  // changes where each product runs, not the model or its update.
+  c.tensor_parallel = like.tensor_parallel;
   // The buckets' size and their overlap with backward change how the gradient sums travel
   // (the overlap not a single bit of the result).
   c.zero_overlap_comm = like.zero_overlap_comm;
   c.zero_reduce_bucket_size = like.zero_reduce_bucket_size;
   // WarmupDecayLR/WarmupCosineLR default total_num_steps to train.steps: that one stays.
   return config_to_yaml(c);
+}
+
+// What in `out_dir` an earlier run wrote and a fresh run would overwrite: its checkpoints
+// (complete or not), metrics.jsonl and the hf/ export, as "checkpoints/ (latest
+// step-00000020), metrics.jsonl, hf/"; empty when there is none.
+std::string earlier_run_outputs(const std::string& out_dir) {
+  std::vector<std::string> found;
+  if (const auto latest = latest_training_checkpoint(out_dir)) {
+    found.push_back(fmt::format("checkpoints/ (latest {})", fs::path(*latest).filename().string()));
+  } else if (!incomplete_checkpoints(out_dir).empty()) {
+    found.push_back("checkpoints/ (incomplete ones only)");
+  }
+  std::error_code ec;
+  if (fs::exists(fs::path(out_dir) / "metrics.jsonl", ec)) found.push_back("metrics.jsonl");
+  if (fs::exists(fs::path(out_dir) / "hf", ec)) found.push_back("hf/");
+  std::string text;
+  for (const std::string& f : found)
+    text += (text.empty() ? "" : ", ") + f;
+  return text;
+}
+
+// The first line where two configs' YAML texts differ, as "KEY_LINE (checkpoint) -> LINE
+// (now)", for the warning about a resumed run whose trajectory will differ.
+std::string first_difference(const std::string& saved, const std::string& now) {
+  std::istringstream a(saved), b(now);
+  std::string la, lb;
+  while (true) {
+    const bool more_a = static_cast<bool>(std::getline(a, la));
+    const bool more_b = static_cast<bool>(std::getline(b, lb));
+    if (!more_a && !more_b) return "";
+    if (!more_a) la.clear();
+    if (!more_b) lb.clear();
+    if (la != lb) {
+      const auto trim = [](const std::string& l) {
+        const size_t start = l.find_first_not_of(' ');
+        return start == std::string::npos ? std::string("(nothing)") : l.substr(start);
+      };
+      return fmt::format("'{}' in the checkpoint, '{}' now", trim(la), trim(lb));
+    }
+  }
 }
 
 }  // namespace
@@ -90,6 +136,14 @@ Trainer::Trainer(Config config, TrainerOptions options)
     : config_(std::move(config)), options_(std::move(options)), schedule_(config_.scheduler) {
   out_dir_ = options_.out_dir.empty() ? config_.train.out_dir : options_.out_dir;
   config_.train.out_dir = out_dir_;
+  if (!options_.resume && !options_.overwrite) {
+    const std::string earlier = earlier_run_outputs(out_dir_);
+    AUTOTP_CHECK(earlier.empty(),
+                 "output directory '{}' holds an earlier run ({}), which a fresh run would "
+                 "overwrite: give --resume to continue it, --overwrite to replace it, or another "
+                 "--out",
+                 out_dir_, earlier);
+  }
   AUTOTP_CHECK(options_.dtype == DType::F32 || options_.dtype == DType::F64,
                "trainer: parameters must be f32 or f64, got {}", dtype_name(options_.dtype));
   device_ = options_.device;
@@ -208,22 +262,24 @@ Trainer::Trainer(Config config, TrainerOptions options)
     if (!state.config_yaml.empty()) {
       try {
         const Config saved = parse_config(state.config_yaml, {}, *checkpoint + "/state.json");
-        if (trajectory_yaml(saved, config_) != trajectory_yaml(config_, config_)) {
-          notes_.push_back(
+        const std::string saved_yaml = trajectory_yaml(saved, config_);
+        const std::string now_yaml = trajectory_yaml(config_, config_);
+        if (saved_yaml != now_yaml) {
+          notes_.push_back(fmt::format(
               "warning: the config differs from the checkpoint's beyond train.steps, "
-              "logging and output keys, so the trajectory will differ from an "
-              "uninterrupted run");
+              "logging, output and parallel layout keys ({}), so the trajectory will differ "
+              "from an uninterrupted run",
+              first_difference(saved_yaml, now_yaml)));
         }
       } catch (const Error&) {
         notes_.push_back("warning: the checkpoint's saved config could not be read back");
       }
     }
-  } else if (const auto existing = latest_training_checkpoint(out_dir_)) {
+  } else if (const std::string earlier = earlier_run_outputs(out_dir_); !earlier.empty()) {
     notes_.push_back(
-        fmt::format("warning: {} already holds checkpoints (latest {}); this fresh "
-                    "run replaces metrics.jsonl and writes its own (use --resume to "
-                    "continue instead)",
-                    out_dir_, *existing));
+        fmt::format("warning: --overwrite: {} holds an earlier run ({}); this run replaces its "
+                    "metrics.jsonl, hf/ and the checkpoints of the steps it saves",
+                    out_dir_, earlier));
   }
 }
 

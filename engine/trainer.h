@@ -33,6 +33,10 @@ struct TrainerOptions {
   // there is none.
   bool resume = false;
   std::string resume_dir;
+  // A fresh run (no resume) into an out dir that holds an earlier run's checkpoints,
+  // metrics.jsonl or hf/ export is an error unless this is set (`autotp train --overwrite`):
+  // the run would overwrite them.
+  bool overwrite = false;
   // Parameter dtype. The trainer runs f32; f64 serves the reference tests.
   DType dtype = DType::F32;
   // Where the model trains: the CPU or a CUDA device (with a grid, each rank's own; `autotp

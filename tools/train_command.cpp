@@ -22,8 +22,8 @@
 namespace autotp::tools {
 
 const char* const kTrainUsage =
-    "autotp train CONFIG.yaml [--set key.path=value ...] [--out DIR] [--resume [DIR]] "
-    "[--device cpu|cuda]";
+    "autotp train CONFIG.yaml [--set key.path=value ...] [--out DIR] [--resume [DIR] | "
+    "--overwrite] [--device cpu|cuda]";
 
 namespace {
 
@@ -58,6 +58,7 @@ TrainerOptions train_options(const TrainArgs& a) {
   options.out_dir = a.out_dir;
   options.resume = a.resume;
   options.resume_dir = a.resume_dir;
+  options.overwrite = a.overwrite;
   if (a.resume && !a.resume_dir.empty() && a.out_dir.empty()) {
     options.out_dir = a.resume_dir;  // continue writing where the run lives
   }
@@ -92,6 +93,8 @@ TrainArgs parse_train_args(const std::vector<std::string>& args) {
         w.advance();
         a.resume_dir = w.current();
       }
+    } else if (arg == "--overwrite") {
+      a.overwrite = true;
     } else if (auto v = w.take_value("--device")) {
       if (*v != "cpu" && *v != "cuda") w.fail(fmt::format("--device: '{}' is not cpu or cuda", *v));
       a.device = *v;
@@ -108,6 +111,8 @@ TrainArgs parse_train_args(const std::vector<std::string>& args) {
     }
   }
   if (a.config_path.empty()) w.fail("missing CONFIG.yaml");
+  if (a.resume && a.overwrite)
+    w.fail("--resume continues a run and --overwrite replaces it: give one");
   return a;
 }
 

@@ -16,6 +16,7 @@ struct TrainArgs {
   std::vector<std::string> overrides;  // --set, in order
   std::string out_dir;                 // --out; empty: train.out_dir
   bool resume = false;                 // --resume
+  bool overwrite = false;              // --overwrite: replace an earlier run in the out dir
   // --resume DIR (the next argument unless it starts with '-' or names a .yaml/.yml file);
   // empty: the output directory.
   std::string resume_dir;

@@ -288,8 +288,27 @@ TEST(ExportHfModel, RefusesToReplaceADirectoryThatIsNotAModel) {
   write_text(tmp / "notes/todo.txt", "keep me");
   const ModelConfig config = load_hf_config(golden_config_dir("llama_gqa"));
   EXPECT_ERROR_CONTAINS(export_hf_model(*create_model(config, 1), tmp / "notes"),
-                        "is not a model directory");
+                        "'" + (tmp / "notes") + "' holds what an export does not write (todo.txt)");
   EXPECT_EQ(read_text(tmp / "notes/todo.txt"), "keep me");
+  write_text(tmp / "a_file", "keep me");
+  EXPECT_ERROR_CONTAINS(export_hf_model(*create_model(config, 1), tmp / "a_file"),
+                        "exists and is not a directory");
+  EXPECT_EQ(read_text(tmp / "a_file"), "keep me");
+}
+
+// A model directory with files beside the weights (a tokenizer, a training checkpoint's
+// optimizer state and manifest) is not replaced: those files would be lost with it.
+TEST(ExportHfModel, RefusesToReplaceAModelDirectoryHoldingOtherFiles) {
+  const ModelConfig config = load_hf_config(golden_config_dir("llama_gqa"));
+  TempDir tmp;
+  const std::string dir = tmp / "model";
+  export_hf_model(*create_model(config, 1), dir);
+  write_text(dir + "/tokenizer.json", "{}");
+  write_text(dir + "/state.json", "{}");
+  EXPECT_ERROR_CONTAINS(export_hf_model(*create_model(config, 2), dir),
+                        "holds what an export does not write (state.json, tokenizer.json)");
+  EXPECT_EQ(entries_of(dir), (std::set<std::string>{"config.json", "model.safetensors",
+                                                    "state.json", "tokenizer.json"}));
 }
 
 // ---- a checkpoint directory written by transformers --------------------------------------

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -232,7 +233,74 @@ TEST(TrainerResume, WithoutACheckpointIsAnErrorNamingTheDirectory) {
                         "--resume: no checkpoint under '" + dir.path() + "'");
 }
 
+// What a Trainer printed (its summary, progress and notes) while `body` ran with `options`.
+template <typename Body>
+std::string printed_by(TrainerOptions options, Body body) {
+  std::FILE* file = std::tmpfile();
+  options.out = file;
+  body(options);
+  std::rewind(file);
+  std::string text;
+  for (int c; (c = std::fgetc(file)) != EOF;)
+    text.push_back(static_cast<char>(c));
+  std::fclose(file);
+  return text;
+}
+
+TEST(TrainerResume, AChangedConfigIsAWarningNamingTheFirstDifference) {
+  TempDir dir("resume_changed");
+  Trainer(trajectory_config(dir.path(), {"train.steps=2", "train.checkpoint_interval=2"}), quiet())
+      .run();
+  TrainerOptions resume = quiet();
+  resume.resume = true;
+  const std::string same = printed_by(resume, [&](const TrainerOptions& o) {
+    Trainer(trajectory_config(dir.path(), {"train.steps=3"}), o).run();
+  });
+  EXPECT_NE(same.find("resumed from"), std::string::npos) << same;
+  EXPECT_EQ(same.find("warning"), std::string::npos) << same;
+  const std::string changed = printed_by(resume, [&](const TrainerOptions& o) {
+    Trainer(trajectory_config(dir.path(), {"train.steps=3", "optimizer.params.lr=0.01"}), o).run();
+  });
+  EXPECT_NE(changed.find("warning: the config differs from the checkpoint's"), std::string::npos)
+      << changed;
+  EXPECT_NE(changed.find("'lr: 0.02' in the checkpoint, 'lr: 0.01' now"), std::string::npos)
+      << changed;
+}
+
 // ---- outputs --------------------------------------------------------------------------------
+
+// A fresh run into a directory holding an earlier run would overwrite its checkpoints,
+// metrics.jsonl and export: an error, before anything is written, unless asked to overwrite.
+TEST(TrainerOutputs, AFreshRunIntoAnEarlierRunIsAnErrorUnlessOverwriting) {
+  TempDir dir("earlier_run");
+  TrainerOptions options = quiet();
+  options.export_hf = true;
+  Trainer(trajectory_config(dir.path(), {"train.steps=3", "train.checkpoint_interval=3"}), options)
+      .run();
+  const auto metrics_lines = [&] {
+    std::ifstream in(dir.sub("metrics.jsonl"));
+    int64_t lines = 0;
+    for (std::string line; std::getline(in, line);)
+      ++lines;
+    return lines;
+  };
+  ASSERT_EQ(metrics_lines(), 3);
+  EXPECT_ERROR_CONTAINS(
+      Trainer(trajectory_config(dir.path(), {"train.steps=2"}), options),
+      "output directory '" + dir.path() +
+          "' holds an earlier run (checkpoints/ (latest step-00000003), metrics.jsonl, hf/), "
+          "which a fresh run would overwrite: give --resume to continue it, --overwrite to "
+          "replace it, or another --out");
+  EXPECT_EQ(metrics_lines(), 3);
+  options.overwrite = true;
+  const std::string printed = printed_by(options, [&](const TrainerOptions& o) {
+    Trainer(trajectory_config(dir.path(), {"train.steps=2"}), o).run();
+  });
+  EXPECT_NE(printed.find("warning: --overwrite: " + dir.path() + " holds an earlier run"),
+            std::string::npos)
+      << printed;
+  EXPECT_EQ(metrics_lines(), 2);
+}
 
 TEST(TrainerOutputs, MetricsConfigCheckpointsAndHfExportAreWritten) {
   TempDir dir("outputs");

@@ -31,6 +31,13 @@ TEST(TrainArgs, ParsesConfigOverridesOutAndResume) {
   EXPECT_EQ(a.resume_dir, "");
 }
 
+TEST(TrainArgs, OverwriteReplacesAnEarlierRunAndExcludesResume) {
+  EXPECT_FALSE(parse_train_args({"cfg.yaml"}).overwrite);
+  EXPECT_TRUE(parse_train_args({"cfg.yaml", "--overwrite"}).overwrite);
+  EXPECT_ERROR_CONTAINS(parse_train_args({"cfg.yaml", "--overwrite", "--resume"}),
+                        "--resume continues a run and --overwrite replaces it: give one");
+}
+
 TEST(TrainArgs, ResumeTakesADirectoryUnlessTheNextArgumentIsAConfigOrAnOption) {
   const TrainArgs a = parse_train_args({"--resume", "cfg.yaml"});
   EXPECT_TRUE(a.resume);
