@@ -417,7 +417,18 @@ DataConfig read_data(MapReader r, uint64_t default_seed, const ModelSection& mod
   if (c.type == DataSourceType::Tokens && c.path.empty()) {
     r.fail("path", "is required for data type 'tokens' (a flat uint16/uint32 token file)");
   }
+  // A file given to the synthetic stream would be silently unused.
+  if (c.type == DataSourceType::Synthetic && !c.path.empty()) {
+    r.fail("path", fmt::format("is given, but data.type is '{}', which reads no file (set type: "
+                               "tokens for a token file, or text for a text file)",
+                               type));
+  }
   if (const auto dtype = r.get_string("dtype")) {
+    if (c.type != DataSourceType::Tokens) {
+      r.fail("dtype", fmt::format("is the token file's integer width, but data.type is '{}' "
+                                  "(set type: tokens)",
+                                  type));
+    }
     if (*dtype != "uint16" && *dtype != "uint32") {
       r.fail("dtype", fmt::format("must be uint16 or uint32, got '{}'", *dtype));
     }
@@ -586,6 +597,12 @@ Config config_from_yaml(YAML::Node root, const ConfigLoadOptions& options,
 
   MapReader r(root, "", source);
   r.ignore(kIgnoredTopLevel);
+  // The top-level keys read below: a misspelled one is named first (rather than, say, the
+  // batch sizes or 'train.steps' its misspelling leaves missing).
+  r.expect_only({"seed", "steps_per_print", "gradient_clipping", "bf16", "bfloat16", "fp16",
+                 "zero_optimization", "optimizer", "tensor_parallel", "model", "train", "kernels",
+                 "data", "scheduler", "data_parallel_size", "train_batch_size",
+                 "train_micro_batch_size_per_gpu", "gradient_accumulation_steps"});
   cfg.seed = static_cast<uint64_t>(int_at_least(r, "seed", 1234, 0));
   cfg.steps_per_print = int_at_least(r, "steps_per_print", 10, 1);
   cfg.gradient_clipping = float_in(r, "gradient_clipping", 0.0, 0.0, HUGE_VAL);

@@ -220,7 +220,9 @@ std::string config_to_yaml(const Config& c) {
   e << YAML::Key << "data" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "type" << YAML::Value << data_source_type_name(d.type);
   if (!d.path.empty()) e << YAML::Key << "path" << YAML::Value << d.path;
-  e << YAML::Key << "dtype" << YAML::Value << token_dtype_name(d.dtype);
+  if (d.type == DataSourceType::Tokens) {
+    e << YAML::Key << "dtype" << YAML::Value << token_dtype_name(d.dtype);
+  }
   e << YAML::Key << "seq_len" << YAML::Value << d.seq_len;
   e << YAML::Key << "seed" << YAML::Value << d.seed;
   if (d.vocab_size > 0) e << YAML::Key << "vocab_size" << YAML::Value << d.vocab_size;

@@ -246,32 +246,47 @@ bool MapReader::is_ignored(const std::string& key) const {
 void MapReader::finish() {
   for (const Entry& e : entries_) {
     if (std::find(known_.begin(), known_.end(), e.key) != known_.end()) continue;
-    const std::string full = full_key(e.key);
     if (is_ignored(e.key)) {
       if (source_->warnings != nullptr) {
+        const std::string full = full_key(e.key);
         source_->warnings->push_back(
             fmt::format("{}: '{}' is a DeepSpeed setting that autotp does not implement; ignored",
                         where_node(full, e.key_node), full));
       }
       continue;
     }
-    // Suggest a key autotp reads; an ignored DeepSpeed key only when it is strictly closer.
-    std::vector<std::string> ignored_names;
-    for (const std::string& pattern : ignored_) {
-      if (pattern.empty() || pattern.back() != '*') ignored_names.push_back(pattern);
-    }
-    std::string suggestion = closest_match(e.key, known_);
-    const std::string ignored_suggestion = closest_match(e.key, ignored_names);
-    if (suggestion.empty() ||
-        (!ignored_suggestion.empty() &&
-         edit_distance(e.key, ignored_suggestion) < edit_distance(e.key, suggestion))) {
-      suggestion = ignored_suggestion;
-    }
-    AUTOTP_FAIL("{}: unknown key '{}'{}", where_node(full, e.key_node), full,
-                suggestion.empty()
-                    ? std::string(" (this section takes no keys)")
-                    : fmt::format(" (closest known key: '{}')", join_path(path_, suggestion)));
+    fail_on_unknown_key(e);
   }
+}
+
+void MapReader::expect_only(const std::vector<std::string>& keys) {
+  known_.insert(known_.end(), keys.begin(), keys.end());
+  for (const Entry& e : entries_) {
+    if (std::find(known_.begin(), known_.end(), e.key) != known_.end() || is_ignored(e.key)) {
+      continue;
+    }
+    fail_on_unknown_key(e);
+  }
+}
+
+void MapReader::fail_on_unknown_key(const Entry& e) const {
+  const std::string full = full_key(e.key);
+  // Suggest a key autotp reads; an ignored DeepSpeed key only when it is strictly closer.
+  std::vector<std::string> ignored_names;
+  for (const std::string& pattern : ignored_) {
+    if (pattern.empty() || pattern.back() != '*') ignored_names.push_back(pattern);
+  }
+  std::string suggestion = closest_match(e.key, known_);
+  const std::string ignored_suggestion = closest_match(e.key, ignored_names);
+  if (suggestion.empty() ||
+      (!ignored_suggestion.empty() &&
+       edit_distance(e.key, ignored_suggestion) < edit_distance(e.key, suggestion))) {
+    suggestion = ignored_suggestion;
+  }
+  AUTOTP_FAIL("{}: unknown key '{}'{}", where_node(full, e.key_node), full,
+              suggestion.empty()
+                  ? std::string(" (this section takes no keys)")
+                  : fmt::format(" (closest known key: '{}')", join_path(path_, suggestion)));
 }
 
 std::string apply_override(YAML::Node& root, const std::string& assignment) {

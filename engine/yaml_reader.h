@@ -53,6 +53,10 @@ class MapReader {
   // Errors for the first key that is neither read nor ignored (with the closest known key),
   // and adds a warning per ignored key present. Call after every getter.
   void finish();
+  // Declares `keys` (every key this map may hold beside the ignored ones) and errors now, as
+  // finish() would, for the first other key: a misspelled key or section is named before the
+  // readers of other keys report what its misspelling left missing.
+  void expect_only(const std::vector<std::string>& keys);
 
   // "config.yaml line 12" (the key's line), or "--set train.steps" for an overridden key.
   std::string where(const std::string& key) const;
@@ -72,6 +76,7 @@ class MapReader {
   const Entry* lookup(const std::string& key);  // declares; nullptr when absent
   [[noreturn]] void type_error(const Entry& e, const char* expected) const;
   bool is_ignored(const std::string& key) const;
+  void fail_on_unknown_key(const Entry& e) const;
   std::string where_node(const std::string& full, const YAML::Node& node) const;
 
   std::vector<Entry> entries_;

@@ -156,7 +156,18 @@ class KeyReader {
   }
   std::string require(const std::string& key) {
     std::optional<std::string> v = get(key);
-    AUTOTP_CHECK(v.has_value(), "model config: required key '{}' is missing", key);
+    if (!v.has_value()) {
+      // A key of the config within two edits of the missing one is most likely its misspelling.
+      std::set<std::string> present;
+      for (const auto& [name, value] : map_.scalars)
+        present.insert(name);
+      const std::string near = closest(key, present);
+      AUTOTP_CHECK(near.empty() || edit_distance(key, near) > 2,
+                   "model config: required key '{}' is missing (the config has '{}': a "
+                   "misspelling?)",
+                   key, near);
+      AUTOTP_FAIL("model config: required key '{}' is missing", key);
+    }
     return *v;
   }
   void read_int(const std::string& key, int64_t& out) {

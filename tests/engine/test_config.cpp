@@ -227,6 +227,31 @@ TEST(Config, ATypoIsAnErrorWithItsLineAndTheClosestKey) {
       "partition_typ'");
 }
 
+// A misspelled top-level key is the error, not what its misspelling leaves missing (the batch
+// sizes, 'train.steps', 'data.seq_len').
+TEST(Config, AMisspelledTopLevelKeyIsNamedBeforeTheKeysItLeavesMissing) {
+  EXPECT_ERROR_CONTAINS(parse("train_micro_batch_size_per_gpus: 2\n"
+                              "data: {seq_len: 16, vocab_size: 50}\ntrain: {steps: 3}\n"),
+                        "test.yaml line 1: unknown key 'train_micro_batch_size_per_gpus' (closest "
+                        "known key: 'train_micro_batch_size_per_gpu')");
+  EXPECT_ERROR_CONTAINS(parse("train_micro_batch_size_per_gpu: 2\n"
+                              "data: {seq_len: 16, vocab_size: 50}\ntrian: {steps: 3}\n"),
+                        "test.yaml line 3: unknown key 'trian' (closest known key: 'train')");
+  EXPECT_ERROR_CONTAINS(parse("train_micro_batch_size_per_gpu: 2\n"
+                              "dataset: {seq_len: 16, vocab_size: 50}\ntrain: {steps: 3}\n"),
+                        "test.yaml line 2: unknown key 'dataset' (closest known key: 'data')");
+}
+
+// data.path and data.dtype read nothing unless the type reads a file: never silently unused.
+TEST(Config, DataPathOrDtypeWithoutAFileReadingTypeIsAnError) {
+  const std::string head = "train_micro_batch_size_per_gpu: 2\ntrain: {steps: 3}\n";
+  EXPECT_ERROR_CONTAINS(parse(head + "data: {seq_len: 16, vocab_size: 50, path: t.bin}\n"),
+                        "'data.path' is given, but data.type is 'synthetic', which reads no file");
+  EXPECT_ERROR_CONTAINS(parse(head + "data: {type: text, seq_len: 16, dtype: uint16}\n"),
+                        "'data.dtype' is the token file's integer width, but data.type is 'text'");
+  EXPECT_EQ(parse(head + "data: {type: text, seq_len: 16, path: a.txt}\n").data.path, "a.txt");
+}
+
 TEST(Config, AWrongTypeNamesTheKeyItsLineAndTheExpectedType) {
   EXPECT_ERROR_CONTAINS(parse("train_micro_batch_size_per_gpu: 2\ndata: {seq_len: 8}\n"
                               "train:\n  steps: ten\n"),

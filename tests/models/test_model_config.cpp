@@ -66,6 +66,13 @@ TEST(ModelConfig, MissingRequiredKeyIsNamed) {
   EXPECT_ERROR_CONTAINS(ModelConfig::from_map(m), "required key 'intermediate_size' is missing");
   EXPECT_ERROR_CONTAINS(ModelConfig::from_map(with(tiny(), "hidden_size", "null")),
                         "'hidden_size' is missing");
+  // A misspelling of the missing key is named with it.
+  ModelConfigMap typo = tiny();
+  typo.scalars["num_hiden_layers"] = typo.scalars.at("num_hidden_layers");
+  typo.scalars.erase("num_hidden_layers");
+  EXPECT_ERROR_CONTAINS(ModelConfig::from_map(typo),
+                        "required key 'num_hidden_layers' is missing (the config has "
+                        "'num_hiden_layers': a misspelling?)");
 }
 
 TEST(ModelConfig, ValuesOfTheWrongTypeNameTheKeyAndValue) {
