@@ -4,6 +4,7 @@
 // messages without fmt; user errors come from cuda_allocator.cpp.
 #include <cuda_runtime_api.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
@@ -91,13 +92,19 @@ class CudaStagingBackend final : public StagingBackend {
     ScopedDevice guard(device_);
     void* ptr = nullptr;
     const cudaError_t error = cudaHostAlloc(&ptr, bytes, cudaHostAllocPortable);
-    if (error == cudaErrorMemoryAllocation) {
-      cudaGetLastError();  // clear it: the copy goes the synchronous way instead
-      return nullptr;
-    }
     if (error != cudaSuccess) {
-      kernels::cuda::detail::throw_cuda_error(
-          error, "cudaHostAlloc(&ptr, bytes, cudaHostAllocPortable)", __FILE__, __LINE__);
+      // Out of pinned memory, or a machine that cannot pin host memory (some sandboxes refuse
+      // it): the pool asks for no more and copies go the synchronous way, which is correct
+      // but slower, so it is said once. A sticky error of an earlier kernel would surface at
+      // the next checked call, which cudaGetLastError does not clear.
+      cudaGetLastError();
+      if (!warned_.exchange(true)) {
+        std::fprintf(stderr,
+                     "autotp: warning: cudaHostAlloc of %zu bytes failed with %s (%s): "
+                     "host-to-device copies are synchronous from now on (slower, same results)\n",
+                     bytes, cudaGetErrorName(error), cudaGetErrorString(error));
+      }
+      return nullptr;
     }
     return ptr;
   }
@@ -138,6 +145,7 @@ class CudaStagingBackend final : public StagingBackend {
   }
 
  private:
+  std::atomic<bool> warned_{false};
   int device_;
 };
 
