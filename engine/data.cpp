@@ -93,6 +93,7 @@ class FlatSource final : public TokenSource {
     AUTOTP_CHECK(count_ >= min_length,
                  "data: {} holds {} tokens, but a sample needs seq_len + 1 = {}", description_,
                  count_, min_length);
+    check_tokens_below_vocab();
   }
 
   void sample(uint64_t index, int64_t length, int64_t* out) const override {
@@ -113,6 +114,23 @@ class FlatSource final : public TokenSource {
   std::string describe() const override { return description_; }
 
  private:
+  // Every token is checked once, up front (one pass at memory speed, a few seconds for
+  // billions of tokens), so a bad token fails the run before it starts rather than when a
+  // sample first reaches it, hours in; sample() keeps its check for the tokens it reads.
+  void check_tokens_below_vocab() const {
+    if (vocab_ >= (int64_t{1} << (8 * width_))) return;  // every value of the width fits
+    int64_t largest = 0;
+    for (int64_t i = 0; i < count_; ++i)
+      largest = std::max(largest, token_at(i));
+    if (largest < vocab_) return;
+    for (int64_t i = 0; i < count_; ++i) {
+      AUTOTP_CHECK(token_at(i) < vocab_,
+                   "data: {}: token {} at position {} is not below vocab_size {} (the file's "
+                   "largest token is {})",
+                   description_, token_at(i), i, vocab_, largest);
+    }
+  }
+
   int64_t token_at(int64_t i) const {
     const uint8_t* p = tokens_ + i * width_;
     switch (width_) {

@@ -4,7 +4,10 @@
 
 #include "engine/hf_config.h"
 
+#include <algorithm>
 #include <filesystem>
+#include <string>
+#include <vector>
 
 #include "core/error.h"
 #include "engine/checkpoint.h"
@@ -20,6 +23,26 @@ std::string yaml_scalar_text(const YAML::Node& v) {
   if (v.IsNull()) return "null";
   if (v.IsScalar()) return v.Scalar();
   return YAML::Dump(v);  // lists: only keys that autotp ignores hold them
+}
+
+// Weight files in `dir` that autotp does not read (safetensors shards without their index,
+// PyTorch .bin/.pt files, ...): up to three names, then a count; empty when there is none.
+std::string unreadable_weight_files(const fs::path& dir) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
+    const std::string ext = e.path().extension().string();
+    if (ext == ".safetensors" || ext == ".bin" || ext == ".pt" || ext == ".pth" || ext == ".ckpt" ||
+        ext == ".gguf") {
+      names.push_back(e.path().filename().string());
+    }
+  }
+  std::sort(names.begin(), names.end());
+  std::string listed;
+  for (size_t i = 0; i < names.size() && i < 3; ++i)
+    listed += (i ? ", " : "") + names[i];
+  if (names.size() > 3) listed += fmt::format(" and {} more", names.size() - 3);
+  return listed;
 }
 
 }  // namespace
@@ -95,6 +118,14 @@ ModelSource resolve_model_source(const ModelSection& section) {
       source.weights_dir = section.path;
       source.description = fmt::format("path {} (Hugging Face weights)", section.path);
     } else {
+      // Weights that are there but unreadable must not turn into a run from random weights.
+      const std::string unreadable = unreadable_weight_files(path);
+      AUTOTP_CHECK(unreadable.empty(),
+                   "{}: model.path '{}' holds weights autotp cannot read ({}): it reads "
+                   "model.safetensors, or model.safetensors.index.json with the shards it lists "
+                   "(transformers' save_pretrained writes them); to start from the seed instead, "
+                   "point model.path at the config.json",
+                   section.where, section.path, unreadable);
       source.description =
           fmt::format("path {} (config.json only: weights from the seed)", section.path);
     }

@@ -170,8 +170,24 @@ TEST(TokenFile, Uint32TokensAndTheVocabularyCheck) {
   source->sample(0, 4, out.data());
   EXPECT_GE(out[0], 70000);
   EXPECT_EQ(out[3], out[0] + 3);
-  const auto checked = make_token_file_source(file.path(), TokenDType::U32, 1, 4, 32000);
-  EXPECT_ERROR_CONTAINS(checked->sample(0, 4, out.data()), "is not below vocab_size 32000");
+  EXPECT_ERROR_CONTAINS(make_token_file_source(file.path(), TokenDType::U32, 1, 4, 32000),
+                        "token 70000 at position 0 is not below vocab_size 32000 (the file's "
+                        "largest token is 70005)");
+}
+
+// The whole file is checked when it is opened: a bad token that no early sample would reach
+// fails the run before it starts.
+TEST(TokenFile, ABadTokenAnywhereIsAnErrorBeforeTheFirstSample) {
+  std::vector<uint16_t> tokens = iota16(5000);
+  for (uint16_t& t : tokens)
+    t = static_cast<uint16_t>(t % 50);
+  tokens[4321] = 999;
+  TempFile file("late_bad.bin", raw_bytes(tokens));
+  EXPECT_ERROR_CONTAINS(make_token_file_source(file.path(), TokenDType::U16, 1, 8, 64),
+                        "token 999 at position 4321 is not below vocab_size 64");
+  tokens[4321] = 63;
+  TempFile good("late_good.bin", raw_bytes(tokens));
+  EXPECT_EQ(make_token_file_source(good.path(), TokenDType::U16, 1, 8, 64)->vocab_size(), 64);
 }
 
 TEST(TokenFile, LlmcHeadedFilesSkipTheHeaderAndCheckIt) {

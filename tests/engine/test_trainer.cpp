@@ -410,6 +410,28 @@ TEST(TrainerErrors, ModelPathWithInlineFieldsIsAnError) {
                         "give either 'path' or inline config.json fields, not both");
 }
 
+// A model directory whose weights autotp cannot read (shards without their index) is an
+// error, never a run from the seed's random weights; without weight files it is the seed.
+TEST(TrainerErrors, AModelDirectoryWithUnreadableWeightsIsAnError) {
+  TempDir dir("unreadable_weights");
+  const std::string model = dir.sub("model");
+  fs::create_directories(model);
+  fs::copy_file(kTrajectoryDir + "/config.json", model + "/config.json");
+  ConfigLoadOptions options;
+  options.overrides = {"model.path=" + model};
+  const std::string yaml =
+      "train_micro_batch_size_per_gpu: 1\ndata: {seq_len: 8}\n"
+      "train: {steps: 1}\nmodel: {path: x}\n";
+  EXPECT_EQ(resolve_model_source(parse_config(yaml, options, "m.yaml").model).description,
+            "path " + model + " (config.json only: weights from the seed)");
+  fs::copy_file(kTrajectoryDir + "/model.safetensors", model + "/model-00001-of-00002.safetensors");
+  std::ofstream(model + "/pytorch_model.bin") << "x";
+  EXPECT_ERROR_CONTAINS(resolve_model_source(parse_config(yaml, options, "m.yaml").model),
+                        "model.path '" + model +
+                            "' holds weights autotp cannot read (model-00001-of-00002.safetensors, "
+                            "pytorch_model.bin)");
+}
+
 TEST(TrainerErrors, ATokenFileWhoseSizeIsNotAMultipleOfTheWidthIsAnError) {
   TempDir dir("bad_tokens");
   const std::string tokens = dir.sub("odd.bin");
