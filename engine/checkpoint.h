@@ -68,6 +68,9 @@ std::string save_training_checkpoint(const std::string& out_dir, const CausalLM&
 // A directory without a complete state.json (an interrupted save) is never returned: when
 // `latest` is missing or names one, the complete step-<N> directory with the highest N.
 std::optional<std::string> latest_training_checkpoint(const std::string& out_dir);
+// The directory name OUT_DIR/checkpoints/latest holds ("step-00000020"), whether or not that
+// directory exists and is complete; empty when the file is missing or unreadable.
+std::string latest_checkpoint_pointer(const std::string& out_dir);
 
 // DIR/state.json read and checked (the format, version, step), and the JSON that
 // save_training_checkpoint writes there. Distributed saves (engine/distributed_checkpoint.h) add

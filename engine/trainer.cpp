@@ -247,12 +247,23 @@ Trainer::Trainer(Config config, TrainerOptions options)
                  "train.checkpoint_interval to write checkpoints)",
                  from, from);
     for (const std::string& partial : incomplete_checkpoints(from)) {
-      if (partial > *checkpoint) {
-        notes_.push_back(fmt::format(
-            "warning: {} is an incomplete checkpoint (no state.json manifest: an interrupted "
-            "save?); it is skipped",
-            partial));
+      if (partial <= *checkpoint) continue;
+      std::string reason = "unreadable";
+      try {
+        read_training_state(partial);
+      } catch (const Error& e) {
+        reason = e.what();
       }
+      notes_.push_back(fmt::format(
+          "warning: {} is skipped, not a complete checkpoint (an interrupted save?): {}", partial,
+          reason));
+    }
+    const std::string pointer = latest_checkpoint_pointer(from);
+    if (!pointer.empty() && fs::path(*checkpoint).filename().string() != pointer) {
+      notes_.push_back(fmt::format(
+          "warning: {}/checkpoints/latest names {}, which is not a complete checkpoint; resuming "
+          "from the newest complete one instead",
+          from, pointer));
     }
     const TrainingState state = load_checkpoint(*checkpoint);
     AUTOTP_CHECK(state.step >= 0, "{}: step {} is negative", *checkpoint, state.step);

@@ -183,6 +183,10 @@ std::optional<std::string> latest_training_checkpoint(const std::string& out_dir
   return (root / step_dir_name(best)).string();
 }
 
+std::string latest_checkpoint_pointer(const std::string& out_dir) {
+  return read_latest(fs::path(out_dir) / kCheckpointsDir / kLatestFile);
+}
+
 TrainingState load_training_checkpoint(const std::string& checkpoint_dir, CausalLM& model,
                                        AdamW& optimizer) {
   const fs::path dir(checkpoint_dir);

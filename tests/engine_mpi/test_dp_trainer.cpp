@@ -260,7 +260,16 @@ TEST(DataParallelCheckpoint, InterruptedSaveIsDetectedAndThePreviousOneLoads) {
     std::ifstream in(log);
     std::stringstream text;
     text << in.rdbuf();
-    EXPECT_NE(text.str().find("step-00000010 is an incomplete checkpoint"), std::string::npos)
+    EXPECT_NE(text.str().find("step-00000010 is skipped, not a complete checkpoint (an "
+                              "interrupted save?): '" +
+                              step10 +
+                              "' is not a complete training checkpoint: state.json is "
+                              "missing"),
+              std::string::npos)
+        << text.str();
+    EXPECT_NE(text.str().find("/checkpoints/latest names step-00000010, which is not a complete "
+                              "checkpoint; resuming from the newest complete one instead"),
+              std::string::npos)
         << text.str();
   }
   // A missing partition file is named.
