@@ -25,6 +25,7 @@
 #include "models/llama.h"
 #include "models/registry.h"
 #include "tools/bench_options.h"
+#include "tools/config_notes.h"
 #include "tools/flops.h"
 #ifdef AUTOTP_WITH_CUDA
 #include "core/cuda_allocator.h"
@@ -84,6 +85,8 @@ int run_bench(const std::vector<std::string>& raw_args) {
   ConfigLoadOptions load;
   load.overrides = args.overrides;
   const Config config = load_config_file(args.config_path, load);
+  print_config_warnings(config, "bench");
+  note_unsharded_run(config, "bench");
 
   const Device device = bench_device(args, "bench");
   const bool use_cuda = device.is_cuda();

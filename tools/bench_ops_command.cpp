@@ -16,6 +16,7 @@
 #include "engine/model_source.h"
 #include "engine/optimizer.h"
 #include "tools/bench_options.h"
+#include "tools/config_notes.h"
 #include "tools/flops.h"
 #ifdef AUTOTP_WITH_CUDA
 #include "kernels/cuda/tensor_core_attention.h"
@@ -112,6 +113,8 @@ int run_bench_ops(const std::vector<std::string>& raw_args) {
   ConfigLoadOptions load;
   load.overrides = args.overrides;
   const Config config = load_config_file(args.config_path, load);
+  print_config_warnings(config, "bench-ops");
+  note_unsharded_run(config, "bench-ops");
   const Device device = bench_device(args, "bench-ops");
   const bool use_cuda = device.is_cuda();
   const DType dtype = bench_dtype(args, device, use_cuda, "bench-ops");

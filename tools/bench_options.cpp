@@ -1,7 +1,10 @@
 // Command line, device/dtype resolution, timing and the JSON report of the bench commands.
 #include "tools/bench_options.h"
 
+#include <unistd.h>
+
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <numeric>
 
@@ -44,6 +47,18 @@ BenchOptions parse_bench_options(const std::vector<std::string>& args, const cha
     }
   }
   if (o.config_path.empty()) w.fail("a CONFIG.yaml is required");
+  if (!o.json_path.empty()) {
+    // Checked before the run: a report that cannot be written would waste the whole bench.
+    namespace fs = std::filesystem;
+    const fs::path path = fs::absolute(o.json_path);
+    std::error_code ec;
+    if (fs::is_directory(path, ec)) w.fail(fmt::format("--json '{}' is a directory", o.json_path));
+    const fs::path folder = path.parent_path();
+    if (!fs::is_directory(folder, ec) || ::access(folder.c_str(), W_OK) != 0) {
+      w.fail(fmt::format("--json '{}': the folder '{}' does not exist or is not writable",
+                         o.json_path, folder.string()));
+    }
+  }
   return o;
 }
 

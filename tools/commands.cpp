@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tools/bench_command.h"
@@ -49,6 +50,20 @@ int run_command_line(int argc, char** argv) {
   }
   const std::string command = argv[1];
   const std::vector<std::string> args(argv + 2, argv + argc);
+  // `autotp COMMAND --help` (or -h) prints the command's usage.
+  const std::vector<std::pair<std::string, const char*>> usages = {
+      {"train", kTrainUsage}, {"eval", kEvalUsage},          {"export", kExportUsage},
+      {"bench", kBenchUsage}, {"bench-ops", kBenchOpsUsage}, {"plan", kPlanUsage},
+      {"demo", kDemoUsage}};
+  for (const auto& [name, usage] : usages) {
+    if (name != command) continue;
+    for (const std::string& arg : args) {
+      if (arg == "--help" || arg == "-h") {
+        std::printf("usage: %s\n(every command and what it does: autotp help)\n", usage);
+        return 0;
+      }
+    }
+  }
   if (command == "train") return run_train(args);
   if (command == "eval") return run_eval(args);
   if (command == "export") return run_export(args);

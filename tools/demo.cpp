@@ -19,6 +19,8 @@
 
 namespace autotp::tools {
 
+const char* const kDemoUsage = "autotp demo [--steps N] [--seed S] [--check]";
+
 namespace {
 
 constexpr int64_t kVocab = 256;  // one token per byte value
@@ -65,10 +67,7 @@ DemoOptions parse_options(const std::vector<std::string>& args) {
       else
         options.seed = static_cast<uint64_t>(value);
     } else {
-      AUTOTP_FAIL(
-          "demo: unknown argument '{}' (usage: autotp demo [--steps N] [--seed S] "
-          "[--check])",
-          arg);
+      AUTOTP_FAIL("demo: unknown argument '{}' (usage: {})", arg, kDemoUsage);
     }
   }
   AUTOTP_CHECK(!options.check || options.steps >= kFinalWindow,

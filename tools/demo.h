@@ -7,6 +7,8 @@
 
 namespace autotp::tools {
 
+extern const char* const kDemoUsage;
+
 // Runs the demo with the arguments after "demo" ([--steps N] [--seed S] [--check]); returns
 // the exit code (1 when --check finds that the loss did not fall enough).
 int run_demo(const std::vector<std::string>& args);

@@ -17,6 +17,7 @@
 #include "engine/trainer.h"
 #include "models/registry.h"
 #include "tools/command_args.h"
+#include "tools/config_notes.h"
 
 namespace autotp::tools {
 
@@ -107,6 +108,8 @@ int run_eval(const std::vector<std::string>& args) {
   ConfigLoadOptions load;
   load.overrides = a.overrides;
   const Config config = load_config_file(a.config_path, load);
+  print_config_warnings(config, "eval");
+  note_unsharded_run(config, "eval");
   DataConfig data = config.data;
   if (!a.data_path.empty()) {
     // The file replaces data.path; with synthetic data the extension picks the type.

@@ -13,8 +13,11 @@
 #include "engine/config.h"
 #include "engine/hf_config.h"
 #include "models/module_shapes.h"
+#include "tools/config_notes.h"
 
 namespace autotp::tools {
+
+const char* const kPlanUsage = "autotp plan CONFIG.yaml [--tp N] [--json] [--set key=value ...]";
 
 namespace {
 
@@ -25,7 +28,7 @@ struct PlanArgs {
   std::vector<std::string> overrides;
 };
 
-const char* kUsage = "usage: autotp plan CONFIG.yaml [--tp N] [--json] [--set key=value ...]";
+const std::string kUsage = std::string("usage: ") + kPlanUsage;
 
 PlanArgs parse_args(const std::vector<std::string>& args) {
   PlanArgs a;
@@ -135,6 +138,7 @@ int run_plan_command(const std::vector<std::string>& args, std::FILE* out) {
   load.overrides = a.overrides;
   if (a.tp) load.overrides.push_back(fmt::format("tensor_parallel.autotp_size={}", *a.tp));
   const Config cfg = load_config_file(a.config_path, load);
+  print_config_warnings(cfg, "plan", a.json ? stderr : out);
   const PlanModel model = read_model(cfg);
 
   AutoTPConfig tp = autotp_config_from(cfg.tensor_parallel);

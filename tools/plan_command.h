@@ -8,6 +8,8 @@
 
 namespace autotp::tools {
 
+extern const char* const kPlanUsage;
+
 // Prints the plan (text, or one JSON document with --json) to `out`. Returns 0 for a valid
 // plan and 1 for an invalid one (its errors, with their fixes, are in the output); a bad
 // command line, config or model section throws autotp::Error.

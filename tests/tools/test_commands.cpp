@@ -122,6 +122,45 @@ TEST(Commands, HelpListsTrainEvalDemoAndVersion) {
   EXPECT_ERROR_CONTAINS(run({"trian"}), "unknown command 'trian'");
 }
 
+TEST(Commands, EveryCommandPrintsItsUsageForHelp) {
+  for (const char* command : {"train", "eval", "export", "bench", "bench-ops", "plan", "demo"}) {
+    ::testing::internal::CaptureStdout();
+    EXPECT_EQ(run({command, "--help"}), 0) << command;
+    const std::string out = ::testing::internal::GetCapturedStdout();
+    EXPECT_EQ(out.rfind(std::string("usage: autotp ") + command + " ", 0), 0u) << out;
+  }
+  ::testing::internal::CaptureStdout();
+  EXPECT_EQ(run({"train", "cfg.yaml", "-h"}), 0);
+  EXPECT_NE(::testing::internal::GetCapturedStdout().find("--overwrite"), std::string::npos);
+}
+
+// A --json report that cannot be written is an error before the bench runs (it was one only
+// after the whole run); the single-process commands say that autotp_size does not apply.
+TEST(Commands, BenchChecksItsJsonPathFirstAndSaysWhatItIgnores) {
+  const std::string config = std::string(AUTOTP_TEST_DATA_DIR) + "/../../configs/tiny-llama.yaml";
+  EXPECT_ERROR_CONTAINS(run({"bench", config, "--json", "/nonexistent/x.json"}),
+                        "--json '/nonexistent/x.json': the folder '/nonexistent' does not exist or "
+                        "is not writable");
+  EXPECT_ERROR_CONTAINS(run({"bench-ops", config, "--json", fs::temp_directory_path().string()}),
+                        "is a directory");
+  ::testing::internal::CaptureStdout();
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(run({"bench", config, "--device", "cpu", "--steps", "1", "--warmup", "0", "--set",
+                 "tensor_parallel.autotp_size=2", "--set", "train_micro_batch_size_per_gpu=1",
+                 "--set", "data.seq_len=8", "--set", "wall_clock_breakdown=true"}),
+            0);
+  ::testing::internal::GetCapturedStdout();
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("bench: warning: tensor_parallel.autotp_size is 2, but bench runs one "
+                     "process on the unsharded model"),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find("bench: warning: --set wall_clock_breakdown: 'wall_clock_breakdown' is a "
+                     "DeepSpeed setting"),
+            std::string::npos)
+      << err;
+}
+
 // `autotp train` then `autotp eval` of its outputs: the HF export and the checkpoint give the
 // same loss, and the JSON line carries it. Without --model, eval reads the config's untrained
 // weights: their loss is higher (three steps lower it by ~0.25), so a --model that were

@@ -172,6 +172,24 @@ train: {{steps: 1}}
       << out;
 }
 
+// Ignored DeepSpeed keys are said by plan as by train (in the text; beside a JSON plan, on
+// stderr so that stdout stays one JSON document).
+TEST_F(PlanCommand, SaysWhichDeepSpeedKeysItIgnores) {
+  const std::string config =
+      write("ds.yaml", std::string(kLlama8B) + "wall_clock_breakdown: true\n");
+  const auto [rc, text] = run({config});
+  EXPECT_EQ(rc, 0) << text;
+  EXPECT_NE(text.find("plan: warning: "), std::string::npos) << text;
+  EXPECT_NE(text.find("'wall_clock_breakdown' is a DeepSpeed setting that autotp does not "
+                      "implement; ignored"),
+            std::string::npos)
+      << text;
+  const auto [json_rc, json_text] = run({config, "--json"});
+  EXPECT_EQ(json_rc, 0);
+  EXPECT_EQ(json_text.find("plan: warning"), std::string::npos) << json_text;
+  EXPECT_NO_THROW(json::parse(json_text));
+}
+
 TEST_F(PlanCommand, BadCommandLinesAndConfigsAreErrors) {
   EXPECT_ERROR_CONTAINS(run({}), "plan: no config file given");
   EXPECT_ERROR_CONTAINS(run({"a.yaml", "--fast"}), "plan: unknown option '--fast'");
