@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -691,6 +692,7 @@ Config parse_config(const std::string& yaml_text, const ConfigLoadOptions& optio
 }
 
 Config load_config_file(const std::string& path, const ConfigLoadOptions& options) {
+  AUTOTP_CHECK(!std::filesystem::is_directory(path), "config file '{}' is a directory", path);
   std::ifstream in(path);
   AUTOTP_CHECK(in.good(), "cannot read config file '{}'", path);
   std::stringstream text;

@@ -136,6 +136,8 @@ Trainer::Trainer(Config config, TrainerOptions options)
     : config_(std::move(config)), options_(std::move(options)), schedule_(config_.scheduler) {
   out_dir_ = options_.out_dir.empty() ? config_.train.out_dir : options_.out_dir;
   config_.train.out_dir = out_dir_;
+  AUTOTP_CHECK(!fs::exists(out_dir_) || fs::is_directory(out_dir_),
+               "output directory '{}' exists and is not a directory", out_dir_);
   if (!options_.resume && !options_.overwrite) {
     const std::string earlier = earlier_run_outputs(out_dir_);
     AUTOTP_CHECK(earlier.empty(),

@@ -552,6 +552,8 @@ TEST(Config, LoadsFromAFileAndNamesAMissingOne) {
   std::filesystem::remove(path);
   EXPECT_ERROR_CONTAINS(load_config_file("/nonexistent/autotp.yaml"),
                         "cannot read config file '/nonexistent/autotp.yaml'");
+  const std::string folder = std::filesystem::temp_directory_path().string();
+  EXPECT_ERROR_CONTAINS(load_config_file(folder), "config file '" + folder + "' is a directory");
 }
 
 TEST(Config, EditDistanceCountsSingleCharacterEdits) {

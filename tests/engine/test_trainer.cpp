@@ -300,6 +300,10 @@ TEST(TrainerOutputs, AFreshRunIntoAnEarlierRunIsAnErrorUnlessOverwriting) {
             std::string::npos)
       << printed;
   EXPECT_EQ(metrics_lines(), 2);
+  std::ofstream(dir.sub("a_file")) << "x";
+  EXPECT_ERROR_CONTAINS(
+      Trainer(trajectory_config(dir.sub("a_file")), options),
+      "output directory '" + dir.sub("a_file") + "' exists and is not a directory");
 }
 
 TEST(TrainerOutputs, MetricsConfigCheckpointsAndHfExportAreWritten) {
