@@ -407,7 +407,7 @@ ModelSection read_model(MapReader& root) {
   return m;
 }
 
-DataConfig read_data(MapReader r, uint64_t default_seed, const ModelSection& model) {
+DataConfig read_data(MapReader r, uint64_t default_seed) {
   DataConfig c;
   const std::string type = r.get_string("type").value_or("synthetic");
   if (type != "synthetic" && type != "tokens" && type != "text") {
@@ -440,15 +440,9 @@ DataConfig read_data(MapReader r, uint64_t default_seed, const ModelSection& mod
   if (*seq_len < 1) r.fail("seq_len", fmt::format("must be >= 1, got {}", *seq_len));
   c.seq_len = *seq_len;
   c.seed = static_cast<uint64_t>(int_at_least(r, "seed", static_cast<int64_t>(default_seed), 0));
+  // Absent (0): the vocabulary of the model that reads the data, resolved once it is built
+  // (resolve_data_config), so `autotp eval --model DIR` takes DIR's, not the config's.
   c.vocab_size = int_at_least(r, "vocab_size", 0, 2);
-  if (c.vocab_size == 0 && model.present()) {
-    // Default to an inline model's vocabulary (a model given by path is resolved later).
-    int64_t v = 0;
-    const YAML::Node mv = model.node["vocab_size"];
-    if (mv.IsDefined() && mv.IsScalar() && YAML::convert<int64_t>::decode(mv, v) && v >= 2) {
-      c.vocab_size = v;
-    }
-  }
   r.finish();
   return c;
 }
@@ -645,7 +639,7 @@ Config config_from_yaml(YAML::Node root, const ConfigLoadOptions& options,
   cfg.model = read_model(r);
   cfg.train = read_train(r.get_map("train"), cfg.seed, cfg.steps_per_print);
   cfg.kernels = read_kernels(r.get_map("kernels"), cfg.tensor_parallel.autotp_size);
-  cfg.data = read_data(r.get_map("data"), cfg.train.seed, cfg.model);
+  cfg.data = read_data(r.get_map("data"), cfg.train.seed);
   cfg.scheduler.base_lr = cfg.optimizer.adamw.lr;
   if (r.present("scheduler")) {
     cfg.scheduler = read_scheduler(r.get_map("scheduler"), cfg.optimizer.adamw.lr, cfg.train.steps);

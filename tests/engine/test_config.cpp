@@ -149,8 +149,8 @@ TEST(Config, AFullConfigParsesIntoTypedFields) {
   EXPECT_EQ(c.data.path, "data/train.bin");
   EXPECT_EQ(c.data.dtype, TokenDType::U32);
   EXPECT_EQ(c.data.seq_len, 128);
-  EXPECT_EQ(c.data.vocab_size, 256);  // from the inline model
-  EXPECT_EQ(c.data.seed, 7u);         // train.seed, which defaults to the top-level seed
+  EXPECT_EQ(c.data.vocab_size, 0);  // absent: the model's, once it is built
+  EXPECT_EQ(c.data.seed, 7u);       // train.seed, which defaults to the top-level seed
   EXPECT_EQ(c.train.steps, 50);
   EXPECT_EQ(c.train.checkpoint_interval, 25);
   EXPECT_EQ(c.train.out_dir, "runs/test");

@@ -161,6 +161,18 @@ TEST(Commands, BenchChecksItsJsonPathFirstAndSaysWhatItIgnores) {
       << err;
 }
 
+// Synthetic data without a vocab_size takes the evaluated model's vocabulary (67 here), not
+// that of the config's inline model (256).
+TEST(Commands, EvalOfAnotherModelUsesItsVocabulary) {
+  const std::string config = std::string(AUTOTP_TEST_DATA_DIR) + "/../../configs/tiny-llama.yaml";
+  ::testing::internal::CaptureStdout();
+  EXPECT_EQ(run({"eval", config, "--model", std::string(AUTOTP_TEST_DATA_DIR) + "/hf_tiny_llama",
+                 "--set", "data.type=synthetic", "--batches", "1"}),
+            0);
+  const std::string text = ::testing::internal::GetCapturedStdout();
+  EXPECT_NE(text.find("vocab_size 67"), std::string::npos) << text;
+}
+
 // `autotp train` then `autotp eval` of its outputs: the HF export and the checkpoint give the
 // same loss, and the JSON line carries it. Without --model, eval reads the config's untrained
 // weights: their loss is higher (three steps lower it by ~0.25), so a --model that were
