@@ -138,14 +138,6 @@ Trainer::Trainer(Config config, TrainerOptions options)
   config_.train.out_dir = out_dir_;
   AUTOTP_CHECK(!fs::exists(out_dir_) || fs::is_directory(out_dir_),
                "output directory '{}' exists and is not a directory", out_dir_);
-  if (!options_.resume && !options_.overwrite) {
-    const std::string earlier = earlier_run_outputs(out_dir_);
-    AUTOTP_CHECK(earlier.empty(),
-                 "output directory '{}' holds an earlier run ({}), which a fresh run would "
-                 "overwrite: give --resume to continue it, --overwrite to replace it, or another "
-                 "--out",
-                 out_dir_, earlier);
-  }
   AUTOTP_CHECK(options_.dtype == DType::F32 || options_.dtype == DType::F64,
                "trainer: parameters must be f32 or f64, got {}", dtype_name(options_.dtype));
   device_ = options_.device;
@@ -174,6 +166,22 @@ Trainer::Trainer(Config config, TrainerOptions options)
                "autotp_size {} = {} (launch with mpirun -np {}, or set data_parallel_size to {})",
                config_.batch.dp_size, world, world, tp_size, dp_size,
                config_.batch.dp_size * tp_size, dp_size);
+  if (!options_.resume && !options_.overwrite) {
+    // Decided on world rank 0, which writes the run's files, and shared: another rank looking
+    // for itself could do so after rank 0 had started this run's own files (and would stop
+    // alone, leaving the others waiting in a collective).
+    std::string earlier = is_rank0() ? earlier_run_outputs(out_dir_) : std::string();
+    if (grid_) {
+      const std::vector<uint8_t> root =
+          grid_->world()->exchange_bytes(std::vector<uint8_t>(earlier.begin(), earlier.end()))[0];
+      earlier.assign(root.begin(), root.end());
+    }
+    AUTOTP_CHECK(earlier.empty(),
+                 "output directory '{}' holds an earlier run ({}), which a fresh run would "
+                 "overwrite: give --resume to continue it, --overwrite to replace it, or another "
+                 "--out",
+                 out_dir_, earlier);
+  }
   if (!is_rank0()) options_.out = nullptr;  // only world rank 0 prints
   if (device_.is_cpu()) {
     if (config_.bf16) notes_.push_back("bf16.enabled: the CPU trainer computes in fp32");
