@@ -114,9 +114,10 @@ TEST(ScaledDotProductAttention, UsesAnExplicitScale) {
   const Tensor q = random_tensor({1, 2, 4, 3}, 103, DType::F64, -2.0, 2.0);
   const Tensor k = random_tensor({1, 1, 4, 3}, 104, DType::F64, -2.0, 2.0);
   const Tensor v = random_tensor({1, 1, 4, 3}, 105);
-  EXPECT_ALL_CLOSE(ops::scaled_dot_product_attention(q, k, v, true, 0.7),
-                   Tensor::from_vector(reference_attention(q, k, v, true, 0.7), {1, 2, 4, 3}),
-                   testing::tolerance_for(DType::F64));
+  EXPECT_ALL_CLOSE(
+      ops::scaled_dot_product_attention(q, k, v, true, 0.7),
+      Tensor::from_vector(reference_attention(q, k, v, true, 0.7), {1, 2, 4, 3}, DType::F64),
+      testing::tolerance_for(DType::F64));
 }
 
 TEST(ScaledDotProductAttention, FirstCausalQueryReturnsTheFirstValue) {

@@ -22,6 +22,7 @@ namespace autotp {
 namespace {
 
 using autotp::testing::all_close;
+using autotp::testing::kCudaF64Tolerance;
 using autotp::testing::Tolerance;
 using autotp::testing::tolerance_for;
 
@@ -148,7 +149,7 @@ Tolerance widened(Tolerance tol, double atol_of_largest, const Tensor& reference
 }
 
 // Runs the graph on the CPU and on CUDA and compares output and gradients:
-//  - f64 on both with the table's f64 tolerance (both accumulate in f64: this checks every
+//  - f64 on both with kCudaF64Tolerance (both accumulate in f64: this checks every
 //    index and formula of the CUDA kernels tightly);
 //  - f32 on both with tol.f32 (CUDA accumulates in f32);
 //  - with tol.bf16_out, bf16 on CUDA against the CPU f32 run on the bf16-rounded inputs and
@@ -165,7 +166,7 @@ void expect_cuda_matches_cpu(const std::string& what, const GraphFn& fn,
     any_grad = any_grad || has_nonzero(grad, "grad");
   ASSERT_TRUE(any_grad) << what << ": every reference gradient is all zeros";
   const Outcome gpu64 = run_graph(fn, inputs, grad_out, DType::F64, kCuda);
-  const Tolerance f64 = tolerance_for(DType::F64);
+  const Tolerance f64 = kCudaF64Tolerance;
   EXPECT_TRUE(all_close(gpu64.out, cpu64.out, f64, what + " forward f64"));
   for (size_t i = 0; i < inputs.size(); ++i) {
     EXPECT_TRUE(all_close(gpu64.grads[i], cpu64.grads[i], f64,
@@ -1126,10 +1127,10 @@ TEST(CudaToyBlock, DecoderBlockLossAndGradientsMatchTheCpu_CUDA) {
   // f64: both devices accumulate in f64, so every gradient agrees to the f64 table.
   const Outcome cpu64 = run_graph(block, params, one, DType::F64, kCpu);
   const Outcome gpu64 = run_graph(block, params, one, DType::F64, kCuda);
-  EXPECT_TRUE(all_close(gpu64.out, cpu64.out, tolerance_for(DType::F64), "loss f64"));
+  EXPECT_TRUE(all_close(gpu64.out, cpu64.out, kCudaF64Tolerance, "loss f64"));
   for (size_t i = 0; i < params.size(); ++i) {
     ASSERT_TRUE(has_nonzero(cpu64.grads[i], "reference grad " + std::to_string(i)));
-    EXPECT_TRUE(all_close(gpu64.grads[i], cpu64.grads[i], tolerance_for(DType::F64),
+    EXPECT_TRUE(all_close(gpu64.grads[i], cpu64.grads[i], kCudaF64Tolerance,
                           "grad of parameter " + std::to_string(i) + " f64"));
   }
   // f32: each op errs by at most its units (attention's 4 (D^2 + S D) = 6272 is the largest;

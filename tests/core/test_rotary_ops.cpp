@@ -115,7 +115,8 @@ TEST(ApplyRotary, MatchesTheFormulaWithPerBatchTablesBroadcastOverHeads) {
   const std::vector<double> expected =
       reference_rotary(x.to_vector(), cos.to_vector(), sin.to_vector(), b * h * s, d,
                        [h, s](int64_t r) { return (r / (h * s)) * s + r % s; });
-  EXPECT_ALL_CLOSE(ops::apply_rotary(x, cos, sin), Tensor::from_vector(expected, {b, h, s, d}),
+  EXPECT_ALL_CLOSE(ops::apply_rotary(x, cos, sin),
+                   Tensor::from_vector(expected, {b, h, s, d}, DType::F64),
                    testing::tolerance_for(DType::F64));
 }
 

@@ -33,6 +33,7 @@ namespace autotp {
 namespace {
 
 using autotp::testing::all_close;
+using autotp::testing::kCudaF64Tolerance;
 using autotp::testing::quiet_on;
 using autotp::testing::random_tensor;
 using autotp::testing::TempDir;
@@ -443,12 +444,12 @@ TEST(CudaTinyLlama, ForwardAndBackwardMatchTheCpuInF64AndF32_CUDA) {
   const Pass cpu64 = forward_backward(DType::F64, kCpu);
   const Pass gpu64 = forward_backward(DType::F64, kCuda);
   ASSERT_TRUE(std::isfinite(cpu64.loss.item()));
-  EXPECT_TRUE(all_close(gpu64.logits, cpu64.logits, tolerance_for(DType::F64), "logits f64"));
-  EXPECT_TRUE(all_close(gpu64.loss, cpu64.loss, tolerance_for(DType::F64), "loss f64"));
+  EXPECT_TRUE(all_close(gpu64.logits, cpu64.logits, kCudaF64Tolerance, "logits f64"));
+  EXPECT_TRUE(all_close(gpu64.loss, cpu64.loss, kCudaF64Tolerance, "loss f64"));
   ASSERT_EQ(gpu64.grads.size(), cpu64.grads.size());
   for (size_t i = 0; i < cpu64.grads.size(); ++i) {
     ASSERT_GT(max_abs(cpu64.grads[i].second), 0.0) << cpu64.grads[i].first << " is all zeros";
-    EXPECT_TRUE(all_close(gpu64.grads[i].second, cpu64.grads[i].second, tolerance_for(DType::F64),
+    EXPECT_TRUE(all_close(gpu64.grads[i].second, cpu64.grads[i].second, kCudaF64Tolerance,
                           cpu64.grads[i].first + " grad f64"));
   }
 

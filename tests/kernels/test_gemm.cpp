@@ -151,9 +151,9 @@ TEST(CpuGemm, FractionalF64InputsMatchTheReferenceWithinTheF64Tolerance) {
   const std::vector<double> expected = g.reference(a, b, c, 1.5, 0.25);
   gemm<double>(c.data(), g.ldc(), a.data(), g.lda(), true, b.data(), g.ldb(), false, g.m, g.n, g.k,
                1.5, 0.25);
-  // f64 table tolerance (atol 1e-7, rtol 1e-7); 65-term sums of O(1) products err ~1e-14.
+  // f64 table tolerance (atol 1e-11, rtol 1e-11); 65-term sums of O(1) products err ~1e-14.
   for (size_t i = 0; i < c.size(); ++i) {
-    EXPECT_NEAR(c[i], expected[i], 1e-7 + 1e-7 * std::fabs(expected[i])) << i;
+    EXPECT_NEAR(c[i], expected[i], 1e-11 + 1e-11 * std::fabs(expected[i])) << i;
   }
 }
 

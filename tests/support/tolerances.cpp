@@ -8,7 +8,7 @@ namespace autotp::testing {
 Tolerance tolerance_for(DType dtype) {
   switch (dtype) {
     case DType::F64:
-      return {1e-7, 1e-7};
+      return {1e-11, 1e-11};
     case DType::F32:
       return {1e-5, 1.3e-6};
     case DType::F16:
