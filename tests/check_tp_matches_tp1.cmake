@@ -4,7 +4,9 @@
 # GEMMs and the all-reduce change the summation order, so bit equality is not expected; after
 # 20 steps the gradient norms of TP=2 differ by ~3e-8 relative). The TP run also saves a
 # checkpoint at its last step: `autotp export` of that checkpoint (reassembled from the TP
-# shards) must be byte-identical to the HF directory the run itself exported (gathered).
+# shards) must be byte-identical to the HF directory the run itself exported (gathered), and the
+# weights after the 20th update (which no logged loss reflects) must match the one-process
+# run's: `autotp eval` of both exports on the same batches gives losses within a relative 1e-5.
 # Inputs: AUTOTP (the binary), CONFIG, MPI_COMMAND (;-list up to the binary), TP, WORK_DIR,
 # and optionally PARALLEL_SETS (;-list of extra --set arguments for the parallel run, e.g. a
 # data-parallel size with the micro-batch that keeps the global batch).
@@ -64,3 +66,28 @@ if(NOT exported STREQUAL gathered)
   message(FATAL_ERROR "the export of the TP=${TP} checkpoint differs from the run's HF export")
 endif()
 message(STATUS "${out}")
+
+# The final weights of both runs, through the loss they give on the same evaluation batches.
+set(eval_losses "")
+foreach(run tp1 tp)
+  execute_process(COMMAND ${AUTOTP} eval ${CONFIG} --model ${WORK_DIR}/${run}/hf --batches 4
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "autotp eval of the ${run} export failed: ${out}\n${err}")
+  endif()
+  string(REGEX MATCH "\\{\"loss\":[^,]+" json_loss "${out}")
+  if(NOT json_loss)
+    message(FATAL_ERROR "autotp eval of the ${run} export printed no JSON loss: ${out}")
+  endif()
+  string(REGEX REPLACE "^\\{\"loss\":" "" value "${json_loss}")
+  list(APPEND eval_losses ${value})
+endforeach()
+list(GET eval_losses 0 va)
+list(GET eval_losses 1 vb)
+execute_process(COMMAND awk -v a=${va} -v b=${vb}
+                        "BEGIN { d = a - b; if (d < 0) d = -d; m = a < 0 ? -a : a; exit !(d <= 1e-5 * m) }"
+                RESULT_VARIABLE close)
+if(NOT close EQUAL 0)
+  message(FATAL_ERROR "the final weights differ: eval loss one process ${va}, TP=${TP} ${vb}")
+endif()
+message(STATUS "final weights: eval loss one process ${va}, TP=${TP} ${vb}")
