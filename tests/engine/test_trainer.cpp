@@ -112,6 +112,18 @@ void expect_matches_golden(DType dtype, double rtol) {
     EXPECT_LE(std::abs(sum - ref.get<double>("sum")), rtol * scale) << name << " sum";
     EXPECT_TRUE(close(sq, ref.get<double>("sq_sum")))
         << name << ": sum of squares " << sq << " vs " << ref.get<double>("sq_sum");
+    // Eight elements at fixed places: where each value went (sums cannot tell).
+    const json::Value& samples = ref["samples"];
+    ASSERT_GE(samples.size(), std::min<size_t>(v.size(), 8)) << name;
+    for (size_t k = 0; k < samples.size(); ++k) {
+      const auto index = static_cast<size_t>(samples[k][0].as<int64_t>());
+      const double expected = samples[k][1].as<double>();
+      ASSERT_LT(index, v.size()) << name;
+      // Relative to the element, or to the tensor's rms for elements near zero.
+      const double rms = std::sqrt(ref.get<double>("sq_sum") / static_cast<double>(v.size()));
+      EXPECT_LE(std::abs(v[index] - expected), rtol * std::max(std::abs(expected), rms))
+          << name << "[" << index << "]: " << v[index] << " vs " << expected;
+    }
   }
 }
 

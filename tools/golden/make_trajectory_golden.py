@@ -11,7 +11,7 @@ Into tests/data/trajectory/:
   golden.json                      per step: the loss (mean over the micro-batches), the
                                    pre-clip gradient norm, the learning rate, the input windows
                                    of every micro-batch; after the last step, every parameter's
-                                   sum and sum of squares
+                                   sum, sum of squares and eight of its elements
 
 The batches are the ones autotp's DataLoader yields for this file (engine/data.h): sample
 ((step * accum + micro) * dp_size + dp_rank) * micro_batch + row is the window of seq_len + 1
@@ -52,6 +52,7 @@ STEPS = 10
 SEQ_LEN = 16
 MICRO_BATCH = 2
 ACCUMULATION = 2
+SAMPLES_PER_TENSOR = 8  # final elements recorded per parameter
 DATA_SEED = 77
 INIT_SEED = 5
 NUM_TOKENS = 320
@@ -203,8 +204,15 @@ def main():
                   f"lr {lr:.5f}{' (clipped)' if norm > CLIP else ''}")
     assert any(s["clipped"] for s in steps) and not all(s["clipped"] for s in steps), \
         "pick CLIP so that some steps clip and some do not"
-    final = {n: dict(sum=p.detach().sum().item(), sq_sum=(p.detach() ** 2).sum().item())
-             for n, p in model.named_parameters()}
+    # Sums see every element; eight elements at fixed flat indices (spread over the tensor)
+    # also see where each value went, which a permutation would leave the sums blind to.
+    final = {}
+    for n, p in model.named_parameters():
+        flat = p.detach().reshape(-1)
+        picks = sorted({(2 * k + 1) * flat.numel() // (2 * SAMPLES_PER_TENSOR)
+                        for k in range(SAMPLES_PER_TENSOR)})
+        final[n] = dict(sum=flat.sum().item(), sq_sum=(flat ** 2).sum().item(),
+                        samples=[[i, flat[i].item()] for i in picks])
     golden = dict(
         generator="tools/golden/make_trajectory_golden.py",
         torch=torch.__version__, transformers=transformers.__version__,
