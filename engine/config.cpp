@@ -637,6 +637,9 @@ Config config_from_yaml(YAML::Node root, const ConfigLoadOptions& options,
   }
   cfg.tensor_parallel = read_tensor_parallel(r.get_map("tensor_parallel"), source);
   cfg.model = read_model(r);
+  for (const std::string& path : source.overridden) {
+    if (path.rfind("model.", 0) == 0) cfg.model.overridden.push_back(path.substr(6));
+  }
   cfg.train = read_train(r.get_map("train"), cfg.seed, cfg.steps_per_print);
   cfg.kernels = read_kernels(r.get_map("kernels"), cfg.tensor_parallel.autotp_size);
   cfg.data = read_data(r.get_map("data"), cfg.train.seed);

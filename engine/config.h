@@ -91,6 +91,9 @@ struct ModelSection {
   YAML::Node node;    // the whole section as written (with its line marks); null when absent
   std::string path;   // model.path when given
   std::string where;  // location of the section, for the registry's messages
+  // Its fields given with --set ("rope_theta" for --set model.rope_theta=...): an error about
+  // one of them names the --set rather than the file's line.
+  std::vector<std::string> overridden;
   bool present() const { return node.IsMap(); }
 };
 

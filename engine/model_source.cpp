@@ -93,7 +93,13 @@ ModelSource resolve_model_source(const ModelSection& section) {
       source.config =
           ModelConfig::from_map(model_config_map_from_yaml(section.node, section.where));
     } catch (const Error& e) {
-      AUTOTP_FAIL("{}: model: {}", section.where, e.what());
+      // An error naming a field given with --set is about that --set, not the file's line.
+      const std::string message = e.what();
+      std::string where = section.where;
+      for (const std::string& field : section.overridden) {
+        if (message.find("'" + field + "'") != std::string::npos) where = "--set model." + field;
+      }
+      AUTOTP_FAIL("{}: model: {}", where, message);
     }
     source.description = "inline config";
     return source;

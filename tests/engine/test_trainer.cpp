@@ -405,6 +405,25 @@ TEST(TrainerErrors, AValueOfTheWrongTypeNamesTheKey) {
   EXPECT_ERROR_CONTAINS(trajectory_config(dir.path(), {"train.steps=ten"}), "train.steps");
 }
 
+// A bad model field given with --set is blamed on the --set, not on the file's model section.
+TEST(TrainerErrors, ABadModelFieldFromSetNamesTheSet) {
+  const std::string yaml =
+      "train_micro_batch_size_per_gpu: 1\n"
+      "model:\n  model_type: llama\n  vocab_size: 64\n  hidden_size: 16\n"
+      "  intermediate_size: 32\n  num_hidden_layers: 1\n  num_attention_heads: 2\n"
+      "data: {type: synthetic, seq_len: 8}\ntrain: {steps: 1}\n";
+  ConfigLoadOptions options;
+  options.overrides = {"model.rope_theta=abc"};
+  EXPECT_ERROR_CONTAINS(resolve_model_source(parse_config(yaml, options, "m.yaml").model),
+                        "--set model.rope_theta: model: model config: 'rope_theta' must be a "
+                        "finite number, got 'abc'");
+  // Written in the file, the same value is blamed on the model section's line.
+  std::string with_theta = yaml;
+  with_theta.insert(with_theta.find("  intermediate_size"), "  rope_theta: abc\n");
+  EXPECT_ERROR_CONTAINS(resolve_model_source(parse_config(with_theta, {}, "m.yaml").model),
+                        "m.yaml line 2: model: model config: 'rope_theta' must be a finite number");
+}
+
 TEST(TrainerErrors, AnUnknownModelFieldNamesTheKeyAndTheSection) {
   TempDir dir("model_key");
   const Config config = parse_config(
