@@ -42,6 +42,8 @@ void export_hf_model(const CausalLM& model, const std::string& dir,
 // File names every training checkpoint layout shares: the manifest (written last) and the
 // optimizer state of a one-process (or tp = 1, ZeRO 0) run.
 inline constexpr const char* kCheckpointManifestFile = "state.json";
+// The folder of a run's checkpoints: RUN/checkpoints/step-00000020, RUN/checkpoints/latest.
+inline constexpr const char* kCheckpointsDir = "checkpoints";
 inline constexpr const char* kCheckpointOptimizerFile = "optimizer.safetensors";
 
 // Everything besides weights and optimizer state that resuming needs.

@@ -109,7 +109,7 @@ std::string save_distributed_checkpoint(const std::string& out_dir, const Module
   Communicator& world = *grid.world();
   const int t = grid.tp()->rank(), tp = grid.tp()->size();
   const int d = grid.dp()->rank(), dp = grid.dp()->size();
-  const fs::path root = fs::path(out_dir) / "checkpoints";
+  const fs::path root = fs::path(out_dir) / kCheckpointsDir;
   const std::string name = fmt::format("step-{:08d}", state.step);
   const fs::path target = root / name;
   // Hidden and not a step-<N> name: never mistaken for a checkpoint.
@@ -431,7 +431,7 @@ void load_unsharded_checkpoint(const UnshardedCheckpoint& saved, const std::stri
 
 std::vector<std::string> incomplete_checkpoints(const std::string& out_dir) {
   std::vector<std::string> out;
-  const fs::path root = fs::path(out_dir) / "checkpoints";
+  const fs::path root = fs::path(out_dir) / kCheckpointsDir;
   if (!fs::is_directory(root)) return out;
   for (const fs::directory_entry& e : fs::directory_iterator(root)) {
     const std::string n = e.path().filename().string();

@@ -129,6 +129,11 @@ DataConfig resolve_data_config(const DataConfig& data, const ModelConfig& model)
   AUTOTP_CHECK(d.seq_len <= model.max_position_embeddings,
                "data: seq_len {} exceeds the model's max_position_embeddings {}", d.seq_len,
                model.max_position_embeddings);
+  // Checked here, before anything is allocated, rather than by the first forward.
+  AUTOTP_CHECK(!model.sliding_window || d.seq_len <= *model.sliding_window,
+               "data: seq_len {} exceeds the model's sliding_window {} (sliding-window attention "
+               "is not implemented; sequences up to the window are exact)",
+               d.seq_len, *model.sliding_window);
   return d;
 }
 
@@ -251,12 +256,17 @@ Trainer::Trainer(Config config, TrainerOptions options)
 
   if (options_.resume) {
     const std::string from = options_.resume_dir.empty() ? out_dir_ : options_.resume_dir;
-    const std::optional<std::string> checkpoint = latest_training_checkpoint(from);
+    // A checkpoint directory itself (RUN/checkpoints/step-N) resumes from exactly that step; a
+    // run directory from its latest complete checkpoint.
+    const bool named_checkpoint = fs::exists(fs::path(from) / kCheckpointManifestFile);
+    const std::optional<std::string> checkpoint =
+        named_checkpoint ? std::optional<std::string>(from) : latest_training_checkpoint(from);
     AUTOTP_CHECK(checkpoint.has_value(),
                  "--resume: no checkpoint under '{}' (expected {}/checkpoints/latest; set "
                  "train.checkpoint_interval to write checkpoints)",
                  from, from);
-    for (const std::string& partial : incomplete_checkpoints(from)) {
+    for (const std::string& partial :
+         named_checkpoint ? std::vector<std::string>{} : incomplete_checkpoints(from)) {
       if (partial <= *checkpoint) continue;
       std::string reason = "unreadable";
       try {
@@ -268,7 +278,7 @@ Trainer::Trainer(Config config, TrainerOptions options)
           "warning: {} is skipped, not a complete checkpoint (an interrupted save?): {}", partial,
           reason));
     }
-    const std::string pointer = latest_checkpoint_pointer(from);
+    const std::string pointer = named_checkpoint ? "" : latest_checkpoint_pointer(from);
     if (!pointer.empty() && fs::path(*checkpoint).filename().string() != pointer) {
       notes_.push_back(fmt::format(
           "warning: {}/checkpoints/latest names {}, which is not a complete checkpoint; resuming "

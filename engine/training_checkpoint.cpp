@@ -19,7 +19,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr const char* kCheckpointsDir = "checkpoints";
 constexpr const char* kLatestFile = "latest";
 constexpr const char* kConfigFile = "config.json";
 constexpr const char* kFormat = "autotp-training-checkpoint";

@@ -14,6 +14,7 @@
 #include "core/comm/mpi_session.h"
 #include "core/comm/parallel_grid.h"
 #include "core/error.h"
+#include "engine/checkpoint.h"
 #include "engine/config.h"
 #include "engine/trainer.h"
 #include "engine/training_device.h"
@@ -53,6 +54,8 @@ Config load_train_config(const TrainArgs& a, std::optional<int64_t> world_size) 
   return load_config_file(a.config_path, load);
 }
 
+}  // namespace
+
 TrainerOptions train_options(const TrainArgs& a) {
   TrainerOptions options;
   options.out_dir = a.out_dir;
@@ -60,12 +63,21 @@ TrainerOptions train_options(const TrainArgs& a) {
   options.resume_dir = a.resume_dir;
   options.overwrite = a.overwrite;
   if (a.resume && !a.resume_dir.empty() && a.out_dir.empty()) {
-    options.out_dir = a.resume_dir;  // continue writing where the run lives
+    // Continue writing where the run lives: DIR, or for a checkpoint DIR = RUN/checkpoints/
+    // step-N, RUN.
+    namespace fs = std::filesystem;
+    const fs::path dir = fs::path(a.resume_dir).lexically_normal();
+    const bool checkpoint = fs::exists(dir / kCheckpointManifestFile);
+    if (checkpoint && dir.parent_path().filename() != kCheckpointsDir) {
+      AUTOTP_FAIL(
+          "train: --resume {} names a checkpoint outside a run's checkpoints/ folder: "
+          "give --out for the run's outputs",
+          a.resume_dir);
+    }
+    options.out_dir = checkpoint ? dir.parent_path().parent_path().string() : a.resume_dir;
   }
   return options;
 }
-
-}  // namespace
 
 Device train_device(const std::string& requested, int local_rank) {
   if (requested == "cpu" || (requested.empty() && !cuda_available())) return Device::cpu();

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/device.h"
+#include "engine/trainer.h"
 
 namespace autotp::tools {
 
@@ -32,6 +33,10 @@ Device train_device(const std::string& requested, int local_rank);
 
 // Parses the arguments after "train"; bad arguments give one error with the usage line.
 TrainArgs parse_train_args(const std::vector<std::string>& args);
+
+// The Trainer's options from the arguments: out dir (for `--resume DIR` without --out: DIR,
+// or for a checkpoint DIR = RUN/checkpoints/step-N, RUN), resume, overwrite.
+TrainerOptions train_options(const TrainArgs& a);
 
 // Runs `autotp train`; returns the exit code (errors are thrown).
 int run_train(const std::vector<std::string>& args);

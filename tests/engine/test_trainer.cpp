@@ -237,6 +237,23 @@ TEST(TrainerResume, TenStepsEqualFiveThenResumeAndFiveMoreBitForBit) {
   EXPECT_EQ(expected_step, 11);
 }
 
+// --resume RUN/checkpoints/step-N resumes from exactly that step, even when later ones exist.
+TEST(TrainerResume, ACheckpointDirectoryResumesFromThatStep) {
+  TempDir dir("resume_named");
+  Trainer straight(trajectory_config(dir.sub("run"), {"train.checkpoint_interval=3"}), quiet());
+  straight.run();
+  ASSERT_EQ(latest_training_checkpoint(dir.sub("run")), dir.sub("run/checkpoints/step-00000010"));
+  TrainerOptions resume = quiet();
+  resume.resume = true;
+  resume.resume_dir = dir.sub("run/checkpoints/step-00000003");
+  Trainer again(trajectory_config(dir.sub("again")), resume);
+  ASSERT_EQ(again.current_step(), 3);
+  again.run();
+  ASSERT_EQ(again.history().size(), 7u);
+  for (size_t i = 0; i < 7; ++i)
+    EXPECT_EQ(again.history()[i].loss, straight.history()[3 + i].loss) << "step " << 4 + i;
+}
+
 TEST(TrainerResume, WithoutACheckpointIsAnErrorNamingTheDirectory) {
   TempDir dir("resume_missing");
   TrainerOptions resume = quiet();
@@ -465,6 +482,23 @@ TEST(TrainerErrors, AModelDirectoryWithUnreadableWeightsIsAnError) {
                         "model.path '" + model +
                             "' holds weights autotp cannot read (model-00001-of-00002.safetensors, "
                             "pytorch_model.bin)");
+}
+
+// A model whose sliding window is shorter than the sequence is refused before it is built (the
+// forward would refuse it at the first step).
+TEST(TrainerErrors, ASequenceBeyondTheSlidingWindowIsAnErrorBeforeTheModelIsBuilt) {
+  TempDir dir("window");
+  const Config config = parse_config(
+      "train_micro_batch_size_per_gpu: 1\n"
+      "model:\n  model_type: mistral\n  vocab_size: 64\n  hidden_size: 16\n"
+      "  intermediate_size: 32\n  num_hidden_layers: 1\n  num_attention_heads: 2\n"
+      "  sliding_window: 8\n"
+      "data: {type: synthetic, seq_len: 16}\n"
+      "train: {steps: 1, out_dir: " +
+          dir.path() + "}\n",
+      {}, "window.yaml");
+  EXPECT_ERROR_CONTAINS(Trainer(config, quiet()),
+                        "data: seq_len 16 exceeds the model's sliding_window 8");
 }
 
 TEST(TrainerErrors, ATokenFileWhoseSizeIsNotAMultipleOfTheWidthIsAnError) {

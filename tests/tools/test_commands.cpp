@@ -31,6 +31,24 @@ TEST(TrainArgs, ParsesConfigOverridesOutAndResume) {
   EXPECT_EQ(a.resume_dir, "");
 }
 
+// `--resume RUN/checkpoints/step-N` without --out continues writing into RUN.
+TEST(TrainArgs, ResumingACheckpointDirectoryWritesIntoItsRun) {
+  const fs::path run = fs::temp_directory_path() /
+                       fmt::format("autotp_test_resume_run_{}", static_cast<long>(getpid()));
+  fs::remove_all(run);
+  fs::create_directories(run / "checkpoints/step-00000003");
+  std::ofstream(run / "checkpoints/step-00000003/state.json") << "{}";
+  const TrainArgs a =
+      parse_train_args({"cfg.yaml", "--resume", (run / "checkpoints/step-00000003").string()});
+  EXPECT_EQ(fs::path(train_options(a).out_dir), run);
+  fs::create_directories(run / "elsewhere");
+  std::ofstream(run / "elsewhere/state.json") << "{}";
+  EXPECT_ERROR_CONTAINS(
+      train_options(parse_train_args({"cfg.yaml", "--resume", (run / "elsewhere").string()})),
+      "names a checkpoint outside a run's checkpoints/ folder: give --out");
+  fs::remove_all(run);
+}
+
 TEST(TrainArgs, OverwriteReplacesAnEarlierRunAndExcludesResume) {
   EXPECT_FALSE(parse_train_args({"cfg.yaml"}).overwrite);
   EXPECT_TRUE(parse_train_args({"cfg.yaml", "--overwrite"}).overwrite);
