@@ -232,6 +232,12 @@ LrScheduleConfig read_scheduler(MapReader r, double optimizer_lr, int64_t train_
   if (c.type == LrScheduleType::WarmupDecayLR || c.type == LrScheduleType::WarmupCosineLR) {
     // Absent or "auto": the run's length, train.steps.
     c.total_num_steps = int_at_least(p, "total_num_steps", train_steps, 1);
+    if (c.total_num_steps < c.warmup_num_steps) {
+      p.warn(p.present("total_num_steps") ? "total_num_steps" : "warmup_num_steps",
+             fmt::format("gives total_num_steps {} < warmup_num_steps {}: the rate decays "
+                         "before the warmup ends (DeepSpeed warns the same)",
+                         c.total_num_steps, c.warmup_num_steps));
+    }
   }
   if (c.type == LrScheduleType::WarmupCosineLR) {
     c.warmup_min_ratio = float_in(p, "warmup_min_ratio", 0.0, 0.0, 1.0);

@@ -151,6 +151,12 @@ void MapReader::fail(const std::string& key, const std::string& message) const {
   AUTOTP_FAIL("{}: '{}' {}", where(key), full_key(key), message);
 }
 
+void MapReader::warn(const std::string& key, const std::string& message) const {
+  if (source_->warnings != nullptr) {
+    source_->warnings->push_back(fmt::format("{}: '{}' {}", where(key), full_key(key), message));
+  }
+}
+
 void MapReader::type_error(const Entry& e, const char* expected) const {
   AUTOTP_FAIL("{}: '{}' must be {}, got {}", where_node(full_key(e.key), e.key_node),
               full_key(e.key), expected, describe_node(e.value));

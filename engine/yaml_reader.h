@@ -65,6 +65,8 @@ class MapReader {
   const std::string& path() const { return path_; }
   // Throws "<where>: '<full key>' <message>".
   [[noreturn]] void fail(const std::string& key, const std::string& message) const;
+  // Adds the warning "<where>: '<full key>' <message>" to the config's warnings.
+  void warn(const std::string& key, const std::string& message) const;
 
  private:
   struct Entry {

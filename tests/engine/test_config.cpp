@@ -200,6 +200,20 @@ TEST(Config, AutoMeansTheDefault) {
   EXPECT_EQ(plain.scheduler.warmup_max_lr, 0.02);
 }
 
+TEST(Config, ADecayScheduleShorterThanItsWarmupIsAWarning) {
+  const Config c = parse(std::string(kMinimal) +
+                         "scheduler: {type: WarmupDecayLR, params: {warmup_num_steps: 20, "
+                         "total_num_steps: 5}}\n");
+  ASSERT_EQ(c.warnings.size(), 1u);
+  EXPECT_NE(c.warnings[0].find("'scheduler.params.total_num_steps' gives total_num_steps 5 < "
+                               "warmup_num_steps 20"),
+            std::string::npos)
+      << c.warnings[0];
+  EXPECT_TRUE(parse(std::string(kMinimal) +
+                    "scheduler: {type: WarmupDecayLR, params: {warmup_num_steps: 2}}\n")
+                  .warnings.empty());
+}
+
 TEST(Config, AdamDecouplesUnlessAdamWModeIsFalse) {
   const auto decoupled = [&](const std::string& optimizer) {
     return parse(std::string(kMinimal) + optimizer).optimizer.adamw.decoupled_weight_decay;
