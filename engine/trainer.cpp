@@ -88,6 +88,31 @@ std::string earlier_run_outputs(const std::string& out_dir) {
   return text;
 }
 
+// Leftovers of saves that were killed midway under OUT/checkpoints (".step-N.tmp.*" staging
+// folders, "step-N.old.*" replaced ones): "2 (.step-00000003.tmp.1234, ...), 12.0 MiB"; empty
+// when there are none. Nothing reads them; they only take space.
+std::string interrupted_save_leftovers(const std::string& out_dir) {
+  const fs::path root = fs::path(out_dir) / kCheckpointsDir;
+  std::error_code ec;
+  if (!fs::is_directory(root, ec)) return "";
+  std::vector<std::string> names;
+  uintmax_t bytes = 0;
+  for (const fs::directory_entry& e : fs::directory_iterator(root, ec)) {
+    const std::string name = e.path().filename().string();
+    const bool staged = name.rfind(".step-", 0) == 0 && name.find(".tmp.") != std::string::npos;
+    const bool replaced = name.rfind("step-", 0) == 0 && name.find(".old.") != std::string::npos;
+    if (!staged && !replaced) continue;
+    names.push_back(name);
+    for (const fs::directory_entry& f : fs::recursive_directory_iterator(e.path(), ec)) {
+      if (f.is_regular_file(ec)) bytes += f.file_size(ec);
+    }
+  }
+  if (names.empty()) return "";
+  std::sort(names.begin(), names.end());
+  return fmt::format("{} ({}{}), {:.1f} MiB", names.size(), names.front(),
+                     names.size() > 1 ? ", ..." : "", static_cast<double>(bytes) / (1 << 20));
+}
+
 // The first line where two configs' YAML texts differ, as "KEY_LINE (checkpoint) -> LINE
 // (now)", for the warning about a resumed run whose trajectory will differ.
 std::string first_difference(const std::string& saved, const std::string& now) {
@@ -188,6 +213,13 @@ Trainer::Trainer(Config config, TrainerOptions options)
                  out_dir_, earlier);
   }
   if (!is_rank0()) options_.out = nullptr;  // only world rank 0 prints
+  if (const std::string leftovers = is_rank0() ? interrupted_save_leftovers(out_dir_) : "";
+      !leftovers.empty()) {
+    notes_.push_back(fmt::format(
+        "warning: {}/{} holds leftovers of interrupted saves: {}; nothing reads them (delete "
+        "them to free the space)",
+        out_dir_, kCheckpointsDir, leftovers));
+  }
   if (device_.is_cpu()) {
     if (config_.bf16) notes_.push_back("bf16.enabled: the CPU trainer computes in fp32");
     if (config_.fp16.enabled) notes_.push_back("fp16.enabled: the CPU trainer computes in fp32");

@@ -185,6 +185,20 @@ std::vector<std::pair<std::string, std::vector<double>>> weights_of(CausalLM& mo
   return out;
 }
 
+// What a Trainer printed (its summary, progress and notes) while `body` ran with `options`.
+template <typename Body>
+std::string printed_by(TrainerOptions options, Body body) {
+  std::FILE* file = std::tmpfile();
+  options.out = file;
+  body(options);
+  std::rewind(file);
+  std::string text;
+  for (int c; (c = std::fgetc(file)) != EOF;)
+    text.push_back(static_cast<char>(c));
+  std::fclose(file);
+  return text;
+}
+
 TEST(TrainerResume, TenStepsEqualFiveThenResumeAndFiveMoreBitForBit) {
   TempDir dir("resume");
   Trainer straight(trajectory_config(dir.sub("straight")), quiet());
@@ -254,26 +268,31 @@ TEST(TrainerResume, ACheckpointDirectoryResumesFromThatStep) {
     EXPECT_EQ(again.history()[i].loss, straight.history()[3 + i].loss) << "step " << 4 + i;
 }
 
+// The staging folder of a save that was killed midway is named when the run is resumed.
+TEST(TrainerResume, LeftoversOfAnInterruptedSaveAreNamed) {
+  TempDir dir("leftovers");
+  Trainer(trajectory_config(dir.path(), {"train.steps=2", "train.checkpoint_interval=2"}), quiet())
+      .run();
+  fs::create_directories(dir.sub("checkpoints/.step-00000004.tmp.4242"));
+  std::ofstream(dir.sub("checkpoints/.step-00000004.tmp.4242/model.safetensors"))
+      << std::string(1 << 20, 'x');
+  TrainerOptions resume = quiet();
+  resume.resume = true;
+  const std::string printed = printed_by(resume, [&](const TrainerOptions& o) {
+    Trainer(trajectory_config(dir.path(), {"train.steps=3"}), o).run();
+  });
+  EXPECT_NE(printed.find("holds leftovers of interrupted saves: 1 (.step-00000004.tmp.4242), "
+                         "1.0 MiB; nothing reads them"),
+            std::string::npos)
+      << printed;
+}
+
 TEST(TrainerResume, WithoutACheckpointIsAnErrorNamingTheDirectory) {
   TempDir dir("resume_missing");
   TrainerOptions resume = quiet();
   resume.resume = true;
   EXPECT_ERROR_CONTAINS(Trainer(trajectory_config(dir.path()), resume),
                         "--resume: no checkpoint under '" + dir.path() + "'");
-}
-
-// What a Trainer printed (its summary, progress and notes) while `body` ran with `options`.
-template <typename Body>
-std::string printed_by(TrainerOptions options, Body body) {
-  std::FILE* file = std::tmpfile();
-  options.out = file;
-  body(options);
-  std::rewind(file);
-  std::string text;
-  for (int c; (c = std::fgetc(file)) != EOF;)
-    text.push_back(static_cast<char>(c));
-  std::fclose(file);
-  return text;
 }
 
 TEST(TrainerResume, AChangedConfigIsAWarningNamingTheFirstDifference) {
