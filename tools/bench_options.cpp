@@ -47,6 +47,7 @@ BenchOptions parse_bench_options(const std::vector<std::string>& args, const cha
     }
   }
   if (o.config_path.empty()) w.fail("a CONFIG.yaml is required");
+  check_single_process(command);
   if (!o.json_path.empty()) {
     // Checked before the run: a report that cannot be written would waste the whole bench.
     namespace fs = std::filesystem;

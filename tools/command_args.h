@@ -9,6 +9,15 @@
 
 namespace autotp::tools {
 
+// The number of processes mpirun started for this job, from the variables Open MPI and
+// MPICH/PMI set in each; 1 without a launcher.
+int64_t launched_world_size();
+
+// For the commands that run one process (eval, export, bench, bench-ops): an error when a
+// launcher started several, each of which would repeat the whole command (and write the same
+// files, or share one GPU).
+void check_single_process(const char* command);
+
 // Walks args; at position i, take_value("--out") matches "--out VALUE" (advancing past the
 // value) or "--out=VALUE", returning the value; nullopt when args[i] is another argument.
 class ArgWalker {

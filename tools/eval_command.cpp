@@ -105,6 +105,7 @@ EvalArgs parse_eval_args(const std::vector<std::string>& args) {
 
 int run_eval(const std::vector<std::string>& args) {
   const EvalArgs a = parse_eval_args(args);
+  check_single_process("eval");
   ConfigLoadOptions load;
   load.overrides = a.overrides;
   const Config config = load_config_file(a.config_path, load);

@@ -44,6 +44,7 @@ ExportArgs parse_export_args(const std::vector<std::string>& args) {
 
 int run_export(const std::vector<std::string>& args) {
   const ExportArgs a = parse_export_args(args);
+  check_single_process("export");
   std::string dir = a.checkpoint;
   if (!fs::is_regular_file(fs::path(dir) / "state.json")) {
     const std::optional<std::string> latest = latest_training_checkpoint(dir);

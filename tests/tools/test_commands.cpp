@@ -4,11 +4,13 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
 #include "core/io/json.h"
 #include "tests/core/nn_test_helpers.h"
+#include "tools/command_args.h"
 #include "tools/commands.h"
 #include "tools/eval_command.h"
 #include "tools/train_command.h"
@@ -138,6 +140,17 @@ TEST(Commands, HelpListsTrainEvalDemoAndVersion) {
     EXPECT_NE(out.find(std::string("  ") + command + " "), std::string::npos) << command;
   }
   EXPECT_ERROR_CONTAINS(run({"trian"}), "unknown command 'trian'");
+}
+
+// Under mpirun, the one-process commands would each repeat the whole command: an error.
+TEST(Commands, OneProcessCommandsRefuseSeveralLaunchedRanks) {
+  ASSERT_EQ(::setenv("OMPI_COMM_WORLD_SIZE", "2", 1), 0);
+  EXPECT_ERROR_CONTAINS(run({"eval", "cfg.yaml"}),
+                        "eval: runs as one process, but the launcher started 2");
+  EXPECT_ERROR_CONTAINS(run({"bench", "cfg.yaml"}), "bench: runs as one process");
+  EXPECT_ERROR_CONTAINS(run({"export", "ckpt", "out"}), "export: runs as one process");
+  ::unsetenv("OMPI_COMM_WORLD_SIZE");
+  EXPECT_EQ(launched_world_size(), 1);
 }
 
 TEST(Commands, EveryCommandPrintsItsUsageForHelp) {
