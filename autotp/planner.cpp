@@ -6,6 +6,8 @@
 #include <map>
 #include <numeric>
 
+#include <fmt/ranges.h>
+
 #include "autotp/parser.h"
 #include "core/error.h"
 #include "layers/parallel/split_plan.h"
@@ -544,8 +546,15 @@ class Planner {
     if (plan_.selection.custom_specs) {
       for (size_t i = 0; i < config_.layer_specs.size() && i < spec_hits_.size(); ++i) {
         if (spec_hits_[i] == 0) {
-          plan_.warnings.push_back(fmt::format("{} matched no parameter of the model",
-                                               plan_.selection.specs[i].describe()));
+          const TPLayerSpec& spec = plan_.selection.specs[i];
+          // Say when the spec's model_types filter, not its patterns, left it unused.
+          const std::string why =
+              spec.applies_to(dims_.model_type)
+                  ? std::string()
+                  : fmt::format(" (its model_types [{}] exclude this {} model)",
+                                fmt::join(*spec.model_types, ", "), dims_.model_type);
+          plan_.warnings.push_back(
+              fmt::format("{} matched no parameter of the model{}", spec.describe(), why));
         }
       }
     }

@@ -83,6 +83,21 @@ TEST(SpecSelection, UseDefaultSpecsFalseIgnoresThePresetAndWarnsAboutUnmatchedLa
       << plan.warnings[0];
 }
 
+// A spec whose model_types filter excludes the model says so, not only that it matched nothing.
+TEST(SpecSelection, ASpecExcludedByItsModelTypesSaysSo) {
+  AutoTPConfig c = tp_config(2, "llama");
+  c.has_partition_config = true;
+  c.layer_specs = {custom({R"(.*\.mlp\.down_proj\.weight$)"}, SpecType::Row, "qwen rows",
+                          std::vector<std::string>{"qwen2"})};
+  const TPPlan plan = make_plan(module_shapes(kLlama), c, kLlamaDims);
+  bool said = false;
+  for (const std::string& w : plan.warnings)
+    said = said || w.find(
+                       "matched no parameter of the model (its model_types [qwen2] exclude "
+                       "this llama model)") != std::string::npos;
+  EXPECT_TRUE(said) << testing::all_text(plan.warnings);
+}
+
 TEST(SpecSelection, StrictModeMakesEveryUnmatchedLinearAnErrorButNotEmbeddingsOrTheHead) {
   AutoTPConfig c = tp_config(2);
   c.has_partition_config = true;
