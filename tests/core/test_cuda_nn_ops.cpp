@@ -126,7 +126,17 @@ struct Tolerances {
   // Added to the bf16 atol, in units of the largest magnitude of the tensor's reference: for
   // kernels that round intermediate terms to bf16 (tensor-core attention).
   double bf16_atol_of_largest = 0.0;
+  // When set, the f32 forward output / the f32 gradients use these instead of `f32`: bounds
+  // relative to each element for ops whose values are far below 1 (probabilities), where an
+  // absolute bound sized for the largest value would pass a kernel that wrote zeros.
+  std::optional<Tolerance> f32_out = std::nullopt;
+  std::optional<Tolerance> f32_grad = std::nullopt;
 };
+
+// A bound relative to each element (atol only against exact zeros): `units` unit roundoffs.
+Tolerance f32_relative(double units) {
+  return {1e-12, std::max(tolerance_for(DType::F32).rtol, units * kF32Unit)};
+}
 
 double largest_magnitude(const Tensor& t) {
   double largest = 0.0;
@@ -174,9 +184,9 @@ void expect_cuda_matches_cpu(const std::string& what, const GraphFn& fn,
   }
   const Outcome cpu = run_graph(fn, inputs, grad_out, DType::F32, kCpu);
   const Outcome gpu = run_graph(fn, inputs, grad_out, DType::F32, kCuda);
-  EXPECT_TRUE(all_close(gpu.out, cpu.out, tol.f32, what + " forward f32"));
+  EXPECT_TRUE(all_close(gpu.out, cpu.out, tol.f32_out.value_or(tol.f32), what + " forward f32"));
   for (size_t i = 0; i < inputs.size(); ++i) {
-    EXPECT_TRUE(all_close(gpu.grads[i], cpu.grads[i], tol.f32,
+    EXPECT_TRUE(all_close(gpu.grads[i], cpu.grads[i], tol.f32_grad.value_or(tol.f32),
                           what + " grad of input " + std::to_string(i) + " f32"));
   }
   if (!tol.bf16_out) return;
@@ -360,13 +370,18 @@ TEST(CudaSoftmax, SoftmaxMatchesTheCpuForwardAndBackward_CUDA) {
     // relative; dx = y (dy - sum(dy y)) adds the dot's n u (sum |dy y| <= 1): 3n + 20 units.
     // bf16: y is saved in bf16 (2^-9 relative) and enters dx twice, |dy - dot| <= 2: dx errs
     // by at most 3 * 2^-9 (y <= 1) beyond the f32 error.
+    // The forward alone, relative to each probability (they are ~1e-4 at n = 9000, below the
+    // absolute bound): y = exp(x - m - log s) errs by the absolute error of its exponent, s's
+    // n u plus |x - m| u, one ulp of log s (|log s| <= 10) and the subtraction's |y| u, plus
+    // expf's 2 ulp: below (n + 50) u, twice that allowed.
     const Tolerance f32 = f32_within(3 * n + 20);
     const Tolerance bf16_grad{bf16_after(f32).atol + 3 * kBf16Unit, bf16_after(f32).rtol};
+    Tolerances tol{f32, bf16_after(f32), bf16_grad};
+    tol.f32_out = f32_relative(2 * (n + 64));
     const int64_t dim = c.dim;
     expect_cuda_matches_cpu(
         "softmax " + shape_str(c.shape) + " dim " + std::to_string(dim),
-        [dim](const std::vector<Tensor>& in) { return ops::softmax(in[0], dim); }, {x}, g,
-        {f32, bf16_after(f32), bf16_grad});
+        [dim](const std::vector<Tensor>& in) { return ops::softmax(in[0], dim); }, {x}, g, tol);
   }
 }
 
@@ -381,11 +396,14 @@ TEST(CudaSoftmax, LogSoftmaxMatchesTheCpuForwardAndBackward_CUDA) {
     // with S = sum(dy): S errs by n * n * u (partial sums below n), exp(y) by (n + 8) u
     // relative and |exp(y) S| <= n: 2n^2 + 8n units. bf16 gradients: the next test (with an
     // arbitrary dy the bf16-saved y's error, up to |y| 2^-9, is multiplied by sum(dy)).
+    // The forward alone: the exponent's absolute error as in softmax, (n + 50) u, plus |y| u;
+    // twice that allowed (the quadratic bound is the gradient's).
+    Tolerances tol{f32_within(2 * n * n + 8 * n), bf16_after(f32_within(n + 8)), std::nullopt};
+    tol.f32_out = f32_within(2 * (n + 64));
     const int64_t dim = c.dim;
     expect_cuda_matches_cpu(
         "log_softmax " + shape_str(c.shape) + " dim " + std::to_string(dim),
-        [dim](const std::vector<Tensor>& in) { return ops::log_softmax(in[0], dim); }, {x}, g,
-        {f32_within(2 * n * n + 8 * n), bf16_after(f32_within(n + 8)), std::nullopt});
+        [dim](const std::vector<Tensor>& in) { return ops::log_softmax(in[0], dim); }, {x}, g, tol);
   }
 }
 
@@ -467,14 +485,18 @@ TEST(CudaCrossEntropy, LossAndLogitGradientsMatchTheCpu_CUDA) {
     // sum, then log); the mean is taken in f64. dlogits = (p - onehot) / count with p's
     // relative error that of x - lse: 10 (C + 16) units cover both. bf16 logits give an f32
     // loss computed in f32 (the f32 tolerance) and bf16 dlogits rounded once.
+    // The gradient relative to each element (p / count is ~1e-5 at 9000 classes, below the
+    // absolute bound; ignored rows are exact zeros), with twice the bound above.
     const Tolerance f32 = f32_within(10 * (n + 16));
-    expect_cuda_matches_cpu("cross_entropy " + std::to_string(c.rows) + "x" +
-                                std::to_string(c.classes) + " ignore " + std::to_string(ignore) +
-                                " targets " + std::string(dtype_name(c.target_dtype)),
-                            [targets, ignore](const std::vector<Tensor>& in) {
-                              return ops::cross_entropy(in[0], targets.to(in[0].device()), ignore);
-                            },
-                            {logits}, Tensor::full({}, 0.75), {f32, f32, bf16_after(f32)});
+    Tolerances tol{f32, f32, bf16_after(f32)};
+    tol.f32_grad = f32_relative(20 * (n + 16));
+    expect_cuda_matches_cpu(
+        "cross_entropy " + std::to_string(c.rows) + "x" + std::to_string(c.classes) + " ignore " +
+            std::to_string(ignore) + " targets " + std::string(dtype_name(c.target_dtype)),
+        [targets, ignore](const std::vector<Tensor>& in) {
+          return ops::cross_entropy(in[0], targets.to(in[0].device()), ignore);
+        },
+        {logits}, Tensor::full({}, 0.75), tol);
   }
 }
 
