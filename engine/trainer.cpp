@@ -209,7 +209,7 @@ Trainer::Trainer(Config config, TrainerOptions options)
     AUTOTP_CHECK(earlier.empty(),
                  "output directory '{}' holds an earlier run ({}), which a fresh run would "
                  "overwrite: give --resume to continue it, --overwrite to replace it, or another "
-                 "--out",
+                 "--out (TrainerOptions: resume, overwrite, out_dir)",
                  out_dir_, earlier);
   }
   if (!is_rank0()) options_.out = nullptr;  // only world rank 0 prints

@@ -338,7 +338,7 @@ TEST(TrainerOutputs, AFreshRunIntoAnEarlierRunIsAnErrorUnlessOverwriting) {
       "output directory '" + dir.path() +
           "' holds an earlier run (checkpoints/ (latest step-00000003), metrics.jsonl, hf/), "
           "which a fresh run would overwrite: give --resume to continue it, --overwrite to "
-          "replace it, or another --out");
+          "replace it, or another --out (TrainerOptions: resume, overwrite, out_dir)");
   EXPECT_EQ(metrics_lines(), 3);
   options.overwrite = true;
   const std::string printed = printed_by(options, [&](const TrainerOptions& o) {
