@@ -4,6 +4,8 @@
 
 #include <cuda_runtime_api.h>
 
+#include <string>
+
 #include "kernels/cuda/check.h"
 
 namespace autotp::kernels::cuda {
@@ -13,7 +15,11 @@ class ScopedDevice {
   explicit ScopedDevice(int device) {
     AUTOTP_CUDA_CHECK(cudaGetDevice(&previous_));
     if (previous_ != device) {
-      AUTOTP_CUDA_CHECK(cudaSetDevice(device));
+      const cudaError_t status = cudaSetDevice(device);
+      if (status != cudaSuccess) {  // named with the device asked for, not the current one
+        const std::string call = "cudaSetDevice(" + std::to_string(device) + ")";
+        detail::throw_cuda_error(status, call.c_str(), __FILE__, __LINE__);
+      }
       switched_ = true;
     }
   }
