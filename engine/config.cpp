@@ -431,7 +431,9 @@ DataConfig read_data(MapReader r, uint64_t default_seed) {
                                type));
   }
   if (const auto dtype = r.get_string("dtype")) {
-    if (c.type != DataSourceType::Tokens) {
+    // The default width is accepted anywhere: earlier versions wrote it into every saved
+    // config (run directories' config.yaml, checkpoints' state.json).
+    if (c.type != DataSourceType::Tokens && *dtype != "uint16") {
       r.fail("dtype", fmt::format("is the token file's integer width, but data.type is '{}' "
                                   "(set type: tokens)",
                                   type));

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <exception>
 #include <filesystem>
 #include <optional>
 #include <sstream>
@@ -166,52 +167,75 @@ Trainer::Trainer(Config config, TrainerOptions options)
     : config_(std::move(config)), options_(std::move(options)), schedule_(config_.scheduler) {
   out_dir_ = options_.out_dir.empty() ? config_.train.out_dir : options_.out_dir;
   config_.train.out_dir = out_dir_;
-  AUTOTP_CHECK(!fs::exists(out_dir_) || fs::is_directory(out_dir_),
-               "output directory '{}' exists and is not a directory", out_dir_);
-  AUTOTP_CHECK(options_.dtype == DType::F32 || options_.dtype == DType::F64,
-               "trainer: parameters must be f32 or f64, got {}", dtype_name(options_.dtype));
-  device_ = options_.device;
-  check_training_device(device_, "trainer: device " + device_.str());
-  const bool mixed = options_.force_master_weights ||
-                     (device_.is_cuda() && (config_.bf16 || config_.fp16.enabled));
-  AUTOTP_CHECK(!mixed || options_.dtype == DType::F32,
-               "trainer: mixed precision keeps f32 master weights, so the parameter dtype must be "
-               "f32, got {}",
-               dtype_name(options_.dtype));
-  if (device_.is_cuda()) cuda_set_current_device(device_.index);  // kernels launch there
-
-  // The process grid must be the one the config describes.
   grid_ = options_.grid;
-  const int64_t tp_config = std::max<int64_t>(1, config_.tensor_parallel.autotp_size);
-  const int64_t tp_size = grid_ ? grid_->tp()->size() : 1;
   const int64_t dp_size = grid_ ? grid_->dp()->size() : 1;
-  const int64_t world = grid_ ? grid_->world()->size() : 1;
-  AUTOTP_CHECK(tp_config == tp_size,
-               "tensor_parallel.autotp_size is {} but this run has {} process(es) with tp = {}: "
-               "launch with mpirun -np {} (autotp_size x data_parallel_size)",
-               config_.tensor_parallel.autotp_size, world, tp_size,
-               tp_config * config_.batch.dp_size);
-  AUTOTP_CHECK(config_.batch.dp_size == dp_size,
-               "data_parallel_size is {} but this run has {} process(es): dp = world {} / "
-               "autotp_size {} = {} (launch with mpirun -np {}, or set data_parallel_size to {})",
-               config_.batch.dp_size, world, world, tp_size, dp_size,
-               config_.batch.dp_size * tp_size, dp_size);
-  if (!options_.resume && !options_.overwrite) {
-    // Decided on world rank 0, which writes the run's files, and shared: another rank looking
-    // for itself could do so after rank 0 had started this run's own files (and would stop
-    // alone, leaving the others waiting in a collective).
-    std::string earlier = is_rank0() ? earlier_run_outputs(out_dir_) : std::string();
-    if (grid_) {
-      const std::vector<uint8_t> root =
-          grid_->world()->exchange_bytes(std::vector<uint8_t>(earlier.begin(), earlier.end()))[0];
-      earlier.assign(root.begin(), root.end());
+  // Every check a rank makes on its own before the first collective ends in that collective
+  // (a rank that failed alone would leave the others waiting in it): each rank sends its
+  // failure, or world rank 0 its view of the output directory, and all stop together.
+  std::exception_ptr local_failure;
+  std::string earlier;  // world rank 0's: an earlier run in the out dir (fresh runs only)
+  try {
+    AUTOTP_CHECK(!fs::exists(out_dir_) || fs::is_directory(out_dir_),
+                 "output directory '{}' exists and is not a directory", out_dir_);
+    AUTOTP_CHECK(options_.dtype == DType::F32 || options_.dtype == DType::F64,
+                 "trainer: parameters must be f32 or f64, got {}", dtype_name(options_.dtype));
+    device_ = options_.device;
+    check_training_device(device_, "trainer: device " + device_.str());
+    const bool mixed = options_.force_master_weights ||
+                       (device_.is_cuda() && (config_.bf16 || config_.fp16.enabled));
+    AUTOTP_CHECK(!mixed || options_.dtype == DType::F32,
+                 "trainer: mixed precision keeps f32 master weights, so the parameter dtype must "
+                 "be f32, got {}",
+                 dtype_name(options_.dtype));
+    if (device_.is_cuda()) cuda_set_current_device(device_.index);  // kernels launch there
+
+    // The process grid must be the one the config describes.
+    const int64_t tp_config = std::max<int64_t>(1, config_.tensor_parallel.autotp_size);
+    const int64_t tp_size = grid_ ? grid_->tp()->size() : 1;
+    const int64_t world = grid_ ? grid_->world()->size() : 1;
+    AUTOTP_CHECK(tp_config == tp_size,
+                 "tensor_parallel.autotp_size is {} but this run has {} process(es) with tp = {}: "
+                 "launch with mpirun -np {} (autotp_size x data_parallel_size)",
+                 config_.tensor_parallel.autotp_size, world, tp_size,
+                 tp_config * config_.batch.dp_size);
+    AUTOTP_CHECK(config_.batch.dp_size == dp_size,
+                 "data_parallel_size is {} but this run has {} process(es): dp = world {} / "
+                 "autotp_size {} = {} (launch with mpirun -np {}, or set data_parallel_size to {})",
+                 config_.batch.dp_size, world, world, tp_size, dp_size,
+                 config_.batch.dp_size * tp_size, dp_size);
+    // Decided on world rank 0, which writes the run's files: another rank looking for itself
+    // could do so after rank 0 had started this run's own files.
+    if (!options_.resume && !options_.overwrite && is_rank0()) {
+      earlier = earlier_run_outputs(out_dir_);
     }
-    AUTOTP_CHECK(earlier.empty(),
-                 "output directory '{}' holds an earlier run ({}), which a fresh run would "
-                 "overwrite: give --resume to continue it, --overwrite to replace it, or another "
-                 "--out (TrainerOptions: resume, overwrite, out_dir)",
-                 out_dir_, earlier);
+  } catch (...) {
+    local_failure = std::current_exception();
   }
+  if (grid_) {
+    std::string mine = "O" + earlier;
+    if (local_failure) {
+      try {
+        std::rethrow_exception(local_failure);
+      } catch (const std::exception& e) {
+        mine = std::string("F") + e.what();
+      }
+    }
+    const std::vector<std::vector<uint8_t>> all =
+        grid_->world()->exchange_bytes(std::vector<uint8_t>(mine.begin(), mine.end()));
+    for (size_t r = 0; r < all.size() && !local_failure; ++r) {
+      if (!all[r].empty() && all[r][0] == 'F') {
+        AUTOTP_FAIL("rank {} stopped in the trainer's setup: {}", r,
+                    std::string(all[r].begin() + 1, all[r].end()));
+      }
+    }
+    if (!all[0].empty()) earlier.assign(all[0].begin() + 1, all[0].end());
+  }
+  if (local_failure) std::rethrow_exception(local_failure);
+  AUTOTP_CHECK(earlier.empty(),
+               "output directory '{}' holds an earlier run ({}), which a fresh run would "
+               "overwrite: give --resume to continue it, --overwrite to replace it, or another "
+               "--out (TrainerOptions: resume, overwrite, out_dir)",
+               out_dir_, earlier);
   if (!is_rank0()) options_.out = nullptr;  // only world rank 0 prints
   if (const std::string leftovers = is_rank0() ? interrupted_save_leftovers(out_dir_) : "";
       !leftovers.empty()) {
@@ -340,8 +364,8 @@ Trainer::Trainer(Config config, TrainerOptions options)
     }
   } else if (const std::string earlier = earlier_run_outputs(out_dir_); !earlier.empty()) {
     notes_.push_back(
-        fmt::format("warning: --overwrite: {} holds an earlier run ({}); this run replaces its "
-                    "metrics.jsonl, hf/ and the checkpoints of the steps it saves",
+        fmt::format("warning: --overwrite: {} holds an earlier run ({}); this run deletes its "
+                    "checkpoints/, hf/ and metrics.jsonl when it starts",
                     out_dir_, earlier));
   }
 }
@@ -684,6 +708,13 @@ void Trainer::run() {
 
   std::optional<MetricsLog> metrics;  // world rank 0 writes files
   if (is_rank0()) {
+    if (options_.overwrite && !resumed()) {
+      // --overwrite: the earlier run's outputs go first, so none of its checkpoints (or a
+      // `latest` naming one) can be taken for this run's.
+      std::error_code ec;
+      for (const char* name : {kCheckpointsDir, "hf", "metrics.jsonl"})
+        fs::remove_all(fs::path(out_dir_) / name, ec);
+    }
     fs::create_directories(out_dir_);
     io::write_file_atomically((fs::path(out_dir_) / "config.yaml").string(),
                               config_to_yaml(config_));

@@ -66,7 +66,10 @@ TrainerOptions train_options(const TrainArgs& a) {
     // Continue writing where the run lives: DIR, or for a checkpoint DIR = RUN/checkpoints/
     // step-N, RUN.
     namespace fs = std::filesystem;
-    const fs::path dir = fs::path(a.resume_dir).lexically_normal();
+    // Absolute, so a relative checkpoints/step-N has a run directory; without a trailing
+    // separator (shell completion adds one).
+    fs::path dir = fs::absolute(a.resume_dir).lexically_normal();
+    if (dir.filename().empty()) dir = dir.parent_path();
     const bool checkpoint = fs::exists(dir / kCheckpointManifestFile);
     if (checkpoint && dir.parent_path().filename() != kCheckpointsDir) {
       AUTOTP_FAIL(

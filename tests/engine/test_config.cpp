@@ -261,8 +261,10 @@ TEST(Config, DataPathOrDtypeWithoutAFileReadingTypeIsAnError) {
   const std::string head = "train_micro_batch_size_per_gpu: 2\ntrain: {steps: 3}\n";
   EXPECT_ERROR_CONTAINS(parse(head + "data: {seq_len: 16, vocab_size: 50, path: t.bin}\n"),
                         "'data.path' is given, but data.type is 'synthetic', which reads no file");
-  EXPECT_ERROR_CONTAINS(parse(head + "data: {type: text, seq_len: 16, dtype: uint16}\n"),
+  EXPECT_ERROR_CONTAINS(parse(head + "data: {type: text, seq_len: 16, dtype: uint32}\n"),
                         "'data.dtype' is the token file's integer width, but data.type is 'text'");
+  // The default width, which earlier versions wrote into every saved config, is accepted.
+  EXPECT_EQ(parse(head + "data: {type: text, seq_len: 16, dtype: uint16}\n").data.seq_len, 16);
   EXPECT_EQ(parse(head + "data: {type: text, seq_len: 16, path: a.txt}\n").data.path, "a.txt");
 }
 

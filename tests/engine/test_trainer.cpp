@@ -348,6 +348,7 @@ TEST(TrainerOutputs, AFreshRunIntoAnEarlierRunIsAnErrorUnlessOverwriting) {
             std::string::npos)
       << printed;
   EXPECT_EQ(metrics_lines(), 2);
+  EXPECT_FALSE(fs::exists(dir.sub("checkpoints/step-00000003")));  // the earlier run's, deleted
   std::ofstream(dir.sub("a_file")) << "x";
   EXPECT_ERROR_CONTAINS(
       Trainer(trajectory_config(dir.sub("a_file")), options),

@@ -43,6 +43,9 @@ TEST(TrainArgs, ResumingACheckpointDirectoryWritesIntoItsRun) {
   const TrainArgs a =
       parse_train_args({"cfg.yaml", "--resume", (run / "checkpoints/step-00000003").string()});
   EXPECT_EQ(fs::path(train_options(a).out_dir), run);
+  const TrainArgs slash = parse_train_args(
+      {"cfg.yaml", "--resume", (run / "checkpoints/step-00000003").string() + "/"});
+  EXPECT_EQ(fs::path(train_options(slash).out_dir), run);  // shell completion's trailing '/'
   fs::create_directories(run / "elsewhere");
   std::ofstream(run / "elsewhere/state.json") << "{}";
   EXPECT_ERROR_CONTAINS(
