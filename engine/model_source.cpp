@@ -31,9 +31,13 @@ std::string unreadable_weight_files(const fs::path& dir) {
   std::vector<std::string> names;
   std::error_code ec;
   for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
+    // Weights by their names: every *.safetensors, and PyTorch/GGUF files named model* or
+    // pytorch_model* (not transformers' training_args.bin, optimizer.pt, rng_state.pth).
+    const std::string name = e.path().filename().string();
     const std::string ext = e.path().extension().string();
-    if (ext == ".safetensors" || ext == ".bin" || ext == ".pt" || ext == ".pth" || ext == ".ckpt" ||
-        ext == ".gguf") {
+    const bool model_named = name.rfind("model", 0) == 0 || name.rfind("pytorch_model", 0) == 0;
+    if (ext == ".safetensors" || (model_named && (ext == ".bin" || ext == ".pt" || ext == ".pth" ||
+                                                  ext == ".ckpt" || ext == ".gguf"))) {
       names.push_back(e.path().filename().string());
     }
   }

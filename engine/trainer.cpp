@@ -317,6 +317,10 @@ Trainer::Trainer(Config config, TrainerOptions options)
     const bool named_checkpoint = fs::exists(fs::path(from) / kCheckpointManifestFile);
     const std::optional<std::string> checkpoint =
         named_checkpoint ? std::optional<std::string>(from) : latest_training_checkpoint(from);
+    AUTOTP_CHECK(named_checkpoint || fs::path(from).parent_path().filename() != kCheckpointsDir,
+                 "--resume: '{}' is not a complete checkpoint: its {} is missing (an interrupted "
+                 "save?)",
+                 from, kCheckpointManifestFile);
     AUTOTP_CHECK(checkpoint.has_value(),
                  "--resume: no checkpoint under '{}' (expected {}/checkpoints/latest; set "
                  "train.checkpoint_interval to write checkpoints)",

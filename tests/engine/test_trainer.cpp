@@ -262,6 +262,12 @@ TEST(TrainerResume, ACheckpointDirectoryResumesFromThatStep) {
   resume.resume_dir = dir.sub("run/checkpoints/step-00000003");
   Trainer again(trajectory_config(dir.sub("again")), resume);
   ASSERT_EQ(again.current_step(), 3);
+  TrainerOptions incomplete = resume;
+  fs::remove(dir.sub("run/checkpoints/step-00000006/state.json"));
+  incomplete.resume_dir = dir.sub("run/checkpoints/step-00000006");
+  EXPECT_ERROR_CONTAINS(Trainer(trajectory_config(dir.sub("third")), incomplete),
+                        "'" + dir.sub("run/checkpoints/step-00000006") +
+                            "' is not a complete checkpoint: its state.json is missing");
   again.run();
   ASSERT_EQ(again.history().size(), 7u);
   for (size_t i = 0; i < 7; ++i)
@@ -498,6 +504,7 @@ TEST(TrainerErrors, AModelDirectoryWithUnreadableWeightsIsAnError) {
             "path " + model + " (config.json only: weights from the seed)");
   fs::copy_file(kTrajectoryDir + "/model.safetensors", model + "/model-00001-of-00002.safetensors");
   std::ofstream(model + "/pytorch_model.bin") << "x";
+  std::ofstream(model + "/training_args.bin") << "x";  // not weights: not listed
   EXPECT_ERROR_CONTAINS(resolve_model_source(parse_config(yaml, options, "m.yaml").model),
                         "model.path '" + model +
                             "' holds weights autotp cannot read (model-00001-of-00002.safetensors, "
